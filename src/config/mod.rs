@@ -1,0 +1,202 @@
+//! Configuration: typed YAML, defaults, validation with YAML paths, secret references.
+//!
+//! [`load`] is the one entry point: it reads a file, parses it (serde-saphyr), validates it,
+//! collects *every* error with its YAML path, resolves secrets and scenarios, and returns a
+//! [`Loaded`] config that the runtime uses without further checks. This module knows nothing of
+//! the runtime.
+
+mod load;
+pub mod simulator;
+pub mod types;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+pub use load::{load, load_str};
+pub use types::*;
+
+use crate::probe::dialect::{AuthStyle, DialectKind, Message};
+
+/// One problem found in a config file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// YAML path, e.g. `targets[2].schedule.every`; empty for file-level problems.
+    pub path: String,
+    /// 1-based line, where the parser gives one.
+    pub line: Option<u64>,
+    /// What is wrong, in words that say what to write instead.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.path.is_empty(), self.line) {
+            (true, None) => write!(f, "{}", self.message),
+            (true, Some(l)) => write!(f, "line {l}: {}", self.message),
+            (false, None) => write!(f, "{}: {}", self.path, self.message),
+            (false, Some(l)) => write!(f, "{} (line {l}): {}", self.path, self.message),
+        }
+    }
+}
+
+/// Every problem found in a config file, in document order.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors {
+    /// The file (or `<string>`).
+    pub source_name: String,
+    /// The problems; never empty.
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.errors.len();
+        write!(
+            f,
+            "{}: {n} error{}",
+            self.source_name,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for e in &self.errors {
+            write!(f, "\n  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A non-fatal remark about a valid config (e.g. an inline API key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigWarning {
+    /// YAML path.
+    pub path: String,
+    /// What is discouraged and why.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// A validated configuration, ready for the runtime.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// Where it came from.
+    pub source_name: String,
+    /// Global settings.
+    pub global: GlobalConfig,
+    /// Targets, in file order, fully resolved.
+    pub targets: Vec<Arc<Target>>,
+    /// Histogram bucket overrides, keyed by metric name without the `inferprobe_` prefix.
+    pub buckets: BTreeMap<String, Vec<f64>>,
+    /// The in-process simulator, if configured.
+    pub simulator: Option<simulator::SimulatorConfig>,
+    /// Non-fatal remarks, logged at start and printed by `check-config`.
+    pub warnings: Vec<ConfigWarning>,
+}
+
+/// Where a target's requests go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BaseUrl {
+    /// An absolute `http(s)://` URL without a trailing slash.
+    Url(String),
+    /// The in-process simulator; its address is known only once it is listening.
+    Simulator,
+}
+
+/// A target with every reference resolved.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// Unique name; the `target` label.
+    pub name: String,
+    /// API dialect.
+    pub dialect: DialectKind,
+    /// Where requests go.
+    pub base_url: BaseUrl,
+    /// Model name; the `model` label.
+    pub model: String,
+    /// The API key, read from env/file at load time.
+    pub api_key: Option<Secret>,
+    /// How the key is sent.
+    pub auth: AuthStyle,
+    /// Extra headers.
+    pub headers: BTreeMap<String, String>,
+    /// Extra query parameters.
+    pub query: BTreeMap<String, String>,
+    /// OpenAI dialects: request usage in the stream.
+    pub include_usage: bool,
+    /// Scenarios with their weights; never empty.
+    pub scenarios: Vec<(Arc<Scenario>, u32)>,
+    /// How the next scenario is chosen.
+    pub scenario_selection: ScenarioSelection,
+    /// When to probe.
+    pub schedule: ScheduleConfig,
+    /// Resolved timeouts.
+    pub timeouts: Timeouts,
+    /// Response byte cap.
+    pub max_response_bytes: u64,
+    /// Prices for this target's model, if known.
+    pub price: Option<PriceConfig>,
+    /// Marks a production endpoint.
+    pub production: bool,
+}
+
+/// A scenario with its prompt read and its checks compiled.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// Name; the `scenario` label.
+    pub name: String,
+    /// The conversation, system prompt first when there is one. Long-context filler is already
+    /// appended to the last user message.
+    pub messages: Vec<Message>,
+    /// Upper bound on generated tokens.
+    pub max_tokens: u32,
+    /// Sampling temperature.
+    pub temperature: f64,
+    /// Stop sequences.
+    pub stop: Vec<String>,
+    /// Extra body fields.
+    pub extra_body: serde_json::Map<String, serde_json::Value>,
+    /// Prefix a random nonce to defeat the prefix cache.
+    pub cache_bust: bool,
+    /// Checks, with the regex compiled.
+    pub checks: Checks,
+}
+
+/// Checks with the regex compiled.
+#[derive(Clone, Debug, Default)]
+pub struct Checks {
+    /// Fewest output tokens accepted.
+    pub min_output_tokens: Option<u64>,
+    /// Most output tokens accepted.
+    pub max_output_tokens: Option<u64>,
+    /// Substrings the answer must contain.
+    pub must_contain: Vec<String>,
+    /// A regular expression the answer must match.
+    pub regex: Option<regex::Regex>,
+    /// The answer must parse as JSON.
+    pub valid_json: bool,
+    /// The model name the response must report.
+    pub expect_model: Option<String>,
+}
+
+impl Scenario {
+    /// The scenario used when a file defines none: a short chat that asks for a few words.
+    pub fn builtin_default() -> Scenario {
+        Scenario {
+            name: "default".to_string(),
+            messages: vec![Message {
+                role: "user".to_string(),
+                content: "Count from one to twenty in words, separated by spaces.".to_string(),
+            }],
+            max_tokens: default_max_tokens(),
+            temperature: 0.0,
+            stop: Vec::new(),
+            extra_body: serde_json::Map::new(),
+            cache_bust: true,
+            checks: Checks::default(),
+        }
+    }
+}

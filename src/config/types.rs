@@ -1,0 +1,456 @@
+//! The typed configuration. Every field is documented here; `config/example.yml` uses them all.
+//!
+//! Durations are human strings (`30s`, `250ms`) parsed by [`humantime`]. Defaults are named
+//! functions so that the documentation and the code cannot drift apart.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::simulator::SimulatorConfig;
+use crate::probe::dialect::{AuthStyle, DialectKind};
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Settings that apply to every target.
+    #[serde(default)]
+    pub global: GlobalConfig,
+    /// Named scenarios: what a probe sends and what it checks.
+    #[serde(default)]
+    pub scenarios: BTreeMap<String, ScenarioConfig>,
+    /// The endpoints to probe.
+    #[serde(default)]
+    pub targets: Vec<TargetConfig>,
+    /// Per-model prices, keyed by the model name used in targets.
+    #[serde(default)]
+    pub prices: BTreeMap<String, PriceConfig>,
+    /// Histogram bucket overrides, keyed by metric name without the `inferprobe_` prefix.
+    #[serde(default)]
+    pub buckets: BTreeMap<String, Vec<f64>>,
+    /// An in-process simulated endpoint; targets reach it with `base_url: simulator`.
+    #[serde(default)]
+    pub simulator: Option<SimulatorConfig>,
+}
+
+/// Settings that apply to every target.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalConfig {
+    /// Most probes in flight at once across all targets.
+    #[serde(default = "default_max_concurrent_probes")]
+    pub max_concurrent_probes: usize,
+    /// Schedule used by targets that set none.
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+    /// Timeouts used by targets that set none (field by field).
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
+    /// Largest response body read from one probe, in bytes; beyond it the probe is `stream_aborted`.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: u64,
+    /// Output-token budget per target per hour (0 = unlimited); probes beyond it are skipped with
+    /// reason `token_budget`.
+    #[serde(default)]
+    pub max_output_tokens_per_hour: u64,
+}
+
+impl Default for GlobalConfig {
+    fn default() -> Self {
+        GlobalConfig {
+            max_concurrent_probes: default_max_concurrent_probes(),
+            schedule: ScheduleConfig::default(),
+            timeouts: TimeoutsConfig::default(),
+            max_response_bytes: default_max_response_bytes(),
+            max_output_tokens_per_hour: 0,
+        }
+    }
+}
+
+/// Default for `global.max_concurrent_probes`.
+pub fn default_max_concurrent_probes() -> usize {
+    4
+}
+
+/// Default for `global.max_response_bytes`: 4 MiB, far above any canary answer.
+pub fn default_max_response_bytes() -> u64 {
+    4 * 1024 * 1024
+}
+
+/// When a target is probed: every interval (with jitter) or on a cron expression.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Interval between probe starts.
+    #[serde(default = "default_every", with = "humantime_serde_compat")]
+    pub every: Duration,
+    /// Random spread of each start, as a fraction of `every` (0.0–0.5): a start is drawn
+    /// uniformly from `every × (1 ± jitter)`.
+    #[serde(default = "default_jitter")]
+    pub jitter: f64,
+    /// A cron expression with seconds (`0 */5 * * * *`); replaces `every` when set.
+    #[serde(default)]
+    pub cron: Option<String>,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig {
+            every: default_every(),
+            jitter: default_jitter(),
+            cron: None,
+        }
+    }
+}
+
+/// Default for `schedule.every`.
+pub fn default_every() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// Default for `schedule.jitter`.
+pub fn default_jitter() -> f64 {
+    0.1
+}
+
+/// Timeouts of one probe. A missing field falls back to `global.timeouts`, then to the default.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    /// TCP (and TLS) connection setup.
+    #[serde(default, with = "humantime_serde_compat::option")]
+    pub connect: Option<Duration>,
+    /// From `t_start` to the first output-bearing event.
+    #[serde(default, with = "humantime_serde_compat::option")]
+    pub first_token: Option<Duration>,
+    /// Longest silence between two reads of the body.
+    #[serde(default, with = "humantime_serde_compat::option")]
+    pub idle: Option<Duration>,
+    /// The whole probe, from `t_start` to the end of the stream.
+    #[serde(default, with = "humantime_serde_compat::option")]
+    pub total: Option<Duration>,
+}
+
+/// Timeouts with every field resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP (and TLS) connection setup.
+    pub connect: Duration,
+    /// From `t_start` to the first output-bearing event.
+    pub first_token: Duration,
+    /// Longest silence between two reads of the body.
+    pub idle: Duration,
+    /// The whole probe.
+    pub total: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            first_token: Duration::from_secs(30),
+            idle: Duration::from_secs(30),
+            total: Duration::from_secs(120),
+        }
+    }
+}
+
+impl TimeoutsConfig {
+    /// Resolves this layer over `fallback`.
+    pub fn resolve(&self, fallback: &Timeouts) -> Timeouts {
+        Timeouts {
+            connect: self.connect.unwrap_or(fallback.connect),
+            first_token: self.first_token.unwrap_or(fallback.first_token),
+            idle: self.idle.unwrap_or(fallback.idle),
+            total: self.total.unwrap_or(fallback.total),
+        }
+    }
+}
+
+/// Where an API key comes from. Inline keys work but are warned about.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum SecretRef {
+    /// `{env: NAME}`: read from an environment variable when the config is loaded.
+    Env {
+        /// Variable name.
+        env: String,
+    },
+    /// `{file: PATH}`: read from a file (trailing newline trimmed), e.g. a mounted secret.
+    File {
+        /// File path.
+        file: String,
+    },
+    /// A literal key in the config file (discouraged: `check-config` warns).
+    Inline(String),
+}
+
+impl std::fmt::Debug for SecretRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretRef::Env { env } => write!(f, "{{env: {env}}}"),
+            SecretRef::File { file } => write!(f, "{{file: {file}}}"),
+            SecretRef::Inline(_) => f.write_str("<inline secret>"),
+        }
+    }
+}
+
+/// A resolved secret value. Its `Debug` and `Display` never print the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+    /// The value, for building a request header only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// One endpoint to probe.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// Unique name; the `target` label.
+    pub name: String,
+    /// API dialect: `openai-chat`, `openai-completions` or `anthropic-messages`.
+    pub dialect: DialectKind,
+    /// Base URL as the provider's SDK takes it (`http://host:8000/v1` for OpenAI dialects,
+    /// `https://api.anthropic.com` for Anthropic), or `simulator` for the in-process simulator.
+    pub base_url: String,
+    /// Model name sent in requests; the `model` label.
+    pub model: String,
+    /// API key reference; omit for servers without auth.
+    #[serde(default)]
+    pub api_key: Option<SecretRef>,
+    /// How the key is sent; defaults to the dialect's habit (bearer for OpenAI, `x-api-key` for
+    /// Anthropic).
+    #[serde(default)]
+    pub auth: Option<AuthStyle>,
+    /// Extra request headers (values are not logged).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Extra query parameters, e.g. `api-version` for Azure OpenAI.
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    /// OpenAI dialects: request usage in the stream (`stream_options.include_usage`). Turn off
+    /// for servers that reject the field; output tokens are then counted from events.
+    #[serde(default = "default_true")]
+    pub include_usage: bool,
+    /// Scenarios to run, by name (defaults to every scenario, or a built-in short chat when the
+    /// file defines none).
+    #[serde(default)]
+    pub scenarios: Vec<ScenarioRef>,
+    /// How the next scenario is chosen when there are several.
+    #[serde(default)]
+    pub scenario_selection: ScenarioSelection,
+    /// When to probe; falls back to `global.schedule`.
+    #[serde(default)]
+    pub schedule: Option<ScheduleConfig>,
+    /// Timeouts; missing fields fall back to `global.timeouts`.
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
+    /// Response byte cap; falls back to `global.max_response_bytes`.
+    #[serde(default)]
+    pub max_response_bytes: Option<u64>,
+    /// Price override for this target (else `prices[model]`).
+    #[serde(default)]
+    pub price: Option<PriceConfig>,
+    /// Marks a production endpoint (used by tools that generate load).
+    #[serde(default)]
+    pub production: bool,
+}
+
+/// Default helper for boolean fields that default to true.
+pub fn default_true() -> bool {
+    true
+}
+
+/// A scenario reference: a bare name, or a name with a weight.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum ScenarioRef {
+    /// `- short-chat`
+    Name(String),
+    /// `- {name: short-chat, weight: 3}`
+    Weighted {
+        /// Scenario name.
+        name: String,
+        /// Relative weight for `scenario_selection: weighted`.
+        weight: u32,
+    },
+}
+
+impl ScenarioRef {
+    /// The referenced scenario's name.
+    pub fn name(&self) -> &str {
+        match self {
+            ScenarioRef::Name(n) => n,
+            ScenarioRef::Weighted { name, .. } => name,
+        }
+    }
+    /// The weight (1 for a bare name).
+    pub fn weight(&self) -> u32 {
+        match self {
+            ScenarioRef::Name(_) => 1,
+            ScenarioRef::Weighted { weight, .. } => *weight,
+        }
+    }
+}
+
+/// How a target with several scenarios picks the next one.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ScenarioSelection {
+    /// In turn, in the order listed.
+    #[default]
+    Rotate,
+    /// At random, in proportion to each reference's `weight`.
+    Weighted,
+}
+
+/// What a probe sends and what it checks.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioConfig {
+    /// Optional system prompt.
+    #[serde(default)]
+    pub system: Option<String>,
+    /// The conversation. Exactly one of `messages`, `prompt` and `prompt_file` is required.
+    #[serde(default)]
+    pub messages: Vec<MessageConfig>,
+    /// A single user message.
+    #[serde(default)]
+    pub prompt: Option<String>,
+    /// A file whose contents are the single user message (read at load time).
+    #[serde(default)]
+    pub prompt_file: Option<String>,
+    /// Pads the user message with neutral filler to about this many input tokens (4 characters
+    /// per token), so TTFT is watched at long-context sizes. 0 = no padding.
+    #[serde(default)]
+    pub context_tokens: u32,
+    /// Upper bound on generated tokens.
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: u32,
+    /// Sampling temperature.
+    #[serde(default)]
+    pub temperature: f64,
+    /// Stop sequences.
+    #[serde(default)]
+    pub stop: Vec<String>,
+    /// Extra top-level request body fields (e.g. `ignore_eos: true` for vLLM/llama.cpp).
+    #[serde(default)]
+    pub extra_body: serde_json::Map<String, serde_json::Value>,
+    /// Prefix each probe's prompt with a short random nonce so the server's prefix cache cannot
+    /// serve it; `false` measures the cached path on purpose.
+    #[serde(default = "default_true")]
+    pub cache_bust: bool,
+    /// Correctness checks; a failure makes the probe `check_failed`.
+    #[serde(default)]
+    pub checks: ChecksConfig,
+}
+
+/// Default for `max_tokens`.
+pub fn default_max_tokens() -> u32 {
+    64
+}
+
+/// One chat message.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MessageConfig {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    /// The text.
+    pub content: String,
+}
+
+/// Correctness checks run on a completed response.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ChecksConfig {
+    /// Fewest output tokens accepted.
+    #[serde(default)]
+    pub min_output_tokens: Option<u64>,
+    /// Most output tokens accepted.
+    #[serde(default)]
+    pub max_output_tokens: Option<u64>,
+    /// Substrings the answer must contain (case-sensitive).
+    #[serde(default)]
+    pub must_contain: Vec<String>,
+    /// A regular expression the answer must match.
+    #[serde(default)]
+    pub regex: Option<String>,
+    /// The answer must parse as JSON (surrounding whitespace and a ```json fence allowed).
+    #[serde(default)]
+    pub valid_json: bool,
+    /// The model name the response reports must equal this (catches a silent model swap).
+    #[serde(default)]
+    pub expect_model: Option<String>,
+}
+
+/// Prices in USD per million tokens.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PriceConfig {
+    /// USD per million input (prompt) tokens.
+    #[serde(default)]
+    pub input_per_million: f64,
+    /// USD per million output (generated) tokens.
+    #[serde(default)]
+    pub output_per_million: f64,
+    /// USD per million cached input tokens, where the API reports them (else input price).
+    #[serde(default)]
+    pub cached_input_per_million: Option<f64>,
+}
+
+/// Serde adapters for humantime durations (`30s`, `250ms`).
+pub mod humantime_serde_compat {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    /// Deserializes a required duration.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        parse(&s).map_err(serde::de::Error::custom)
+    }
+
+    /// Parses a duration string, with an error that says what is accepted.
+    pub fn parse(s: &str) -> Result<Duration, String> {
+        humantime::parse_duration(s.trim())
+            .map_err(|e| format!("invalid duration {s:?} ({e}); use e.g. \"30s\", \"250ms\", \"2m\""))
+    }
+
+    /// Adapters for optional durations.
+    pub mod option {
+        use std::time::Duration;
+
+        use serde::{Deserialize, Deserializer};
+
+        /// Deserializes an optional duration.
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            match Option::<String>::deserialize(d)? {
+                None => Ok(None),
+                Some(s) => super::parse(&s).map(Some).map_err(serde::de::Error::custom),
+            }
+        }
+    }
+}

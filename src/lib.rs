@@ -1,0 +1,14 @@
+//! inferprobe: a streaming canary prober for LLM endpoints.
+//!
+//! `main` parses flags and maps errors to exit codes; everything else lives here so tests drive
+//! the real code in-process.
+
+pub mod config;
+pub mod metrics;
+pub mod probe;
+pub mod sim;
+
+/// The crate version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git revision the binary was built from (`unknown` outside a checkout).
+pub const REVISION: &str = env!("INFERPROBE_GIT_REVISION");

@@ -1,0 +1,10 @@
+//! The probe engine: HTTP, the clock, SSE framing, dialects, trace → outcome, checks.
+
+pub mod check;
+pub mod dialect;
+pub mod engine;
+pub mod result;
+pub mod trace;
+
+pub use result::ProbeResult;
+pub use trace::{Outcome, Trace};

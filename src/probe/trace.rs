@@ -1,0 +1,224 @@
+//! A probe's raw timeline ([`Trace`]) and what it means ([`Outcome`]).
+//!
+//! The engine records `Instant`s as bytes arrive; an unreached phase is `None`. Every duration in
+//! an [`Outcome`] is a pure function of the trace, so the timing definitions are unit-tested on
+//! hand-built traces.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::probe::dialect::OutputKind;
+use crate::probe::result::ProbeResult;
+
+/// Timestamps and counts collected while one probe runs.
+#[derive(Clone, Debug)]
+pub struct Trace {
+    /// Just before the request was sent.
+    pub start: Instant,
+    /// Wall-clock time of `start`, for `inferprobe_last_probe_timestamp_seconds`.
+    pub start_wall: SystemTime,
+    /// Response headers received.
+    pub headers: Option<Instant>,
+    /// First SSE event of any kind.
+    pub first_event: Option<Instant>,
+    /// Arrival of each output-bearing event, in order, with its kind.
+    pub outputs: Vec<(Instant, OutputKind)>,
+    /// End of the stream (end marker or clean EOF after the last event).
+    pub end: Option<Instant>,
+    /// When the probe gave up or failed, if it did not reach `end`.
+    pub failed_at: Option<Instant>,
+}
+
+impl Trace {
+    /// A trace that starts now.
+    pub fn new(start: Instant) -> Trace {
+        Trace {
+            start,
+            start_wall: SystemTime::now(),
+            headers: None,
+            first_event: None,
+            outputs: Vec::new(),
+            end: None,
+            failed_at: None,
+        }
+    }
+
+    /// Time to first byte: response headers.
+    pub fn ttfb(&self) -> Option<Duration> {
+        self.since_start(self.headers)
+    }
+
+    /// Time to first SSE event of any kind.
+    pub fn time_to_first_event(&self) -> Option<Duration> {
+        self.since_start(self.first_event)
+    }
+
+    /// Time to first output-bearing event (answer, reasoning or tool-call arguments).
+    pub fn ttft(&self) -> Option<Duration> {
+        self.since_start(self.outputs.first().map(|(t, _)| *t))
+    }
+
+    /// Time to first answer-text event.
+    pub fn time_to_first_answer_token(&self) -> Option<Duration> {
+        self.since_start(
+            self.outputs
+                .iter()
+                .find(|(_, k)| *k == OutputKind::Answer)
+                .map(|(t, _)| *t),
+        )
+    }
+
+    /// Gaps between consecutive output-bearing events, one per gap.
+    pub fn inter_token_latencies(&self) -> Vec<Duration> {
+        self.outputs
+            .windows(2)
+            .map(|w| w[1].0.saturating_duration_since(w[0].0))
+            .collect()
+    }
+
+    /// Start to end of stream; `None` when the stream did not complete.
+    pub fn e2e(&self) -> Option<Duration> {
+        self.since_start(self.end)
+    }
+
+    /// Start to the moment the probe ended, completed or not.
+    pub fn elapsed(&self) -> Duration {
+        let last = self.end.or(self.failed_at).unwrap_or(self.start);
+        last.saturating_duration_since(self.start)
+    }
+
+    /// TPOT = (t_last_output − t_first_output) / (output_tokens − 1); `None` below 2 tokens.
+    pub fn tpot(&self, output_tokens: u64) -> Option<Duration> {
+        if output_tokens < 2 {
+            return None;
+        }
+        let first = self.outputs.first()?.0;
+        let last = self.outputs.last()?.0;
+        let span = last.saturating_duration_since(first);
+        Some(span.div_f64((output_tokens - 1) as f64))
+    }
+
+    /// Output tokens per second of E2E; `None` when the stream did not complete.
+    pub fn output_rate(&self, output_tokens: u64) -> Option<f64> {
+        let e2e = self.e2e()?.as_secs_f64();
+        if e2e <= 0.0 {
+            return None;
+        }
+        Some(output_tokens as f64 / e2e)
+    }
+
+    fn since_start(&self, t: Option<Instant>) -> Option<Duration> {
+        t.map(|t| t.saturating_duration_since(self.start))
+    }
+}
+
+/// Where the output-token count came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenSource {
+    /// The server's `usage` report.
+    Usage,
+    /// Counted as one token per output-bearing event (the server reported no usage).
+    CountedEvents,
+}
+
+impl TokenSource {
+    /// For logs and probe output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenSource::Usage => "usage",
+            TokenSource::CountedEvents => "counted_events",
+        }
+    }
+}
+
+/// Percentile summary of a probe's inter-token latencies.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ItlSummary {
+    /// Median gap.
+    pub p50: Duration,
+    /// 95th percentile gap (nearest rank).
+    pub p95: Duration,
+    /// Largest gap.
+    pub max: Duration,
+}
+
+impl ItlSummary {
+    /// Summarizes gaps; `None` when there are none.
+    pub fn of(gaps: &[Duration]) -> Option<ItlSummary> {
+        if gaps.is_empty() {
+            return None;
+        }
+        let mut v = gaps.to_vec();
+        v.sort_unstable();
+        let rank = |q: f64| {
+            let idx = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
+            v[idx]
+        };
+        Some(ItlSummary {
+            p50: rank(0.50),
+            p95: rank(0.95),
+            max: v[v.len() - 1],
+        })
+    }
+}
+
+/// Everything one probe measured, ready for metrics, the status page and `probe` output.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// Target name.
+    pub target: String,
+    /// Configured model name.
+    pub model: String,
+    /// Scenario name.
+    pub scenario: String,
+    /// How the probe ended.
+    pub result: ProbeResult,
+    /// A short, secret-free description of what went wrong.
+    pub error: Option<String>,
+    /// Wall-clock start.
+    pub started_at: SystemTime,
+    /// HTTP status, when headers arrived.
+    pub http_status: Option<u16>,
+    /// Time to response headers.
+    pub ttfb: Option<Duration>,
+    /// Time to first SSE event.
+    pub time_to_first_event: Option<Duration>,
+    /// Time to first output-bearing event.
+    pub ttft: Option<Duration>,
+    /// Time to first answer-text event.
+    pub time_to_first_answer_token: Option<Duration>,
+    /// Gaps between output-bearing events.
+    pub inter_token_latencies: Vec<Duration>,
+    /// TPOT, when the stream completed with at least 2 output tokens.
+    pub tpot: Option<Duration>,
+    /// Start to end of stream, when it completed.
+    pub e2e: Option<Duration>,
+    /// How long the probe ran, completed or not.
+    pub elapsed: Duration,
+    /// Output tokens per second of E2E.
+    pub output_tokens_per_second: Option<f64>,
+    /// Input tokens (usage only; `None` when not reported).
+    pub input_tokens: Option<u64>,
+    /// Cached input tokens, where reported.
+    pub cached_input_tokens: Option<u64>,
+    /// Output tokens (usage, else counted events).
+    pub output_tokens: u64,
+    /// Where `output_tokens` came from.
+    pub token_source: TokenSource,
+    /// Output-bearing events seen.
+    pub output_events: u64,
+    /// Cost of this request in USD, when a price is configured.
+    pub cost_usd: Option<f64>,
+    /// The model name the server reported.
+    pub response_model: Option<String>,
+    /// Why generation stopped, as the server said.
+    pub finish_reason: Option<String>,
+    /// The answer text (kept for checks and `probe` output; bounded by the response byte cap).
+    pub answer: String,
+}
+
+impl Outcome {
+    /// ITL percentiles of this probe.
+    pub fn itl_summary(&self) -> Option<ItlSummary> {
+        ItlSummary::of(&self.inter_token_latencies)
+    }
+}

@@ -1,0 +1,1 @@
+//! The built-in simulated LLM endpoint. PLACEHOLDER: the simulator owner replaces this.
