@@ -5,7 +5,9 @@
 //! [`Loaded`] config that the runtime uses without further checks. This module knows nothing of
 //! the runtime.
 
+pub mod gpus;
 mod load;
+pub mod servers;
 pub mod simulator;
 pub mod types;
 
@@ -93,6 +95,10 @@ pub struct Loaded {
     pub buckets: BTreeMap<String, Vec<f64>>,
     /// The in-process simulator, if configured.
     pub simulator: Option<simulator::SimulatorConfig>,
+    /// NVML GPU sampling.
+    pub gpus: gpus::GpusConfig,
+    /// Inference servers to scrape.
+    pub servers: Vec<servers::ServerConfig>,
     /// Non-fatal remarks, logged at start and printed by `check-config`.
     pub warnings: Vec<ConfigWarning>,
 }

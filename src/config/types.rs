@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::config::gpus::GpusConfig;
+use crate::config::servers::ServerConfig;
 use crate::config::simulator::SimulatorConfig;
 use crate::probe::dialect::{AuthStyle, DialectKind};
 
@@ -33,6 +35,12 @@ pub struct Config {
     /// An in-process simulated endpoint; targets reach it with `base_url: simulator`.
     #[serde(default)]
     pub simulator: Option<SimulatorConfig>,
+    /// NVIDIA GPU sampling through NVML.
+    #[serde(default)]
+    pub gpus: GpusConfig,
+    /// Local inference servers whose `/metrics` are scraped and normalized.
+    #[serde(default)]
+    pub servers: Vec<ServerConfig>,
 }
 
 /// Settings that apply to every target.

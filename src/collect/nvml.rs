@@ -1,0 +1,1 @@
+//! NVML GPU collector. PLACEHOLDER: the NVML owner replaces this file.

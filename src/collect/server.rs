@@ -1,0 +1,1 @@
+//! Inference-server collector. PLACEHOLDER: the server-collector owner replaces this file.

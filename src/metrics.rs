@@ -1,1 +1,0 @@
-//! Metric families. TODO

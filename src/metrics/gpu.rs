@@ -1,0 +1,1 @@
+//! GPU metric families (NVML). PLACEHOLDER: the NVML owner replaces this file.

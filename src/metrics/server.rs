@@ -1,0 +1,1 @@
+//! Inference-server metric families. PLACEHOLDER: the server-collector owner replaces this file.
