@@ -3,10 +3,17 @@
 //! `main` parses flags and maps errors to exit codes; everything else lives here so tests drive
 //! the real code in-process.
 
+pub mod cli;
 pub mod collect;
+pub mod commands;
 pub mod config;
+pub mod cost;
+pub mod logging;
 pub mod metrics;
 pub mod probe;
+pub mod runtime;
+pub mod schedule;
+pub mod web;
 pub mod sim;
 
 /// The crate version.

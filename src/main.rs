@@ -1,1 +1,41 @@
-fn main() {}
+//! `inferprobe`: parses flags, sets up logging, runs a subcommand and maps the result to an exit
+//! code (0 success, 1 failed probe or invalid config, 2 bad usage).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use inferprobe::cli::{Cli, Command};
+use inferprobe::{commands, logging};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = logging::init(cli.log_format, &cli.log_level) {
+        eprintln!("error: {e}");
+        return ExitCode::from(commands::EXIT_USAGE);
+    }
+    if let Command::CheckConfig(args) = cli.command {
+        return ExitCode::from(commands::check_config(args));
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(commands::EXIT_FAILURE);
+        }
+    };
+    let res = rt.block_on(async {
+        match cli.command {
+            Command::Run(args) => commands::run(args).await,
+            Command::Probe(args) => commands::probe(*args).await,
+            Command::Sim(args) => inferprobe::sim::run_cli(args).await.map(|()| 0),
+            Command::CheckConfig(_) => Ok(0),
+        }
+    });
+    match res {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(commands::EXIT_FAILURE)
+        }
+    }
+}

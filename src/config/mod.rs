@@ -206,3 +206,8 @@ impl Scenario {
         }
     }
 }
+
+/// One-line summary (placeholder until the loader lands).
+pub fn summary(loaded: &Loaded) -> String {
+    format!("OK: {} targets", loaded.targets.len())
+}

@@ -1,0 +1,377 @@
+//! The subcommands behind `main`: each returns an exit code, or an error `main` prints.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tracing::{error, info, warn};
+
+use crate::cli::{self, CheckConfigArgs, ProbeArgs, RunArgs};
+use crate::config::{self, BaseUrl, Loaded, Scenario, Secret, Target, Timeouts};
+use crate::probe::dialect::{DialectKind, Message};
+use crate::probe::{engine, Outcome};
+use crate::runtime::{self, Daemon};
+
+/// Exit code of a failed probe or an invalid config.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code of bad flags or input that names nothing runnable.
+pub const EXIT_USAGE: u8 = 2;
+
+/// A daemon serving its web endpoints, for `run` and for tests.
+pub struct Running {
+    /// The address the web server listens on.
+    pub addr: SocketAddr,
+    /// The daemon.
+    pub daemon: Arc<Daemon>,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops the web server and the daemon.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(());
+        let _ = self.server.await;
+        self.daemon.shutdown().await;
+    }
+}
+
+/// Starts the daemon for `loaded` and serves its endpoints on `listen` (`:PORT`, `HOST:PORT`).
+pub async fn start(loaded: Loaded, config_path: Option<PathBuf>, listen: &str) -> anyhow::Result<Running> {
+    let addr = cli::listen_address(listen);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("--web.listen-address={listen}: cannot listen on {addr}"))?;
+    let addr = listener.local_addr().context("reading the listen address")?;
+    let daemon = Daemon::start(loaded, config_path).await?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let app = crate::web::app(daemon.clone());
+    let server = tokio::spawn(async move {
+        let res = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await;
+        if let Err(e) = res {
+            error!(error = %e, "Web server failed.");
+        }
+    });
+    Ok(Running { addr, daemon, shutdown: tx, server })
+}
+
+/// `inferprobe run`: serve until SIGTERM/SIGINT; SIGHUP reloads the config.
+pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
+    let loaded = match config::load(&args.config_file) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(EXIT_FAILURE);
+        }
+    };
+    info!(
+        version = crate::VERSION,
+        revision = crate::REVISION,
+        config = %args.config_file.display(),
+        "Starting inferprobe."
+    );
+    let running = start(loaded, Some(args.config_file.clone()), &args.listen_address).await?;
+    info!(address = %running.addr, "Listening; metrics at /metrics.");
+    wait_for_signals(&running.daemon).await;
+    info!("Shutting down.");
+    running.stop().await;
+    Ok(0)
+}
+
+#[cfg(unix)]
+async fn wait_for_signals(daemon: &Arc<Daemon>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut hup), Ok(mut term)) = (signal(SignalKind::hangup()), signal(SignalKind::terminate())) else {
+        warn!("Cannot install signal handlers; stop with Ctrl-C.");
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                info!("SIGHUP: reloading the config.");
+                // The outcome is logged and exported by reload itself.
+                let _ = daemon.reload().await;
+            }
+            _ = term.recv() => return,
+            _ = tokio::signal::ctrl_c() => return,
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signals(_daemon: &Arc<Daemon>) {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// `inferprobe check-config FILE`: `OK` and a summary, or every error; exit 1 on errors.
+pub fn check_config(args: CheckConfigArgs) -> u8 {
+    match config::load(&args.file) {
+        Ok(l) => {
+            for w in &l.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!("{}", config::summary(&l));
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+/// `inferprobe probe`: one probe now; exit 0 only on `success`.
+pub async fn probe(args: ProbeArgs) -> anyhow::Result<u8> {
+    engine::install_crypto_provider();
+    let (target, scenario, sim) = match probe_setup(&args).await {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(EXIT_USAGE);
+        }
+    };
+    let base_url = match (&target.base_url, &sim) {
+        (BaseUrl::Url(u), _) => u.clone(),
+        (BaseUrl::Simulator, Some(s)) => runtime::simulator_base_url(&s.base_url(), target.dialect),
+        (BaseUrl::Simulator, None) => bail!("target {:?} needs the simulator, which did not start", target.name),
+    };
+    let client = engine::client_for(&target.timeouts).context("building the HTTP client")?;
+    let outcome = engine::run_probe(&client, &target, &base_url, &scenario).await;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&outcome_json(&outcome, target.dialect))?);
+    } else {
+        print!("{}", outcome_table(&outcome, target.dialect, &base_url));
+    }
+    if let Some(s) = sim {
+        s.shutdown().await;
+    }
+    Ok(if outcome.result.is_success() { 0 } else { EXIT_FAILURE })
+}
+
+type ProbeSetup = (Target, Scenario, Option<crate::sim::SimHandle>);
+
+async fn probe_setup(args: &ProbeArgs) -> anyhow::Result<ProbeSetup> {
+    if let Some(path) = &args.config_file {
+        let loaded = config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let target = match &args.target {
+            Some(name) => loaded.targets.iter().find(|t| &t.name == name).with_context(|| {
+                format!(
+                    "--target={name}: no such target; configured: {}",
+                    loaded.targets.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+                )
+            })?,
+            None => loaded
+                .targets
+                .first()
+                .with_context(|| format!("{}: defines no targets", path.display()))?,
+        };
+        let scenario = match &args.scenario {
+            Some(name) => target.scenarios.iter().find(|(s, _)| &s.name == name).with_context(|| {
+                format!(
+                    "--scenario={name}: target {:?} has no such scenario; its scenarios: {}",
+                    target.name,
+                    target.scenarios.iter().map(|(s, _)| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                )
+            })?,
+            None => target.scenarios.first().context("target has no scenarios")?,
+        };
+        let mut t = (**target).clone();
+        t.timeouts = override_timeouts(t.timeouts, args);
+        let sim = match (&t.base_url, &loaded.simulator) {
+            (BaseUrl::Simulator, Some(cfg)) => Some(crate::sim::start(cfg.clone()).await.context("starting the simulator")?),
+            _ => None,
+        };
+        return Ok((t, (*scenario.0).clone(), sim));
+    }
+    let (Some(url), Some(dialect), Some(model)) = (&args.url, &args.dialect, &args.model) else {
+        bail!("give either --config.file, or --url, --dialect and --model");
+    };
+    let dialect = DialectKind::parse(dialect).with_context(|| {
+        format!(
+            "--dialect={dialect}: unknown dialect; one of {}",
+            DialectKind::ALL.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    let parsed = reqwest::Url::parse(url).with_context(|| format!("--url={url}: not a valid URL"))?;
+    if parsed.scheme() != "http" && parsed.scheme() != "https" {
+        bail!("--url={url}: scheme must be http or https");
+    }
+    let api_key = match &args.api_key_env {
+        None => None,
+        Some(var) => match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Some(Secret::new(v)),
+            _ => bail!("--api-key-env={var}: environment variable {var} is not set or empty"),
+        },
+    };
+    let mut headers = BTreeMap::new();
+    for h in &args.headers {
+        let (k, v) = h
+            .split_once(':')
+            .with_context(|| format!("--header={h:?}: expected \"NAME: VALUE\""))?;
+        headers.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    let mut scenario = Scenario::builtin_default();
+    scenario.name = "adhoc".to_string();
+    scenario.max_tokens = args.max_tokens;
+    if let Some(p) = &args.prompt {
+        scenario.messages = vec![Message { role: "user".to_string(), content: p.clone() }];
+    }
+    let target = Target {
+        name: "adhoc".to_string(),
+        dialect,
+        base_url: BaseUrl::Url(url.trim_end_matches('/').to_string()),
+        model: model.clone(),
+        api_key,
+        auth: dialect.default_auth(),
+        headers,
+        query: BTreeMap::new(),
+        include_usage: !args.no_usage,
+        scenarios: vec![(Arc::new(scenario.clone()), 1)],
+        scenario_selection: Default::default(),
+        schedule: Default::default(),
+        timeouts: override_timeouts(Timeouts::default(), args),
+        max_response_bytes: config::default_max_response_bytes(),
+        price: None,
+        production: false,
+    };
+    Ok((target, scenario, None))
+}
+
+fn override_timeouts(t: Timeouts, a: &ProbeArgs) -> Timeouts {
+    Timeouts {
+        connect: a.connect_timeout.unwrap_or(t.connect),
+        first_token: a.first_token_timeout.unwrap_or(t.first_token),
+        idle: a.idle_timeout.unwrap_or(t.idle),
+        total: a.total_timeout.unwrap_or(t.total),
+    }
+}
+
+fn secs(d: Option<Duration>) -> serde_json::Value {
+    d.map(|d| serde_json::json!(d.as_secs_f64())).unwrap_or(serde_json::Value::Null)
+}
+
+/// The `probe --json` object. Durations in seconds, `null` when the phase was not reached.
+pub fn outcome_json(o: &Outcome, dialect: DialectKind) -> serde_json::Value {
+    let itl = o.itl_summary().map(|s| {
+        serde_json::json!({
+            "p50": s.p50.as_secs_f64(),
+            "p95": s.p95.as_secs_f64(),
+            "max": s.max.as_secs_f64(),
+            "count": o.inter_token_latencies.len(),
+        })
+    });
+    serde_json::json!({
+        "target": o.target,
+        "dialect": dialect.as_str(),
+        "model": o.model,
+        "scenario": o.scenario,
+        "result": o.result.as_str(),
+        "error": o.error,
+        "http_status": o.http_status,
+        "time_to_first_byte_seconds": secs(o.ttfb),
+        "time_to_first_event_seconds": secs(o.time_to_first_event),
+        "time_to_first_token_seconds": secs(o.ttft),
+        "time_to_first_answer_token_seconds": secs(o.time_to_first_answer_token),
+        "inter_token_latency_seconds": itl,
+        "time_per_output_token_seconds": secs(o.tpot),
+        "request_duration_seconds": secs(o.e2e),
+        "elapsed_seconds": o.elapsed.as_secs_f64(),
+        "output_tokens_per_second": o.output_tokens_per_second,
+        "input_tokens": o.input_tokens,
+        "cached_input_tokens": o.cached_input_tokens,
+        "output_tokens": o.output_tokens,
+        "output_events": o.output_events,
+        "token_source": o.token_source.as_str(),
+        "cost_usd": o.cost_usd,
+        "response_model": o.response_model,
+        "finish_reason": o.finish_reason,
+        "answer": clip(&o.answer, 2000),
+    })
+}
+
+fn clip(s: &str, n: usize) -> String {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+fn ms(d: Option<Duration>) -> String {
+    d.map(|d| format!("{:>10.1} ms", d.as_secs_f64() * 1e3))
+        .unwrap_or_else(|| format!("{:>13}", "–"))
+}
+
+/// The `probe` table.
+pub fn outcome_table(o: &Outcome, dialect: DialectKind, base_url: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "target               {} ({}, {})", o.target, dialect.as_str(), base_url);
+    let _ = writeln!(s, "model / scenario     {} / {}", o.model, o.scenario);
+    let _ = writeln!(
+        s,
+        "result               {}{}",
+        o.result.as_str(),
+        o.http_status.map(|c| format!(" (HTTP {c})")).unwrap_or_default()
+    );
+    if let Some(e) = &o.error {
+        let _ = writeln!(s, "error                {e}");
+    }
+    let _ = writeln!(s, "time to first byte   {}", ms(o.ttfb));
+    let _ = writeln!(s, "time to first event  {}", ms(o.time_to_first_event));
+    let _ = writeln!(s, "time to first token  {}", ms(o.ttft));
+    let _ = writeln!(s, "first answer token   {}", ms(o.time_to_first_answer_token));
+    match o.itl_summary() {
+        Some(i) => {
+            let _ = writeln!(
+                s,
+                "inter-token latency  p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms ({} gaps)",
+                i.p50.as_secs_f64() * 1e3,
+                i.p95.as_secs_f64() * 1e3,
+                i.max.as_secs_f64() * 1e3,
+                o.inter_token_latencies.len()
+            );
+        }
+        None => {
+            let _ = writeln!(s, "inter-token latency  –");
+        }
+    }
+    let _ = writeln!(s, "time per out. token  {}", ms(o.tpot));
+    let _ = writeln!(s, "end to end           {}", ms(o.e2e));
+    if let Some(r) = o.output_tokens_per_second {
+        let _ = writeln!(s, "output rate          {r:>10.1} tokens/s");
+    }
+    let _ = writeln!(
+        s,
+        "tokens               in {}, out {} ({}{})",
+        o.input_tokens.map(|n| n.to_string()).unwrap_or_else(|| "?".into()),
+        o.output_tokens,
+        if o.token_source == crate::probe::trace::TokenSource::Usage {
+            "from usage"
+        } else {
+            "counted from events: the server reported no usage"
+        },
+        o.cached_input_tokens.map(|c| format!(", {c} cached")).unwrap_or_default()
+    );
+    let _ = writeln!(
+        s,
+        "cost                 {}",
+        o.cost_usd.map(|c| format!("${c:.8}")).unwrap_or_else(|| "– (no price configured)".into())
+    );
+    if o.response_model.is_some() || o.finish_reason.is_some() {
+        let _ = writeln!(
+            s,
+            "response             model {}, finish {}",
+            o.response_model.as_deref().unwrap_or("?"),
+            o.finish_reason.as_deref().unwrap_or("?")
+        );
+    }
+    s
+}

@@ -1,0 +1,598 @@
+//! The running daemon: one *generation* per loaded config (targets, their loops, their clients),
+//! replaced whole on reload; the metrics registry, status board and simulator outlive generations.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+use tracing::{debug, error, info, warn};
+
+use crate::config::{self, BaseUrl, Loaded, Scenario, ScenarioSelection, Target};
+use crate::metrics::{ProbeMetrics, SelfMetrics, SkipReason};
+use crate::probe::engine;
+use crate::probe::Outcome;
+use crate::schedule::{self, TokenBudget};
+use crate::sim::{self, SimHandle};
+
+/// State shared by every generation.
+pub struct Daemon {
+    registry: prometheus::Registry,
+    probes: ProbeMetrics,
+    self_metrics: SelfMetrics,
+    board: StatusBoard,
+    config_path: Option<PathBuf>,
+    sim: Option<SimHandle>,
+    generation: tokio::sync::Mutex<Generation>,
+    ready: AtomicBool,
+}
+
+/// Why `/probe` could not run a probe.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProbeNowError {
+    /// No target of that name.
+    #[error("unknown target {name:?}; configured targets: {known}")]
+    UnknownTarget {
+        /// The name asked for.
+        name: String,
+        /// Comma-separated configured names.
+        known: String,
+    },
+    /// The target has no scenario of that name.
+    #[error("target {target:?} has no scenario {name:?}; its scenarios: {known}")]
+    UnknownScenario {
+        /// The target.
+        target: String,
+        /// The name asked for.
+        name: String,
+        /// Comma-separated scenario names of the target.
+        known: String,
+    },
+    /// The target was busy for longer than its total timeout.
+    #[error("target {0:?} is busy with another probe")]
+    Busy(String),
+}
+
+/// Everything running for one loaded config.
+struct Generation {
+    loaded: Loaded,
+    targets: BTreeMap<String, Arc<TargetRuntime>>,
+    tasks: Vec<JoinHandle<()>>,
+    cron: Option<tokio_cron_scheduler::JobScheduler>,
+    stop: watch::Sender<bool>,
+}
+
+/// One target's runtime: its client, resolved URL, lock and counters.
+pub struct TargetRuntime {
+    target: Arc<Target>,
+    client: reqwest::Client,
+    base_url: String,
+    /// Held while a probe of this target runs: never two at once.
+    busy: Arc<tokio::sync::Mutex<()>>,
+    turn: AtomicUsize,
+    budget: Mutex<TokenBudget>,
+    max_output_tokens_per_hour: u64,
+}
+
+impl TargetRuntime {
+    fn new(target: Arc<Target>, sim: Option<&SimHandle>, loaded: &Loaded) -> anyhow::Result<TargetRuntime> {
+        let client = engine::client_for(&target.timeouts)
+            .with_context(|| format!("building HTTP client for target {:?}", target.name))?;
+        let base_url = resolve_base_url(&target, sim)?;
+        Ok(TargetRuntime {
+            target,
+            client,
+            base_url,
+            busy: Arc::new(tokio::sync::Mutex::new(())),
+            turn: AtomicUsize::new(0),
+            budget: Mutex::new(TokenBudget::default()),
+            max_output_tokens_per_hour: loaded.global.max_output_tokens_per_hour,
+        })
+    }
+
+    fn next_scenario(&self) -> Arc<Scenario> {
+        let weights: Vec<u32> = self.target.scenarios.iter().map(|(_, w)| *w).collect();
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        let weighted = self.target.scenario_selection == ScenarioSelection::Weighted;
+        let i = schedule::pick_scenario(&weights, weighted, turn, &mut rand::rng());
+        self.target.scenarios[i].0.clone()
+    }
+
+    fn scenario_named(&self, name: &str) -> Option<Arc<Scenario>> {
+        self.target
+            .scenarios
+            .iter()
+            .find(|(s, _)| s.name == name)
+            .map(|(s, _)| s.clone())
+    }
+
+    /// Runs one probe with the target lock held.
+    async fn probe(&self, scenario: &Scenario) -> Outcome {
+        let outcome = engine::run_probe(&self.client, &self.target, &self.base_url, scenario).await;
+        if let Ok(mut b) = self.budget.lock() {
+            b.spend(Instant::now(), outcome.output_tokens);
+        }
+        outcome
+    }
+}
+
+/// Resolves `base_url: simulator` to the running simulator, with the dialect's path convention.
+fn resolve_base_url(target: &Target, sim: Option<&SimHandle>) -> anyhow::Result<String> {
+    match &target.base_url {
+        BaseUrl::Url(u) => Ok(u.trim_end_matches('/').to_string()),
+        BaseUrl::Simulator => {
+            let sim = sim.with_context(|| {
+                format!("target {:?} uses base_url: simulator but no simulator is running", target.name)
+            })?;
+            Ok(simulator_base_url(&sim.base_url(), target.dialect))
+        }
+    }
+}
+
+/// The simulator's base URL as each provider's SDK would take it: with `/v1` for OpenAI dialects,
+/// without for Anthropic.
+pub fn simulator_base_url(root: &str, dialect: crate::probe::dialect::DialectKind) -> String {
+    use crate::probe::dialect::DialectKind;
+    let root = root.trim_end_matches('/');
+    match dialect {
+        DialectKind::OpenaiChat | DialectKind::OpenaiCompletions => format!("{root}/v1"),
+        DialectKind::AnthropicMessages => root.to_string(),
+    }
+}
+
+/// The latest outcome per (target, scenario), for the status page.
+#[derive(Default)]
+pub struct StatusBoard {
+    latest: Mutex<BTreeMap<(String, String), Outcome>>,
+}
+
+impl StatusBoard {
+    fn record(&self, o: &Outcome) {
+        if let Ok(mut m) = self.latest.lock() {
+            m.insert((o.target.clone(), o.scenario.clone()), o.clone());
+        }
+    }
+
+    fn retain_targets(&self, names: &HashSet<String>) {
+        if let Ok(mut m) = self.latest.lock() {
+            m.retain(|(t, _), _| names.contains(t));
+        }
+    }
+
+    /// The latest outcomes, ordered by target then scenario.
+    pub fn snapshot(&self) -> Vec<Outcome> {
+        self.latest
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// A row of the status page: a configured target/scenario and its latest outcome, if any.
+pub struct StatusRow {
+    /// Target name.
+    pub target: String,
+    /// Dialect name.
+    pub dialect: &'static str,
+    /// Resolved base URL.
+    pub base_url: String,
+    /// Model.
+    pub model: String,
+    /// Scenario name.
+    pub scenario: String,
+    /// Human schedule (`every 30s ±10%` or `cron ...`).
+    pub schedule: String,
+    /// The latest outcome.
+    pub latest: Option<Outcome>,
+}
+
+impl Daemon {
+    /// Starts the simulator (if configured), registers metrics and starts every target's
+    /// schedule. `config_path` is re-read on reload.
+    pub async fn start(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<Arc<Daemon>> {
+        engine::install_crypto_provider();
+        let registry = prometheus::Registry::new();
+        let probes = ProbeMetrics::register(&registry, &loaded.buckets).context("registering probe metrics")?;
+        let self_metrics = SelfMetrics::register(&registry).context("registering self metrics")?;
+        let sim = match &loaded.simulator {
+            Some(cfg) => {
+                let h = sim::start(cfg.clone())
+                    .await
+                    .context("starting the built-in simulator")?;
+                info!(address = %h.addr(), "Simulator listening.");
+                Some(h)
+            }
+            None => None,
+        };
+        for w in &loaded.warnings {
+            warn!(path = %w.path, "{}", w.message);
+        }
+        let (stop, _) = watch::channel(false);
+        let daemon = Arc::new(Daemon {
+            registry,
+            probes,
+            self_metrics,
+            board: StatusBoard::default(),
+            config_path,
+            sim,
+            generation: tokio::sync::Mutex::new(Generation {
+                loaded: loaded.clone(),
+                targets: BTreeMap::new(),
+                tasks: Vec::new(),
+                cron: None,
+                stop,
+            }),
+            ready: AtomicBool::new(false),
+        });
+        let generation = daemon.build_generation(loaded).await?;
+        *daemon.generation.lock().await = generation;
+        daemon.self_metrics.config_reloaded(true, SystemTime::now());
+        daemon.ready.store(true, Ordering::SeqCst);
+        Ok(daemon)
+    }
+
+    /// The registry every family is registered in.
+    pub fn registry(&self) -> &prometheus::Registry {
+        &self.registry
+    }
+
+    /// True once the first generation runs.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// The in-process simulator, if one runs.
+    pub fn simulator(&self) -> Option<&SimHandle> {
+        self.sim.as_ref()
+    }
+
+    /// Histogram bucket overrides of the current config (for `/probe`'s fresh registry).
+    pub async fn buckets(&self) -> BTreeMap<String, Vec<f64>> {
+        self.generation.lock().await.loaded.buckets.clone()
+    }
+
+    /// Builds and starts a generation for `loaded`.
+    async fn build_generation(self: &Arc<Daemon>, loaded: Loaded) -> anyhow::Result<Generation> {
+        let mut targets = BTreeMap::new();
+        for t in &loaded.targets {
+            let rt = TargetRuntime::new(t.clone(), self.sim.as_ref(), &loaded)?;
+            for (s, _) in &t.scenarios {
+                self.probes.precreate(&t.name, &t.model, &s.name);
+            }
+            targets.insert(t.name.clone(), Arc::new(rt));
+        }
+        let semaphore = Arc::new(Semaphore::new(loaded.global.max_concurrent_probes.max(1)));
+        let (stop, _) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let mut cron: Option<tokio_cron_scheduler::JobScheduler> = None;
+        for rt in targets.values() {
+            let sched = &rt.target.schedule;
+            match &sched.cron {
+                None => {
+                    tasks.push(tokio::spawn(interval_loop(
+                        self.clone(),
+                        rt.clone(),
+                        semaphore.clone(),
+                        stop.subscribe(),
+                    )));
+                }
+                Some(expr) => {
+                    if cron.is_none() {
+                        cron = Some(
+                            tokio_cron_scheduler::JobScheduler::new()
+                                .await
+                                .context("starting the cron scheduler")?,
+                        );
+                    }
+                    let daemon = self.clone();
+                    let rt2 = rt.clone();
+                    let sem = semaphore.clone();
+                    let stop_rx = stop.subscribe();
+                    let job = tokio_cron_scheduler::Job::new_async(expr.as_str(), move |_id, _sched| {
+                        let daemon = daemon.clone();
+                        let rt = rt2.clone();
+                        let sem = sem.clone();
+                        let stop_rx = stop_rx.clone();
+                        Box::pin(async move {
+                            // A cron tick may wait for a permit up to one minute, the finest
+                            // granularity most cron schedules use.
+                            fire(&daemon, &rt, &sem, Duration::from_secs(60), stop_rx);
+                        })
+                    })
+                    .with_context(|| format!("target {:?}: invalid cron expression {expr:?}", rt.target.name))?;
+                    if let Some(c) = &cron {
+                        c.add(job).await.context("adding a cron job")?;
+                    }
+                }
+            }
+        }
+        if let Some(c) = &cron {
+            c.start().await.context("starting the cron scheduler")?;
+        }
+        info!(
+            targets = targets.len(),
+            max_concurrent_probes = loaded.global.max_concurrent_probes,
+            "Probing started."
+        );
+        Ok(Generation { loaded, targets, tasks, cron, stop })
+    }
+
+    /// Re-reads the config file and swaps generations. A config that does not load leaves the
+    /// running one untouched and sets `inferprobe_config_last_reload_successful 0`.
+    pub async fn reload(self: &Arc<Daemon>) -> Result<String, String> {
+        let Some(path) = &self.config_path else {
+            return Err("no config file to reload (started without --config.file)".to_string());
+        };
+        let loaded = match config::load(path) {
+            Ok(l) => l,
+            Err(e) => {
+                error!(errors = e.errors.len(), "Reload failed; keeping the running config.\n{e}");
+                self.self_metrics.config_reloaded(false, SystemTime::now());
+                return Err(e.to_string());
+            }
+        };
+        match self.swap(loaded).await {
+            Ok(summary) => {
+                info!(%summary, "Config reloaded.");
+                self.self_metrics.config_reloaded(true, SystemTime::now());
+                Ok(summary)
+            }
+            Err(e) => {
+                error!(error = %format!("{e:#}"), "Reload failed; keeping the running config.");
+                self.self_metrics.config_reloaded(false, SystemTime::now());
+                Err(format!("{e:#}"))
+            }
+        }
+    }
+
+    /// Replaces the running generation with one for `loaded`; series of (target, model,
+    /// scenario) combinations that disappear are removed.
+    pub async fn swap(self: &Arc<Daemon>, loaded: Loaded) -> anyhow::Result<String> {
+        for w in &loaded.warnings {
+            warn!(path = %w.path, "{}", w.message);
+        }
+        let summary = format!("{} targets", loaded.targets.len()); // TODO config::summary
+        let new_gen = self.build_generation(loaded).await?;
+        let old = std::mem::replace(&mut *self.generation.lock().await, new_gen);
+        let new_keys: HashSet<(String, String, String)> = {
+            let g = self.generation.lock().await;
+            series_keys(&g.loaded)
+        };
+        let names: HashSet<String> = new_keys.iter().map(|(t, _, _)| t.clone()).collect();
+        for (t, m, s) in series_keys(&old.loaded) {
+            if !new_keys.contains(&(t.clone(), m.clone(), s.clone())) {
+                self.probes.remove(&t, &m, &s);
+            }
+        }
+        self.board.retain_targets(&names);
+        stop_generation(old).await;
+        Ok(summary)
+    }
+
+    /// Runs one probe now, outside the schedule (waits while a scheduled probe of the target runs).
+    pub async fn probe_now(&self, target: &str, scenario: Option<&str>) -> Result<Outcome, ProbeNowError> {
+        let rt = {
+            let g = self.generation.lock().await;
+            match g.targets.get(target) {
+                Some(rt) => rt.clone(),
+                None => {
+                    return Err(ProbeNowError::UnknownTarget {
+                        name: target.to_string(),
+                        known: g.targets.keys().cloned().collect::<Vec<_>>().join(", "),
+                    })
+                }
+            }
+        };
+        let scenario = match scenario {
+            None => rt.next_scenario(),
+            Some(name) => rt.scenario_named(name).ok_or_else(|| ProbeNowError::UnknownScenario {
+                target: target.to_string(),
+                name: name.to_string(),
+                known: rt
+                    .target
+                    .scenarios
+                    .iter()
+                    .map(|(s, _)| s.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?,
+        };
+        let _guard = tokio::time::timeout(rt.target.timeouts.total, rt.busy.clone().lock_owned())
+            .await
+            .map_err(|_| ProbeNowError::Busy(target.to_string()))?;
+        Ok(rt.probe(&scenario).await)
+    }
+
+    /// Configured targets and scenarios with their latest outcome.
+    pub async fn status(&self) -> Vec<StatusRow> {
+        let latest: HashMap<(String, String), Outcome> = self
+            .board
+            .snapshot()
+            .into_iter()
+            .map(|o| ((o.target.clone(), o.scenario.clone()), o))
+            .collect();
+        let g = self.generation.lock().await;
+        let mut rows = Vec::new();
+        for rt in g.targets.values() {
+            let t = &rt.target;
+            let schedule = match &t.schedule.cron {
+                Some(c) => format!("cron {c}"),
+                None => format!(
+                    "every {} ±{:.0}%",
+                    humantime::format_duration(t.schedule.every),
+                    t.schedule.jitter * 100.0
+                ),
+            };
+            for (s, _) in &t.scenarios {
+                rows.push(StatusRow {
+                    target: t.name.clone(),
+                    dialect: t.dialect.as_str(),
+                    base_url: rt.base_url.clone(),
+                    model: t.model.clone(),
+                    scenario: s.name.clone(),
+                    schedule: schedule.clone(),
+                    latest: latest.get(&(t.name.clone(), s.name.clone())).cloned(),
+                });
+            }
+        }
+        rows
+    }
+
+    /// Stops every schedule and the simulator.
+    pub async fn shutdown(&self) {
+        let (stop, _) = watch::channel(true);
+        let old = std::mem::replace(
+            &mut *self.generation.lock().await,
+            Generation {
+                loaded: empty_loaded(),
+                targets: BTreeMap::new(),
+                tasks: Vec::new(),
+                cron: None,
+                stop,
+            },
+        );
+        stop_generation(old).await;
+        self.ready.store(false, Ordering::SeqCst);
+    }
+
+    fn record(&self, o: &Outcome) {
+        self.probes.observe(o);
+        self.board.record(o);
+        if o.result.is_success() {
+            debug!(
+                target = %o.target,
+                scenario = %o.scenario,
+                ttft_seconds = o.ttft.map(|d| d.as_secs_f64()).unwrap_or(f64::NAN),
+                output_tokens = o.output_tokens,
+                "Probe succeeded."
+            );
+        } else {
+            warn!(
+                target = %o.target,
+                scenario = %o.scenario,
+                result = o.result.as_str(),
+                error = o.error.as_deref().unwrap_or(""),
+                "Probe failed."
+            );
+        }
+    }
+}
+
+/// (target, model, scenario) of every series a config creates.
+fn series_keys(loaded: &Loaded) -> HashSet<(String, String, String)> {
+    loaded
+        .targets
+        .iter()
+        .flat_map(|t| {
+            t.scenarios
+                .iter()
+                .map(|(s, _)| (t.name.clone(), t.model.clone(), s.name.clone()))
+        })
+        .collect()
+}
+
+fn empty_loaded() -> Loaded {
+    Loaded {
+        source_name: String::new(),
+        global: Default::default(),
+        targets: Vec::new(),
+        buckets: BTreeMap::new(),
+        simulator: None,
+        gpus: Default::default(),
+        servers: Vec::new(),
+        warnings: Vec::new(),
+    }
+}
+
+/// Stops a generation's loops and cancels its probes in flight.
+async fn stop_generation(mut g: Generation) {
+    let _ = g.stop.send(true);
+    for t in g.tasks.drain(..) {
+        t.abort();
+    }
+    if let Some(mut c) = g.cron.take() {
+        if let Err(e) = c.shutdown().await {
+            warn!(error = %e, "Cron scheduler did not shut down cleanly.");
+        }
+    }
+}
+
+/// The interval schedule of one target: first start spread by name, then every interval ±
+/// jitter. A probe runs in its own task, so a slow probe never delays the clock of the loop.
+async fn interval_loop(
+    daemon: Arc<Daemon>,
+    rt: Arc<TargetRuntime>,
+    semaphore: Arc<Semaphore>,
+    stop: watch::Receiver<bool>,
+) {
+    let every = rt.target.schedule.every;
+    let jitter = rt.target.schedule.jitter;
+    let mut next = tokio::time::Instant::now() + schedule::first_delay(&rt.target.name, every);
+    loop {
+        tokio::time::sleep_until(next).await;
+        if *stop.borrow() {
+            return;
+        }
+        let interval = schedule::jittered(every, jitter, &mut rand::rng());
+        fire(&daemon, &rt, &semaphore, interval, stop.clone());
+        next += interval;
+        let now = tokio::time::Instant::now();
+        if next < now {
+            // Fell behind (e.g. the machine was suspended): restart the clock rather than burst.
+            next = now + interval;
+        }
+    }
+}
+
+/// One scheduled tick: picks a scenario, applies the token budget and overlap rule, then waits
+/// up to `permit_wait` for a global concurrency permit and runs the probe.
+fn fire(
+    daemon: &Arc<Daemon>,
+    rt: &Arc<TargetRuntime>,
+    semaphore: &Arc<Semaphore>,
+    permit_wait: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let scenario = rt.next_scenario();
+    let t = &rt.target;
+    let allowed = rt
+        .budget
+        .lock()
+        .map(|mut b| b.allows(Instant::now(), rt.max_output_tokens_per_hour))
+        .unwrap_or(true);
+    if !allowed {
+        daemon.probes.skipped(&t.name, &t.model, &scenario.name, SkipReason::TokenBudget);
+        debug!(target = %t.name, reason = "token_budget", "Probe skipped.");
+        return;
+    }
+    let Ok(guard) = rt.busy.clone().try_lock_owned() else {
+        daemon.probes.skipped(&t.name, &t.model, &scenario.name, SkipReason::Overlap);
+        warn!(target = %t.name, reason = "overlap", "Probe skipped: the previous probe is still running.");
+        return;
+    };
+    let daemon = daemon.clone();
+    let rt = rt.clone();
+    let semaphore = semaphore.clone();
+    tokio::spawn(async move {
+        let _guard = guard;
+        let permit: OwnedSemaphorePermit =
+            match tokio::time::timeout(permit_wait, semaphore.acquire_owned()).await {
+                Ok(Ok(p)) => p,
+                _ => {
+                    let t = &rt.target;
+                    daemon.probes.skipped(&t.name, &t.model, &scenario.name, SkipReason::Concurrency);
+                    warn!(target = %t.name, reason = "concurrency", "Probe skipped: concurrency cap reached.");
+                    return;
+                }
+            };
+        tokio::select! {
+            outcome = rt.probe(&scenario) => daemon.record(&outcome),
+            _ = stop.wait_for(|s| *s) => {}
+        }
+        drop(permit);
+    });
+}

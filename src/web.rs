@@ -1,0 +1,176 @@
+//! The HTTP face of the daemon: `/metrics`, `/probe`, `/-/healthy`, `/-/ready`, `/-/reload` and a
+//! small status page at `/`.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::metrics::{self, ProbeMetrics};
+use crate::runtime::{Daemon, ProbeNowError};
+
+/// The router over a running daemon.
+pub fn app(daemon: Arc<Daemon>) -> Router {
+    Router::new()
+        .route("/", get(status_page))
+        .route("/metrics", get(metrics_page))
+        .route("/probe", get(probe))
+        .route("/-/healthy", get(healthy))
+        .route("/-/ready", get(ready))
+        .route("/-/reload", post(reload).put(reload))
+        .with_state(daemon)
+}
+
+fn text(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}
+
+async fn metrics_page(State(d): State<Arc<Daemon>>) -> Response {
+    let body = metrics::encode(d.registry());
+    (StatusCode::OK, [(header::CONTENT_TYPE, metrics::TEXT_CONTENT_TYPE)], body).into_response()
+}
+
+async fn healthy() -> Response {
+    text(StatusCode::OK, "Healthy\n".to_string())
+}
+
+async fn ready(State(d): State<Arc<Daemon>>) -> Response {
+    if d.is_ready() {
+        text(StatusCode::OK, "Ready\n".to_string())
+    } else {
+        text(StatusCode::SERVICE_UNAVAILABLE, "Not ready\n".to_string())
+    }
+}
+
+async fn reload(State(d): State<Arc<Daemon>>) -> Response {
+    match d.reload().await {
+        Ok(summary) => text(StatusCode::OK, format!("Reloaded: {summary}\n")),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("Reload failed; the running config is kept.\n{e}\n")),
+    }
+}
+
+/// `GET /probe?target=NAME[&scenario=S]`: runs one probe now and answers with its metrics from a
+/// fresh registry (blackbox_exporter style). The status code is 200 whether the probe succeeded
+/// or not: a failed probe is data (`inferprobe_probe_success 0`).
+async fn probe(State(d): State<Arc<Daemon>>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let Some(target) = q.get("target") else {
+        return text(StatusCode::BAD_REQUEST, "missing query parameter: target\n".to_string());
+    };
+    let outcome = match d.probe_now(target, q.get("scenario").map(String::as_str)).await {
+        Ok(o) => o,
+        Err(e @ (ProbeNowError::UnknownTarget { .. } | ProbeNowError::UnknownScenario { .. })) => {
+            return text(StatusCode::BAD_REQUEST, format!("{e}\n"));
+        }
+        Err(e @ ProbeNowError::Busy(_)) => return text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+    };
+    let registry = prometheus::Registry::new();
+    let buckets = d.buckets().await;
+    match ProbeMetrics::register(&registry, &buckets) {
+        Ok(m) => m.observe(&outcome),
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+    }
+    let body = metrics::encode(&registry);
+    (StatusCode::OK, [(header::CONTENT_TYPE, metrics::TEXT_CONTENT_TYPE)], body).into_response()
+}
+
+async fn status_page(State(d): State<Arc<Daemon>>) -> Html<String> {
+    let rows = d.status().await;
+    let mut h = String::with_capacity(4096);
+    h.push_str(concat!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>inferprobe</title>",
+        "<meta http-equiv=\"refresh\" content=\"10\">",
+        "<style>body{font-family:system-ui,sans-serif;margin:1.5em}table{border-collapse:collapse}",
+        "td,th{padding:.3em .7em;border-bottom:1px solid #ddd;text-align:left}td.n{text-align:right;",
+        "font-variant-numeric:tabular-nums}.ok{color:#1a7f37}.bad{color:#cf222e;font-weight:600}</style>",
+        "</head><body><h1>inferprobe</h1>"
+    ));
+    let _ = write!(
+        h,
+        "<p>version {} (revision {}) · <a href=\"/metrics\">metrics</a> · {} target/scenario pairs</p>",
+        esc(crate::VERSION),
+        esc(crate::REVISION),
+        rows.len()
+    );
+    h.push_str(concat!(
+        "<table><tr><th>target</th><th>dialect</th><th>model</th><th>scenario</th><th>schedule</th>",
+        "<th>result</th><th>TTFT</th><th>ITL p50</th><th>E2E</th><th>tokens in/out</th><th>cost</th>",
+        "<th>age</th><th>error</th></tr>"
+    ));
+    let now = SystemTime::now();
+    for r in &rows {
+        let _ = write!(
+            h,
+            "<tr><td title=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
+            esc(&r.base_url),
+            esc(&r.target),
+            esc(r.dialect),
+            esc(&r.model),
+            esc(&r.scenario),
+            esc(&r.schedule)
+        );
+        match &r.latest {
+            None => h.push_str("<td>pending</td><td></td><td></td><td></td><td></td><td></td><td></td><td></td>"),
+            Some(o) => {
+                let class = if o.result.is_success() { "ok" } else { "bad" };
+                let age = now.duration_since(o.started_at).unwrap_or_default();
+                let _ = write!(
+                    h,
+                    "<td class=\"{class}\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+                     <td class=\"n\">{}</td><td class=\"n\">{}/{}</td><td class=\"n\">{}</td>\
+                     <td class=\"n\">{}s</td><td>{}</td>",
+                    o.result.as_str(),
+                    ms(o.ttft),
+                    ms(o.itl_summary().map(|s| s.p50)),
+                    ms(o.e2e),
+                    o.input_tokens.map(|n| n.to_string()).unwrap_or_else(|| "–".into()),
+                    o.output_tokens,
+                    o.cost_usd.map(|c| format!("${c:.6}")).unwrap_or_else(|| "–".into()),
+                    age.as_secs(),
+                    esc(o.error.as_deref().unwrap_or(""))
+                );
+            }
+        }
+        h.push_str("</tr>");
+    }
+    h.push_str("</table></body></html>\n");
+    Html(h)
+}
+
+fn ms(d: Option<Duration>) -> String {
+    d.map(|d| format!("{:.1} ms", d.as_secs_f64() * 1e3))
+        .unwrap_or_else(|| "–".to_string())
+}
+
+/// Escapes text for HTML element and attribute content.
+fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_escaping() {
+        assert_eq!(esc("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(ms(Some(Duration::from_micros(12_345))), "12.3 ms");
+        assert_eq!(ms(None), "–");
+    }
+}
