@@ -46,7 +46,7 @@ pub enum BucketsError {
     /// The list has no bounds.
     #[error("bucket list is empty")]
     Empty,
-    /// A bound is NaN, infinite (other than a trailing `+Inf`, which is implicit anyway).
+    /// A bound is NaN or infinite (other than a trailing `+Inf`, which is implicit anyway).
     #[error("bucket bound at index {index} is not a finite number")]
     NotFinite {
         /// Position of the bad bound.
