@@ -1,58 +1,1011 @@
-//! PLACEHOLDER: the metrics owner replaces this file (probe and self families).
+//! Every metric family inferprobe exports: name, help, type, labels and buckets live in this
+//! folder, apart from the logic that records into them.
+//!
+//! This file holds the probe families ([`ProbeMetrics`]) and inferprobe's own families
+//! ([`SelfMetrics`]); GPU and inference-server families live in [`gpu`] and [`server`]. Names follow
+//! `inferprobe_<what>_<base unit>[_total]` and are linted with `promtool check metrics` in tests.
 
+pub mod buckets;
 pub mod gpu;
 pub mod server;
 
 use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Namespace.
+use prometheus::{
+    CounterVec, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::probe::result::ProbeResult;
+use crate::probe::Outcome;
+
+pub use buckets::BucketsError;
+
+/// Prefix of every family name (`inferprobe_...`).
 pub const NAMESPACE: &str = "inferprobe";
-/// Content type.
+
+/// Content type of [`encode`]'s output, for the `/metrics` response.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Skip reason.
+/// Labels of every probe family, in the order label values are passed.
+const PROBE_LABELS: [&str; 3] = ["target", "model", "scenario"];
+
+/// Reason a scheduled probe did not run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SkipReason {
-    /// Overlap.
+    /// The previous probe of the same target and scenario was still running.
     Overlap,
-    /// Concurrency.
+    /// The global concurrency cap was reached and the probe could not start before its next slot.
     Concurrency,
-    /// Budget.
+    /// The target's token budget for the current window was spent.
     TokenBudget,
 }
 
-/// Error.
-#[derive(Debug, thiserror::Error)]
-#[error("metrics")]
-pub struct MetricsError;
+impl SkipReason {
+    /// Every value, in the order used for pre-creating series.
+    pub const ALL: [SkipReason; 3] = [
+        SkipReason::Overlap,
+        SkipReason::Concurrency,
+        SkipReason::TokenBudget,
+    ];
 
-/// Probe families.
-pub struct ProbeMetrics;
+    /// The `reason` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::Overlap => "overlap",
+            SkipReason::Concurrency => "concurrency",
+            SkipReason::TokenBudget => "token_budget",
+        }
+    }
+}
+
+/// Token direction, the `direction` label of `inferprobe_tokens_total`.
+const DIRECTION_INPUT: &str = "input";
+const DIRECTION_OUTPUT: &str = "output";
+
+/// Why metric families could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// A bucket override names a family that is not a probe histogram.
+    #[error("buckets.{name}: unknown histogram; expected one of: {}", HISTOGRAM_NAMES.join(", "))]
+    UnknownHistogram {
+        /// The name as given in config.
+        name: String,
+    },
+    /// A bucket override is not a usable bucket list.
+    #[error("buckets.{family}: {source}")]
+    InvalidBuckets {
+        /// Family name without the `inferprobe_` prefix.
+        family: String,
+        /// What is wrong with the list.
+        #[source]
+        source: BucketsError,
+    },
+    /// The registry refused a family (usually a name registered twice).
+    #[error("cannot register metric family {family}: {source}")]
+    Register {
+        /// Full family name.
+        family: String,
+        /// The registry's reason.
+        #[source]
+        source: prometheus::Error,
+    },
+}
+
+/// One histogram family of the probe set: name without namespace, help, default buckets.
+struct HistogramSpec {
+    name: &'static str,
+    help: &'static str,
+    buckets: &'static [f64],
+}
+
+const TTFT: HistogramSpec = HistogramSpec {
+    name: "time_to_first_token_seconds",
+    help: "Time from just before the request is sent to the first SSE event carrying generated \
+           output (answer, reasoning or tool-call text).",
+    buckets: buckets::FIRST_MILESTONE_SECONDS,
+};
+const TTFAT: HistogramSpec = HistogramSpec {
+    name: "time_to_first_answer_token_seconds",
+    help: "Time from just before the request is sent to the first SSE event carrying answer text, \
+           after any reasoning or tool-call output.",
+    buckets: buckets::FIRST_MILESTONE_SECONDS,
+};
+const TTFE: HistogramSpec = HistogramSpec {
+    name: "time_to_first_event_seconds",
+    help: "Time from just before the request is sent to the first SSE event of any kind, \
+           including role-only and metadata events.",
+    buckets: buckets::FIRST_MILESTONE_SECONDS,
+};
+const ITL: HistogramSpec = HistogramSpec {
+    name: "inter_token_latency_seconds",
+    help: "Gap between the arrivals of two consecutive SSE events carrying generated output, one \
+           observation per gap.",
+    buckets: buckets::PER_TOKEN_SECONDS,
+};
+const TPOT: HistogramSpec = HistogramSpec {
+    name: "time_per_output_token_seconds",
+    help: "Time from the first to the last output-bearing SSE event divided by the output tokens \
+           minus one, for probes with at least two output tokens.",
+    buckets: buckets::PER_TOKEN_SECONDS,
+};
+const DURATION: HistogramSpec = HistogramSpec {
+    name: "request_duration_seconds",
+    help: "Time from just before the request is sent to the end of the stream, for completed \
+           streams only.",
+    buckets: buckets::REQUEST_DURATION_SECONDS,
+};
+const TTFB: HistogramSpec = HistogramSpec {
+    name: "time_to_first_byte_seconds",
+    help: "Time from just before the request is sent to the arrival of the response headers.",
+    buckets: buckets::FIRST_MILESTONE_SECONDS,
+};
+const RATE: HistogramSpec = HistogramSpec {
+    name: "output_tokens_per_second",
+    help: "Output tokens of a completed stream divided by its request duration.",
+    buckets: buckets::OUTPUT_TOKENS_PER_SECOND,
+};
+const COST: HistogramSpec = HistogramSpec {
+    name: "request_cost_usd",
+    help: "Cost of one probe request in US dollars from its token counts and configured prices, \
+           for probes whose cost is known.",
+    buckets: buckets::REQUEST_COST_USD,
+};
+
+const HISTOGRAMS: [&HistogramSpec; 9] = [
+    &TTFT, &TTFAT, &TTFE, &ITL, &TPOT, &DURATION, &TTFB, &RATE, &COST,
+];
+
+/// Names (without the `inferprobe_` prefix) of the histograms whose buckets config may override.
+pub const HISTOGRAM_NAMES: [&str; 9] = [
+    TTFT.name,
+    TTFAT.name,
+    TTFE.name,
+    ITL.name,
+    TPOT.name,
+    DURATION.name,
+    TTFB.name,
+    RATE.name,
+    COST.name,
+];
+
+/// Default buckets of a probe histogram, by name without the `inferprobe_` prefix.
+pub fn default_buckets(name: &str) -> Option<&'static [f64]> {
+    HISTOGRAMS
+        .iter()
+        .find(|h| h.name == name)
+        .map(|h| h.buckets)
+}
+
+/// Checks bucket overrides as [`ProbeMetrics::register`] does: every key names a probe histogram
+/// and every list is non-empty, finite and strictly increasing.
+pub fn validate_bucket_overrides(
+    overrides: &BTreeMap<String, Vec<f64>>,
+) -> Result<(), MetricsError> {
+    for (name, list) in overrides {
+        if default_buckets(name).is_none() {
+            return Err(MetricsError::UnknownHistogram { name: name.clone() });
+        }
+        buckets::validate(list).map_err(|source| MetricsError::InvalidBuckets {
+            family: name.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// The probe families, registered in one registry. Cheap to clone (handles to shared families).
+///
+/// `observe` resolves label values on each call rather than caching children: probes run at most a
+/// few times a second in total, so a cache would add invalidation bugs (on `remove`) for no
+/// measurable gain.
+#[derive(Clone)]
+pub struct ProbeMetrics {
+    ttft: HistogramVec,
+    ttfat: HistogramVec,
+    ttfe: HistogramVec,
+    itl: HistogramVec,
+    tpot: HistogramVec,
+    duration: HistogramVec,
+    ttfb: HistogramVec,
+    rate: HistogramVec,
+    cost: HistogramVec,
+    probes: IntCounterVec,
+    tokens: IntCounterVec,
+    cost_total: CounterVec,
+    skipped: IntCounterVec,
+    success: GaugeVec,
+    last_probe: GaugeVec,
+}
+
+impl std::fmt::Debug for ProbeMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProbeMetrics").finish_non_exhaustive()
+    }
+}
+
 impl ProbeMetrics {
-    /// Register.
-    pub fn register(_r: &prometheus::Registry, _b: &BTreeMap<String, Vec<f64>>) -> Result<ProbeMetrics, MetricsError> {
-        Ok(ProbeMetrics)
+    /// Registers every probe family in `registry`; `buckets` overrides default buckets per family,
+    /// keyed by name without the `inferprobe_` prefix.
+    pub fn register(
+        registry: &Registry,
+        buckets: &BTreeMap<String, Vec<f64>>,
+    ) -> Result<ProbeMetrics, MetricsError> {
+        validate_bucket_overrides(buckets)?;
+        let histogram = |spec: &HistogramSpec| -> Result<HistogramVec, MetricsError> {
+            let bounds = buckets
+                .get(spec.name)
+                .cloned()
+                .unwrap_or_else(|| spec.buckets.to_vec());
+            let opts = HistogramOpts::new(spec.name, spec.help)
+                .namespace(NAMESPACE)
+                .buckets(bounds);
+            let vec =
+                HistogramVec::new(opts, &PROBE_LABELS).map_err(|e| register_error(spec.name, e))?;
+            registry
+                .register(Box::new(vec.clone()))
+                .map_err(|e| register_error(spec.name, e))?;
+            Ok(vec)
+        };
+        let labels_plus =
+            |extra: &'static str| [PROBE_LABELS[0], PROBE_LABELS[1], PROBE_LABELS[2], extra];
+
+        let probes = IntCounterVec::new(
+            opts(
+                "probes_total",
+                "Probes run, by how the probe ended (result).",
+            ),
+            &labels_plus("result"),
+        );
+        let tokens = IntCounterVec::new(
+            opts(
+                "tokens_total",
+                "Tokens consumed by probes, by direction: input as reported by the server's usage, \
+                 output from usage or else counted events.",
+            ),
+            &labels_plus("direction"),
+        );
+        let cost_total = CounterVec::new(
+            opts(
+                "cost_usd_total",
+                "Cost of probe requests in US dollars from their token counts and configured \
+                 prices, summed over probes whose cost is known.",
+            ),
+            &PROBE_LABELS,
+        );
+        let skipped = IntCounterVec::new(
+            opts(
+                "probes_skipped_total",
+                "Scheduled probes that did not run, by reason: the previous probe still running \
+                 (overlap), the global concurrency cap (concurrency) or the token budget \
+                 (token_budget).",
+            ),
+            &labels_plus("reason"),
+        );
+        let success = GaugeVec::new(
+            opts(
+                "probe_success",
+                "Whether the last probe succeeded (1) or ended in any other result (0).",
+            ),
+            &PROBE_LABELS,
+        );
+        let last_probe = GaugeVec::new(
+            opts(
+                "last_probe_timestamp_seconds",
+                "Wall-clock time at which the last probe started, in seconds since the Unix epoch.",
+            ),
+            &PROBE_LABELS,
+        );
+
+        let metrics = ProbeMetrics {
+            ttft: histogram(&TTFT)?,
+            ttfat: histogram(&TTFAT)?,
+            ttfe: histogram(&TTFE)?,
+            itl: histogram(&ITL)?,
+            tpot: histogram(&TPOT)?,
+            duration: histogram(&DURATION)?,
+            ttfb: histogram(&TTFB)?,
+            rate: histogram(&RATE)?,
+            cost: histogram(&COST)?,
+            probes: register(registry, "probes_total", probes)?,
+            tokens: register(registry, "tokens_total", tokens)?,
+            cost_total: register(registry, "cost_usd_total", cost_total)?,
+            skipped: register(registry, "probes_skipped_total", skipped)?,
+            success: register(registry, "probe_success", success)?,
+            last_probe: register(registry, "last_probe_timestamp_seconds", last_probe)?,
+        };
+        Ok(metrics)
     }
-    /// Precreate.
-    pub fn precreate(&self, _t: &str, _m: &str, _s: &str) {}
-    /// Observe.
-    pub fn observe(&self, _o: &crate::probe::Outcome) {}
-    /// Skip.
-    pub fn skipped(&self, _t: &str, _m: &str, _s: &str, _r: SkipReason) {}
-    /// Remove.
-    pub fn remove(&self, _t: &str, _m: &str, _s: &str) {}
+
+    /// Pre-creates the counter series of a (target, model, scenario) at 0: every `result` of
+    /// `probes_total`, both token directions, cost and every skip reason, so that `rate()` and
+    /// `increase()` see a series before its first occurrence.
+    ///
+    /// `probe_success` and `last_probe_timestamp_seconds` are left absent until the first probe:
+    /// a 0 there would read as "failed" and "never probed since 1970" and fire alerts on start-up.
+    pub fn precreate(&self, target: &str, model: &str, scenario: &str) {
+        for r in ProbeResult::ALL {
+            self.probes
+                .with_label_values(&[target, model, scenario, r.as_str()]);
+        }
+        for d in [DIRECTION_INPUT, DIRECTION_OUTPUT] {
+            self.tokens.with_label_values(&[target, model, scenario, d]);
+        }
+        self.cost_total
+            .with_label_values(&[target, model, scenario]);
+        for r in SkipReason::ALL {
+            self.skipped
+                .with_label_values(&[target, model, scenario, r.as_str()]);
+        }
+    }
+
+    /// Records one probe outcome. A milestone the probe did not reach is not observed.
+    pub fn observe(&self, outcome: &Outcome) {
+        let l = [
+            outcome.target.as_str(),
+            outcome.model.as_str(),
+            outcome.scenario.as_str(),
+        ];
+        let seconds = |vec: &HistogramVec, d: Option<Duration>| {
+            if let Some(d) = d {
+                vec.with_label_values(&l).observe(d.as_secs_f64());
+            }
+        };
+        seconds(&self.ttfb, outcome.ttfb);
+        seconds(&self.ttfe, outcome.time_to_first_event);
+        seconds(&self.ttft, outcome.ttft);
+        seconds(&self.ttfat, outcome.time_to_first_answer_token);
+        seconds(&self.tpot, outcome.tpot);
+        seconds(&self.duration, outcome.e2e);
+        if !outcome.inter_token_latencies.is_empty() {
+            let itl = self.itl.with_label_values(&l);
+            for gap in &outcome.inter_token_latencies {
+                itl.observe(gap.as_secs_f64());
+            }
+        }
+        // A rate is only meaningful for a completed stream; a NaN would poison the sum for good.
+        if let Some(rate) = outcome
+            .output_tokens_per_second
+            .filter(|r| r.is_finite() && outcome.e2e.is_some())
+        {
+            self.rate.with_label_values(&l).observe(rate);
+        }
+        // Counters only go up: a negative or NaN cost (bad price config) is dropped, not counted.
+        if let Some(cost) = outcome.cost_usd.filter(|c| c.is_finite() && *c >= 0.0) {
+            self.cost.with_label_values(&l).observe(cost);
+            self.cost_total.with_label_values(&l).inc_by(cost);
+        }
+
+        let [target, model, scenario] = l;
+        self.probes
+            .with_label_values(&[target, model, scenario, outcome.result.as_str()])
+            .inc();
+        if let Some(input) = outcome.input_tokens {
+            self.tokens
+                .with_label_values(&[target, model, scenario, DIRECTION_INPUT])
+                .inc_by(input);
+        }
+        self.tokens
+            .with_label_values(&[target, model, scenario, DIRECTION_OUTPUT])
+            .inc_by(outcome.output_tokens);
+        self.success
+            .with_label_values(&l)
+            .set(if outcome.result.is_success() {
+                1.0
+            } else {
+                0.0
+            });
+        self.last_probe
+            .with_label_values(&l)
+            .set(unix_seconds(outcome.started_at));
+    }
+
+    /// Counts a scheduled probe that did not run.
+    pub fn skipped(&self, target: &str, model: &str, scenario: &str, reason: SkipReason) {
+        self.skipped
+            .with_label_values(&[target, model, scenario, reason.as_str()])
+            .inc();
+    }
+
+    /// Removes every series of a (target, model, scenario), e.g. after a reload removed the target
+    /// or changed its model or scenarios. Series that never existed are ignored.
+    pub fn remove(&self, target: &str, model: &str, scenario: &str) {
+        let l = [target, model, scenario];
+        for vec in [
+            &self.ttft,
+            &self.ttfat,
+            &self.ttfe,
+            &self.itl,
+            &self.tpot,
+            &self.duration,
+            &self.ttfb,
+            &self.rate,
+            &self.cost,
+        ] {
+            // Err only means the series did not exist, which is what we want.
+            let _ = vec.remove_label_values(&l);
+        }
+        for r in ProbeResult::ALL {
+            let _ = self
+                .probes
+                .remove_label_values(&[target, model, scenario, r.as_str()]);
+        }
+        for d in [DIRECTION_INPUT, DIRECTION_OUTPUT] {
+            let _ = self
+                .tokens
+                .remove_label_values(&[target, model, scenario, d]);
+        }
+        for r in SkipReason::ALL {
+            let _ = self
+                .skipped
+                .remove_label_values(&[target, model, scenario, r.as_str()]);
+        }
+        let _ = self.cost_total.remove_label_values(&l);
+        let _ = self.success.remove_label_values(&l);
+        let _ = self.last_probe.remove_label_values(&l);
+    }
 }
-/// Self families.
-pub struct SelfMetrics;
+
+/// inferprobe's own families: build and configuration state.
+#[derive(Clone)]
+pub struct SelfMetrics {
+    reload_successful: IntGauge,
+    reload_success_timestamp: Gauge,
+}
+
+impl std::fmt::Debug for SelfMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SelfMetrics").finish_non_exhaustive()
+    }
+}
+
 impl SelfMetrics {
-    /// Register.
-    pub fn register(_r: &prometheus::Registry) -> Result<SelfMetrics, MetricsError> {
-        Ok(SelfMetrics)
+    /// Registers the self families in `registry` and sets `inferprobe_build_info` to 1 with the
+    /// crate version and git revision as labels.
+    ///
+    /// Both reload gauges read 0 until the first [`SelfMetrics::config_reloaded`] call, which the
+    /// caller makes after the initial config load.
+    pub fn register(registry: &Registry) -> Result<SelfMetrics, MetricsError> {
+        let build_info = IntGauge::with_opts(
+            opts(
+                "build_info",
+                "A metric with a constant value of 1, labeled by the version and git revision \
+                 inferprobe was built from.",
+            )
+            .const_label("version", crate::VERSION)
+            .const_label("revision", crate::REVISION),
+        );
+        let build_info = register(registry, "build_info", build_info)?;
+        build_info.set(1);
+
+        let reload_successful = IntGauge::with_opts(opts(
+            "config_last_reload_successful",
+            "Whether the last attempt to load the configuration file succeeded (1) or failed (0).",
+        ));
+        let reload_success_timestamp = Gauge::with_opts(opts(
+            "config_last_reload_success_timestamp_seconds",
+            "Wall-clock time of the last successful configuration load, in seconds since the Unix \
+             epoch.",
+        ));
+        Ok(SelfMetrics {
+            reload_successful: register(
+                registry,
+                "config_last_reload_successful",
+                reload_successful,
+            )?,
+            reload_success_timestamp: register(
+                registry,
+                "config_last_reload_success_timestamp_seconds",
+                reload_success_timestamp,
+            )?,
+        })
     }
-    /// Reload.
-    pub fn config_reloaded(&self, _ok: bool, _at: std::time::SystemTime) {}
+
+    /// Records a configuration (re)load attempt at wall-clock time `at`.
+    pub fn config_reloaded(&self, success: bool, at: SystemTime) {
+        self.reload_successful.set(i64::from(success));
+        if success {
+            self.reload_success_timestamp.set(unix_seconds(at));
+        }
+    }
 }
-/// Encode.
-pub fn encode(_r: &prometheus::Registry) -> String {
-    String::new()
+
+/// Encodes every family of `registry` in the Prometheus text format (0.0.4).
+///
+/// A family the encoder rejects is skipped with a warning rather than failing the whole scrape.
+pub fn encode(registry: &Registry) -> String {
+    let encoder = TextEncoder::new();
+    let mut out = String::new();
+    for family in registry.gather() {
+        let mut buf = String::new();
+        match encoder.encode_utf8(std::slice::from_ref(&family), &mut buf) {
+            Ok(()) => out.push_str(&buf),
+            Err(e) => {
+                tracing::warn!(family = family.name(), error = %e, "Cannot encode metric family.")
+            }
+        }
+    }
+    out
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help).namespace(NAMESPACE)
+}
+
+fn register_error(name: &str, source: prometheus::Error) -> MetricsError {
+    MetricsError::Register {
+        family: format!("{NAMESPACE}_{name}"),
+        source,
+    }
+}
+
+/// Registers a freshly built collector, mapping both construction and registration errors.
+fn register<C>(
+    registry: &Registry,
+    name: &str,
+    collector: prometheus::Result<C>,
+) -> Result<C, MetricsError>
+where
+    C: prometheus::core::Collector + Clone + 'static,
+{
+    let collector = collector.map_err(|e| register_error(name, e))?;
+    registry
+        .register(Box::new(collector.clone()))
+        .map_err(|e| register_error(name, e))?;
+    Ok(collector)
+}
+
+fn unix_seconds(t: SystemTime) -> f64 {
+    // A clock before 1970 is a broken clock; 0 is the conventional "unknown".
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::trace::TokenSource;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// A completed, successful probe with every field set; timings are binary fractions so sums
+    /// print exactly.
+    fn success(target: &str) -> Outcome {
+        Outcome {
+            target: target.to_string(),
+            model: "m".to_string(),
+            scenario: "s".to_string(),
+            result: ProbeResult::Success,
+            error: None,
+            started_at: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            http_status: Some(200),
+            ttfb: Some(ms(125)),
+            time_to_first_event: Some(ms(250)),
+            ttft: Some(ms(500)),
+            time_to_first_answer_token: Some(ms(750)),
+            inter_token_latencies: vec![ms(250), ms(125), Duration::from_micros(62_500)],
+            tpot: Some(ms(125)),
+            e2e: Some(ms(1500)),
+            elapsed: ms(1500),
+            output_tokens_per_second: Some(2.5),
+            input_tokens: Some(12),
+            cached_input_tokens: Some(0),
+            output_tokens: 4,
+            token_source: TokenSource::Usage,
+            output_events: 4,
+            cost_usd: Some(0.25),
+            response_model: Some("m".to_string()),
+            finish_reason: Some("stop".to_string()),
+            answer: "a b c d".to_string(),
+        }
+    }
+
+    /// A probe that timed out waiting for the first token: headers arrived, nothing else.
+    fn failed(target: &str) -> Outcome {
+        Outcome {
+            result: ProbeResult::TimeoutFirstToken,
+            error: Some("no output within 5s".to_string()),
+            started_at: UNIX_EPOCH + Duration::from_secs(1_700_000_060),
+            time_to_first_event: None,
+            ttft: None,
+            time_to_first_answer_token: None,
+            inter_token_latencies: Vec::new(),
+            tpot: None,
+            e2e: None,
+            elapsed: ms(5000),
+            output_tokens_per_second: None,
+            input_tokens: None,
+            cached_input_tokens: None,
+            output_tokens: 0,
+            token_source: TokenSource::CountedEvents,
+            output_events: 0,
+            cost_usd: None,
+            response_model: None,
+            finish_reason: None,
+            answer: String::new(),
+            ..success(target)
+        }
+    }
+
+    fn setup() -> (Registry, ProbeMetrics) {
+        let registry = Registry::new();
+        let metrics = ProbeMetrics::register(&registry, &BTreeMap::new()).expect("register");
+        (registry, metrics)
+    }
+
+    #[track_caller]
+    fn assert_line(text: &str, line: &str) {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing line `{line}` in:\n{text}"
+        );
+    }
+
+    #[track_caller]
+    fn assert_no_prefix(text: &str, prefix: &str) {
+        let found: Vec<&str> = text.lines().filter(|l| l.starts_with(prefix)).collect();
+        assert!(found.is_empty(), "unexpected lines: {found:#?}");
+    }
+
+    const L: &str = r#"model="m",scenario="s",target="t""#;
+
+    #[test]
+    fn observes_a_successful_probe() {
+        let (registry, metrics) = setup();
+        metrics.observe(&success("t"));
+        let text = encode(&registry);
+
+        assert_line(
+            &text,
+            r#"inferprobe_probes_total{model="m",result="success",scenario="s",target="t"} 1"#,
+        );
+        for (name, sum) in [
+            ("time_to_first_byte_seconds", "0.125"),
+            ("time_to_first_event_seconds", "0.25"),
+            ("time_to_first_token_seconds", "0.5"),
+            ("time_to_first_answer_token_seconds", "0.75"),
+            ("time_per_output_token_seconds", "0.125"),
+            ("request_duration_seconds", "1.5"),
+            ("output_tokens_per_second", "2.5"),
+            ("request_cost_usd", "0.25"),
+        ] {
+            assert_line(&text, &format!("inferprobe_{name}_count{{{L}}} 1"));
+            assert_line(&text, &format!("inferprobe_{name}_sum{{{L}}} {sum}"));
+        }
+        // Three gaps: three observations.
+        assert_line(
+            &text,
+            &format!("inferprobe_inter_token_latency_seconds_count{{{L}}} 3"),
+        );
+        assert_line(
+            &text,
+            &format!("inferprobe_inter_token_latency_seconds_sum{{{L}}} 0.4375"),
+        );
+        assert_line(
+            &text,
+            &format!(r#"inferprobe_inter_token_latency_seconds_bucket{{{L},le="0.1"}} 1"#),
+        );
+        assert_line(
+            &text,
+            &format!(r#"inferprobe_inter_token_latency_seconds_bucket{{{L},le="0.15"}} 2"#),
+        );
+        assert_line(
+            &text,
+            &format!(r#"inferprobe_inter_token_latency_seconds_bucket{{{L},le="0.3"}} 3"#),
+        );
+        assert_line(
+            &text,
+            r#"inferprobe_tokens_total{direction="input",model="m",scenario="s",target="t"} 12"#,
+        );
+        assert_line(
+            &text,
+            r#"inferprobe_tokens_total{direction="output",model="m",scenario="s",target="t"} 4"#,
+        );
+        assert_line(&text, &format!("inferprobe_cost_usd_total{{{L}}} 0.25"));
+        assert_line(&text, &format!("inferprobe_probe_success{{{L}}} 1"));
+        assert_line(
+            &text,
+            &format!("inferprobe_last_probe_timestamp_seconds{{{L}}} 1700000000"),
+        );
+    }
+
+    #[test]
+    fn failed_probe_observes_only_reached_milestones() {
+        let (registry, metrics) = setup();
+        metrics.observe(&success("t"));
+        metrics.observe(&failed("t"));
+        let text = encode(&registry);
+
+        assert_line(
+            &text,
+            r#"inferprobe_probes_total{model="m",result="success",scenario="s",target="t"} 1"#,
+        );
+        assert_line(
+            &text,
+            r#"inferprobe_probes_total{model="m",result="timeout_first_token",scenario="s",target="t"} 1"#,
+        );
+        assert_line(&text, &format!("inferprobe_probe_success{{{L}}} 0"));
+        assert_line(
+            &text,
+            &format!("inferprobe_last_probe_timestamp_seconds{{{L}}} 1700000060"),
+        );
+        // Headers arrived: TTFB observed twice. Nothing else was reached by the failed probe.
+        assert_line(
+            &text,
+            &format!("inferprobe_time_to_first_byte_seconds_count{{{L}}} 2"),
+        );
+        for name in [
+            "time_to_first_event_seconds",
+            "time_to_first_token_seconds",
+            "time_to_first_answer_token_seconds",
+            "time_per_output_token_seconds",
+            "request_duration_seconds",
+            "output_tokens_per_second",
+            "request_cost_usd",
+        ] {
+            assert_line(&text, &format!("inferprobe_{name}_count{{{L}}} 1"));
+        }
+        assert_line(
+            &text,
+            &format!("inferprobe_inter_token_latency_seconds_count{{{L}}} 3"),
+        );
+        // Input tokens not reported and no cost: counters unchanged.
+        assert_line(
+            &text,
+            r#"inferprobe_tokens_total{direction="input",model="m",scenario="s",target="t"} 12"#,
+        );
+        assert_line(&text, &format!("inferprobe_cost_usd_total{{{L}}} 0.25"));
+    }
+
+    #[test]
+    fn failed_probe_alone_creates_no_unreached_histograms() {
+        let (registry, metrics) = setup();
+        metrics.observe(&failed("t"));
+        let text = encode(&registry);
+        assert_line(
+            &text,
+            &format!("inferprobe_time_to_first_byte_seconds_count{{{L}}} 1"),
+        );
+        for name in [
+            "time_to_first_event_seconds",
+            "time_to_first_token_seconds",
+            "time_to_first_answer_token_seconds",
+            "inter_token_latency_seconds",
+            "time_per_output_token_seconds",
+            "request_duration_seconds",
+            "output_tokens_per_second",
+            "request_cost_usd",
+        ] {
+            assert_no_prefix(&text, &format!("inferprobe_{name}"));
+        }
+        assert_no_prefix(&text, r#"inferprobe_tokens_total{direction="input""#);
+        assert_line(
+            &text,
+            r#"inferprobe_tokens_total{direction="output",model="m",scenario="s",target="t"} 0"#,
+        );
+    }
+
+    #[test]
+    fn bad_numbers_are_not_recorded() {
+        let (registry, metrics) = setup();
+        metrics.observe(&Outcome {
+            cost_usd: Some(-1.0),
+            output_tokens_per_second: Some(f64::NAN),
+            ..success("t")
+        });
+        let text = encode(&registry);
+        assert_no_prefix(&text, "inferprobe_request_cost_usd");
+        assert_no_prefix(&text, "inferprobe_cost_usd_total");
+        assert_no_prefix(&text, "inferprobe_output_tokens_per_second");
+    }
+
+    #[test]
+    fn precreate_makes_every_counter_series_at_zero() {
+        let (registry, metrics) = setup();
+        metrics.precreate("t", "m", "s");
+        let text = encode(&registry);
+        for r in ProbeResult::ALL {
+            assert_line(
+                &text,
+                &format!(
+                    r#"inferprobe_probes_total{{model="m",result="{}",scenario="s",target="t"}} 0"#,
+                    r.as_str()
+                ),
+            );
+        }
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("inferprobe_probes_total{"))
+                .count(),
+            14
+        );
+        for d in ["input", "output"] {
+            assert_line(
+                &text,
+                &format!(
+                    r#"inferprobe_tokens_total{{direction="{d}",model="m",scenario="s",target="t"}} 0"#
+                ),
+            );
+        }
+        assert_line(&text, &format!("inferprobe_cost_usd_total{{{L}}} 0"));
+        for r in ["overlap", "concurrency", "token_budget"] {
+            assert_line(
+                &text,
+                &format!(
+                    r#"inferprobe_probes_skipped_total{{model="m",reason="{r}",scenario="s",target="t"}} 0"#
+                ),
+            );
+        }
+        // Gauges stay absent until the first probe so that start-up reads as "no data", not "down".
+        assert_no_prefix(&text, "inferprobe_probe_success{");
+        assert_no_prefix(&text, "inferprobe_last_probe_timestamp_seconds{");
+    }
+
+    #[test]
+    fn skipped_counts_by_reason() {
+        let (registry, metrics) = setup();
+        metrics.precreate("t", "m", "s");
+        metrics.skipped("t", "m", "s", SkipReason::Overlap);
+        metrics.skipped("t", "m", "s", SkipReason::Overlap);
+        metrics.skipped("t", "m", "s", SkipReason::TokenBudget);
+        let text = encode(&registry);
+        assert_line(
+            &text,
+            r#"inferprobe_probes_skipped_total{model="m",reason="overlap",scenario="s",target="t"} 2"#,
+        );
+        assert_line(
+            &text,
+            r#"inferprobe_probes_skipped_total{model="m",reason="concurrency",scenario="s",target="t"} 0"#,
+        );
+        assert_line(
+            &text,
+            r#"inferprobe_probes_skipped_total{model="m",reason="token_budget",scenario="s",target="t"} 1"#,
+        );
+    }
+
+    #[test]
+    fn remove_drops_every_series_of_the_target_only() {
+        let (registry, metrics) = setup();
+        for t in ["t", "keep"] {
+            metrics.precreate(t, "m", "s");
+            metrics.observe(&success(t));
+            metrics.observe(&failed(t));
+            metrics.skipped(t, "m", "s", SkipReason::Concurrency);
+        }
+        metrics.remove("t", "m", "s");
+        // Removing twice, or something never created, is harmless.
+        metrics.remove("t", "m", "s");
+        metrics.remove("never", "m", "s");
+        let text = encode(&registry);
+        assert!(!text.contains(r#"target="t""#), "left over:\n{text}");
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("inferprobe_probes_total{"))
+                .count(),
+            14
+        );
+        assert_line(
+            &text,
+            r#"inferprobe_probe_success{model="m",scenario="s",target="keep"} 0"#,
+        );
+    }
+
+    #[test]
+    fn bucket_override_is_applied() {
+        let registry = Registry::new();
+        let overrides = BTreeMap::from([(
+            "time_to_first_token_seconds".to_string(),
+            vec![0.5, 1.0, 4.0],
+        )]);
+        let metrics = ProbeMetrics::register(&registry, &overrides).expect("register");
+        metrics.observe(&success("t"));
+        let text = encode(&registry);
+        let les: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("inferprobe_time_to_first_token_seconds_bucket{"))
+            .collect();
+        assert_eq!(
+            les,
+            [
+                format!(r#"inferprobe_time_to_first_token_seconds_bucket{{{L},le="0.5"}} 1"#),
+                format!(r#"inferprobe_time_to_first_token_seconds_bucket{{{L},le="1"}} 1"#),
+                format!(r#"inferprobe_time_to_first_token_seconds_bucket{{{L},le="4"}} 1"#),
+                format!(r#"inferprobe_time_to_first_token_seconds_bucket{{{L},le="+Inf"}} 1"#),
+            ]
+        );
+        // Other families keep their defaults.
+        let ttfb_buckets = text
+            .lines()
+            .filter(|l| l.starts_with("inferprobe_time_to_first_byte_seconds_bucket{"))
+            .count();
+        assert_eq!(ttfb_buckets, buckets::FIRST_MILESTONE_SECONDS.len() + 1);
+    }
+
+    #[test]
+    fn bad_bucket_overrides_name_the_family() {
+        let unknown = BTreeMap::from([("time_to_first_token".to_string(), vec![1.0])]);
+        let err = ProbeMetrics::register(&Registry::new(), &unknown).unwrap_err();
+        assert!(
+            matches!(&err, MetricsError::UnknownHistogram { name } if name == "time_to_first_token")
+        );
+        assert!(err
+            .to_string()
+            .starts_with("buckets.time_to_first_token: unknown histogram; expected one of: time_to_first_token_seconds, "));
+
+        let decreasing =
+            BTreeMap::from([("inter_token_latency_seconds".to_string(), vec![0.1, 0.05])]);
+        let err = ProbeMetrics::register(&Registry::new(), &decreasing).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "buckets.inter_token_latency_seconds: bucket bounds must be strictly increasing: 0.1 is followed by 0.05"
+        );
+
+        let empty = BTreeMap::from([("request_cost_usd".to_string(), Vec::new())]);
+        let err = ProbeMetrics::register(&Registry::new(), &empty).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "buckets.request_cost_usd: bucket list is empty"
+        );
+    }
+
+    #[test]
+    fn registering_twice_in_one_registry_fails() {
+        let (registry, _metrics) = setup();
+        let err = ProbeMetrics::register(&registry, &BTreeMap::new()).unwrap_err();
+        assert!(matches!(
+            &err,
+            MetricsError::Register { family, .. } if family == "inferprobe_time_to_first_token_seconds"
+        ));
+    }
+
+    #[test]
+    fn every_histogram_name_has_defaults() {
+        for name in HISTOGRAM_NAMES {
+            assert!(default_buckets(name).is_some(), "{name}");
+        }
+        assert_eq!(default_buckets("nope"), None);
+    }
+
+    #[test]
+    fn self_metrics() {
+        let registry = Registry::new();
+        let metrics = SelfMetrics::register(&registry).expect("register");
+        let text = encode(&registry);
+        assert_line(
+            &text,
+            &format!(
+                r#"inferprobe_build_info{{revision="{}",version="{}"}} 1"#,
+                crate::REVISION,
+                crate::VERSION
+            ),
+        );
+        assert_line(&text, "inferprobe_config_last_reload_successful 0");
+
+        metrics.config_reloaded(true, UNIX_EPOCH + Duration::from_millis(1_700_000_000_500));
+        let text = encode(&registry);
+        assert_line(&text, "inferprobe_config_last_reload_successful 1");
+        assert_line(
+            &text,
+            "inferprobe_config_last_reload_success_timestamp_seconds 1700000000.5",
+        );
+
+        // A failed reload keeps the time of the last success.
+        metrics.config_reloaded(false, UNIX_EPOCH + Duration::from_secs(1_800_000_000));
+        let text = encode(&registry);
+        assert_line(&text, "inferprobe_config_last_reload_successful 0");
+        assert_line(
+            &text,
+            "inferprobe_config_last_reload_success_timestamp_seconds 1700000000.5",
+        );
+    }
+
+    #[test]
+    fn skip_reason_labels() {
+        let labels: Vec<&str> = SkipReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(labels, ["overlap", "concurrency", "token_budget"]);
+    }
 }
