@@ -1,0 +1,100 @@
+//! Shared helpers for integration tests: an in-process simulator, config from text, /metrics
+//! parsing. Everything binds 127.0.0.1 port 0.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use inferprobe::config::simulator::SimulatorConfig;
+use inferprobe::sim::{self, SimHandle};
+
+/// Starts a simulator from a YAML `simulator:` block body.
+pub async fn sim(yaml: &str) -> SimHandle {
+    let cfg: SimulatorConfig = serde_saphyr::from_str(yaml).expect("simulator yaml");
+    sim::start(cfg).await.expect("simulator starts")
+}
+
+/// Loads config text (with `{SIM}` replaced by `sim_root`), panicking with every error.
+pub fn load(yaml: &str) -> inferprobe::config::Loaded {
+    match inferprobe::config::load_str(yaml, "test.yml") {
+        Ok(l) => l,
+        Err(e) => panic!("config does not load:\n{e}"),
+    }
+}
+
+/// GETs a URL on loopback and returns (status, body).
+pub async fn get(url: &str) -> (u16, String) {
+    let r = reqwest::get(url).await.expect("GET");
+    let status = r.status().as_u16();
+    (status, r.text().await.expect("body"))
+}
+
+/// The value of the first sample whose line starts with `prefix` (name plus labels as printed).
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (series, value) = l.rsplit_once(' ')?;
+        let (n, rest) = match series.find('{') {
+            Some(i) => (&series[..i], &series[i..]),
+            None => (series, ""),
+        };
+        if n != name {
+            return None;
+        }
+        for (k, v) in labels {
+            if !rest.contains(&format!("{k}=\"{v}\"")) {
+                return None;
+            }
+        }
+        value.parse().ok()
+    })
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, or panics after `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if start.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Runs promtool on text, returning its combined output; `None` when promtool is missing and
+/// this is not CI (where its absence fails the test).
+pub fn promtool_check_metrics(text: &str) -> Option<(bool, String)> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            if std::env::var_os("CI").is_some() {
+                panic!("promtool is required in CI: {e}");
+            }
+            eprintln!("note: promtool not found ({e}); skipping the promtool check");
+            return None;
+        }
+    };
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("promtool runs");
+    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+    s.push_str(&String::from_utf8_lossy(&out.stderr));
+    Some((out.status.success(), s))
+}
