@@ -4,6 +4,7 @@ pub mod check;
 pub mod dialect;
 pub mod engine;
 pub mod result;
+pub mod sse;
 pub mod trace;
 
 pub use result::ProbeResult;
