@@ -276,7 +276,12 @@ mod tests {
         parts
             .iter()
             .enumerate()
-            .map(|(i, p)| Ok((base + Duration::from_millis(i as u64), Bytes::copy_from_slice(p))))
+            .map(|(i, p)| {
+                Ok((
+                    base + Duration::from_millis(i as u64),
+                    Bytes::copy_from_slice(p),
+                ))
+            })
             .collect()
     }
 
@@ -323,7 +328,8 @@ mod tests {
     #[test]
     fn handles_crlf_cr_comments_multiline_data_and_event_names() {
         let t = Instant::now();
-        let input: &[u8] = b": keep-alive\r\nevent: add\r\ndata: 1\r\ndata:2\r\nid: 7\r\nretry: 10\r\n\r\n\
+        let input: &[u8] =
+            b": keep-alive\r\nevent: add\r\ndata: 1\r\ndata:2\r\nid: 7\r\nretry: 10\r\n\r\n\
             data:  spaced\r\rdata\n\nevent: lonely\n\ndata: x\n";
         let got = run(chunks(t, &[input]));
         assert_eq!(
@@ -335,7 +341,8 @@ mod tests {
     #[test]
     fn same_events_for_every_split_point_including_inside_utf8_and_bom() {
         let t = Instant::now();
-        let input = "\u{feff}data: h\u{e9}llo \u{1f600}\r\n\r\nevent: e\ndata: a\ndata: b\r\rdata: z\n\n";
+        let input =
+            "\u{feff}data: h\u{e9}llo \u{1f600}\r\n\r\nevent: e\ndata: a\ndata: b\r\rdata: z\n\n";
         let input = input.as_bytes();
         let want: Vec<(String, String)> = vec![
             (String::new(), "h\u{e9}llo \u{1f600}".to_string()),
@@ -426,7 +433,10 @@ mod tests {
     #[test]
     fn unterminated_event_at_eof_is_discarded() {
         let t = Instant::now();
-        assert_eq!(run(chunks(t, &[b"data: a\n\ndata: b\n"])), vec![ev(t, "", "a")]);
+        assert_eq!(
+            run(chunks(t, &[b"data: a\n\ndata: b\n"])),
+            vec![ev(t, "", "a")]
+        );
         assert_eq!(run(chunks(t, &[b"\xEF\xBB"])), vec![]);
     }
 
