@@ -325,13 +325,21 @@ impl<'a> Run<'a> {
                 self.trace.failed_at = Some(ev.at);
                 return Err((ProbeResult::MalformedStream, e.to_string()));
             }
+            // One output instant per event: an event carrying reasoning and answer text together
+            // is one arrival, not a zero-length gap. It counts as an answer if any part is one.
+            let mut event_output: Option<OutputKind> = None;
             for s in signals.drain(..) {
                 match s {
                     Signal::Output { kind, text } => {
-                        self.trace.outputs.push((ev.at, kind));
                         if kind == OutputKind::Answer {
                             self.answer.push_str(&text);
                         }
+                        event_output = match event_output {
+                            Some(OutputKind::Answer) => Some(OutputKind::Answer),
+                            _ if kind == OutputKind::Answer => Some(OutputKind::Answer),
+                            None => Some(kind),
+                            other => other,
+                        };
                     }
                     Signal::Usage { input_tokens, output_tokens, cached_input_tokens } => {
                         self.usage_input = input_tokens.or(self.usage_input);
@@ -341,6 +349,9 @@ impl<'a> Run<'a> {
                     Signal::Model(m) => self.response_model = Some(m),
                     Signal::FinishReason(r) => self.finish_reason = Some(r),
                     Signal::Done => {
+                        if let Some(kind) = event_output.take() {
+                            self.trace.outputs.push((ev.at, kind));
+                        }
                         self.trace.end = Some(ev.at);
                         return Ok(());
                     }
@@ -353,6 +364,9 @@ impl<'a> Run<'a> {
                         return Err((class, format!("error in stream: {}", clip(&message, 200))));
                     }
                 }
+            }
+            if let Some(kind) = event_output {
+                self.trace.outputs.push((ev.at, kind));
             }
         }
     }

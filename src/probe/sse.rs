@@ -1,39 +1,458 @@
-//! PLACEHOLDER: the dialect owner replaces this file.
+//! Server-sent-event framing with arrival stamps.
+//!
+//! The engine stamps each body chunk with the `Instant` it arrived; [`frame`] turns those chunks
+//! into SSE events, each stamped with the arrival of the chunk that completed it (the chunk that
+//! carried the event's terminating blank line). Events are parsed lazily: buffered events are
+//! handed out before the next chunk is read, so the stamp of the latest chunk is always the one
+//! that completed them.
+//!
+//! The framer follows the WHATWG event-stream grammar: an optional UTF-8 BOM at the start, lines
+//! ended by CRLF, LF or a lone CR, `:` comments, `data:` lines joined by `\n`, one optional space
+//! after the colon, and an event dispatched on a blank line only when it carried data. `id` and
+//! `retry` are ignored (a probe never reconnects). An event left unterminated at end of stream
+//! is discarded, as the grammar says.
+//!
+//! We do not use `eventsource-stream` here: it keeps invalid UTF-8 in its buffer and silently
+//! withholds every later event until end of stream (a probe would see a stall, not a malformed
+//! stream), and it copies the rest of its buffer once per line, which is quadratic in the events
+//! per chunk. The test `eventsource_stream_withholds_events_after_invalid_utf8` pins the first.
+
+use std::fmt::Display;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::Stream;
 
 use crate::probe::dialect::SseEvent;
 
-/// An SSE event stamped with the arrival of the chunk that completed it.
+/// Upper bound on one unterminated line or one event's data, so a misbehaving server cannot make
+/// a probe buffer without limit.
+pub const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
+
+/// One SSE event, stamped with the arrival of the chunk that completed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StampedEvent {
-    /// Arrival of the completing chunk.
+    /// Arrival of the chunk that carried the event's terminating blank line.
     pub at: Instant,
-    /// `event:` field.
+    /// The `event:` field, empty when absent.
     pub event: String,
-    /// Joined `data:` lines.
+    /// The `data:` lines joined by `\n`.
     pub data: String,
 }
 
-/// Framing failure.
+/// Why the event stream could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum SseError {
-    /// The body failed.
-    #[error("transport: {0}")]
+    /// The underlying body stream failed (connection reset, decode error, ...).
+    #[error("reading the response body failed: {0}")]
     Transport(String),
-    /// Not SSE.
-    #[error("malformed: {0}")]
+    /// The bytes are not a valid event stream (invalid UTF-8, an over-long line or event).
+    #[error("malformed event stream: {0}")]
     Malformed(String),
 }
 
-/// Frames stamped chunks into stamped events.
-pub fn frame<S, E>(_chunks: S) -> impl futures_util::Stream<Item = Result<StampedEvent, SseError>> + Send
+/// Frames a stream of (arrival instant, chunk) into SSE events stamped with the arrival of the
+/// chunk that completed each event.
+///
+/// The returned stream ends after the first error or when the input ends.
+pub fn frame<S, E>(chunks: S) -> impl Stream<Item = Result<StampedEvent, SseError>> + Send
 where
-    S: futures_util::Stream<Item = Result<(Instant, bytes::Bytes), E>> + Send + Unpin + 'static,
-    E: std::fmt::Display,
+    S: Stream<Item = Result<(Instant, Bytes), E>> + Send + Unpin,
+    E: Display,
 {
-    futures_util::stream::empty()
+    Framer {
+        inner: chunks,
+        parser: Parser::default(),
+        at: None,
+        done: false,
+    }
 }
 
-/// Borrowed view.
+/// The dialect-facing view of a stamped event.
 pub fn as_sse_event(e: &StampedEvent) -> SseEvent<'_> {
-    SseEvent { event: &e.event, data: &e.data }
+    SseEvent {
+        event: &e.event,
+        data: &e.data,
+    }
+}
+
+struct Framer<S> {
+    inner: S,
+    parser: Parser,
+    /// Arrival of the latest chunk; `None` until the first one.
+    at: Option<Instant>,
+    done: bool,
+}
+
+impl<S, E> Stream for Framer<S>
+where
+    S: Stream<Item = Result<(Instant, Bytes), E>> + Unpin,
+    E: Display,
+{
+    type Item = Result<StampedEvent, SseError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            if let Some(at) = this.at {
+                match this.parser.next_event() {
+                    Ok(Some((event, data))) => {
+                        return Poll::Ready(Some(Ok(StampedEvent { at, event, data })));
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        this.done = true;
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                }
+            }
+            match Pin::new(&mut this.inner).poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok((at, bytes)))) => {
+                    this.at = Some(at);
+                    this.parser.push(&bytes);
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(SseError::Transport(e.to_string()))));
+                }
+                Poll::Ready(None) => {
+                    this.done = true;
+                    return Poll::Ready(None);
+                }
+            }
+        }
+    }
+}
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// The incremental, allocation-light event-stream parser behind [`frame`].
+#[derive(Default)]
+struct Parser {
+    /// Unparsed bytes live in `buf[pos..]`.
+    buf: Vec<u8>,
+    pos: usize,
+    /// The start of the stream has been checked for a BOM.
+    bom_checked: bool,
+    /// The previous line ended with CR: a LF right after it belongs to the same line end.
+    skip_lf: bool,
+    pending: PendingEvent,
+}
+
+#[derive(Default)]
+struct PendingEvent {
+    event: String,
+    data: String,
+    has_data: bool,
+}
+
+impl Parser {
+    fn push(&mut self, bytes: &[u8]) {
+        // Only a partial line is left in the buffer here, so this move is short.
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next complete event in the buffer, if any.
+    fn next_event(&mut self) -> Result<Option<(String, String)>, SseError> {
+        if !self.bom_checked {
+            let rest = &self.buf[self.pos..];
+            if rest.len() < BOM.len() && BOM.starts_with(rest) {
+                // Could still be a BOM split across chunks.
+                return Ok(None);
+            }
+            if rest.starts_with(BOM) {
+                self.pos += BOM.len();
+            }
+            self.bom_checked = true;
+        }
+        loop {
+            let rest = &self.buf[self.pos..];
+            if self.skip_lf {
+                match rest.first() {
+                    None => return Ok(None),
+                    Some(b'\n') => self.pos += 1,
+                    Some(_) => {}
+                }
+                self.skip_lf = false;
+                continue;
+            }
+            let Some(len) = rest.iter().position(|&b| b == b'\n' || b == b'\r') else {
+                if rest.len() > MAX_EVENT_BYTES {
+                    return Err(SseError::Malformed(format!(
+                        "line longer than {MAX_EVENT_BYTES} bytes"
+                    )));
+                }
+                return Ok(None);
+            };
+            let start = self.pos;
+            self.skip_lf = rest[len] == b'\r';
+            self.pos += len + 1;
+            let line = &self.buf[start..start + len];
+            if let Some(event) = self.pending.line(line)? {
+                return Ok(Some(event));
+            }
+        }
+    }
+}
+
+impl PendingEvent {
+    /// Applies one line; returns the event a blank line completes.
+    fn line(&mut self, line: &[u8]) -> Result<Option<(String, String)>, SseError> {
+        if line.is_empty() {
+            if !self.has_data {
+                self.event.clear();
+                return Ok(None);
+            }
+            self.has_data = false;
+            let event = std::mem::take(&mut self.event);
+            let data = std::mem::take(&mut self.data);
+            return Ok(Some((event, data)));
+        }
+        if line[0] == b':' {
+            return Ok(None);
+        }
+        let (name, value) = match line.iter().position(|&b| b == b':') {
+            Some(i) => {
+                let value = &line[i + 1..];
+                (&line[..i], value.strip_prefix(b" ").unwrap_or(value))
+            }
+            None => (line, &b""[..]),
+        };
+        match name {
+            b"data" => {
+                let value = utf8(value, "data")?;
+                if self.has_data {
+                    self.data.push('\n');
+                }
+                self.data.push_str(value);
+                self.has_data = true;
+                if self.data.len() > MAX_EVENT_BYTES {
+                    return Err(SseError::Malformed(format!(
+                        "event data longer than {MAX_EVENT_BYTES} bytes"
+                    )));
+                }
+            }
+            b"event" => {
+                let value = utf8(value, "event")?;
+                self.event.clear();
+                self.event.push_str(value);
+            }
+            _ => {}
+        }
+        Ok(None)
+    }
+}
+
+fn utf8<'a>(value: &'a [u8], field: &str) -> Result<&'a str, SseError> {
+    std::str::from_utf8(value).map_err(|e| {
+        SseError::Malformed(format!(
+            "invalid UTF-8 in `{field}` field at byte {}",
+            e.valid_up_to()
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures_util::{stream, FutureExt, StreamExt};
+
+    use super::*;
+
+    type Chunk = Result<(Instant, Bytes), String>;
+
+    fn chunks(base: Instant, parts: &[&[u8]]) -> Vec<Chunk> {
+        parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                Ok((
+                    base + Duration::from_millis(i as u64),
+                    Bytes::copy_from_slice(p),
+                ))
+            })
+            .collect()
+    }
+
+    fn run(input: Vec<Chunk>) -> Vec<Result<StampedEvent, String>> {
+        frame(stream::iter(input))
+            .map(|r| r.map_err(|e| e.to_string()))
+            .collect::<Vec<_>>()
+            .now_or_never()
+            .unwrap_or_default()
+    }
+
+    fn ev(at: Instant, event: &str, data: &str) -> Result<StampedEvent, String> {
+        Ok(StampedEvent {
+            at,
+            event: event.to_string(),
+            data: data.to_string(),
+        })
+    }
+
+    #[test]
+    fn stamps_each_event_with_the_chunk_that_completed_it() {
+        let t = Instant::now();
+        let ms = |n| t + Duration::from_millis(n);
+        let got = run(chunks(
+            t,
+            &[
+                b"data: a\n\ndata: b",
+                b"\n",
+                b"\ndata: c\n\ndata: d\n\n",
+                b"data: e\n",
+            ],
+        ));
+        assert_eq!(
+            got,
+            vec![
+                ev(ms(0), "", "a"),
+                ev(ms(2), "", "b"),
+                ev(ms(2), "", "c"),
+                ev(ms(2), "", "d"),
+            ]
+        );
+    }
+
+    #[test]
+    fn handles_crlf_cr_comments_multiline_data_and_event_names() {
+        let t = Instant::now();
+        let input: &[u8] =
+            b": keep-alive\r\nevent: add\r\ndata: 1\r\ndata:2\r\nid: 7\r\nretry: 10\r\n\r\n\
+            data:  spaced\r\rdata\n\nevent: lonely\n\ndata: x\n";
+        let got = run(chunks(t, &[input]));
+        assert_eq!(
+            got,
+            vec![ev(t, "add", "1\n2"), ev(t, "", " spaced"), ev(t, "", "")]
+        );
+    }
+
+    #[test]
+    fn same_events_for_every_split_point_including_inside_utf8_and_bom() {
+        let t = Instant::now();
+        let input =
+            "\u{feff}data: h\u{e9}llo \u{1f600}\r\n\r\nevent: e\ndata: a\ndata: b\r\rdata: z\n\n";
+        let input = input.as_bytes();
+        let want: Vec<(String, String)> = vec![
+            (String::new(), "h\u{e9}llo \u{1f600}".to_string()),
+            ("e".to_string(), "a\nb".to_string()),
+            (String::new(), "z".to_string()),
+        ];
+        for size in 1..=input.len() {
+            let parts: Vec<&[u8]> = input.chunks(size).collect();
+            let got: Vec<(String, String)> = run(chunks(t, &parts))
+                .into_iter()
+                .map(|r| r.map(|e| (e.event, e.data)))
+                .collect::<Result<_, _>>()
+                .unwrap_or_default();
+            assert_eq!(got, want, "chunk size {size}");
+        }
+    }
+
+    #[test]
+    fn lf_after_cr_in_the_next_chunk_is_not_a_second_line_end() {
+        let t = Instant::now();
+        let got = run(chunks(t, &[b"data: a\r", b"\n\r", b"\ndata: b\r\n\r\n"]));
+        let ms = |n| t + Duration::from_millis(n);
+        assert_eq!(got, vec![ev(ms(1), "", "a"), ev(ms(2), "", "b")]);
+    }
+
+    #[test]
+    fn transport_error_ends_the_stream_after_buffered_events() {
+        let t = Instant::now();
+        let mut input = chunks(t, &[b"data: a\n\ndata: b\n\n"]);
+        input.push(Err("connection reset".to_string()));
+        input.push(Ok((t, Bytes::from_static(b"data: c\n\n"))));
+        let got = run(input);
+        assert_eq!(
+            got,
+            vec![
+                ev(t, "", "a"),
+                ev(t, "", "b"),
+                Err("reading the response body failed: connection reset".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_malformed_at_once() {
+        let t = Instant::now();
+        let input: Vec<Chunk> = chunks(t, &[b"data: a\n\n", b"data: \xff\n\ndata: b\n\n"]);
+        let mut s = frame(stream::iter(input).chain(stream::pending()));
+        let first = s.next().now_or_never().flatten().map(|r| r.map(|e| e.data));
+        assert!(matches!(first, Some(Ok(ref d)) if d == "a"), "{first:?}");
+        let second = s.next().now_or_never().flatten();
+        assert!(
+            matches!(second, Some(Err(SseError::Malformed(ref m))) if m == "invalid UTF-8 in `data` field at byte 0"),
+            "{second:?}"
+        );
+        assert!(matches!(s.next().now_or_never(), Some(None)));
+    }
+
+    /// Why we frame events ourselves: after an invalid byte, `eventsource-stream` neither reports
+    /// an error nor yields the valid events behind it while the connection stays open.
+    #[test]
+    fn eventsource_stream_withholds_events_after_invalid_utf8() {
+        use eventsource_stream::Eventsource;
+        let input: Vec<Result<Bytes, String>> = vec![
+            Ok(Bytes::from_static(b"data: a\n\n")),
+            Ok(Bytes::from_static(b"data: \xff\n\ndata: b\n\n")),
+            Ok(Bytes::from_static(b"data: c\n\n")),
+        ];
+        let mut s = stream::iter(input).chain(stream::pending()).eventsource();
+        let first = s.next().now_or_never().flatten().map(|r| r.map(|e| e.data));
+        assert!(matches!(first, Some(Ok(ref d)) if d == "a"));
+        // Neither an error nor "b"/"c": the stream just looks stalled.
+        assert!(s.next().now_or_never().is_none());
+    }
+
+    #[test]
+    fn overlong_line_is_malformed() {
+        let t = Instant::now();
+        let long = vec![b'x'; MAX_EVENT_BYTES + 1];
+        let got = run(vec![Ok((t, Bytes::from(long)))]);
+        assert_eq!(
+            got,
+            vec![Err(format!(
+                "malformed event stream: line longer than {MAX_EVENT_BYTES} bytes"
+            ))]
+        );
+    }
+
+    #[test]
+    fn unterminated_event_at_eof_is_discarded() {
+        let t = Instant::now();
+        assert_eq!(
+            run(chunks(t, &[b"data: a\n\ndata: b\n"])),
+            vec![ev(t, "", "a")]
+        );
+        assert_eq!(run(chunks(t, &[b"\xEF\xBB"])), vec![]);
+    }
+
+    #[test]
+    fn as_sse_event_borrows_fields() {
+        let e = StampedEvent {
+            at: Instant::now(),
+            event: "ping".to_string(),
+            data: "{}".to_string(),
+        };
+        assert_eq!(
+            as_sse_event(&e),
+            SseEvent {
+                event: "ping",
+                data: "{}"
+            }
+        );
+    }
 }

@@ -1,20 +1,421 @@
-//! PLACEHOLDER: the dialect owner replaces this file.
+//! Anthropic Messages (`POST {base_url}/v1/messages`).
+//!
+//! Events are dispatched on the JSON `type` field (the `event:` line, which normally matches, is
+//! used only when `type` is missing). Unknown types are ignored, so new event kinds do not break
+//! probes.
+//!
+//! Token usage is normalized to the OpenAI meaning, so cost and token counters need one rule:
+//! `input_tokens` is the whole prompt, i.e. Anthropic's `input_tokens` (the uncached part) plus
+//! `cache_read_input_tokens` plus `cache_creation_input_tokens`; `cached_input_tokens` is
+//! `cache_read_input_tokens`. `message_start` reports an early `output_tokens` (usually 1) that
+//! the cumulative count in `message_delta` later overwrites.
 
-use super::{DecodeError, ProbeRequest, Signal, SseEvent, StreamDecoder};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::openai_chat::{merge_extra, truncate, Text};
+use super::{
+    DecodeError, OutputKind, ProbeRequest, Signal, SseEvent, StreamDecoder, StreamErrorKind,
+};
 
 /// Headers every Anthropic request carries.
 pub const FIXED_HEADERS: &[(&str, &str)] = &[("anthropic-version", "2023-06-01")];
+
+const DIALECT: &str = "anthropic-messages";
+
 /// Builds the streaming request body.
-pub fn build_body(_req: &ProbeRequest<'_>) -> serde_json::Value {
-    serde_json::Value::Null
+///
+/// `system` messages become the top-level `system` string (joined by blank lines when there are
+/// several); every other message is sent in order with its role unchanged.
+pub fn build_body(req: &ProbeRequest<'_>) -> Value {
+    let mut system = String::new();
+    let mut messages = Vec::with_capacity(req.messages.len());
+    for m in req.messages {
+        if m.role == "system" {
+            if !system.is_empty() {
+                system.push_str("\n\n");
+            }
+            system.push_str(&m.content);
+        } else {
+            let mut o = Map::with_capacity(2);
+            o.insert("role".into(), Value::from(m.role.as_str()));
+            o.insert("content".into(), Value::from(m.content.as_str()));
+            messages.push(Value::Object(o));
+        }
+    }
+    let mut body = Map::new();
+    body.insert("model".into(), Value::from(req.model));
+    body.insert("max_tokens".into(), Value::from(req.max_tokens));
+    body.insert("temperature".into(), Value::from(req.temperature));
+    body.insert("stream".into(), Value::Bool(true));
+    body.insert("messages".into(), Value::Array(messages));
+    if !system.is_empty() {
+        body.insert("system".into(), Value::from(system));
+    }
+    if !req.stop.is_empty() {
+        body.insert("stop_sequences".into(), Value::from(req.stop.to_vec()));
+    }
+    merge_extra(&mut body, req.extra_body);
+    Value::Object(body)
 }
 
 /// Per-probe decoding state.
 #[derive(Default)]
-pub struct Decoder;
+pub struct Decoder {
+    /// Cache counts from `message_start`, to complete a later `input_tokens` that comes alone.
+    cache_read: Option<u64>,
+    cache_creation: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct Event<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Text<'a>>,
+    #[serde(borrow)]
+    message: Option<MessageStart<'a>>,
+    #[serde(borrow)]
+    delta: Option<Delta<'a>>,
+    usage: Option<Usage>,
+    #[serde(borrow)]
+    error: Option<ErrorBody<'a>>,
+}
+
+#[derive(Deserialize)]
+struct MessageStart<'a> {
+    #[serde(borrow)]
+    model: Option<Text<'a>>,
+    usage: Option<Usage>,
+}
+
+/// The `delta` of `content_block_delta` and of `message_delta`, in one shape.
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Text<'a>>,
+    #[serde(borrow)]
+    text: Option<Text<'a>>,
+    #[serde(borrow)]
+    thinking: Option<Text<'a>>,
+    #[serde(borrow)]
+    partial_json: Option<Text<'a>>,
+    #[serde(borrow)]
+    stop_reason: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Usage {
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Text<'a>>,
+    #[serde(borrow)]
+    message: Option<Text<'a>>,
+}
+
+/// Longest error message kept, in bytes.
+const MAX_ERROR_MESSAGE: usize = 300;
+
+impl Decoder {
+    fn usage(&mut self, u: Usage, out: &mut Vec<Signal>) {
+        if u.cache_read_input_tokens.is_some() {
+            self.cache_read = u.cache_read_input_tokens;
+        }
+        if u.cache_creation_input_tokens.is_some() {
+            self.cache_creation = u.cache_creation_input_tokens;
+        }
+        let input = u.input_tokens.map(|n| {
+            n.saturating_add(self.cache_read.unwrap_or(0))
+                .saturating_add(self.cache_creation.unwrap_or(0))
+        });
+        if input.is_none() && u.output_tokens.is_none() && u.cache_read_input_tokens.is_none() {
+            return;
+        }
+        out.push(Signal::Usage {
+            input_tokens: input,
+            output_tokens: u.output_tokens,
+            cached_input_tokens: u.cache_read_input_tokens,
+        });
+    }
+}
+
+fn output(out: &mut Vec<Signal>, kind: OutputKind, text: Option<Text<'_>>) {
+    if let Some(Text(text)) = text.filter(|t| !t.0.is_empty()) {
+        out.push(Signal::Output {
+            kind,
+            text: text.into_owned(),
+        });
+    }
+}
 
 impl StreamDecoder for Decoder {
-    fn decode(&mut self, _event: &SseEvent<'_>, _out: &mut Vec<Signal>) -> Result<(), DecodeError> {
+    fn decode(&mut self, event: &SseEvent<'_>, out: &mut Vec<Signal>) -> Result<(), DecodeError> {
+        let data = event.data.trim();
+        if data.is_empty() {
+            return Ok(());
+        }
+        let ev: Event<'_> = serde_json::from_str(data).map_err(|e| DecodeError {
+            dialect: DIALECT,
+            reason: format!("invalid JSON event: {e}"),
+        })?;
+        let kind = match &ev.kind {
+            Some(Text(k)) => &**k,
+            None if !event.event.is_empty() && event.event != "message" => event.event,
+            None => {
+                return Err(DecodeError {
+                    dialect: DIALECT,
+                    reason: "event without a type".into(),
+                })
+            }
+        };
+        match kind {
+            "message_start" => {
+                if let Some(m) = ev.message {
+                    if let Some(Text(model)) = m.model.filter(|m| !m.0.is_empty()) {
+                        out.push(Signal::Model(model.into_owned()));
+                    }
+                    if let Some(u) = m.usage {
+                        self.usage(u, out);
+                    }
+                }
+            }
+            "content_block_delta" => {
+                if let Some(d) = ev.delta {
+                    match d.kind.as_ref().map(|k| &*k.0) {
+                        Some("text_delta") => output(out, OutputKind::Answer, d.text),
+                        Some("thinking_delta") => output(out, OutputKind::Reasoning, d.thinking),
+                        Some("input_json_delta") => {
+                            output(out, OutputKind::ToolCall, d.partial_json)
+                        }
+                        // signature_delta, citations_delta and future kinds carry no tokens.
+                        _ => {}
+                    }
+                }
+            }
+            "message_delta" => {
+                if let Some(Text(reason)) = ev
+                    .delta
+                    .and_then(|d| d.stop_reason)
+                    .filter(|r| !r.0.is_empty())
+                {
+                    out.push(Signal::FinishReason(reason.into_owned()));
+                }
+                if let Some(u) = ev.usage {
+                    self.usage(u, out);
+                }
+            }
+            "message_stop" => out.push(Signal::Done),
+            "error" => {
+                let (kind, message) = match &ev.error {
+                    Some(e) => (
+                        e.kind.as_ref().map(|k| &*k.0),
+                        e.message.as_ref().map(|m| &*m.0),
+                    ),
+                    None => (None, None),
+                };
+                out.push(error_signal(kind, message));
+            }
+            // ping, content_block_start (a tool_use start has no arguments yet),
+            // content_block_stop and unknown types.
+            _ => {}
+        }
         Ok(())
+    }
+}
+
+fn error_signal(kind: Option<&str>, message: Option<&str>) -> Signal {
+    let rate_limited = matches!(kind, Some("rate_limit_error" | "overloaded_error"));
+    let kind = kind.filter(|k| !k.is_empty());
+    let message = message.map(str::trim).filter(|m| !m.is_empty());
+    let text = match (kind, message) {
+        (Some(k), Some(m)) => format!("{k}: {}", truncate(m, MAX_ERROR_MESSAGE)),
+        (Some(k), None) => k.to_string(),
+        (None, Some(m)) => truncate(m, MAX_ERROR_MESSAGE).to_string(),
+        (None, None) => "unknown error".to_string(),
+    };
+    Signal::Error {
+        kind: if rate_limited {
+            StreamErrorKind::RateLimited
+        } else {
+            StreamErrorKind::Other
+        },
+        message: text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(events: &[(&str, &str)]) -> Result<Vec<Signal>, DecodeError> {
+        let mut d = Decoder::default();
+        let mut out = Vec::new();
+        for (event, data) in events {
+            d.decode(&SseEvent { event, data }, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn out(kind: OutputKind, text: &str) -> Signal {
+        Signal::Output {
+            kind,
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn message_lifecycle() {
+        let got = decode_all(&[
+            (
+                "message_start",
+                r#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"model":"claude-x","stop_reason":null,"usage":{"input_tokens":10,"cache_creation_input_tokens":2,"cache_read_input_tokens":30,"output_tokens":1}}}"#,
+            ),
+            (
+                "content_block_start",
+                r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+            ),
+            ("ping", r#"{"type": "ping"}"#),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":""}}"#,
+            ),
+            (
+                "content_block_stop",
+                r#"{"type":"content_block_stop","index":0}"#,
+            ),
+            (
+                "message_delta",
+                r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":15}}"#,
+            ),
+            (
+                "message_delta",
+                r#"{"type":"message_delta","delta":{"stop_reason":null},"usage":{"input_tokens":11,"output_tokens":16}}"#,
+            ),
+            ("message_stop", r#"{"type":"message_stop"}"#),
+        ]);
+        assert_eq!(
+            got,
+            Ok(vec![
+                Signal::Model("claude-x".into()),
+                Signal::Usage {
+                    input_tokens: Some(42),
+                    output_tokens: Some(1),
+                    cached_input_tokens: Some(30)
+                },
+                out(OutputKind::Answer, "Hi"),
+                Signal::FinishReason("end_turn".into()),
+                Signal::Usage {
+                    input_tokens: None,
+                    output_tokens: Some(15),
+                    cached_input_tokens: None
+                },
+                Signal::Usage {
+                    input_tokens: Some(43),
+                    output_tokens: Some(16),
+                    cached_input_tokens: None
+                },
+                Signal::Done,
+            ])
+        );
+    }
+
+    #[test]
+    fn delta_kinds() {
+        let got = decode_all(&[
+            (
+                "",
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"hmm"}}"#,
+            ),
+            (
+                "",
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"EqQB"}}"#,
+            ),
+            (
+                "",
+                r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"city\":"}}"#,
+            ),
+            (
+                "",
+                r#"{"type":"content_block_delta","index":1,"delta":{"type":"citations_delta","citation":{}}}"#,
+            ),
+            ("", r#"{"type":"brand_new_event","x":1}"#),
+        ]);
+        assert_eq!(
+            got,
+            Ok(vec![
+                out(OutputKind::Reasoning, "hmm"),
+                out(OutputKind::ToolCall, "{\"city\":"),
+            ])
+        );
+    }
+
+    #[test]
+    fn errors() {
+        let got = decode_all(&[
+            (
+                "error",
+                r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+            ),
+            (
+                "error",
+                r#"{"type":"error","error":{"type":"rate_limit_error","message":"slow"}}"#,
+            ),
+            (
+                "error",
+                r#"{"type":"error","error":{"type":"api_error","message":"Internal"}}"#,
+            ),
+            ("error", r#"{"type":"error"}"#),
+        ]);
+        assert_eq!(
+            got,
+            Ok(vec![
+                Signal::Error {
+                    kind: StreamErrorKind::RateLimited,
+                    message: "overloaded_error: Overloaded".into()
+                },
+                Signal::Error {
+                    kind: StreamErrorKind::RateLimited,
+                    message: "rate_limit_error: slow".into()
+                },
+                Signal::Error {
+                    kind: StreamErrorKind::Other,
+                    message: "api_error: Internal".into()
+                },
+                Signal::Error {
+                    kind: StreamErrorKind::Other,
+                    message: "unknown error".into()
+                },
+            ])
+        );
+    }
+
+    #[test]
+    fn type_falls_back_to_event_name_and_bad_json_is_an_error() {
+        assert_eq!(
+            decode_all(&[("message_stop", "{}")]),
+            Ok(vec![Signal::Done])
+        );
+        assert_eq!(decode_all(&[("", " ")]), Ok(vec![]));
+        assert_eq!(
+            decode_all(&[("", "{}")]),
+            Err(DecodeError {
+                dialect: "anthropic-messages",
+                reason: "event without a type".into()
+            })
+        );
+        let err = decode_all(&[("message_start", "{nope")]);
+        assert!(
+            matches!(&err, Err(DecodeError { dialect: "anthropic-messages", reason }) if reason.starts_with("invalid JSON event: ")),
+            "{err:?}"
+        );
     }
 }

@@ -1,19 +1,632 @@
-//! PLACEHOLDER: the dialect owner replaces this file.
+//! OpenAI Chat Completions (`POST {base_url}/chat/completions`), as spoken by OpenAI, vLLM,
+//! SGLang, TGI, llama.cpp and most gateways.
+//!
+//! Decoding, shared with [`super::openai_completions`]:
+//! - `data: [DONE]` is [`Signal::Done`]; whitespace-only data is a keep-alive.
+//! - `model` is reported the first time it is seen and whenever it changes.
+//! - Per event, every output kind present is reported once, texts of all choices (and all tool
+//!   calls) concatenated, in the order Reasoning, Answer, ToolCall. An event carrying both
+//!   reasoning and answer text therefore yields two outputs with the same arrival time.
+//! - Answer text is `delta.content` (and `delta.refusal`, which the user sees the same way);
+//!   reasoning is `delta.reasoning_content`, or `delta.reasoning` when the former is absent (vLLM
+//!   renamed the field; servers sending both send the same text twice); tool-call text is
+//!   `delta.tool_calls[].function.arguments` (and the legacy `delta.function_call.arguments`).
+//! - Errors: a top-level `error` (object or string), an object whose `object` is `"error"`, or
+//!   any data under `event: error`. Other named events are ignored.
 
-use super::{DecodeError, ProbeRequest, Signal, SseEvent, StreamDecoder};
+use std::borrow::Cow;
 
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::{
+    DecodeError, OutputKind, ProbeRequest, Signal, SseEvent, StreamDecoder, StreamErrorKind,
+};
 
 /// Builds the streaming request body.
-pub fn build_body(_req: &ProbeRequest<'_>) -> serde_json::Value {
-    serde_json::Value::Null
+pub fn build_body(req: &ProbeRequest<'_>) -> Value {
+    let messages = req
+        .messages
+        .iter()
+        .map(|m| {
+            let mut o = Map::with_capacity(2);
+            o.insert("role".into(), Value::from(m.role.as_str()));
+            o.insert("content".into(), Value::from(m.content.as_str()));
+            Value::Object(o)
+        })
+        .collect::<Vec<_>>();
+    let mut body = Map::new();
+    body.insert("model".into(), Value::from(req.model));
+    body.insert("messages".into(), Value::Array(messages));
+    insert_openai_common(&mut body, req);
+    merge_extra(&mut body, req.extra_body);
+    Value::Object(body)
+}
+
+/// Fields both OpenAI dialects send: limits, sampling, streaming, stop and usage reporting.
+pub(super) fn insert_openai_common(body: &mut Map<String, Value>, req: &ProbeRequest<'_>) {
+    body.insert("max_tokens".into(), Value::from(req.max_tokens));
+    body.insert("temperature".into(), Value::from(req.temperature));
+    body.insert("stream".into(), Value::Bool(true));
+    if !req.stop.is_empty() {
+        body.insert("stop".into(), Value::from(req.stop.to_vec()));
+    }
+    if req.include_usage {
+        let mut opts = Map::with_capacity(1);
+        opts.insert("include_usage".into(), Value::Bool(true));
+        body.insert("stream_options".into(), Value::Object(opts));
+    }
+}
+
+/// Merges `extra_body` at the top level, overriding. A `null` value removes the field, so a
+/// scenario can drop a default (e.g. `max_tokens: null` with `max_completion_tokens: 64` for
+/// models that reject `max_tokens`).
+pub(super) fn merge_extra(body: &mut Map<String, Value>, extra: &Map<String, Value>) {
+    for (k, v) in extra {
+        if v.is_null() {
+            body.remove(k);
+        } else {
+            body.insert(k.clone(), v.clone());
+        }
+    }
 }
 
 /// Per-probe decoding state.
 #[derive(Default)]
-pub struct Decoder;
+pub struct Decoder {
+    state: State,
+}
 
 impl StreamDecoder for Decoder {
-    fn decode(&mut self, _event: &SseEvent<'_>, _out: &mut Vec<Signal>) -> Result<(), DecodeError> {
+    fn decode(&mut self, event: &SseEvent<'_>, out: &mut Vec<Signal>) -> Result<(), DecodeError> {
+        self.state.decode(Mode::Chat, event, out)
+    }
+}
+
+/// Which OpenAI dialect an event belongs to: where its output text lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// `choices[].delta.*`.
+    Chat,
+    /// `choices[].text`.
+    Completions,
+}
+
+impl Mode {
+    fn dialect(self) -> &'static str {
+        match self {
+            Mode::Chat => "openai-chat",
+            Mode::Completions => "openai-completions",
+        }
+    }
+}
+
+/// Decoding state shared by both OpenAI dialects.
+#[derive(Default)]
+pub(super) struct State {
+    /// The model last reported, to report it again only when it changes.
+    model: Option<String>,
+}
+
+/// A JSON string that borrows from the event when it has no escapes.
+#[derive(Deserialize)]
+pub(super) struct Text<'a>(#[serde(borrow)] pub(super) Cow<'a, str>);
+
+#[derive(Deserialize)]
+struct Chunk<'a> {
+    #[serde(borrow)]
+    model: Option<Text<'a>>,
+    #[serde(borrow)]
+    object: Option<Text<'a>>,
+    #[serde(borrow)]
+    choices: Option<Vec<Choice<'a>>>,
+    usage: Option<Usage>,
+    /// An object `{message, type, code}` or, on some servers, a plain string.
+    error: Option<Value>,
+    // Top-level error fields of `{"object": "error", ...}` (vLLM) and TGI's `error_type`.
+    #[serde(borrow)]
+    message: Option<Text<'a>>,
+    #[serde(borrow, rename = "type")]
+    kind: Option<Text<'a>>,
+    code: Option<Value>,
+    #[serde(borrow)]
+    error_type: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Choice<'a> {
+    #[serde(borrow)]
+    delta: Option<Delta<'a>>,
+    #[serde(borrow)]
+    text: Option<Text<'a>>,
+    #[serde(borrow)]
+    finish_reason: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(borrow)]
+    content: Option<Text<'a>>,
+    #[serde(borrow)]
+    refusal: Option<Text<'a>>,
+    #[serde(borrow)]
+    reasoning_content: Option<Text<'a>>,
+    #[serde(borrow)]
+    reasoning: Option<Text<'a>>,
+    #[serde(borrow)]
+    tool_calls: Option<Vec<ToolCall<'a>>>,
+    #[serde(borrow)]
+    function_call: Option<Function<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ToolCall<'a> {
+    #[serde(borrow)]
+    function: Option<Function<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Function<'a> {
+    #[serde(borrow)]
+    arguments: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Usage {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    prompt_tokens_details: Option<PromptDetails>,
+}
+
+#[derive(Deserialize)]
+struct PromptDetails {
+    cached_tokens: Option<u64>,
+}
+
+/// Output texts of one event, by kind.
+#[derive(Default)]
+struct Outputs {
+    reasoning: Option<String>,
+    answer: Option<String>,
+    tool_call: Option<String>,
+}
+
+fn append(slot: &mut Option<String>, text: Option<Text<'_>>) {
+    let Some(Text(text)) = text else { return };
+    if text.is_empty() {
+        return;
+    }
+    match slot {
+        Some(s) => s.push_str(&text),
+        None => *slot = Some(text.into_owned()),
+    }
+}
+
+impl Outputs {
+    fn emit(self, out: &mut Vec<Signal>) {
+        let kinds = [
+            (OutputKind::Reasoning, self.reasoning),
+            (OutputKind::Answer, self.answer),
+            (OutputKind::ToolCall, self.tool_call),
+        ];
+        for (kind, text) in kinds {
+            if let Some(text) = text {
+                out.push(Signal::Output { kind, text });
+            }
+        }
+    }
+}
+
+impl State {
+    pub(super) fn decode(
+        &mut self,
+        mode: Mode,
+        event: &SseEvent<'_>,
+        out: &mut Vec<Signal>,
+    ) -> Result<(), DecodeError> {
+        let data = event.data.trim();
+        match event.event {
+            "" | "message" => {}
+            "error" => {
+                out.push(error_event(data));
+                return Ok(());
+            }
+            _ => return Ok(()),
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        if data == "[DONE]" {
+            out.push(Signal::Done);
+            return Ok(());
+        }
+        let chunk: Chunk<'_> = serde_json::from_str(data).map_err(|e| DecodeError {
+            dialect: mode.dialect(),
+            reason: format!("invalid JSON chunk: {e}"),
+        })?;
+
+        if let Some(Text(model)) = chunk.model {
+            if !model.is_empty() && self.model.as_deref() != Some(&*model) {
+                let model = model.into_owned();
+                self.model = Some(model.clone());
+                out.push(Signal::Model(model));
+            }
+        }
+        if let Some(error) = chunk.error.filter(|e| !e.is_null()) {
+            out.push(error_from_value(
+                &error,
+                chunk.error_type.as_ref().map(|t| &*t.0),
+            ));
+            return Ok(());
+        }
+        if chunk.object.as_ref().is_some_and(|o| o.0 == "error") {
+            out.push(stream_error(
+                chunk.message.as_ref().map(|m| &*m.0),
+                chunk.kind.as_ref().map(|k| &*k.0),
+                chunk.code.as_ref(),
+            ));
+            return Ok(());
+        }
+
+        let mut outputs = Outputs::default();
+        let mut finish = None;
+        for choice in chunk.choices.into_iter().flatten() {
+            match mode {
+                Mode::Chat => {
+                    if let Some(d) = choice.delta {
+                        append(&mut outputs.reasoning, d.reasoning_content.or(d.reasoning));
+                        append(&mut outputs.answer, d.content);
+                        append(&mut outputs.answer, d.refusal);
+                        for call in d.tool_calls.into_iter().flatten() {
+                            append(
+                                &mut outputs.tool_call,
+                                call.function.and_then(|f| f.arguments),
+                            );
+                        }
+                        append(
+                            &mut outputs.tool_call,
+                            d.function_call.and_then(|f| f.arguments),
+                        );
+                    }
+                }
+                Mode::Completions => append(&mut outputs.answer, choice.text),
+            }
+            if finish.is_none() {
+                finish = choice.finish_reason.filter(|f| !f.0.is_empty());
+            }
+        }
+        outputs.emit(out);
+        if let Some(Text(reason)) = finish {
+            out.push(Signal::FinishReason(reason.into_owned()));
+        }
+        if let Some(u) = chunk.usage {
+            let cached = u.prompt_tokens_details.and_then(|d| d.cached_tokens);
+            if u.prompt_tokens.is_some() || u.completion_tokens.is_some() || cached.is_some() {
+                out.push(Signal::Usage {
+                    input_tokens: u.prompt_tokens,
+                    output_tokens: u.completion_tokens,
+                    cached_input_tokens: cached,
+                });
+            }
+        }
         Ok(())
+    }
+}
+
+/// The error signal for data under `event: error`: a JSON error body when it is one, else the
+/// text itself.
+fn error_event(data: &str) -> Signal {
+    match serde_json::from_str::<Chunk<'_>>(data) {
+        Ok(chunk) => match chunk.error.filter(|e| !e.is_null()) {
+            Some(error) => error_from_value(&error, chunk.error_type.as_ref().map(|t| &*t.0)),
+            None => stream_error(
+                chunk.message.as_ref().map(|m| &*m.0),
+                chunk
+                    .kind
+                    .as_ref()
+                    .map(|k| &*k.0)
+                    .or(chunk.error_type.as_ref().map(|t| &*t.0)),
+                chunk.code.as_ref(),
+            ),
+        },
+        Err(_) => stream_error(Some(data), None, None),
+    }
+}
+
+fn error_from_value(error: &Value, error_type: Option<&str>) -> Signal {
+    match error {
+        Value::Object(o) => stream_error(
+            o.get("message").and_then(Value::as_str),
+            o.get("type").and_then(Value::as_str).or(error_type),
+            o.get("code"),
+        ),
+        Value::String(s) => stream_error(Some(s), error_type, None),
+        other => stream_error(None, error_type, Some(other)),
+    }
+}
+
+/// Longest error message kept, in bytes; server messages can echo large inputs.
+const MAX_ERROR_MESSAGE: usize = 300;
+
+/// Builds an error signal from the usual `{message, type, code}` fields.
+pub(super) fn stream_error(
+    message: Option<&str>,
+    kind: Option<&str>,
+    code: Option<&Value>,
+) -> Signal {
+    let code_text = match code {
+        Some(Value::String(s)) => Some(Cow::Borrowed(s.as_str())),
+        Some(Value::Number(n)) => Some(Cow::Owned(n.to_string())),
+        _ => None,
+    };
+    let rate_limited = [kind, code_text.as_deref()]
+        .into_iter()
+        .flatten()
+        .any(is_rate_limit_word);
+    let kind = kind.filter(|k| !k.is_empty());
+    let code = code_text.as_deref().filter(|c| !c.is_empty());
+    let mut text = match (kind, code) {
+        (Some(k), Some(c)) => format!("{k} ({c})"),
+        (Some(k), None) => k.to_string(),
+        (None, Some(c)) => c.to_string(),
+        (None, None) => String::new(),
+    };
+    match message.map(str::trim).filter(|m| !m.is_empty()) {
+        Some(m) => {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(truncate(m, MAX_ERROR_MESSAGE));
+        }
+        None if text.is_empty() => text.push_str("unknown error"),
+        None => {}
+    }
+    Signal::Error {
+        kind: if rate_limited {
+            StreamErrorKind::RateLimited
+        } else {
+            StreamErrorKind::Other
+        },
+        message: text,
+    }
+}
+
+/// Whether an error type or code means "slow down": rate limits and overload.
+pub(super) fn is_rate_limit_word(s: &str) -> bool {
+    let s = s.to_ascii_lowercase();
+    s == "429"
+        || s == "529"
+        || [
+            "rate_limit",
+            "rate limit",
+            "ratelimit",
+            "too_many_requests",
+            "too many requests",
+            "overloaded",
+        ]
+        .iter()
+        .any(|w| s.contains(w))
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+pub(super) fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(events: &[(&str, &str)]) -> Result<Vec<Signal>, DecodeError> {
+        let mut d = Decoder::default();
+        let mut out = Vec::new();
+        for (event, data) in events {
+            d.decode(&SseEvent { event, data }, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn one(data: &str) -> Vec<Signal> {
+        decode_all(&[("", data)]).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn answer(t: &str) -> Signal {
+        Signal::Output {
+            kind: OutputKind::Answer,
+            text: t.to_string(),
+        }
+    }
+
+    #[test]
+    fn content_delta_is_answer_and_model_is_reported_once() {
+        let got = decode_all(&[
+            (
+                "",
+                r#"{"model":"m1","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#,
+            ),
+            (
+                "message",
+                r#"{"model":"m1","choices":[{"index":0,"delta":{"content":"Hi\n"},"finish_reason":null}]}"#,
+            ),
+            (
+                "",
+                r#"{"model":"m2","choices":[{"index":0,"delta":{"content":"!"}}],"usage":null}"#,
+            ),
+        ]);
+        assert_eq!(
+            got,
+            Ok(vec![
+                Signal::Model("m1".into()),
+                answer("Hi\n"),
+                Signal::Model("m2".into()),
+                answer("!"),
+            ])
+        );
+    }
+
+    #[test]
+    fn done_finish_and_usage() {
+        assert_eq!(one(" [DONE] "), vec![Signal::Done]);
+        assert_eq!(
+            one(r#"{"choices":[{"index":0,"delta":{},"finish_reason":"length"}]}"#),
+            vec![Signal::FinishReason("length".into())]
+        );
+        assert_eq!(
+            one(
+                r#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17,"prompt_tokens_details":{"cached_tokens":8}}}"#
+            ),
+            vec![Signal::Usage {
+                input_tokens: Some(12),
+                output_tokens: Some(5),
+                cached_input_tokens: Some(8)
+            }]
+        );
+        assert_eq!(
+            one(
+                r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1,"prompt_tokens_details":null}}"#
+            ),
+            vec![Signal::Usage {
+                input_tokens: Some(3),
+                output_tokens: Some(1),
+                cached_input_tokens: None
+            }]
+        );
+    }
+
+    #[test]
+    fn reasoning_answer_and_tool_call_kinds() {
+        assert_eq!(
+            one(
+                r#"{"choices":[{"delta":{"reasoning_content":"think","reasoning":"think","content":"ans"}}]}"#
+            ),
+            vec![
+                Signal::Output {
+                    kind: OutputKind::Reasoning,
+                    text: "think".into()
+                },
+                answer("ans"),
+            ]
+        );
+        assert_eq!(
+            one(r#"{"choices":[{"delta":{"reasoning":"r"}}]}"#),
+            vec![Signal::Output {
+                kind: OutputKind::Reasoning,
+                text: "r".into()
+            }]
+        );
+        assert_eq!(
+            one(
+                r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"a\""}},{"index":1,"function":{"arguments":":1}"}}]}}]}"#
+            ),
+            vec![Signal::Output {
+                kind: OutputKind::ToolCall,
+                text: "{\"a\":1}".into()
+            }]
+        );
+        // The tool call's opening chunk names the function but carries no arguments yet.
+        assert_eq!(
+            one(
+                r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":""}}]}}]}"#
+            ),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn role_only_and_empty_choices_produce_nothing() {
+        assert_eq!(
+            one(r#"{"choices":[{"delta":{"role":"assistant"}}]}"#),
+            vec![]
+        );
+        assert_eq!(one(r#"{"choices":[{"delta":{"content":null}}]}"#), vec![]);
+        assert_eq!(one(r#"{"choices":[]}"#), vec![]);
+        assert_eq!(one("  "), vec![]);
+    }
+
+    #[test]
+    fn in_stream_errors() {
+        assert_eq!(
+            one(
+                r#"{"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#
+            ),
+            vec![Signal::Error {
+                kind: StreamErrorKind::RateLimited,
+                message: "requests (rate_limit_exceeded): Rate limit reached".into()
+            }]
+        );
+        assert_eq!(
+            one(
+                r#"{"object":"error","message":"boom","type":"InternalServerError","param":null,"code":500}"#
+            ),
+            vec![Signal::Error {
+                kind: StreamErrorKind::Other,
+                message: "InternalServerError (500): boom".into()
+            }]
+        );
+        assert_eq!(
+            one(
+                r#"{"error":"Request failed during generation: overloaded","error_type":"generation"}"#
+            ),
+            vec![Signal::Error {
+                kind: StreamErrorKind::Other,
+                message: "generation: Request failed during generation: overloaded".into()
+            }]
+        );
+        assert_eq!(
+            one(r#"{"error":{"code":429,"message":"slow down"}}"#),
+            vec![Signal::Error {
+                kind: StreamErrorKind::RateLimited,
+                message: "429: slow down".into()
+            }]
+        );
+        assert_eq!(
+            decode_all(&[(
+                "error",
+                r#"{"error":{"type":"overloaded_error","message":"Overloaded"}}"#
+            )]),
+            Ok(vec![Signal::Error {
+                kind: StreamErrorKind::RateLimited,
+                message: "overloaded_error: Overloaded".into()
+            }])
+        );
+        assert_eq!(
+            decode_all(&[("error", "upstream went away")]),
+            Ok(vec![Signal::Error {
+                kind: StreamErrorKind::Other,
+                message: "upstream went away".into()
+            }])
+        );
+    }
+
+    #[test]
+    fn other_named_events_are_ignored_and_bad_json_is_an_error() {
+        assert_eq!(decode_all(&[("ping", "not json")]), Ok(vec![]));
+        let err = decode_all(&[("", "{\"choices\":")]);
+        assert!(
+            matches!(&err, Err(DecodeError { dialect: "openai-chat", reason }) if reason.starts_with("invalid JSON chunk: ")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn text_borrows_unless_escaped() {
+        let plain: Result<Text<'_>, _> = serde_json::from_str(r#""abc""#);
+        assert!(matches!(plain, Ok(Text(Cow::Borrowed("abc")))));
+        let escaped: Result<Text<'_>, _> = serde_json::from_str(r#""a\nb""#);
+        assert!(matches!(escaped, Ok(Text(Cow::Owned(ref s))) if s == "a\nb"));
+    }
+
+    #[test]
+    fn error_messages_are_truncated_on_a_char_boundary() {
+        assert_eq!(truncate("h\u{e9}llo", 2), "h");
+        assert_eq!(truncate("h\u{e9}llo", 3), "h\u{e9}");
+        assert_eq!(truncate("abc", 10), "abc");
     }
 }

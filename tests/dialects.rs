@@ -1,0 +1,447 @@
+//! Recorded-style SSE transcripts framed through `sse::frame` and decoded by each dialect, under
+//! several chunkings and line endings; and the exact request bodies each dialect builds.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{stream, FutureExt, StreamExt};
+use inferprobe::probe::dialect::{
+    DialectKind, Message, OutputKind, ProbeRequest, Signal, StreamErrorKind,
+};
+use inferprobe::probe::sse::{self, SseError, StampedEvent};
+use serde_json::{json, Map, Value};
+
+fn fixture(name: &str) -> String {
+    let path = format!("{}/tests/fixtures/sse/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Frames `body` split into `size`-byte chunks (the whole body when `None`), each stamped one
+/// millisecond after the previous one.
+fn frame_events(body: &[u8], size: Option<usize>) -> Vec<Result<StampedEvent, SseError>> {
+    let base = Instant::now();
+    let parts: Vec<&[u8]> = match size {
+        Some(n) => body.chunks(n).collect(),
+        None => vec![body],
+    };
+    let chunks: Vec<Result<(Instant, Bytes), String>> = parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            Ok((
+                base + Duration::from_millis(i as u64),
+                Bytes::copy_from_slice(p),
+            ))
+        })
+        .collect();
+    sse::frame(stream::iter(chunks))
+        .collect::<Vec<_>>()
+        .now_or_never()
+        .unwrap_or_default()
+}
+
+/// Frames and decodes; the first framing or decoding error ends the run.
+fn decode(dialect: DialectKind, body: &[u8], size: Option<usize>) -> Result<Vec<Signal>, String> {
+    let mut decoder = dialect.decoder();
+    let mut out = Vec::new();
+    let mut last_at = None;
+    for ev in frame_events(body, size) {
+        let ev = ev.map_err(|e| e.to_string())?;
+        assert!(last_at <= Some(ev.at), "stamps go backwards");
+        last_at = Some(ev.at);
+        decoder
+            .decode(&sse::as_sse_event(&ev), &mut out)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(out)
+}
+
+/// Decodes `name` under 1-byte, 7-byte and whole-body chunks, with LF and CRLF line ends, and
+/// checks every variant gives `want`.
+fn check(dialect: DialectKind, name: &str, want: &[Signal]) {
+    let lf = fixture(name);
+    let crlf = lf.replace('\n', "\r\n");
+    for (ending, body) in [("lf", &lf), ("crlf", &crlf)] {
+        for size in [Some(1), Some(7), None] {
+            let got = decode(dialect, body.as_bytes(), size);
+            assert_eq!(got.as_deref(), Ok(want), "{name} {ending} chunk={size:?}");
+        }
+    }
+}
+
+fn output(kind: OutputKind, text: &str) -> Signal {
+    Signal::Output {
+        kind,
+        text: text.to_string(),
+    }
+}
+
+fn answer(text: &str) -> Signal {
+    output(OutputKind::Answer, text)
+}
+
+fn usage(input: Option<u64>, output: Option<u64>, cached: Option<u64>) -> Signal {
+    Signal::Usage {
+        input_tokens: input,
+        output_tokens: output,
+        cached_input_tokens: cached,
+    }
+}
+
+#[test]
+fn vllm_chat_with_usage() {
+    let mut want = vec![Signal::Model("Qwen/Qwen2.5-1.5B-Instruct".into())];
+    want.extend(
+        ["The", " capital", " of", " France", " is", " Paris", ".\n"]
+            .into_iter()
+            .map(answer),
+    );
+    want.extend([
+        Signal::FinishReason("stop".into()),
+        usage(Some(31), Some(8), None),
+        Signal::Done,
+    ]);
+    check(DialectKind::OpenaiChat, "vllm_chat_usage.txt", &want);
+}
+
+#[test]
+fn vllm_reasoning_then_answer() {
+    let r = |t| output(OutputKind::Reasoning, t);
+    check(
+        DialectKind::OpenaiChat,
+        "vllm_reasoning.txt",
+        &[
+            Signal::Model("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B".into()),
+            r("Compare"),
+            r(" 9.11 and 9.8:"),
+            r(" 0.8 > 0.11 \u{2014} so 9.8."),
+            // One event carrying both kinds: reasoning first, then answer.
+            r("\n"),
+            answer("9.8"),
+            answer(" is greater \u{2713}"),
+            Signal::FinishReason("stop".into()),
+            usage(Some(18), Some(23), None),
+            Signal::Done,
+        ],
+    );
+}
+
+#[test]
+fn openai_tool_call_argument_deltas() {
+    let t = |s| output(OutputKind::ToolCall, s);
+    check(
+        DialectKind::OpenaiChat,
+        "openai_tool_call.txt",
+        &[
+            Signal::Model("gpt-4o-mini-2024-07-18".into()),
+            t("{\""),
+            t("location"),
+            t("\":\""),
+            t("Paris"),
+            t("\"}"),
+            Signal::FinishReason("tool_calls".into()),
+            usage(Some(1284), Some(15), Some(1152)),
+            Signal::Done,
+        ],
+    );
+}
+
+#[test]
+fn llamacpp_chat() {
+    let mut want = vec![Signal::Model("gpt-3.5-turbo".into())];
+    want.extend(["Hello", "!", " How", " can"].into_iter().map(answer));
+    want.extend([
+        Signal::FinishReason("length".into()),
+        usage(Some(17), Some(4), None),
+        Signal::Done,
+    ]);
+    check(DialectKind::OpenaiChat, "llamacpp_chat.txt", &want);
+}
+
+#[test]
+fn openai_in_stream_rate_limit_error() {
+    check(
+        DialectKind::OpenaiChat,
+        "openai_stream_error.txt",
+        &[
+            Signal::Model("gpt-4o-2024-08-06".into()),
+            answer("Sure"),
+            Signal::Error {
+                kind: StreamErrorKind::RateLimited,
+                message: "tokens (rate_limit_exceeded): Rate limit reached for gpt-4o in \
+                          organization org-XXXX on tokens per min (TPM): Limit 30000, Used 30000, \
+                          Requested 512. Please try again in 1.02s."
+                    .into(),
+            },
+        ],
+    );
+}
+
+#[test]
+fn vllm_in_stream_error_object() {
+    check(
+        DialectKind::OpenaiChat,
+        "vllm_stream_error.txt",
+        &[
+            Signal::Model("meta-llama/Llama-3.1-8B-Instruct".into()),
+            answer("Once"),
+            Signal::Error {
+                kind: StreamErrorKind::Other,
+                message: "BadRequestError (400): The decoder prompt (length 131090) is longer \
+                          than the maximum model length of 131072."
+                    .into(),
+            },
+            Signal::Done,
+        ],
+    );
+}
+
+#[test]
+fn vllm_completions() {
+    let mut want = vec![Signal::Model("Qwen/Qwen2.5-1.5B".into())];
+    want.extend([" Paris", ".", " It", " is"].into_iter().map(answer));
+    want.extend([
+        Signal::FinishReason("length".into()),
+        usage(Some(7), Some(4), None),
+        Signal::Done,
+    ]);
+    check(
+        DialectKind::OpenaiCompletions,
+        "completions_vllm.txt",
+        &want,
+    );
+}
+
+#[test]
+fn anthropic_text() {
+    check(
+        DialectKind::AnthropicMessages,
+        "anthropic_text.txt",
+        &[
+            Signal::Model("claude-sonnet-4-5-20250929".into()),
+            usage(Some(25), Some(1), Some(0)),
+            answer("Hello"),
+            answer("! How can"),
+            answer(" I help?"),
+            Signal::FinishReason("end_turn".into()),
+            usage(None, Some(12), None),
+            Signal::Done,
+        ],
+    );
+}
+
+#[test]
+fn anthropic_thinking_then_text() {
+    check(
+        DialectKind::AnthropicMessages,
+        "anthropic_thinking.txt",
+        &[
+            Signal::Model("claude-sonnet-4-5-20250929".into()),
+            // input_tokens 12 + cache_read 2048 + cache_creation 0.
+            usage(Some(2060), Some(4), Some(2048)),
+            output(OutputKind::Reasoning, "27 * 453 = 27 * 400 + 27 * 53"),
+            output(OutputKind::Reasoning, "\n= 10800 + 1431 = 12231"),
+            answer("27 \u{d7} 453 = 12,231"),
+            Signal::FinishReason("end_turn".into()),
+            usage(None, Some(87), None),
+            Signal::Done,
+        ],
+    );
+}
+
+#[test]
+fn anthropic_tool_use() {
+    check(
+        DialectKind::AnthropicMessages,
+        "anthropic_tool_use.txt",
+        &[
+            Signal::Model("claude-haiku-4-5-20251001".into()),
+            usage(Some(472), Some(2), None),
+            answer("Let me check."),
+            output(OutputKind::ToolCall, "{\"location\":"),
+            output(OutputKind::ToolCall, " \"San Francisco, CA\"}"),
+            Signal::FinishReason("tool_use".into()),
+            usage(None, Some(89), None),
+            Signal::Done,
+        ],
+    );
+}
+
+#[test]
+fn anthropic_overloaded_error() {
+    check(
+        DialectKind::AnthropicMessages,
+        "anthropic_overloaded.txt",
+        &[
+            Signal::Model("claude-opus-4-1-20250805".into()),
+            usage(Some(9), Some(1), None),
+            Signal::Error {
+                kind: StreamErrorKind::RateLimited,
+                message: "overloaded_error: Overloaded".into(),
+            },
+        ],
+    );
+}
+
+#[test]
+fn every_dialect_rejects_non_json_data() {
+    for dialect in DialectKind::ALL {
+        let got = decode(dialect, b": hi\n\ndata: {oops\n\n", Some(3));
+        let err = got.err().unwrap_or_default();
+        assert!(
+            err.starts_with(&format!(
+                "malformed {} event: invalid JSON",
+                dialect.as_str()
+            )),
+            "{dialect:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn transport_error_surfaces_after_the_events_before_it() {
+    let chunks: Vec<Result<(Instant, Bytes), String>> = vec![
+        Ok((
+            Instant::now(),
+            Bytes::from_static(b"data: [DONE]\n\ndata: x"),
+        )),
+        Err("connection reset by peer".into()),
+    ];
+    let got: Vec<_> = sse::frame(stream::iter(chunks))
+        .collect::<Vec<_>>()
+        .now_or_never()
+        .unwrap_or_default();
+    assert_eq!(got.len(), 2);
+    assert!(matches!(&got[0], Ok(e) if e.data == "[DONE]"));
+    assert!(
+        matches!(&got[1], Err(SseError::Transport(m)) if m == "connection reset by peer"),
+        "{:?}",
+        got[1]
+    );
+}
+
+fn messages() -> Vec<Message> {
+    [
+        ("system", "Answer briefly."),
+        ("user", "Capital of France?"),
+        ("assistant", "Paris."),
+        ("user", "And of Italy?"),
+    ]
+    .into_iter()
+    .map(|(role, content)| Message {
+        role: role.into(),
+        content: content.into(),
+    })
+    .collect()
+}
+
+fn request<'a>(
+    messages: &'a [Message],
+    stop: &'a [String],
+    extra: &'a Map<String, Value>,
+    include_usage: bool,
+) -> ProbeRequest<'a> {
+    ProbeRequest {
+        model: "m1",
+        messages,
+        max_tokens: 64,
+        temperature: 0.0,
+        stop,
+        extra_body: extra,
+        include_usage,
+    }
+}
+
+fn extra(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+#[test]
+fn openai_chat_bodies() {
+    let msgs = messages();
+    let none = Map::new();
+    let chat_messages = json!([
+        {"role": "system", "content": "Answer briefly."},
+        {"role": "user", "content": "Capital of France?"},
+        {"role": "assistant", "content": "Paris."},
+        {"role": "user", "content": "And of Italy?"},
+    ]);
+    assert_eq!(
+        DialectKind::OpenaiChat.build_body(&request(&msgs, &[], &none, false)),
+        json!({
+            "model": "m1", "messages": chat_messages, "max_tokens": 64, "temperature": 0.0,
+            "stream": true,
+        })
+    );
+    let stop = vec!["\n\n".to_string()];
+    let ex = extra(json!({"ignore_eos": true, "temperature": 0.7, "max_tokens": null}));
+    assert_eq!(
+        DialectKind::OpenaiChat.build_body(&request(&msgs, &stop, &ex, true)),
+        json!({
+            "model": "m1", "messages": chat_messages, "temperature": 0.7, "stream": true,
+            "stop": ["\n\n"], "stream_options": {"include_usage": true}, "ignore_eos": true,
+        })
+    );
+}
+
+#[test]
+fn openai_completions_bodies() {
+    let msgs = messages();
+    let none = Map::new();
+    let prompt = "Answer briefly.\n\nCapital of France?\n\nParis.\n\nAnd of Italy?";
+    assert_eq!(
+        DialectKind::OpenaiCompletions.build_body(&request(&msgs, &[], &none, true)),
+        json!({
+            "model": "m1", "prompt": prompt, "max_tokens": 64, "temperature": 0.0,
+            "stream": true, "stream_options": {"include_usage": true},
+        })
+    );
+    let stop = vec!["END".to_string(), "\n".to_string()];
+    let ex = extra(json!({"prompt": "override", "min_tokens": 8}));
+    assert_eq!(
+        DialectKind::OpenaiCompletions.build_body(&request(&msgs, &stop, &ex, false)),
+        json!({
+            "model": "m1", "prompt": "override", "max_tokens": 64, "temperature": 0.0,
+            "stream": true, "stop": ["END", "\n"], "min_tokens": 8,
+        })
+    );
+}
+
+#[test]
+fn anthropic_messages_bodies() {
+    let msgs = messages();
+    let none = Map::new();
+    let turns = json!([
+        {"role": "user", "content": "Capital of France?"},
+        {"role": "assistant", "content": "Paris."},
+        {"role": "user", "content": "And of Italy?"},
+    ]);
+    // include_usage has no meaning here: Anthropic always reports usage.
+    assert_eq!(
+        DialectKind::AnthropicMessages.build_body(&request(&msgs, &[], &none, true)),
+        json!({
+            "model": "m1", "max_tokens": 64, "temperature": 0.0, "stream": true,
+            "messages": turns, "system": "Answer briefly.",
+        })
+    );
+    let stop = vec!["\n\nHuman:".to_string()];
+    let ex =
+        extra(json!({"thinking": {"type": "enabled", "budget_tokens": 1024}, "max_tokens": 2048}));
+    let user_only = &msgs[1..2];
+    assert_eq!(
+        DialectKind::AnthropicMessages.build_body(&request(user_only, &stop, &ex, false)),
+        json!({
+            "model": "m1", "max_tokens": 2048, "temperature": 0.0, "stream": true,
+            "messages": [{"role": "user", "content": "Capital of France?"}],
+            "stop_sequences": ["\n\nHuman:"],
+            "thinking": {"type": "enabled", "budget_tokens": 1024},
+        })
+    );
+    assert_eq!(
+        DialectKind::AnthropicMessages.fixed_headers(),
+        &[("anthropic-version", "2023-06-01")]
+    );
+}
