@@ -98,7 +98,9 @@ pub enum Signal {
     /// Generated output. `text` is the delta; the engine accumulates answer text for checks.
     Output { kind: OutputKind, text: String },
     /// Token usage reported by the server. Fields the event does not carry are `None`; later
-    /// reports overwrite earlier ones field by field.
+    /// reports overwrite earlier ones field by field. `input_tokens` is the whole prompt, cached
+    /// part included (OpenAI `prompt_tokens`; Anthropic `input_tokens` + cache reads + cache
+    /// writes), and `cached_input_tokens` is the part served from the provider's prompt cache.
     Usage {
         input_tokens: Option<u64>,
         output_tokens: Option<u64>,
