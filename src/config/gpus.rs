@@ -169,9 +169,18 @@ mod tests {
     #[test]
     fn enabled_values() {
         assert_eq!(parse("enabled: auto").unwrap().enabled, GpuEnabled::Auto);
-        assert_eq!(parse("enabled: true").unwrap().enabled, GpuEnabled::Required);
-        assert_eq!(parse("enabled: false").unwrap().enabled, GpuEnabled::Disabled);
-        assert_eq!(parse("enabled: \"true\"").unwrap().enabled, GpuEnabled::Required);
+        assert_eq!(
+            parse("enabled: true").unwrap().enabled,
+            GpuEnabled::Required
+        );
+        assert_eq!(
+            parse("enabled: false").unwrap().enabled,
+            GpuEnabled::Disabled
+        );
+        assert_eq!(
+            parse("enabled: \"true\"").unwrap().enabled,
+            GpuEnabled::Required
+        );
         let err = parse("enabled: sometimes").unwrap_err();
         assert!(err.contains("`auto`, `true` or `false`"), "{err}");
     }

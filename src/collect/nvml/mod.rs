@@ -47,6 +47,8 @@ pub struct GpuCollector {
     driver_version: String,
     last_init_attempt: Option<Instant>,
     unavailable_logged: bool,
+    /// NVML was loaded since the last refresh: the next one logs what it found.
+    just_loaded: bool,
     no_gpus_logged: bool,
 }
 
@@ -67,6 +69,7 @@ impl GpuCollector {
             driver_version: String::new(),
             last_init_attempt: None,
             unavailable_logged: false,
+            just_loaded: false,
             no_gpus_logged: false,
         })
     }
@@ -113,6 +116,15 @@ impl GpuCollector {
                 return down;
             }
         };
+        if self.just_loaded {
+            self.just_loaded = false;
+            info!(
+                library = %self.library_label(),
+                driver_version = %self.driver_version,
+                gpus = count,
+                "NVML loaded; sampling GPUs."
+            );
+        }
         if count == 0 {
             if !self.no_gpus_logged {
                 self.no_gpus_logged = true;
@@ -158,13 +170,8 @@ impl GpuCollector {
                 self.driver_version = nvml
                     .sys_driver_version()
                     .unwrap_or_else(|_| "unknown".to_string());
-                info!(
-                    library = %self.library_label(),
-                    driver_version = %self.driver_version,
-                    gpus = nvml.device_count().unwrap_or(0),
-                    "NVML loaded; sampling GPUs."
-                );
                 self.unavailable_logged = false;
+                self.just_loaded = true;
                 self.nvml = Some(nvml);
             }
             Err(e) => self.log_unavailable(&e),

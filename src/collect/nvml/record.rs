@@ -128,7 +128,12 @@ impl Recorder {
 
         if let Some(&(g, m)) = self.check(pass, id, "utilization", &s.utilization) {
             self.gauge(pass, Family::Utilization, base(), f64::from(g) / 100.0);
-            self.gauge(pass, Family::MemoryUtilization, base(), f64::from(m) / 100.0);
+            self.gauge(
+                pass,
+                Family::MemoryUtilization,
+                base(),
+                f64::from(m) / 100.0,
+            );
         }
         if let Some(&(used, free, total)) = self.check(pass, id, "memory", &s.memory) {
             self.gauge(pass, Family::MemoryUsed, base(), used as f64);
@@ -181,7 +186,9 @@ impl Recorder {
             }
         }
         if let Some(p) = &s.processes {
-            let compute_ok = self.check(pass, id, "compute_processes", &p.compute).is_some();
+            let compute_ok = self
+                .check(pass, id, "compute_processes", &p.compute)
+                .is_some();
             let graphics_ok = self
                 .check(pass, id, "graphics_processes", &p.graphics)
                 .is_some();
@@ -258,7 +265,10 @@ impl Recorder {
             let _ = vec.remove_label_values(&labels);
             vec.with_label_values(&labels).inc_by(joules);
         }
-        pass.written.entry(Family::Energy).or_default().insert(labels);
+        pass.written
+            .entry(Family::Energy)
+            .or_default()
+            .insert(labels);
     }
 
     /// Same as [`Self::energy`] for the ECC counts (volatile counters restart at driver load).
@@ -347,7 +357,9 @@ fn is_unsupported(e: &NvmlError) -> bool {
 mod tests {
     use super::*;
     use crate::collect::nvml::sample::{ProcessSample, ProcessesSample};
-    use crate::metrics::gpu::{CLOCK_EVENT_LABELS, FAN_LABELS, GPU_LABELS, INFO_LABELS, PROCESS_LABELS};
+    use crate::metrics::gpu::{
+        CLOCK_EVENT_LABELS, FAN_LABELS, GPU_LABELS, INFO_LABELS, PROCESS_LABELS,
+    };
     use prometheus::Registry;
 
     fn sample(index: u32) -> DeviceSample {
@@ -426,36 +438,175 @@ mod tests {
         let (registry, m, mut r) = setup();
         assert_eq!(r.record(&[sample(0)], "1.0"), 0);
         let l = ["0", "GPU-0"];
-        assert_eq!(g(&registry, "inferprobe_gpu_utilization_ratio", &GPU_LABELS, &l), Some(0.5));
-        assert_eq!(g(&registry, "inferprobe_gpu_memory_utilization_ratio", &GPU_LABELS, &l), Some(0.25));
-        assert_eq!(g(&registry, "inferprobe_gpu_memory_used_bytes", &GPU_LABELS, &l), Some(1024.0));
-        assert_eq!(g(&registry, "inferprobe_gpu_memory_free_bytes", &GPU_LABELS, &l), Some(3072.0));
-        assert_eq!(g(&registry, "inferprobe_gpu_memory_total_bytes", &GPU_LABELS, &l), Some(4096.0));
-        assert_eq!(g(&registry, "inferprobe_gpu_temperature_celsius", &GPU_LABELS, &l), Some(70.0));
-        assert_eq!(g(&registry, "inferprobe_gpu_power_usage_watts", &GPU_LABELS, &l), Some(123.5));
-        assert_eq!(g(&registry, "inferprobe_gpu_power_limit_watts", &GPU_LABELS, &l), Some(300.0));
-        assert_eq!(m.energy_consumed_joules_total.with_label_values(&l).get(), 2.5);
-        assert_eq!(g(&registry, "inferprobe_gpu_sm_clock_hertz", &GPU_LABELS, &l), Some(1.5e9));
-        assert_eq!(g(&registry, "inferprobe_gpu_memory_clock_hertz", &GPU_LABELS, &l), Some(5.001e9));
-        assert_eq!(g(&registry, "inferprobe_gpu_clock_event_active", &CLOCK_EVENT_LABELS, &["0", "GPU-0", "gpu_idle"]), Some(1.0));
         assert_eq!(
-            g(&registry, "inferprobe_gpu_clock_event_active", &CLOCK_EVENT_LABELS, &["0", "GPU-0", "display_clock_setting"]),
+            g(
+                &registry,
+                "inferprobe_gpu_utilization_ratio",
+                &GPU_LABELS,
+                &l
+            ),
+            Some(0.5)
+        );
+        assert_eq!(
+            g(
+                &registry,
+                "inferprobe_gpu_memory_utilization_ratio",
+                &GPU_LABELS,
+                &l
+            ),
+            Some(0.25)
+        );
+        assert_eq!(
+            g(
+                &registry,
+                "inferprobe_gpu_memory_used_bytes",
+                &GPU_LABELS,
+                &l
+            ),
+            Some(1024.0)
+        );
+        assert_eq!(
+            g(
+                &registry,
+                "inferprobe_gpu_memory_free_bytes",
+                &GPU_LABELS,
+                &l
+            ),
+            Some(3072.0)
+        );
+        assert_eq!(
+            g(
+                &registry,
+                "inferprobe_gpu_memory_total_bytes",
+                &GPU_LABELS,
+                &l
+            ),
+            Some(4096.0)
+        );
+        assert_eq!(
+            g(
+                &registry,
+                "inferprobe_gpu_temperature_celsius",
+                &GPU_LABELS,
+                &l
+            ),
+            Some(70.0)
+        );
+        assert_eq!(
+            g(
+                &registry,
+                "inferprobe_gpu_power_usage_watts",
+                &GPU_LABELS,
+                &l
+            ),
+            Some(123.5)
+        );
+        assert_eq!(
+            g(
+                &registry,
+                "inferprobe_gpu_power_limit_watts",
+                &GPU_LABELS,
+                &l
+            ),
+            Some(300.0)
+        );
+        assert_eq!(
+            m.energy_consumed_joules_total.with_label_values(&l).get(),
+            2.5
+        );
+        assert_eq!(
+            g(&registry, "inferprobe_gpu_sm_clock_hertz", &GPU_LABELS, &l),
+            Some(1.5e9)
+        );
+        assert_eq!(
+            g(
+                &registry,
+                "inferprobe_gpu_memory_clock_hertz",
+                &GPU_LABELS,
+                &l
+            ),
+            Some(5.001e9)
+        );
+        assert_eq!(
+            g(
+                &registry,
+                "inferprobe_gpu_clock_event_active",
+                &CLOCK_EVENT_LABELS,
+                &["0", "GPU-0", "gpu_idle"]
+            ),
             Some(1.0)
         );
-        assert_eq!(g(&registry, "inferprobe_gpu_clock_event_active", &CLOCK_EVENT_LABELS, &["0", "GPU-0", "sw_power_cap"]), Some(0.0));
-        assert_eq!(series_count(&registry, "inferprobe_gpu_clock_event_active"), 9);
-        assert_eq!(g(&registry, "inferprobe_gpu_pcie_rx_bytes_per_second", &GPU_LABELS, &l), Some(3072.0));
-        assert_eq!(g(&registry, "inferprobe_gpu_pcie_tx_bytes_per_second", &GPU_LABELS, &l), Some(0.0));
+        assert_eq!(
+            g(
+                &registry,
+                "inferprobe_gpu_clock_event_active",
+                &CLOCK_EVENT_LABELS,
+                &["0", "GPU-0", "display_clock_setting"]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            g(
+                &registry,
+                "inferprobe_gpu_clock_event_active",
+                &CLOCK_EVENT_LABELS,
+                &["0", "GPU-0", "sw_power_cap"]
+            ),
+            Some(0.0)
+        );
+        assert_eq!(
+            series_count(&registry, "inferprobe_gpu_clock_event_active"),
+            9
+        );
+        assert_eq!(
+            g(
+                &registry,
+                "inferprobe_gpu_pcie_rx_bytes_per_second",
+                &GPU_LABELS,
+                &l
+            ),
+            Some(3072.0)
+        );
+        assert_eq!(
+            g(
+                &registry,
+                "inferprobe_gpu_pcie_tx_bytes_per_second",
+                &GPU_LABELS,
+                &l
+            ),
+            Some(0.0)
+        );
         assert_eq!(m.ecc_errors_corrected_total.with_label_values(&l).get(), 4);
-        assert_eq!(m.ecc_errors_uncorrected_total.with_label_values(&l).get(), 1);
-        assert_eq!(g(&registry, "inferprobe_gpu_fan_speed_ratio", &FAN_LABELS, &["0", "GPU-0", "0"]), Some(0.3));
+        assert_eq!(
+            m.ecc_errors_uncorrected_total.with_label_values(&l).get(),
+            1
+        );
+        assert_eq!(
+            g(
+                &registry,
+                "inferprobe_gpu_fan_speed_ratio",
+                &FAN_LABELS,
+                &["0", "GPU-0", "0"]
+            ),
+            Some(0.3)
+        );
         assert_eq!(series_count(&registry, "inferprobe_gpu_fan_speed_ratio"), 1);
         assert_eq!(
-            g(&registry, "inferprobe_gpu_process_memory_used_bytes", &PROCESS_LABELS, &["0", "GPU-0", "7", "a"]),
+            g(
+                &registry,
+                "inferprobe_gpu_process_memory_used_bytes",
+                &PROCESS_LABELS,
+                &["0", "GPU-0", "7", "a"]
+            ),
             Some(900.0)
         );
         assert_eq!(
-            g(&registry, "inferprobe_gpu_info", &INFO_LABELS, &["0", "GPU-0", "Test GPU", "1.0"]),
+            g(
+                &registry,
+                "inferprobe_gpu_info",
+                &INFO_LABELS,
+                &["0", "GPU-0", "Test GPU", "1.0"]
+            ),
             Some(1.0)
         );
     }
@@ -468,8 +619,14 @@ mod tests {
         s.temperature_c = Err(NvmlError::Unknown);
         s.energy_mj = Err(NvmlError::FailedToLoadSymbol("x".to_string()));
         assert_eq!(r.record(&[s], "1.0"), 1);
-        assert_eq!(series_count(&registry, "inferprobe_gpu_power_usage_watts"), 0);
-        assert_eq!(series_count(&registry, "inferprobe_gpu_temperature_celsius"), 0);
+        assert_eq!(
+            series_count(&registry, "inferprobe_gpu_power_usage_watts"),
+            0
+        );
+        assert_eq!(
+            series_count(&registry, "inferprobe_gpu_temperature_celsius"),
+            0
+        );
         assert_eq!(
             series_count(&registry, "inferprobe_gpu_energy_consumed_joules_total"),
             0
@@ -484,7 +641,10 @@ mod tests {
     fn stale_series_are_removed() {
         let (registry, _m, mut r) = setup();
         r.record(&[sample(0), sample(1)], "1.0");
-        assert_eq!(series_count(&registry, "inferprobe_gpu_temperature_celsius"), 2);
+        assert_eq!(
+            series_count(&registry, "inferprobe_gpu_temperature_celsius"),
+            2
+        );
 
         let mut s = sample(0);
         s.temperature_c = Err(NvmlError::Unknown);
@@ -492,14 +652,30 @@ mod tests {
             p.top.remove(0);
         }
         r.record(&[s], "1.0");
-        assert_eq!(series_count(&registry, "inferprobe_gpu_temperature_celsius"), 0);
-        assert_eq!(series_count(&registry, "inferprobe_gpu_utilization_ratio"), 1);
         assert_eq!(
-            g(&registry, "inferprobe_gpu_process_memory_used_bytes", &PROCESS_LABELS, &["0", "GPU-0", "7", "a"]),
+            series_count(&registry, "inferprobe_gpu_temperature_celsius"),
+            0
+        );
+        assert_eq!(
+            series_count(&registry, "inferprobe_gpu_utilization_ratio"),
+            1
+        );
+        assert_eq!(
+            g(
+                &registry,
+                "inferprobe_gpu_process_memory_used_bytes",
+                &PROCESS_LABELS,
+                &["0", "GPU-0", "7", "a"]
+            ),
             None
         );
         assert_eq!(
-            g(&registry, "inferprobe_gpu_process_memory_used_bytes", &PROCESS_LABELS, &["0", "GPU-0", "8", "b"]),
+            g(
+                &registry,
+                "inferprobe_gpu_process_memory_used_bytes",
+                &PROCESS_LABELS,
+                &["0", "GPU-0", "8", "b"]
+            ),
             Some(100.0)
         );
         assert_eq!(series_count(&registry, "inferprobe_gpu_info"), 1);
@@ -517,7 +693,10 @@ mod tests {
         s.energy_mj = Ok(10_250);
         s.ecc_corrected = Ok(9);
         r.record(&[s], "1.0");
-        assert_eq!(m.energy_consumed_joules_total.with_label_values(&l).get(), 10.25);
+        assert_eq!(
+            m.energy_consumed_joules_total.with_label_values(&l).get(),
+            10.25
+        );
         assert_eq!(m.ecc_errors_corrected_total.with_label_values(&l).get(), 9);
 
         // Driver reload: the device counters start again from a small value.
@@ -525,7 +704,10 @@ mod tests {
         s.energy_mj = Ok(500);
         s.ecc_corrected = Ok(0);
         r.record(&[s], "1.0");
-        assert_eq!(m.energy_consumed_joules_total.with_label_values(&l).get(), 0.5);
+        assert_eq!(
+            m.energy_consumed_joules_total.with_label_values(&l).get(),
+            0.5
+        );
         assert_eq!(m.ecc_errors_corrected_total.with_label_values(&l).get(), 0);
     }
 
