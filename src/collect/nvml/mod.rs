@@ -24,6 +24,9 @@ use crate::metrics::gpu::GpuMetrics;
 /// How long after a failed NVML initialization the next attempt is made.
 const INIT_RETRY_EVERY: Duration = Duration::from_secs(60);
 
+/// Most GPUs sampled; a bound on what a confused driver could make one refresh do.
+const MAX_GPUS: u32 = 256;
+
 /// What one refresh found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RefreshOutcome {
@@ -106,7 +109,7 @@ impl GpuCollector {
             return down;
         };
         let count = match nvml.device_count() {
-            Ok(n) => n,
+            Ok(n) => n.min(MAX_GPUS),
             Err(e) => {
                 // The driver went away or broke: reload NVML later rather than keep asking a
                 // handle that no longer answers.

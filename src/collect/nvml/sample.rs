@@ -17,6 +17,9 @@ pub type Reading<T> = Result<T, NvmlError>;
 /// Buffer size for `nvmlSystemGetProcessName`; longer names are cut by NVML.
 const PROCESS_NAME_LEN: usize = 256;
 
+/// Most fans read per GPU; a bound on what a confused driver could make one refresh do.
+const MAX_FANS: u32 = 16;
+
 /// Everything read from one GPU in one refresh, in NVML's own units.
 #[derive(Debug)]
 pub struct DeviceSample {
@@ -102,9 +105,11 @@ pub fn sample_device(nvml: &Nvml, index: u32, top_n: usize) -> Result<DeviceSamp
         pcie_tx_kb: device.pcie_throughput(PcieUtilCounter::Send),
         ecc_corrected: device.total_ecc_errors(MemoryError::Corrected, EccCounter::Volatile),
         ecc_uncorrected: device.total_ecc_errors(MemoryError::Uncorrected, EccCounter::Volatile),
-        fans: device
-            .num_fans()
-            .map(|n| (0..n).map(|i| (i, device.fan_speed(i))).collect()),
+        fans: device.num_fans().map(|n| {
+            (0..n.min(MAX_FANS))
+                .map(|i| (i, device.fan_speed(i)))
+                .collect()
+        }),
         processes: (top_n > 0).then(|| sample_processes(nvml, &device, top_n)),
     })
 }
