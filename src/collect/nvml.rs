@@ -1,1 +1,0 @@
-//! NVML GPU collector. PLACEHOLDER: the NVML owner replaces this file.
