@@ -12,7 +12,10 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
+use crate::collect::nvml::{self, GpuCollectorHandle};
+use crate::config::gpus::GpusConfig;
 use crate::config::{self, BaseUrl, Loaded, Scenario, ScenarioSelection, Target};
+use crate::metrics::gpu::GpuMetrics;
 use crate::metrics::{ProbeMetrics, SelfMetrics, SkipReason};
 use crate::probe::engine;
 use crate::probe::Outcome;
@@ -27,6 +30,9 @@ pub struct Daemon {
     board: StatusBoard,
     config_path: Option<PathBuf>,
     sim: Option<SimHandle>,
+    gpu_metrics: GpuMetrics,
+    /// The running GPU collector and the config it runs with.
+    gpu: Mutex<Option<(GpusConfig, GpuCollectorHandle)>>,
     generation: tokio::sync::Mutex<Generation>,
     ready: AtomicBool,
 }
@@ -198,6 +204,7 @@ impl Daemon {
         let registry = prometheus::Registry::new();
         let probes = ProbeMetrics::register(&registry, &loaded.buckets).context("registering probe metrics")?;
         let self_metrics = SelfMetrics::register(&registry).context("registering self metrics")?;
+        let gpu_metrics = GpuMetrics::register(&registry).context("registering GPU metrics")?;
         let sim = match &loaded.simulator {
             Some(cfg) => {
                 let h = sim::start(cfg.clone())
@@ -219,6 +226,8 @@ impl Daemon {
             board: StatusBoard::default(),
             config_path,
             sim,
+            gpu_metrics,
+            gpu: Mutex::new(None),
             generation: tokio::sync::Mutex::new(Generation {
                 loaded: loaded.clone(),
                 targets: BTreeMap::new(),
@@ -228,6 +237,7 @@ impl Daemon {
             }),
             ready: AtomicBool::new(false),
         });
+        daemon.apply_gpus(&loaded.gpus);
         let generation = daemon.build_generation(loaded).await?;
         *daemon.generation.lock().await = generation;
         daemon.self_metrics.config_reloaded(true, SystemTime::now());
@@ -253,6 +263,17 @@ impl Daemon {
     /// Histogram bucket overrides of the current config (for `/probe`'s fresh registry).
     pub async fn buckets(&self) -> BTreeMap<String, Vec<f64>> {
         self.generation.lock().await.loaded.buckets.clone()
+    }
+
+    /// Starts, restarts or stops the GPU collector when its config differs from the running one.
+    /// A collector that cannot find NVML still runs (and retries); it never fails start-up.
+    fn apply_gpus(&self, cfg: &GpusConfig) {
+        let Ok(mut slot) = self.gpu.lock() else { return };
+        if slot.as_ref().is_some_and(|(running, _)| running == cfg) {
+            return;
+        }
+        // Dropping a handle stops its thread without waiting for it.
+        *slot = nvml::start(cfg, self.gpu_metrics.clone()).map(|h| (cfg.clone(), h));
     }
 
     /// Builds and starts a generation for `loaded`.
@@ -355,8 +376,10 @@ impl Daemon {
         for w in &loaded.warnings {
             warn!(path = %w.path, "{}", w.message);
         }
-        let summary = format!("{} targets", loaded.targets.len()); // TODO config::summary
+        let summary = config::summary(&loaded);
+        let gpus = loaded.gpus.clone();
         let new_gen = self.build_generation(loaded).await?;
+        self.apply_gpus(&gpus);
         let old = std::mem::replace(&mut *self.generation.lock().await, new_gen);
         let new_keys: HashSet<(String, String, String)> = {
             let g = self.generation.lock().await;
@@ -456,6 +479,9 @@ impl Daemon {
             },
         );
         stop_generation(old).await;
+        if let Ok(mut g) = self.gpu.lock() {
+            g.take();
+        }
         self.ready.store(false, Ordering::SeqCst);
     }
 
