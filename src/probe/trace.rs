@@ -222,3 +222,83 @@ impl Outcome {
         ItlSummary::of(&self.inter_token_latencies)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// A hand-built trace: headers at 10 ms, a role-only event at 12 ms, two reasoning events at
+    /// 100 and 120 ms, answer events at 150, 170, 200 ms, end at 210 ms.
+    fn trace() -> Trace {
+        let t0 = Instant::now();
+        let mut t = Trace::new(t0);
+        t.headers = Some(t0 + ms(10));
+        t.first_event = Some(t0 + ms(12));
+        for (at, kind) in [
+            (100, OutputKind::Reasoning),
+            (120, OutputKind::Reasoning),
+            (150, OutputKind::Answer),
+            (170, OutputKind::Answer),
+            (200, OutputKind::Answer),
+        ] {
+            t.outputs.push((t0 + ms(at), kind));
+        }
+        t.end = Some(t0 + ms(210));
+        t
+    }
+
+    #[test]
+    fn milestones_follow_the_design_definitions() {
+        let t = trace();
+        assert_eq!(t.ttfb(), Some(ms(10)));
+        assert_eq!(t.time_to_first_event(), Some(ms(12)));
+        assert_eq!(t.ttft(), Some(ms(100)), "reasoning output counts for TTFT");
+        assert_eq!(t.time_to_first_answer_token(), Some(ms(150)));
+        assert_eq!(t.e2e(), Some(ms(210)));
+        assert_eq!(t.elapsed(), ms(210));
+        assert_eq!(t.inter_token_latencies(), vec![ms(20), ms(30), ms(20), ms(30)]);
+    }
+
+    #[test]
+    fn tpot_and_rate_use_the_token_count() {
+        let t = trace();
+        // (200 − 100) ms over (5 − 1) tokens.
+        assert_eq!(t.tpot(5), Some(ms(25)));
+        // With usage reporting 11 tokens over the same span: 100 ms / 10.
+        assert_eq!(t.tpot(11), Some(ms(10)));
+        assert_eq!(t.tpot(1), None);
+        let rate = t.output_rate(5).unwrap();
+        assert!((rate - 5.0 / 0.210).abs() < 1e-9, "{rate}");
+    }
+
+    #[test]
+    fn unreached_phases_are_none() {
+        let t0 = Instant::now();
+        let mut t = Trace::new(t0);
+        t.failed_at = Some(t0 + ms(40));
+        assert_eq!(t.ttfb(), None);
+        assert_eq!(t.ttft(), None);
+        assert_eq!(t.time_to_first_answer_token(), None);
+        assert_eq!(t.e2e(), None);
+        assert_eq!(t.output_rate(3), None);
+        assert_eq!(t.tpot(3), None);
+        assert!(t.inter_token_latencies().is_empty());
+        assert_eq!(t.elapsed(), ms(40));
+    }
+
+    #[test]
+    fn itl_summary_uses_nearest_rank() {
+        let gaps: Vec<Duration> = (1..=20).map(ms).collect();
+        let s = ItlSummary::of(&gaps).unwrap();
+        assert_eq!(s.p50, ms(10));
+        assert_eq!(s.p95, ms(19));
+        assert_eq!(s.max, ms(20));
+        let one = ItlSummary::of(&[ms(7)]).unwrap();
+        assert_eq!((one.p50, one.p95, one.max), (ms(7), ms(7), ms(7)));
+        assert_eq!(ItlSummary::of(&[]), None);
+    }
+}
