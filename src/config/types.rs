@@ -178,8 +178,7 @@ impl TimeoutsConfig {
 }
 
 /// Where an API key comes from. Inline keys work but are warned about.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(untagged)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum SecretRef {
     /// `{env: NAME}`: read from an environment variable when the config is loaded.
     Env {
@@ -292,8 +291,7 @@ pub fn default_true() -> bool {
 }
 
 /// A scenario reference: a bare name, or a name with a weight.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(untagged)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum ScenarioRef {
     /// `- short-chat`
     Name(String),
@@ -301,7 +299,7 @@ pub enum ScenarioRef {
     Weighted {
         /// Scenario name.
         name: String,
-        /// Relative weight for `scenario_selection: weighted`.
+        /// Relative weight for `scenario_selection: weighted` (default 1).
         weight: u32,
     },
 }
@@ -429,6 +427,81 @@ pub struct PriceConfig {
     pub cached_input_per_million: Option<f64>,
 }
 
+// Hand-written rather than `#[serde(untagged)]`: untagged enums accept unknown keys and fail
+// with "data did not match any variant", which says nothing about what to write instead.
+impl<'de> Deserialize<'de> for SecretRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = SecretRef;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a key, {env: NAME} or {file: PATH}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SecretRef, E> {
+                Ok(SecretRef::Inline(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<SecretRef, A::Error> {
+                use serde::de::Error;
+                let mut out = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    let r = match key.as_str() {
+                        "env" => SecretRef::Env {
+                            env: map.next_value()?,
+                        },
+                        "file" => SecretRef::File {
+                            file: map.next_value()?,
+                        },
+                        other => return Err(A::Error::unknown_field(other, &["env", "file"])),
+                    };
+                    if out.replace(r).is_some() {
+                        return Err(A::Error::custom("set only one of `env` and `file`"));
+                    }
+                }
+                out.ok_or_else(|| A::Error::custom("expected {env: NAME} or {file: PATH}"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for ScenarioRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ScenarioRef;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a scenario name or {name: NAME, weight: N}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ScenarioRef, E> {
+                Ok(ScenarioRef::Name(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ScenarioRef, A::Error> {
+                use serde::de::Error;
+                let mut name: Option<String> = None;
+                let mut weight: Option<u32> = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "name" => name = Some(map.next_value()?),
+                        "weight" => weight = Some(map.next_value()?),
+                        other => return Err(A::Error::unknown_field(other, &["name", "weight"])),
+                    }
+                }
+                Ok(ScenarioRef::Weighted {
+                    name: name.ok_or_else(|| A::Error::missing_field("name"))?,
+                    weight: weight.unwrap_or(1),
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Serde adapters for humantime durations (`30s`, `250ms`).
 pub mod humantime_serde_compat {
     use std::time::Duration;
@@ -443,8 +516,9 @@ pub mod humantime_serde_compat {
 
     /// Parses a duration string, with an error that says what is accepted.
     pub fn parse(s: &str) -> Result<Duration, String> {
-        humantime::parse_duration(s.trim())
-            .map_err(|e| format!("invalid duration {s:?} ({e}); use e.g. \"30s\", \"250ms\", \"2m\""))
+        humantime::parse_duration(s.trim()).map_err(|e| {
+            format!("invalid duration {s:?} ({e}); use e.g. \"30s\", \"250ms\", \"2m\"")
+        })
     }
 
     /// Adapters for optional durations.
