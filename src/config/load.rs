@@ -615,10 +615,13 @@ fn decode_sections(root: &Node, diag: &mut Diag<'_>) -> Decoded {
                     out.servers.push(decode(n, &path.index(i), diag));
                 }
             }
+            // Extension keys hold YAML anchors for reuse (`x-defaults: &defaults`), as in
+            // Compose files.
+            other if other.starts_with("x-") => {}
             other => diag.error(
                 &path,
                 format!(
-                    "unknown field `{other}`, expected one of {}",
+                    "unknown field `{other}`, expected one of {} (or an `x-` key for anchors)",
                     one_of(TOP_LEVEL_KEYS)
                 ),
             ),

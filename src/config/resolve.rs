@@ -783,7 +783,9 @@ mod tests {
 
     #[test]
     fn regex_reason_is_one_line() {
-        let e = regex::Regex::new("(").unwrap_err();
+        // Built at run time: a literal bad pattern would trip clippy's own regex check.
+        let pattern = String::from("(");
+        let e = regex::Regex::new(&pattern).unwrap_err();
         assert_eq!(regex_reason(&e), "unclosed group");
     }
 
@@ -792,5 +794,310 @@ mod tests {
         assert!(parse_cron("0 */5 * * * *").is_ok());
         assert!(parse_cron("*/5 * * * *").is_err());
         assert!(parse_cron("0 61 * * * *").is_err());
+    }
+}
+
+#[cfg(test)]
+mod resolution_tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use crate::config::{
+        load_str_with, summary, BaseUrl, Environment, Loaded, PriceConfig, ScenarioSelection,
+        ScheduleConfig, Timeouts,
+    };
+    use crate::probe::dialect::{AuthStyle, DialectKind};
+
+    fn var(name: &str) -> Option<String> {
+        (name == "TEST_KEY").then(|| "sk-env-secret-value".to_string())
+    }
+
+    fn load(text: &str) -> Loaded {
+        let env = Environment {
+            base_dir: Path::new("."),
+            var: &var,
+        };
+        load_str_with(text, "test.yml", &env).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    const TARGET: &str = "
+    dialect: openai-chat
+    base_url: http://127.0.0.1:8000/v1/
+    model: m
+";
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let loaded = load(&format!("targets:\n  - name: t{TARGET}"));
+        let t = &loaded.targets[0];
+        assert_eq!(t.name, "t");
+        assert_eq!(t.dialect, DialectKind::OpenaiChat);
+        assert_eq!(
+            t.base_url,
+            BaseUrl::Url("http://127.0.0.1:8000/v1".to_string())
+        );
+        assert_eq!(t.auth, AuthStyle::Bearer);
+        assert!(t.api_key.is_none());
+        assert!(t.include_usage);
+        assert_eq!(t.schedule, ScheduleConfig::default());
+        assert_eq!(t.timeouts, Timeouts::default());
+        assert_eq!(t.max_response_bytes, 4 * 1024 * 1024);
+        assert_eq!(t.price, None);
+        assert!(!t.production);
+        assert_eq!(t.scenario_selection, ScenarioSelection::Rotate);
+        assert_eq!(t.scenarios.len(), 1);
+        assert_eq!(t.scenarios[0].0.name, "default");
+        assert_eq!(t.scenarios[0].1, 1);
+        assert!(loaded.simulator.is_none());
+        assert!(loaded.buckets.is_empty());
+        assert!(loaded.warnings.is_empty());
+        assert_eq!(
+            summary(&loaded),
+            "OK: 1 target, 1 scenario, simulator off, 0 warnings"
+        );
+    }
+
+    #[test]
+    fn anthropic_defaults_to_x_api_key() {
+        let loaded = load(
+            "targets:\n  - name: a\n    dialect: anthropic-messages\n    base_url: https://api.anthropic.com\n    model: m\n    api_key: {env: TEST_KEY}\n",
+        );
+        let t = &loaded.targets[0];
+        assert_eq!(t.auth, AuthStyle::XApiKey);
+        assert_eq!(
+            t.api_key.as_ref().map(|k| k.expose()),
+            Some("sk-env-secret-value")
+        );
+    }
+
+    #[test]
+    fn target_settings_fall_back_to_global_then_defaults() {
+        let loaded = load(&format!(
+            "global:
+  schedule: {{every: 10s, jitter: 0.3}}
+  timeouts: {{connect: 2s, total: 60s}}
+  max_response_bytes: 1000
+targets:
+  - name: inherits{TARGET}  - name: overrides{TARGET}    schedule: {{cron: '0 */5 * * * *'}}
+    timeouts: {{first_token: 5s}}
+    max_response_bytes: 50
+    price: {{input_per_million: 1, output_per_million: 2}}
+    auth: api-key
+prices:
+  m: {{input_per_million: 0.5, output_per_million: 1.5, cached_input_per_million: 0.25}}
+"
+        ));
+        let inherits = &loaded.targets[0];
+        assert_eq!(inherits.schedule.every, Duration::from_secs(10));
+        assert_eq!(inherits.schedule.jitter, 0.3);
+        let expected = Timeouts {
+            connect: Duration::from_secs(2),
+            first_token: Duration::from_secs(30),
+            idle: Duration::from_secs(30),
+            total: Duration::from_secs(60),
+        };
+        assert_eq!(inherits.timeouts, expected);
+        assert_eq!(inherits.max_response_bytes, 1000);
+        assert_eq!(
+            inherits.price,
+            Some(PriceConfig {
+                input_per_million: 0.5,
+                output_per_million: 1.5,
+                cached_input_per_million: Some(0.25),
+            })
+        );
+
+        let overrides = &loaded.targets[1];
+        // A target's schedule replaces the global one as a whole.
+        assert_eq!(
+            overrides.schedule,
+            ScheduleConfig {
+                every: Duration::from_secs(30),
+                jitter: 0.1,
+                cron: Some("0 */5 * * * *".to_string()),
+            }
+        );
+        assert_eq!(
+            overrides.timeouts,
+            Timeouts {
+                first_token: Duration::from_secs(5),
+                ..expected
+            }
+        );
+        assert_eq!(overrides.max_response_bytes, 50);
+        assert_eq!(overrides.auth, AuthStyle::ApiKey);
+        assert_eq!(
+            overrides.price,
+            Some(PriceConfig {
+                input_per_million: 1.0,
+                output_per_million: 2.0,
+                cached_input_per_million: None,
+            })
+        );
+    }
+
+    #[test]
+    fn targets_without_a_list_run_every_scenario_in_name_order() {
+        let loaded = load(&format!(
+            "scenarios:
+  zeta: {{prompt: z}}
+  alpha: {{prompt: a}}
+targets:
+  - name: all{TARGET}  - name: some{TARGET}    scenarios: [zeta, {{name: alpha, weight: 3}}]
+    scenario_selection: weighted
+"
+        ));
+        let names = |i: usize| -> Vec<(String, u32)> {
+            loaded.targets[i]
+                .scenarios
+                .iter()
+                .map(|(s, w)| (s.name.clone(), *w))
+                .collect()
+        };
+        assert_eq!(
+            names(0),
+            [("alpha".to_string(), 1), ("zeta".to_string(), 1)]
+        );
+        assert_eq!(
+            names(1),
+            [("zeta".to_string(), 1), ("alpha".to_string(), 3)]
+        );
+        // Both targets share one resolved scenario.
+        assert!(std::sync::Arc::ptr_eq(
+            &loaded.targets[0].scenarios[0].0,
+            &loaded.targets[1].scenarios[1].0
+        ));
+        assert_eq!(
+            summary(&loaded),
+            "OK: 2 targets, 2 scenarios, simulator off, 0 warnings"
+        );
+    }
+
+    #[test]
+    fn messages_put_system_first_and_filler_on_the_last_user_message() {
+        let loaded = load(&format!(
+            "scenarios:
+  conv:
+    system: Be brief.
+    messages:
+      - {{role: user, content: First.}}
+      - {{role: assistant, content: Ok.}}
+      - {{role: user, content: Second.}}
+    context_tokens: 10
+    max_tokens: 7
+    temperature: 0.5
+    stop: [END]
+    cache_bust: false
+    extra_body: {{ignore_eos: true}}
+    checks: {{min_output_tokens: 1, max_output_tokens: 7, must_contain: [x], regex: '^a+$', valid_json: true, expect_model: m}}
+targets:
+  - name: t{TARGET}"
+        ));
+        let s = &loaded.targets[0].scenarios[0].0;
+        let roles: Vec<&str> = s.messages.iter().map(|m| m.role.as_str()).collect();
+        assert_eq!(roles, ["system", "user", "assistant", "user"]);
+        assert_eq!(s.messages[0].content, "Be brief.");
+        assert_eq!(s.messages[1].content, "First.");
+        assert_eq!(
+            s.messages[3].content,
+            format!("Second.\n\n{}", super::filler(10))
+        );
+        assert_eq!(super::filler(10).len(), 40);
+        assert_eq!(s.max_tokens, 7);
+        assert_eq!(s.temperature, 0.5);
+        assert_eq!(s.stop, ["END"]);
+        assert!(!s.cache_bust);
+        assert_eq!(
+            s.extra_body.get("ignore_eos"),
+            Some(&serde_json::json!(true))
+        );
+        assert_eq!(s.checks.min_output_tokens, Some(1));
+        assert_eq!(s.checks.max_output_tokens, Some(7));
+        assert_eq!(s.checks.must_contain, ["x"]);
+        let re = s.checks.regex.as_ref().map(|r| r.as_str());
+        assert_eq!(re, Some("^a+$"));
+        assert!(s.checks.valid_json);
+        assert_eq!(s.checks.expect_model.as_deref(), Some("m"));
+    }
+
+    #[test]
+    fn prompt_becomes_one_user_message_after_the_system_prompt() {
+        let loaded = load(&format!(
+            "scenarios:\n  p: {{system: S, prompt: Hello, context_tokens: 2000}}\ntargets:\n  - name: t{TARGET}"
+        ));
+        let s = &loaded.targets[0].scenarios[0].0;
+        assert_eq!(s.messages.len(), 2);
+        assert_eq!(s.messages[0].role, "system");
+        assert_eq!(s.messages[1].role, "user");
+        assert_eq!(s.messages[1].content.len(), "Hello\n\n".len() + 8000);
+        assert!(s.messages[1].content.starts_with("Hello\n\nThe river"));
+    }
+
+    #[test]
+    fn secrets_never_reach_debug_output() {
+        let loaded = load(&format!(
+            "targets:
+  - name: inline{TARGET}    api_key: sk-inline-secret-value
+    headers: {{Authorization: Bearer sk-header-secret-value, X-Trace: 'on'}}
+  - name: env{TARGET}    api_key: {{env: TEST_KEY}}
+"
+        ));
+        let debug = format!("{loaded:?}");
+        for secret in [
+            "sk-inline-secret-value",
+            "sk-header-secret-value",
+            "sk-env-secret-value",
+        ] {
+            assert!(!debug.contains(secret), "{secret} leaked: {debug}");
+        }
+        assert!(debug.contains("Authorization"));
+        assert_eq!(
+            loaded.targets[0].api_key.as_ref().map(|k| k.expose()),
+            Some("sk-inline-secret-value")
+        );
+        let warnings: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(
+            warnings,
+            [
+                "targets[0].api_key: inline API key; prefer {env: NAME} or {file: PATH}",
+                "targets[0].headers.Authorization: header Authorization carries a credential in the config file; prefer `api_key: {env: NAME}` with `auth: bearer | x-api-key | api-key`",
+            ]
+        );
+        assert_eq!(
+            summary(&loaded),
+            "OK: 2 targets, 1 scenario, simulator off, 2 warnings"
+        );
+    }
+
+    #[test]
+    fn errors_do_not_echo_secrets() {
+        let env = Environment {
+            base_dir: Path::new("."),
+            var: &|_: &str| Some("bad\nvalue-secret".to_string()),
+        };
+        let text = format!(
+            "targets:\n  - name: t{TARGET}    api_key: {{env: K}}\n    headers: {{x-api-key: \"a\\nheader-secret\"}}\n"
+        );
+        let err = load_str_with(&text, "t.yml", &env).unwrap_err().to_string();
+        assert!(!err.contains("secret"), "{err}");
+        assert_eq!(
+            err,
+            "t.yml: 2 errors\n  \
+             targets[0].api_key (line 6): API key contains characters that cannot be sent in an HTTP header\n  \
+             targets[0].headers.x-api-key (line 7): value contains characters that cannot be sent in an HTTP header"
+        );
+    }
+
+    #[test]
+    fn simulator_targets_and_empty_simulator_block() {
+        let loaded = load(
+            "simulator:\ntargets:\n  - {name: s, dialect: openai-chat, base_url: simulator, model: m}\n",
+        );
+        assert_eq!(loaded.targets[0].base_url, BaseUrl::Simulator);
+        assert!(loaded.simulator.is_some());
+        assert_eq!(
+            summary(&loaded),
+            "OK: 1 target, 1 scenario, simulator on, 0 warnings"
+        );
     }
 }
