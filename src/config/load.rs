@@ -491,10 +491,27 @@ fn decode<T: DeserializeOwned>(node: &Node, path: &YamlPath, diag: &mut Diag<'_>
         Ok(v) => Some(v),
         Err(e) => {
             let full = path.join_serde(e.path());
-            diag.error(&full, e.into_inner().to_string());
+            diag.error(&full, plain_expectation(&e.into_inner().to_string()));
             None
         }
     }
+}
+
+/// Serde names Rust types in "expected ..." (`struct TargetConfig`, `u32`); this says what to
+/// write in YAML terms instead.
+fn plain_expectation(message: &str) -> String {
+    let Some(at) = message.rfind(", expected ") else {
+        return message.to_string();
+    };
+    let (head, expected) = message.split_at(at + ", expected ".len());
+    let plain = match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a non-negative integer",
+        "i8" | "i16" | "i32" | "i64" | "isize" => "an integer",
+        "f32" | "f64" => "a number",
+        e if e.starts_with("struct ") || e.starts_with("a map") => "a map",
+        _ => return message.to_string(),
+    };
+    format!("{head}{plain}")
 }
 
 /// The entries of a mapping section; `null` is an empty mapping.
@@ -682,6 +699,26 @@ mod tests {
         assert_eq!(err.path, "");
         assert!(err.line.is_some());
         assert!(err.message.starts_with("invalid YAML: "), "{}", err.message);
+    }
+
+    #[test]
+    fn expectations_in_yaml_terms() {
+        assert_eq!(
+            plain_expectation("invalid type: string \"x\", expected struct TargetConfig"),
+            "invalid type: string \"x\", expected a map"
+        );
+        assert_eq!(
+            plain_expectation("invalid value: integer `-5`, expected u32"),
+            "invalid value: integer `-5`, expected a non-negative integer"
+        );
+        assert_eq!(
+            plain_expectation("invalid type: string \"x\", expected f64"),
+            "invalid type: string \"x\", expected a number"
+        );
+        assert_eq!(
+            plain_expectation("missing field `model`"),
+            "missing field `model`"
+        );
     }
 
     #[test]
