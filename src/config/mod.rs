@@ -7,6 +7,7 @@
 
 pub mod gpus;
 mod load;
+mod resolve;
 pub mod servers;
 pub mod simulator;
 pub mod types;
@@ -15,7 +16,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-pub use load::{load, load_str};
+pub use load::{load, load_str, load_str_with, Environment};
+pub use resolve::{parse_cron, BUCKET_METRICS};
 pub use types::*;
 
 use crate::probe::dialect::{AuthStyle, DialectKind, Message};
@@ -112,8 +114,8 @@ pub enum BaseUrl {
     Simulator,
 }
 
-/// A target with every reference resolved.
-#[derive(Clone, Debug)]
+/// A target with every reference resolved. Its `Debug` hides header values and the API key.
+#[derive(Clone)]
 pub struct Target {
     /// Unique name; the `target` label.
     pub name: String,
@@ -147,6 +149,31 @@ pub struct Target {
     pub price: Option<PriceConfig>,
     /// Marks a production endpoint.
     pub production: bool,
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Header values may be credentials (`Authorization: ...`); only their names are shown.
+        let headers: Vec<&str> = self.headers.keys().map(String::as_str).collect();
+        f.debug_struct("Target")
+            .field("name", &self.name)
+            .field("dialect", &self.dialect)
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .field("api_key", &self.api_key)
+            .field("auth", &self.auth)
+            .field("headers", &headers)
+            .field("query", &self.query)
+            .field("include_usage", &self.include_usage)
+            .field("scenarios", &self.scenarios)
+            .field("scenario_selection", &self.scenario_selection)
+            .field("schedule", &self.schedule)
+            .field("timeouts", &self.timeouts)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .field("price", &self.price)
+            .field("production", &self.production)
+            .finish()
+    }
 }
 
 /// A scenario with its prompt read and its checks compiled.
@@ -207,7 +234,25 @@ impl Scenario {
     }
 }
 
-/// One-line summary (placeholder until the loader lands).
+/// One line for `check-config` and start-up logs, e.g.
+/// `OK: 3 targets, 2 scenarios, simulator on, 0 warnings`. Scenarios are counted by name over
+/// all targets.
 pub fn summary(loaded: &Loaded) -> String {
-    format!("OK: {} targets", loaded.targets.len())
+    let scenarios: std::collections::BTreeSet<&str> = loaded
+        .targets
+        .iter()
+        .flat_map(|t| t.scenarios.iter().map(|(s, _)| s.name.as_str()))
+        .collect();
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    format!(
+        "OK: {}, {}, simulator {}, {}",
+        plural(loaded.targets.len(), "target"),
+        plural(scenarios.len(), "scenario"),
+        if loaded.simulator.is_some() {
+            "on"
+        } else {
+            "off"
+        },
+        plural(loaded.warnings.len(), "warning"),
+    )
 }

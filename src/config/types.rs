@@ -178,8 +178,7 @@ impl TimeoutsConfig {
 }
 
 /// Where an API key comes from. Inline keys work but are warned about.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(untagged)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum SecretRef {
     /// `{env: NAME}`: read from an environment variable when the config is loaded.
     Env {
@@ -253,10 +252,10 @@ pub struct TargetConfig {
     #[serde(default)]
     pub auth: Option<AuthStyle>,
     /// Extra request headers (values are not logged).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "scalar_string_map::deserialize")]
     pub headers: BTreeMap<String, String>,
     /// Extra query parameters, e.g. `api-version` for Azure OpenAI.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "scalar_string_map::deserialize")]
     pub query: BTreeMap<String, String>,
     /// OpenAI dialects: request usage in the stream (`stream_options.include_usage`). Turn off
     /// for servers that reject the field; output tokens are then counted from events.
@@ -292,8 +291,7 @@ pub fn default_true() -> bool {
 }
 
 /// A scenario reference: a bare name, or a name with a weight.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(untagged)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum ScenarioRef {
     /// `- short-chat`
     Name(String),
@@ -301,7 +299,7 @@ pub enum ScenarioRef {
     Weighted {
         /// Scenario name.
         name: String,
-        /// Relative weight for `scenario_selection: weighted`.
+        /// Relative weight for `scenario_selection: weighted` (default 1).
         weight: u32,
     },
 }
@@ -429,22 +427,132 @@ pub struct PriceConfig {
     pub cached_input_per_million: Option<f64>,
 }
 
+// Hand-written rather than `#[serde(untagged)]`: untagged enums accept unknown keys and fail
+// with "data did not match any variant", which says nothing about what to write instead.
+impl<'de> Deserialize<'de> for SecretRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = SecretRef;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a key, {env: NAME} or {file: PATH}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SecretRef, E> {
+                Ok(SecretRef::Inline(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<SecretRef, A::Error> {
+                use serde::de::Error;
+                let mut out = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    let r = match key.as_str() {
+                        "env" => SecretRef::Env {
+                            env: map.next_value()?,
+                        },
+                        "file" => SecretRef::File {
+                            file: map.next_value()?,
+                        },
+                        other => return Err(A::Error::unknown_field(other, &["env", "file"])),
+                    };
+                    if out.replace(r).is_some() {
+                        return Err(A::Error::custom("set only one of `env` and `file`"));
+                    }
+                }
+                out.ok_or_else(|| A::Error::custom("expected {env: NAME} or {file: PATH}"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for ScenarioRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ScenarioRef;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a scenario name or {name: NAME, weight: N}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ScenarioRef, E> {
+                Ok(ScenarioRef::Name(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ScenarioRef, A::Error> {
+                use serde::de::Error;
+                let mut name: Option<String> = None;
+                let mut weight: Option<u32> = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "name" => name = Some(map.next_value()?),
+                        "weight" => weight = Some(map.next_value()?),
+                        other => return Err(A::Error::unknown_field(other, &["name", "weight"])),
+                    }
+                }
+                Ok(ScenarioRef::Weighted {
+                    name: name.ok_or_else(|| A::Error::missing_field("name"))?,
+                    weight: weight.unwrap_or(1),
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Serde adapters for humantime durations (`30s`, `250ms`).
 pub mod humantime_serde_compat {
+    use std::fmt;
     use std::time::Duration;
 
-    use serde::{Deserialize, Deserializer};
+    use serde::de::{self, Deserializer, Visitor};
+    use serde::Deserialize;
+
+    /// A duration written as a human string; a bare number is refused with a hint, since its
+    /// unit would be a guess.
+    struct Human(Duration);
+
+    impl<'de> Deserialize<'de> for Human {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Human, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = Human;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a duration such as \"30s\"")
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<Human, E> {
+                    parse(v).map(Human).map_err(E::custom)
+                }
+                fn visit_u64<E: de::Error>(self, v: u64) -> Result<Human, E> {
+                    Err(E::custom(no_unit(v)))
+                }
+                fn visit_i64<E: de::Error>(self, v: i64) -> Result<Human, E> {
+                    Err(E::custom(no_unit(v)))
+                }
+                fn visit_f64<E: de::Error>(self, v: f64) -> Result<Human, E> {
+                    Err(E::custom(no_unit(v)))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    fn no_unit(v: impl fmt::Display) -> String {
+        format!("invalid duration {v}: a unit is required, e.g. \"{v}s\" or \"{v}ms\"")
+    }
 
     /// Deserializes a required duration.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        parse(&s).map_err(serde::de::Error::custom)
+        Human::deserialize(d).map(|h| h.0)
     }
 
     /// Parses a duration string, with an error that says what is accepted.
     pub fn parse(s: &str) -> Result<Duration, String> {
-        humantime::parse_duration(s.trim())
-            .map_err(|e| format!("invalid duration {s:?} ({e}); use e.g. \"30s\", \"250ms\", \"2m\""))
+        humantime::parse_duration(s.trim()).map_err(|e| {
+            format!("invalid duration {s:?} ({e}); use e.g. \"30s\", \"250ms\", \"2m\"")
+        })
     }
 
     /// Adapters for optional durations.
@@ -455,10 +563,55 @@ pub mod humantime_serde_compat {
 
         /// Deserializes an optional duration.
         pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-            match Option::<String>::deserialize(d)? {
-                None => Ok(None),
-                Some(s) => super::parse(&s).map(Some).map_err(serde::de::Error::custom),
-            }
+            Ok(Option::<super::Human>::deserialize(d)?.map(|h| h.0))
         }
+    }
+}
+
+/// Deserializes a map of strings whose values may also be written as plain YAML numbers or
+/// booleans (`api-version: 2024-10-21`, `n: 5`, `X-Flag: true`); they are sent as text.
+pub mod scalar_string_map {
+    use std::collections::BTreeMap;
+    use std::fmt;
+
+    use serde::de::{self, Deserializer, Visitor};
+    use serde::Deserialize;
+
+    struct Text(String);
+
+    impl<'de> Deserialize<'de> for Text {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Text, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = Text;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a string, number or boolean")
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<Text, E> {
+                    Ok(Text(v.to_string()))
+                }
+                fn visit_bool<E: de::Error>(self, v: bool) -> Result<Text, E> {
+                    Ok(Text(v.to_string()))
+                }
+                fn visit_u64<E: de::Error>(self, v: u64) -> Result<Text, E> {
+                    Ok(Text(v.to_string()))
+                }
+                fn visit_i64<E: de::Error>(self, v: i64) -> Result<Text, E> {
+                    Ok(Text(v.to_string()))
+                }
+                fn visit_f64<E: de::Error>(self, v: f64) -> Result<Text, E> {
+                    Ok(Text(v.to_string()))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    /// Deserializes the map.
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<String, String>, D::Error> {
+        let m = BTreeMap::<String, Text>::deserialize(d)?;
+        Ok(m.into_iter().map(|(k, v)| (k, v.0)).collect())
     }
 }

@@ -1,0 +1,1103 @@
+//! Semantic checks and resolution: from decoded sections to a [`Loaded`] config.
+//!
+//! Checks and resolution happen in one pass because most checks *are* resolution (reading a
+//! secret, reading a prompt file, compiling a regex). Every problem is recorded in [`Diag`] and
+//! the pass carries on, so that one run reports all of them.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::gpus::GpusConfig;
+use super::load::{io_reason, one_of, Decoded, Diag, Environment, YamlPath};
+use super::servers::ServerConfig;
+use super::simulator::SimulatorConfig;
+use super::types::{
+    ChecksConfig, GlobalConfig, PriceConfig, ScenarioConfig, ScenarioRef, ScenarioSelection,
+    ScheduleConfig, Secret, SecretRef, TargetConfig, Timeouts, TimeoutsConfig,
+};
+use super::{BaseUrl, Checks, Loaded, Scenario, Target};
+use crate::probe::dialect::Message;
+
+/// Histogram metrics whose buckets the `buckets:` section may override, without the
+/// `inferprobe_` prefix.
+pub const BUCKET_METRICS: &[&str] = &[
+    "time_to_first_token_seconds",
+    "time_to_first_answer_token_seconds",
+    "time_to_first_event_seconds",
+    "inter_token_latency_seconds",
+    "time_per_output_token_seconds",
+    "request_duration_seconds",
+    "time_to_first_byte_seconds",
+    "output_tokens_per_second",
+    "request_cost_usd",
+];
+
+/// Largest `context_tokens`: far beyond any model's window, small enough to build in memory.
+const MAX_CONTEXT_TOKENS: u32 = 1_000_000;
+
+/// Characters of filler per requested context token (a common rule of thumb for English text).
+const CHARS_PER_TOKEN: usize = 4;
+
+/// Neutral filler for long-context scenarios: plain statements that ask nothing, so the model's
+/// answer is still driven by the scenario's own question.
+const FILLER: &str = "The river runs past the old mill and on toward the sea. \
+    A library keeps its books on long wooden shelves. \
+    The morning train leaves the station at seven. \
+    Bread rises slowly in a warm kitchen. \
+    Clouds drift over the hills in the afternoon. \
+    The market opens early on the first day of the week. ";
+
+/// Header names whose values are credentials.
+const CREDENTIAL_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "x-api-key",
+    "api-key",
+];
+
+/// Deterministic filler text of exactly `tokens × 4` characters.
+pub(crate) fn filler(tokens: u32) -> String {
+    let len = tokens as usize * CHARS_PER_TOKEN;
+    FILLER.chars().cycle().take(len).collect()
+}
+
+/// Checks and resolves the decoded sections. Returns `None` when any error was recorded.
+pub(crate) fn resolve(
+    d: Decoded,
+    source_name: &str,
+    env: &Environment<'_>,
+    diag: &mut Diag<'_>,
+) -> Option<Loaded> {
+    let root = YamlPath::root();
+
+    // A section that failed to decode has its error recorded; defaults keep the other checks
+    // going without inventing follow-up errors.
+    let global = d.global.unwrap_or_default();
+    check_global(&global, &root.key("global"), diag);
+    let global_timeouts = global.timeouts.resolve(&Timeouts::default());
+
+    for (model, price) in &d.prices {
+        if let Some(p) = price {
+            check_price(p, &root.key("prices").key(model), diag);
+        }
+    }
+
+    let mut buckets = BTreeMap::new();
+    for (name, bounds) in &d.buckets {
+        if let Some(b) = bounds {
+            if check_buckets(name, b, &root.key("buckets").key(name), diag) {
+                buckets.insert(name.clone(), b.clone());
+            }
+        }
+    }
+
+    let mut scenarios = BTreeMap::new();
+    for (name, cfg) in &d.scenarios {
+        let path = root.key("scenarios").key(name);
+        let s = cfg
+            .as_ref()
+            .and_then(|c| resolve_scenario(name, c, &path, env, diag));
+        scenarios.insert(name.clone(), s.map(Arc::new));
+    }
+
+    let ctx = TargetContext {
+        env,
+        global: &global,
+        global_timeouts,
+        has_simulator: d.simulator.is_some(),
+        scenarios: &scenarios,
+        default_scenario: Arc::new(Scenario::builtin_default()),
+        prices: &d.prices,
+    };
+    let mut targets = Vec::new();
+    let mut first_index: HashMap<&str, usize> = HashMap::new();
+    for (i, t) in d.targets.iter().enumerate() {
+        let Some(t) = t else { continue };
+        let path = root.key("targets").index(i);
+        if let Some(first) = first_index.get(t.name.as_str()) {
+            diag.error(
+                &path.key("name"),
+                format!(
+                    "duplicate target name {:?} (first used by targets[{first}])",
+                    t.name
+                ),
+            );
+        } else {
+            first_index.insert(&t.name, i);
+        }
+        if let Some(target) = resolve_target(t, &path, &ctx, diag) {
+            targets.push(Arc::new(target));
+        }
+    }
+
+    let simulator = d.simulator.flatten();
+    let gpus = d.gpus.unwrap_or_default();
+    validate_extensions(simulator.as_ref(), &gpus, &d.servers, diag);
+
+    if diag.error_count() > 0 {
+        return None;
+    }
+    Some(Loaded {
+        source_name: source_name.to_string(),
+        global,
+        targets,
+        buckets,
+        simulator,
+        gpus,
+        servers: d.servers.into_iter().flatten().collect(),
+        warnings: Vec::new(),
+    })
+}
+
+/// Checks of the `simulator:`, `gpus:` and `servers:` blocks, whose types live in their own
+/// files. Each block adds its checks here so that they land in the same error list, e.g.
+/// `if let Some(s) = simulator { s.validate(&YamlPath::root().key("simulator"), diag) }`.
+fn validate_extensions(
+    simulator: Option<&SimulatorConfig>,
+    gpus: &GpusConfig,
+    servers: &[Option<ServerConfig>],
+    diag: &mut Diag<'_>,
+) {
+    let _ = (simulator, gpus);
+    // Server names are the `server` label: checked like target names.
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, s) in servers.iter().enumerate() {
+        let Some(s) = s else { continue };
+        let path = YamlPath::root().key("servers").index(i).key("name");
+        check_label("server", &s.name, &path, diag);
+        if let Some(first) = seen.get(s.name.as_str()) {
+            diag.error(
+                &path,
+                format!(
+                    "duplicate server name {:?} (first used by servers[{first}])",
+                    s.name
+                ),
+            );
+        } else {
+            seen.insert(&s.name, i);
+        }
+    }
+}
+
+fn check_global(g: &GlobalConfig, path: &YamlPath, diag: &mut Diag<'_>) {
+    if g.max_concurrent_probes == 0 {
+        diag.error(&path.key("max_concurrent_probes"), "must be at least 1");
+    }
+    if g.max_response_bytes == 0 {
+        diag.error(&path.key("max_response_bytes"), "must be at least 1");
+    }
+    check_schedule(&g.schedule, &path.key("schedule"), diag);
+    check_timeouts(&g.timeouts, &path.key("timeouts"), diag);
+    let t = g.timeouts.resolve(&Timeouts::default());
+    check_first_token_within_total(&t, &path.key("timeouts"), diag);
+}
+
+fn fmt_duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+fn check_schedule(s: &ScheduleConfig, path: &YamlPath, diag: &mut Diag<'_>) {
+    if s.every < Duration::from_secs(1) {
+        diag.error(
+            &path.key("every"),
+            format!("must be at least 1s (got {})", fmt_duration(s.every)),
+        );
+    }
+    if !(0.0..=0.5).contains(&s.jitter) {
+        diag.error(
+            &path.key("jitter"),
+            format!("must be between 0 and 0.5 (got {})", s.jitter),
+        );
+    }
+    if let Some(cron) = &s.cron {
+        if let Err(e) = parse_cron(cron) {
+            diag.error(
+                &path.key("cron"),
+                format!(
+                    "invalid cron expression {cron:?} ({}); write seconds first, e.g. \"0 */5 * * * *\"",
+                    e.to_string().trim_end_matches('.')
+                ),
+            );
+        }
+    }
+}
+
+/// Parses a cron expression the way the scheduler does (seconds required).
+pub fn parse_cron(expr: &str) -> Result<croner::Cron, croner::errors::CronError> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(expr)
+}
+
+fn check_timeouts(t: &TimeoutsConfig, path: &YamlPath, diag: &mut Diag<'_>) {
+    for (name, value) in [
+        ("connect", t.connect),
+        ("first_token", t.first_token),
+        ("idle", t.idle),
+        ("total", t.total),
+    ] {
+        if value == Some(Duration::ZERO) {
+            diag.error(&path.key(name), "must be greater than 0");
+        }
+    }
+}
+
+fn check_first_token_within_total(t: &Timeouts, path: &YamlPath, diag: &mut Diag<'_>) {
+    if t.first_token > t.total {
+        diag.error(
+            path,
+            format!(
+                "first_token ({}) is longer than total ({})",
+                fmt_duration(t.first_token),
+                fmt_duration(t.total)
+            ),
+        );
+    }
+}
+
+fn check_price(p: &PriceConfig, path: &YamlPath, diag: &mut Diag<'_>) {
+    for (name, value) in [
+        ("input_per_million", Some(p.input_per_million)),
+        ("output_per_million", Some(p.output_per_million)),
+        ("cached_input_per_million", p.cached_input_per_million),
+    ] {
+        if let Some(v) = value {
+            if !(v >= 0.0 && v.is_finite()) {
+                diag.error(&path.key(name), format!("must not be negative (got {v})"));
+            }
+        }
+    }
+}
+
+fn check_buckets(name: &str, bounds: &[f64], path: &YamlPath, diag: &mut Diag<'_>) -> bool {
+    let before = diag.error_count();
+    if !BUCKET_METRICS.contains(&name) {
+        diag.error(
+            path,
+            format!(
+                "unknown histogram `{name}`, expected one of {}",
+                one_of(BUCKET_METRICS)
+            ),
+        );
+    }
+    if bounds.is_empty() {
+        diag.error(path, "needs at least one bucket bound");
+    }
+    if let Some(i) = bounds.windows(2).position(|w| w[1] <= w[0]) {
+        diag.error(
+            &path.index(i + 1),
+            format!(
+                "bucket bounds must be strictly increasing ({} follows {})",
+                bounds[i + 1],
+                bounds[i]
+            ),
+        );
+    }
+    diag.error_count() == before
+}
+
+/// Records an error unless `name` is a usable label value; returns whether it is.
+fn check_label(kind: &str, name: &str, path: &YamlPath, diag: &mut Diag<'_>) -> bool {
+    if name.is_empty() {
+        diag.error(path, format!("{kind} name must not be empty"));
+        false
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
+    {
+        diag.error(
+            path,
+            format!("{kind} name {name:?} may only contain letters, digits and `_` `.` `:` `-`"),
+        );
+        false
+    } else {
+        true
+    }
+}
+
+fn resolve_scenario(
+    name: &str,
+    c: &ScenarioConfig,
+    path: &YamlPath,
+    env: &Environment<'_>,
+    diag: &mut Diag<'_>,
+) -> Option<Scenario> {
+    let before = diag.error_count();
+    check_label("scenario", name, path, diag);
+
+    let mut messages = Vec::new();
+    if let Some(system) = &c.system {
+        messages.push(Message {
+            role: "system".to_string(),
+            content: system.clone(),
+        });
+    }
+    let mut sources = Vec::new();
+    if !c.messages.is_empty() {
+        sources.push("messages");
+    }
+    if c.prompt.is_some() {
+        sources.push("prompt");
+    }
+    if c.prompt_file.is_some() {
+        sources.push("prompt_file");
+    }
+    match sources.as_slice() {
+        [] => diag.error(path, "needs one of `messages`, `prompt` or `prompt_file`"),
+        ["messages"] => {
+            for (i, m) in c.messages.iter().enumerate() {
+                if !["system", "user", "assistant"].contains(&m.role.as_str()) {
+                    diag.error(
+                        &path.key("messages").index(i).key("role"),
+                        format!(
+                            "unknown role {:?}, expected one of `system`, `user`, `assistant`",
+                            m.role
+                        ),
+                    );
+                }
+                messages.push(Message {
+                    role: m.role.clone(),
+                    content: m.content.clone(),
+                });
+            }
+            if !c.messages.iter().any(|m| m.role == "user") {
+                diag.error(&path.key("messages"), "needs at least one `user` message");
+            }
+        }
+        ["prompt"] => {
+            let prompt = c.prompt.clone().unwrap_or_default();
+            if prompt.trim().is_empty() {
+                diag.error(&path.key("prompt"), "must not be empty");
+            }
+            messages.push(user(prompt));
+        }
+        ["prompt_file"] => {
+            let file = c.prompt_file.as_deref().unwrap_or_default();
+            let p = path.key("prompt_file");
+            match std::fs::read_to_string(env.base_dir.join(file)) {
+                Ok(text) => {
+                    let text = text.trim_end_matches(['\n', '\r']).to_string();
+                    if text.trim().is_empty() {
+                        diag.error(&p, format!("prompt file {file:?} is empty"));
+                    }
+                    messages.push(user(text));
+                }
+                Err(e) => diag.error(
+                    &p,
+                    format!("cannot read prompt file {file:?}: {}", io_reason(&e)),
+                ),
+            }
+        }
+        _ => diag.error(
+            path,
+            format!(
+                "set only one of `messages`, `prompt` and `prompt_file` (found {})",
+                one_of(&sources)
+            ),
+        ),
+    }
+
+    if c.context_tokens > MAX_CONTEXT_TOKENS {
+        diag.error(
+            &path.key("context_tokens"),
+            format!(
+                "must be at most {MAX_CONTEXT_TOKENS} (got {})",
+                c.context_tokens
+            ),
+        );
+    } else if c.context_tokens > 0 {
+        if let Some(last_user) = messages.iter_mut().rev().find(|m| m.role == "user") {
+            last_user.content.push_str("\n\n");
+            last_user.content.push_str(&filler(c.context_tokens));
+        }
+    }
+    if c.max_tokens == 0 {
+        diag.error(&path.key("max_tokens"), "must be at least 1");
+    }
+    if !(0.0..=2.0).contains(&c.temperature) {
+        diag.error(
+            &path.key("temperature"),
+            format!("must be between 0 and 2 (got {})", c.temperature),
+        );
+    }
+    let checks = compile_checks(&c.checks, &path.key("checks"), diag);
+
+    if diag.error_count() > before {
+        return None;
+    }
+    Some(Scenario {
+        name: name.to_string(),
+        messages,
+        max_tokens: c.max_tokens,
+        temperature: c.temperature,
+        stop: c.stop.clone(),
+        extra_body: c.extra_body.clone(),
+        cache_bust: c.cache_bust,
+        checks: checks?,
+    })
+}
+
+fn user(content: String) -> Message {
+    Message {
+        role: "user".to_string(),
+        content,
+    }
+}
+
+fn compile_checks(c: &ChecksConfig, path: &YamlPath, diag: &mut Diag<'_>) -> Option<Checks> {
+    let mut ok = true;
+    if let (Some(min), Some(max)) = (c.min_output_tokens, c.max_output_tokens) {
+        if min > max {
+            diag.error(
+                &path.key("min_output_tokens"),
+                format!("min_output_tokens ({min}) is greater than max_output_tokens ({max})"),
+            );
+            ok = false;
+        }
+    }
+    let regex = match &c.regex {
+        None => None,
+        Some(r) => match regex::Regex::new(r) {
+            Ok(re) => Some(re),
+            Err(e) => {
+                diag.error(
+                    &path.key("regex"),
+                    format!("invalid regex {r:?}: {}", regex_reason(&e)),
+                );
+                ok = false;
+                None
+            }
+        },
+    };
+    ok.then(|| Checks {
+        min_output_tokens: c.min_output_tokens,
+        max_output_tokens: c.max_output_tokens,
+        must_contain: c.must_contain.clone(),
+        regex,
+        valid_json: c.valid_json,
+        expect_model: c.expect_model.clone(),
+    })
+}
+
+/// The one-line cause of a regex error (its `Display` spans several lines with a caret
+/// diagram, which does not fit a list of errors).
+fn regex_reason(e: &regex::Error) -> String {
+    let text = e.to_string();
+    match text.lines().find_map(|l| l.trim().strip_prefix("error: ")) {
+        Some(reason) => reason.to_string(),
+        None => text.split_whitespace().collect::<Vec<_>>().join(" "),
+    }
+}
+
+/// What every target resolves against.
+struct TargetContext<'a> {
+    env: &'a Environment<'a>,
+    global: &'a GlobalConfig,
+    global_timeouts: Timeouts,
+    has_simulator: bool,
+    scenarios: &'a BTreeMap<String, Option<Arc<Scenario>>>,
+    default_scenario: Arc<Scenario>,
+    prices: &'a BTreeMap<String, Option<PriceConfig>>,
+}
+
+fn resolve_target(
+    t: &TargetConfig,
+    path: &YamlPath,
+    ctx: &TargetContext<'_>,
+    diag: &mut Diag<'_>,
+) -> Option<Target> {
+    let before = diag.error_count();
+    check_label("target", &t.name, &path.key("name"), diag);
+    let base_url = check_base_url(&t.base_url, ctx.has_simulator, &path.key("base_url"), diag);
+    if t.model.trim().is_empty() {
+        diag.error(&path.key("model"), "must not be empty");
+    }
+    let api_key = t
+        .api_key
+        .as_ref()
+        .and_then(|r| resolve_secret(r, &path.key("api_key"), ctx.env, diag));
+    check_headers(&t.headers, &path.key("headers"), diag);
+    let scenarios = resolve_scenario_refs(t, &path.key("scenarios"), ctx, diag);
+
+    let schedule = match &t.schedule {
+        Some(s) => {
+            check_schedule(s, &path.key("schedule"), diag);
+            s.clone()
+        }
+        None => ctx.global.schedule.clone(),
+    };
+    check_timeouts(&t.timeouts, &path.key("timeouts"), diag);
+    let timeouts = t.timeouts.resolve(&ctx.global_timeouts);
+    // A global mistake is reported once, at `global.timeouts`, not again for every target.
+    if t.timeouts.first_token.is_some() || t.timeouts.total.is_some() {
+        check_first_token_within_total(&timeouts, &path.key("timeouts"), diag);
+    }
+    if t.max_response_bytes == Some(0) {
+        diag.error(&path.key("max_response_bytes"), "must be at least 1");
+    }
+    let price = match &t.price {
+        Some(p) => {
+            check_price(p, &path.key("price"), diag);
+            Some(p.clone())
+        }
+        None => ctx.prices.get(&t.model).cloned().flatten(),
+    };
+
+    if diag.error_count() > before {
+        return None;
+    }
+    Some(Target {
+        name: t.name.clone(),
+        dialect: t.dialect,
+        base_url: base_url?,
+        model: t.model.clone(),
+        api_key,
+        auth: t.auth.unwrap_or_else(|| t.dialect.default_auth()),
+        headers: t.headers.clone(),
+        query: t.query.clone(),
+        include_usage: t.include_usage,
+        scenarios,
+        scenario_selection: t.scenario_selection,
+        schedule,
+        timeouts,
+        max_response_bytes: t
+            .max_response_bytes
+            .unwrap_or(ctx.global.max_response_bytes),
+        price,
+        production: t.production,
+    })
+}
+
+fn check_base_url(
+    raw: &str,
+    has_simulator: bool,
+    path: &YamlPath,
+    diag: &mut Diag<'_>,
+) -> Option<BaseUrl> {
+    let raw = raw.trim();
+    if raw == "simulator" {
+        if has_simulator {
+            return Some(BaseUrl::Simulator);
+        }
+        diag.error(
+            path,
+            "`simulator` needs a top-level `simulator:` block (e.g. `simulator: {listen: 127.0.0.1:0}`)",
+        );
+        return None;
+    }
+    let url = match reqwest::Url::parse(raw) {
+        Ok(url) => url,
+        Err(e) => {
+            diag.error(
+                path,
+                format!(
+                    "{raw:?} is not a URL ({e}); write e.g. \"http://127.0.0.1:8000/v1\" or `simulator`"
+                ),
+            );
+            return None;
+        }
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        // The URL is not echoed: it holds a credential.
+        diag.error(
+            path,
+            "must not contain credentials; use `api_key` with {env: NAME}",
+        );
+        return None;
+    }
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        diag.error(
+            path,
+            format!("{raw:?} is not an http:// or https:// URL (or `simulator`)"),
+        );
+        return None;
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        diag.error(
+            path,
+            format!(
+                "{raw:?} must not carry a query or fragment; put query parameters under `query:`"
+            ),
+        );
+        return None;
+    }
+    Some(BaseUrl::Url(raw.trim_end_matches('/').to_string()))
+}
+
+fn resolve_secret(
+    r: &SecretRef,
+    path: &YamlPath,
+    env: &Environment<'_>,
+    diag: &mut Diag<'_>,
+) -> Option<Secret> {
+    // Messages name the variable or the file, never the value.
+    let value = match r {
+        SecretRef::Env { env: name } => {
+            if name.is_empty() {
+                diag.error(&path.key("env"), "needs an environment variable name");
+                return None;
+            }
+            match (env.var)(name) {
+                None => {
+                    diag.error(path, format!("environment variable {name} is not set"));
+                    return None;
+                }
+                Some(v) if v.trim().is_empty() => {
+                    diag.error(path, format!("environment variable {name} is empty"));
+                    return None;
+                }
+                Some(v) => v.trim().to_string(),
+            }
+        }
+        SecretRef::File { file } => match std::fs::read_to_string(env.base_dir.join(file)) {
+            Err(e) => {
+                diag.error(
+                    path,
+                    format!("cannot read API key file {file:?}: {}", io_reason(&e)),
+                );
+                return None;
+            }
+            Ok(v) if v.trim().is_empty() => {
+                diag.error(path, format!("API key file {file:?} is empty"));
+                return None;
+            }
+            Ok(v) => v.trim().to_string(),
+        },
+        SecretRef::Inline(v) => {
+            if v.trim().is_empty() {
+                diag.error(path, "API key is empty");
+                return None;
+            }
+            diag.warn(path, "inline API key; prefer {env: NAME} or {file: PATH}");
+            v.trim().to_string()
+        }
+    };
+    if reqwest::header::HeaderValue::from_str(&value).is_err() {
+        diag.error(
+            path,
+            "API key contains characters that cannot be sent in an HTTP header",
+        );
+        return None;
+    }
+    Some(Secret::new(value))
+}
+
+fn check_headers(headers: &BTreeMap<String, String>, path: &YamlPath, diag: &mut Diag<'_>) {
+    for (name, value) in headers {
+        let p = path.key(name);
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            diag.error(&p, format!("{name:?} is not a valid HTTP header name"));
+        }
+        // The value is not echoed: it may be a credential.
+        if reqwest::header::HeaderValue::from_str(value).is_err() {
+            diag.error(
+                &p,
+                "value contains characters that cannot be sent in an HTTP header",
+            );
+        }
+        if CREDENTIAL_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            diag.warn(
+                &p,
+                format!(
+                    "header {name} carries a credential in the config file; prefer `api_key: {{env: NAME}}` with `auth: bearer | x-api-key | api-key`"
+                ),
+            );
+        }
+    }
+}
+
+fn resolve_scenario_refs(
+    t: &TargetConfig,
+    path: &YamlPath,
+    ctx: &TargetContext<'_>,
+    diag: &mut Diag<'_>,
+) -> Vec<(Arc<Scenario>, u32)> {
+    if t.scenarios.is_empty() {
+        if ctx.scenarios.is_empty() {
+            return vec![(ctx.default_scenario.clone(), 1)];
+        }
+        return ctx
+            .scenarios
+            .values()
+            .flatten()
+            .map(|s| (s.clone(), 1))
+            .collect();
+    }
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, r) in t.scenarios.iter().enumerate() {
+        let p = path.index(i);
+        let name = r.name();
+        if !seen.insert(name) {
+            diag.error(&p, format!("scenario {name:?} is listed twice"));
+            continue;
+        }
+        match ctx.scenarios.get(name) {
+            None => diag.error(&p, unknown_scenario(name, ctx.scenarios)),
+            // It failed its own checks; that error is already recorded.
+            Some(None) => {}
+            Some(Some(s)) => out.push((s.clone(), r.weight())),
+        }
+        if let ScenarioRef::Weighted { weight, .. } = r {
+            let wp = p.key("weight");
+            if *weight == 0 {
+                diag.error(&wp, "must be at least 1");
+            } else if t.scenario_selection != ScenarioSelection::Weighted && diag.is_set(&wp) {
+                diag.error(
+                    &wp,
+                    "has no effect unless the target sets `scenario_selection: weighted`",
+                );
+            }
+        }
+    }
+    out
+}
+
+fn unknown_scenario(name: &str, defined: &BTreeMap<String, Option<Arc<Scenario>>>) -> String {
+    if defined.is_empty() {
+        format!("unknown scenario {name:?}; the file defines no scenarios")
+    } else {
+        let names: Vec<&str> = defined.keys().map(String::as_str).collect();
+        format!(
+            "unknown scenario {name:?}, expected one of {}",
+            one_of(&names)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filler_has_the_requested_length_and_is_deterministic() {
+        assert_eq!(filler(0), "");
+        assert_eq!(filler(2000).len(), 8000);
+        assert_eq!(filler(2000), filler(2000));
+        assert_eq!(filler(3), "The river ru");
+        assert!(filler(100).is_ascii());
+    }
+
+    #[test]
+    fn regex_reason_is_one_line() {
+        // Built at run time: a literal bad pattern would trip clippy's own regex check.
+        let pattern = String::from("(");
+        let e = regex::Regex::new(&pattern).unwrap_err();
+        assert_eq!(regex_reason(&e), "unclosed group");
+    }
+
+    #[test]
+    fn cron_with_seconds() {
+        assert!(parse_cron("0 */5 * * * *").is_ok());
+        assert!(parse_cron("*/5 * * * *").is_err());
+        assert!(parse_cron("0 61 * * * *").is_err());
+    }
+}
+
+#[cfg(test)]
+mod resolution_tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use crate::config::{
+        load_str_with, summary, BaseUrl, Environment, Loaded, PriceConfig, ScenarioSelection,
+        ScheduleConfig, Timeouts,
+    };
+    use crate::probe::dialect::{AuthStyle, DialectKind};
+
+    fn var(name: &str) -> Option<String> {
+        (name == "TEST_KEY").then(|| "sk-env-secret-value".to_string())
+    }
+
+    fn load(text: &str) -> Loaded {
+        let env = Environment {
+            base_dir: Path::new("."),
+            var: &var,
+        };
+        load_str_with(text, "test.yml", &env).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    const TARGET: &str = "
+    dialect: openai-chat
+    base_url: http://127.0.0.1:8000/v1/
+    model: m
+";
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let loaded = load(&format!("targets:\n  - name: t{TARGET}"));
+        let t = &loaded.targets[0];
+        assert_eq!(t.name, "t");
+        assert_eq!(t.dialect, DialectKind::OpenaiChat);
+        assert_eq!(
+            t.base_url,
+            BaseUrl::Url("http://127.0.0.1:8000/v1".to_string())
+        );
+        assert_eq!(t.auth, AuthStyle::Bearer);
+        assert!(t.api_key.is_none());
+        assert!(t.include_usage);
+        assert_eq!(t.schedule, ScheduleConfig::default());
+        assert_eq!(t.timeouts, Timeouts::default());
+        assert_eq!(t.max_response_bytes, 4 * 1024 * 1024);
+        assert_eq!(t.price, None);
+        assert!(!t.production);
+        assert_eq!(t.scenario_selection, ScenarioSelection::Rotate);
+        assert_eq!(t.scenarios.len(), 1);
+        assert_eq!(t.scenarios[0].0.name, "default");
+        assert_eq!(t.scenarios[0].1, 1);
+        assert!(loaded.simulator.is_none());
+        assert!(loaded.buckets.is_empty());
+        assert!(loaded.warnings.is_empty());
+        assert_eq!(
+            summary(&loaded),
+            "OK: 1 target, 1 scenario, simulator off, 0 warnings"
+        );
+    }
+
+    #[test]
+    fn anthropic_defaults_to_x_api_key() {
+        let loaded = load(
+            "targets:\n  - name: a\n    dialect: anthropic-messages\n    base_url: https://api.anthropic.com\n    model: m\n    api_key: {env: TEST_KEY}\n",
+        );
+        let t = &loaded.targets[0];
+        assert_eq!(t.auth, AuthStyle::XApiKey);
+        assert_eq!(
+            t.api_key.as_ref().map(|k| k.expose()),
+            Some("sk-env-secret-value")
+        );
+    }
+
+    #[test]
+    fn target_settings_fall_back_to_global_then_defaults() {
+        let loaded = load(&format!(
+            "global:
+  schedule: {{every: 10s, jitter: 0.3}}
+  timeouts: {{connect: 2s, total: 60s}}
+  max_response_bytes: 1000
+targets:
+  - name: inherits{TARGET}  - name: overrides{TARGET}    schedule: {{cron: '0 */5 * * * *'}}
+    timeouts: {{first_token: 5s}}
+    max_response_bytes: 50
+    price: {{input_per_million: 1, output_per_million: 2}}
+    auth: api-key
+prices:
+  m: {{input_per_million: 0.5, output_per_million: 1.5, cached_input_per_million: 0.25}}
+"
+        ));
+        let inherits = &loaded.targets[0];
+        assert_eq!(inherits.schedule.every, Duration::from_secs(10));
+        assert_eq!(inherits.schedule.jitter, 0.3);
+        let expected = Timeouts {
+            connect: Duration::from_secs(2),
+            first_token: Duration::from_secs(30),
+            idle: Duration::from_secs(30),
+            total: Duration::from_secs(60),
+        };
+        assert_eq!(inherits.timeouts, expected);
+        assert_eq!(inherits.max_response_bytes, 1000);
+        assert_eq!(
+            inherits.price,
+            Some(PriceConfig {
+                input_per_million: 0.5,
+                output_per_million: 1.5,
+                cached_input_per_million: Some(0.25),
+            })
+        );
+
+        let overrides = &loaded.targets[1];
+        // A target's schedule replaces the global one as a whole.
+        assert_eq!(
+            overrides.schedule,
+            ScheduleConfig {
+                every: Duration::from_secs(30),
+                jitter: 0.1,
+                cron: Some("0 */5 * * * *".to_string()),
+            }
+        );
+        assert_eq!(
+            overrides.timeouts,
+            Timeouts {
+                first_token: Duration::from_secs(5),
+                ..expected
+            }
+        );
+        assert_eq!(overrides.max_response_bytes, 50);
+        assert_eq!(overrides.auth, AuthStyle::ApiKey);
+        assert_eq!(
+            overrides.price,
+            Some(PriceConfig {
+                input_per_million: 1.0,
+                output_per_million: 2.0,
+                cached_input_per_million: None,
+            })
+        );
+    }
+
+    #[test]
+    fn targets_without_a_list_run_every_scenario_in_name_order() {
+        let loaded = load(&format!(
+            "scenarios:
+  zeta: {{prompt: z}}
+  alpha: {{prompt: a}}
+targets:
+  - name: all{TARGET}  - name: some{TARGET}    scenarios: [zeta, {{name: alpha, weight: 3}}]
+    scenario_selection: weighted
+"
+        ));
+        let names = |i: usize| -> Vec<(String, u32)> {
+            loaded.targets[i]
+                .scenarios
+                .iter()
+                .map(|(s, w)| (s.name.clone(), *w))
+                .collect()
+        };
+        assert_eq!(
+            names(0),
+            [("alpha".to_string(), 1), ("zeta".to_string(), 1)]
+        );
+        assert_eq!(
+            names(1),
+            [("zeta".to_string(), 1), ("alpha".to_string(), 3)]
+        );
+        // Both targets share one resolved scenario.
+        assert!(std::sync::Arc::ptr_eq(
+            &loaded.targets[0].scenarios[0].0,
+            &loaded.targets[1].scenarios[1].0
+        ));
+        assert_eq!(
+            summary(&loaded),
+            "OK: 2 targets, 2 scenarios, simulator off, 0 warnings"
+        );
+    }
+
+    #[test]
+    fn messages_put_system_first_and_filler_on_the_last_user_message() {
+        let loaded = load(&format!(
+            "scenarios:
+  conv:
+    system: Be brief.
+    messages:
+      - {{role: user, content: First.}}
+      - {{role: assistant, content: Ok.}}
+      - {{role: user, content: Second.}}
+    context_tokens: 10
+    max_tokens: 7
+    temperature: 0.5
+    stop: [END]
+    cache_bust: false
+    extra_body: {{ignore_eos: true}}
+    checks: {{min_output_tokens: 1, max_output_tokens: 7, must_contain: [x], regex: '^a+$', valid_json: true, expect_model: m}}
+targets:
+  - name: t{TARGET}"
+        ));
+        let s = &loaded.targets[0].scenarios[0].0;
+        let roles: Vec<&str> = s.messages.iter().map(|m| m.role.as_str()).collect();
+        assert_eq!(roles, ["system", "user", "assistant", "user"]);
+        assert_eq!(s.messages[0].content, "Be brief.");
+        assert_eq!(s.messages[1].content, "First.");
+        assert_eq!(
+            s.messages[3].content,
+            format!("Second.\n\n{}", super::filler(10))
+        );
+        assert_eq!(super::filler(10).len(), 40);
+        assert_eq!(s.max_tokens, 7);
+        assert_eq!(s.temperature, 0.5);
+        assert_eq!(s.stop, ["END"]);
+        assert!(!s.cache_bust);
+        assert_eq!(
+            s.extra_body.get("ignore_eos"),
+            Some(&serde_json::json!(true))
+        );
+        assert_eq!(s.checks.min_output_tokens, Some(1));
+        assert_eq!(s.checks.max_output_tokens, Some(7));
+        assert_eq!(s.checks.must_contain, ["x"]);
+        let re = s.checks.regex.as_ref().map(|r| r.as_str());
+        assert_eq!(re, Some("^a+$"));
+        assert!(s.checks.valid_json);
+        assert_eq!(s.checks.expect_model.as_deref(), Some("m"));
+    }
+
+    #[test]
+    fn prompt_becomes_one_user_message_after_the_system_prompt() {
+        let loaded = load(&format!(
+            "scenarios:\n  p: {{system: S, prompt: Hello, context_tokens: 2000}}\ntargets:\n  - name: t{TARGET}"
+        ));
+        let s = &loaded.targets[0].scenarios[0].0;
+        assert_eq!(s.messages.len(), 2);
+        assert_eq!(s.messages[0].role, "system");
+        assert_eq!(s.messages[1].role, "user");
+        assert_eq!(s.messages[1].content.len(), "Hello\n\n".len() + 8000);
+        assert!(s.messages[1].content.starts_with("Hello\n\nThe river"));
+    }
+
+    #[test]
+    fn secrets_never_reach_debug_output() {
+        let loaded = load(&format!(
+            "targets:
+  - name: inline{TARGET}    api_key: sk-inline-secret-value
+    headers: {{Authorization: Bearer sk-header-secret-value, X-Trace: 'on'}}
+  - name: env{TARGET}    api_key: {{env: TEST_KEY}}
+"
+        ));
+        let debug = format!("{loaded:?}");
+        for secret in [
+            "sk-inline-secret-value",
+            "sk-header-secret-value",
+            "sk-env-secret-value",
+        ] {
+            assert!(!debug.contains(secret), "{secret} leaked: {debug}");
+        }
+        assert!(debug.contains("Authorization"));
+        assert_eq!(
+            loaded.targets[0].api_key.as_ref().map(|k| k.expose()),
+            Some("sk-inline-secret-value")
+        );
+        let warnings: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(
+            warnings,
+            [
+                "targets[0].api_key: inline API key; prefer {env: NAME} or {file: PATH}",
+                "targets[0].headers.Authorization: header Authorization carries a credential in the config file; prefer `api_key: {env: NAME}` with `auth: bearer | x-api-key | api-key`",
+            ]
+        );
+        assert_eq!(
+            summary(&loaded),
+            "OK: 2 targets, 1 scenario, simulator off, 2 warnings"
+        );
+    }
+
+    #[test]
+    fn errors_do_not_echo_secrets() {
+        let env = Environment {
+            base_dir: Path::new("."),
+            var: &|_: &str| Some("bad\nvalue-secret".to_string()),
+        };
+        let text = format!(
+            "targets:\n  - name: t{TARGET}    api_key: {{env: K}}\n    headers: {{x-api-key: \"a\\nheader-secret\"}}\n"
+        );
+        let err = load_str_with(&text, "t.yml", &env).unwrap_err().to_string();
+        assert!(!err.contains("secret"), "{err}");
+        assert_eq!(
+            err,
+            "t.yml: 2 errors\n  \
+             targets[0].api_key (line 6): API key contains characters that cannot be sent in an HTTP header\n  \
+             targets[0].headers.x-api-key (line 7): value contains characters that cannot be sent in an HTTP header"
+        );
+    }
+
+    #[test]
+    fn simulator_targets_and_empty_simulator_block() {
+        let loaded = load(
+            "simulator:\ntargets:\n  - {name: s, dialect: openai-chat, base_url: simulator, model: m}\n",
+        );
+        assert_eq!(loaded.targets[0].base_url, BaseUrl::Simulator);
+        assert!(loaded.simulator.is_some());
+        assert_eq!(
+            summary(&loaded),
+            "OK: 1 target, 1 scenario, simulator on, 0 warnings"
+        );
+    }
+}
