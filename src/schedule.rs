@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
-/// A stable fraction in `[0, 1)` derived from a target's name (FNV-1a), so that targets with the
+/// A stable fraction in `[0, 1)` derived from a target's name (FNV-1a, then mixed), so that targets with the
 /// same interval start at different offsets, the same offsets after every restart.
 pub fn spread_fraction(name: &str) -> f64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -17,6 +17,13 @@ pub fn spread_fraction(name: &str) -> f64 {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
+    // FNV alone leaves the high bits nearly equal for names that differ only at the end
+    // (`target-1`, `target-2`): finish with the splitmix64 mixer so every bit avalanches.
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
     (h >> 11) as f64 / (1u64 << 53) as f64
 }
 

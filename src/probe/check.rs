@@ -74,7 +74,7 @@ fn truncate(s: &str, n: usize) -> String {
 mod tests {
     use super::*;
 
-    fn answer(text: &str, tokens: u64, model: Option<&'static str>) -> Answer<'_> {
+    fn answer<'a>(text: &'a str, tokens: u64, model: Option<&'static str>) -> Answer<'a> {
         Answer { text, output_tokens: tokens, model }
     }
 
