@@ -159,7 +159,8 @@ fn validate_extensions(
     servers: &[Option<ServerConfig>],
     diag: &mut Diag<'_>,
 ) {
-    let _ = (simulator, gpus);
+    let _ = simulator;
+    report_block(&YamlPath::root().key("gpus"), gpus.validate(), diag);
     // Server names are the `server` label: checked like target names.
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, s) in servers.iter().enumerate() {
@@ -177,6 +178,15 @@ fn validate_extensions(
         } else {
             seen.insert(&s.name, i);
         }
+    }
+}
+
+/// Records the problems a block's own `validate()` found, given as (path relative to the block,
+/// message), e.g. `("faults.http_5xx", "must be between 0 and 1")`.
+fn report_block(block: &YamlPath, problems: Vec<(String, String)>, diag: &mut Diag<'_>) {
+    for (rel, message) in problems {
+        let path = rel.split('.').filter(|k| !k.is_empty()).fold(block.clone(), |p, k| p.key(k));
+        diag.error(&path, message);
     }
 }
 
