@@ -250,7 +250,10 @@ mod tests {
         );
         assert_eq!(
             entry("a", "http:///metrics").validate(),
-            vec![("url".to_string(), "\"http:///metrics\" has no host".to_string())]
+            vec![(
+                "url".to_string(),
+                "\"http:///metrics\" has no host".to_string()
+            )]
         );
         let mut c = entry("vllm-0.gpu:1_a", "https://h:8443/metrics");
         assert!(c.validate().is_empty());

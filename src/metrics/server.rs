@@ -293,10 +293,11 @@ impl Collector for ServerMetrics {
         let mut by_name: BTreeMap<&'static str, Vec<proto::Metric>> = BTreeMap::new();
         for (server, state) in servers.iter() {
             let base = [("kind", state.kind.as_str()), ("server", server.as_str())];
-            by_name
-                .entry(UP)
-                .or_default()
-                .push(gauge(&base, None, if state.up { 1.0 } else { 0.0 }));
+            by_name.entry(UP).or_default().push(gauge(
+                &base,
+                None,
+                if state.up { 1.0 } else { 0.0 },
+            ));
             if let Some(d) = state.scrape_duration_seconds {
                 by_name
                     .entry(SCRAPE_DURATION)
@@ -388,7 +389,11 @@ fn counter(base: &[(&str, &str); 2], model: Option<&str>, value: f64) -> proto::
     m
 }
 
-fn histogram(base: &[(&str, &str); 2], model: Option<&str>, h: &HistogramSnapshot) -> proto::Metric {
+fn histogram(
+    base: &[(&str, &str); 2],
+    model: Option<&str>,
+    h: &HistogramSnapshot,
+) -> proto::Metric {
     let buckets = h
         .buckets
         .iter()
@@ -482,7 +487,9 @@ mod tests {
         metrics.record_failure("gpu0", "vllm", Duration::from_secs(5));
         let text = encode(&registry);
         assert!(text.contains("inferprobe_server_up{kind=\"vllm\",server=\"gpu0\"} 0"));
-        assert!(text.contains("inferprobe_server_scrape_duration_seconds{kind=\"vllm\",server=\"gpu0\"} 5"));
+        assert!(text.contains(
+            "inferprobe_server_scrape_duration_seconds{kind=\"vllm\",server=\"gpu0\"} 5"
+        ));
         assert!(!text.contains("requests_running"), "{text}");
 
         assert!(metrics.remove("gpu0"));
@@ -494,7 +501,12 @@ mod tests {
     fn model_label_is_left_out_when_unknown() {
         let registry = Registry::new();
         let metrics = ServerMetrics::register(&registry).expect("registers");
-        metrics.record_success("undeclared", "tgi", Duration::ZERO, ServerSnapshot::default());
+        metrics.record_success(
+            "undeclared",
+            "tgi",
+            Duration::ZERO,
+            ServerSnapshot::default(),
+        );
         assert_eq!(encode(&registry), "");
         metrics.set_pending("tgi", "tgi");
         metrics.record_success(

@@ -186,9 +186,7 @@ async fn run(config: ServerConfig, url: String, metrics: ServerMetrics, client: 
                     ServerKind::Auto => detect_kind(&families),
                     k => Some(k),
                 };
-                let snapshot = kind
-                    .map(|k| normalize(k, &families))
-                    .unwrap_or_default();
+                let snapshot = kind.map(|k| normalize(k, &families)).unwrap_or_default();
                 if let Some(k) = kind {
                     kind_label = k.as_str();
                 } else if failures.unrecognized_due() {

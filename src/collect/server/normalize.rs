@@ -57,9 +57,7 @@ pub fn detect_kind(families: &[Family]) -> Option<ServerKind> {
         ServerKind::Vllm => has(&|n| n.starts_with("vllm:") || n.starts_with("vllm_")),
         ServerKind::Sglang => has(&|n| n.starts_with("sglang:") || n.starts_with("sglang_")),
         ServerKind::Tgi => has(&|n| n.starts_with("tgi_")),
-        ServerKind::Llamacpp => {
-            has(&|n| n.starts_with("llamacpp:") || n.starts_with("llamacpp_"))
-        }
+        ServerKind::Llamacpp => has(&|n| n.starts_with("llamacpp:") || n.starts_with("llamacpp_")),
         ServerKind::Triton => {
             has(&|n| n.starts_with("nv_inference_") || n.starts_with("nv_trt_llm_"))
         }
@@ -81,25 +79,32 @@ pub fn normalize(kind: ServerKind, families: &[Family]) -> ServerSnapshot {
     let mut models: BTreeMap<Option<String>, ModelSnapshot> = BTreeMap::new();
     let mut put = |values: Per<f64>, set: fn(&mut ModelSnapshot, f64)| {
         for (model, v) in values {
-            let entry = models.entry(model.clone()).or_insert_with(|| ModelSnapshot {
-                model,
-                ..ModelSnapshot::default()
-            });
+            let entry = models
+                .entry(model.clone())
+                .or_insert_with(|| ModelSnapshot {
+                    model,
+                    ..ModelSnapshot::default()
+                });
             set(entry, v);
         }
     };
     use Agg::{Max, Sum};
     match kind {
         ServerKind::Vllm => {
-            put(idx.first(&[src("vllm:num_requests_running")], Sum), |m, v| {
-                m.requests_running = Some(v)
-            });
-            put(idx.first(&[src("vllm:num_requests_waiting")], Sum), |m, v| {
-                m.requests_waiting = Some(v)
-            });
+            put(
+                idx.first(&[src("vllm:num_requests_running")], Sum),
+                |m, v| m.requests_running = Some(v),
+            );
+            put(
+                idx.first(&[src("vllm:num_requests_waiting")], Sum),
+                |m, v| m.requests_waiting = Some(v),
+            );
             put(
                 idx.first(
-                    &[src("vllm:kv_cache_usage_perc"), src("vllm:gpu_cache_usage_perc")],
+                    &[
+                        src("vllm:kv_cache_usage_perc"),
+                        src("vllm:gpu_cache_usage_perc"),
+                    ],
                     Max,
                 ),
                 |m, v| m.kv_cache_usage_ratio = Some(v),
@@ -141,24 +146,28 @@ pub fn normalize(kind: ServerKind, families: &[Family]) -> ServerSnapshot {
             put(idx.first(&[src("tgi_queue_size")], Sum), |m, v| {
                 m.requests_waiting = Some(v)
             });
-            put(idx.first(&[src("tgi_request_input_length_sum")], Sum), |m, v| {
-                m.prompt_tokens_total = Some(v)
-            });
+            put(
+                idx.first(&[src("tgi_request_input_length_sum")], Sum),
+                |m, v| m.prompt_tokens_total = Some(v),
+            );
             put(
                 idx.first(&[src("tgi_request_generated_tokens_sum")], Sum),
                 |m, v| m.generation_tokens_total = Some(v),
             );
         }
         ServerKind::Llamacpp => {
-            put(idx.first(&[src("llamacpp:requests_processing")], Sum), |m, v| {
-                m.requests_running = Some(v)
-            });
-            put(idx.first(&[src("llamacpp:requests_deferred")], Sum), |m, v| {
-                m.requests_waiting = Some(v)
-            });
-            put(idx.first(&[src("llamacpp:kv_cache_usage_ratio")], Max), |m, v| {
-                m.kv_cache_usage_ratio = Some(v)
-            });
+            put(
+                idx.first(&[src("llamacpp:requests_processing")], Sum),
+                |m, v| m.requests_running = Some(v),
+            );
+            put(
+                idx.first(&[src("llamacpp:requests_deferred")], Sum),
+                |m, v| m.requests_waiting = Some(v),
+            );
+            put(
+                idx.first(&[src("llamacpp:kv_cache_usage_ratio")], Max),
+                |m, v| m.kv_cache_usage_ratio = Some(v),
+            );
             put(idx.counter("llamacpp:prompt_tokens"), |m, v| {
                 m.prompt_tokens_total = Some(v)
             });
@@ -192,17 +201,19 @@ pub fn normalize(kind: ServerKind, families: &[Family]) -> ServerSnapshot {
                 }
             }
             put(kv, |m, v| m.kv_cache_usage_ratio = Some(v));
-            put(idx.first(&[src("nv_llm_input_token_len_sum")], Sum), |m, v| {
-                m.prompt_tokens_total = Some(v)
-            });
-            put(idx.first(&[src("nv_llm_output_token_len_sum")], Sum), |m, v| {
-                m.generation_tokens_total = Some(v)
-            });
+            put(
+                idx.first(&[src("nv_llm_input_token_len_sum")], Sum),
+                |m, v| m.prompt_tokens_total = Some(v),
+            );
+            put(
+                idx.first(&[src("nv_llm_output_token_len_sum")], Sum),
+                |m, v| m.generation_tokens_total = Some(v),
+            );
         }
         ServerKind::Auto => {}
     }
 
-    let (ttft, itl): (&[(&str, f64)], &[(&str, f64)]) = match kind {
+    let (ttft, itl): (HistogramSources, HistogramSources) = match kind {
         ServerKind::Vllm => (
             &[("vllm:time_to_first_token_seconds", 1.0)],
             &[
@@ -222,23 +233,31 @@ pub fn normalize(kind: ServerKind, families: &[Family]) -> ServerSnapshot {
         ServerKind::Llamacpp | ServerKind::Auto => (&[], &[]),
     };
     for (model, h) in idx.histogram(ttft) {
-        let entry = models.entry(model.clone()).or_insert_with(|| ModelSnapshot {
-            model,
-            ..ModelSnapshot::default()
-        });
+        let entry = models
+            .entry(model.clone())
+            .or_insert_with(|| ModelSnapshot {
+                model,
+                ..ModelSnapshot::default()
+            });
         entry.time_to_first_token_seconds = Some(h);
     }
     for (model, h) in idx.histogram(itl) {
-        let entry = models.entry(model.clone()).or_insert_with(|| ModelSnapshot {
-            model,
-            ..ModelSnapshot::default()
-        });
+        let entry = models
+            .entry(model.clone())
+            .or_insert_with(|| ModelSnapshot {
+                model,
+                ..ModelSnapshot::default()
+            });
         entry.inter_token_latency_seconds = Some(h);
     }
     ServerSnapshot {
         models: models.into_values().collect(),
     }
 }
+
+/// Histogram base names in order of preference, each with the factor that turns its unit
+/// into seconds.
+type HistogramSources = &'static [(&'static str, f64)];
 
 /// Values keyed by model (`None` where the server has no model label).
 type Per<T> = BTreeMap<Option<String>, T>;
@@ -273,10 +292,7 @@ struct Index<'a> {
 
 fn canonical(name: &str) -> Cow<'_, str> {
     for prefix in ["vllm", "sglang", "llamacpp"] {
-        if let Some(rest) = name
-            .strip_prefix(prefix)
-            .and_then(|r| r.strip_prefix('_'))
-        {
+        if let Some(rest) = name.strip_prefix(prefix).and_then(|r| r.strip_prefix('_')) {
             return Cow::Owned(format!("{prefix}:{rest}"));
         }
     }
@@ -377,7 +393,11 @@ impl<'a> Index<'a> {
             let Some(le) = s.label("le").and_then(parse_le) else {
                 continue;
             };
-            groups.entry(key(s)).or_default().buckets.push((le, s.value));
+            groups
+                .entry(key(s))
+                .or_default()
+                .buckets
+                .push((le, s.value));
         }
         for s in self.samples(&format!("{base}_sum")) {
             groups.entry(key(s)).or_default().sum = Some(s.value);
@@ -532,7 +552,8 @@ mod tests {
         let families = parse("h_bucket{le=\"1\"} 1\nh_sum 3\n").expect("parses");
         assert!(Index::new(&families).histogram(&[("h", 1.0)]).is_empty());
         // No _count but a +Inf bucket: the bucket is the count.
-        let families = parse("h_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 3\n").expect("ok");
+        let families =
+            parse("h_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 3\n").expect("ok");
         let h = Index::new(&families).histogram(&[("h", 1.0)]);
         assert_eq!(h.get(&None).map(|h| h.count), Some(2));
     }
@@ -540,12 +561,18 @@ mod tests {
     #[test]
     fn unknown_page_gives_nothing() {
         assert_eq!(detect_kind(&parse("node_load1 0.5\n").expect("ok")), None);
-        assert_eq!(norm(ServerKind::Auto, "node_load1 0.5\n"), ServerSnapshot::default());
+        assert_eq!(
+            norm(ServerKind::Auto, "node_load1 0.5\n"),
+            ServerSnapshot::default()
+        );
     }
 
     #[test]
     fn nan_gauges_are_skipped() {
-        let snap = norm(ServerKind::Llamacpp, "llamacpp:kv_cache_usage_ratio NaN\nllamacpp:requests_processing 1\n");
+        let snap = norm(
+            ServerKind::Llamacpp,
+            "llamacpp:kv_cache_usage_ratio NaN\nllamacpp:requests_processing 1\n",
+        );
         assert_eq!(snap.models[0].kv_cache_usage_ratio, None);
         assert_eq!(snap.models[0].requests_running, Some(1.0));
     }

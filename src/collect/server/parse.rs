@@ -376,10 +376,7 @@ mod tests {
         let h = &families[0];
         assert_eq!(h.name, "vllm:time_to_first_token_seconds");
         assert_eq!(h.metric_type, MetricType::Histogram);
-        assert_eq!(
-            h.help.as_deref(),
-            Some("Histogram of time to first token.")
-        );
+        assert_eq!(h.help.as_deref(), Some("Histogram of time to first token."));
         assert_eq!(h.samples.len(), 4);
         assert_eq!(h.samples[2].label("le"), Some("+Inf"));
         assert_eq!(h.samples[2].value, 3.0);
@@ -413,14 +410,18 @@ mod tests {
         assert_eq!(one("m -Inf").value, f64::NEG_INFINITY);
         assert_eq!(one("m 7.557572e+06").value, 7_557_572.0);
         assert_eq!(one("m{} 1").labels, vec![]);
-        assert_eq!(one("m{ a = \"1\" , } 1\r").labels, vec![("a".into(), "1".into())]);
+        assert_eq!(
+            one("m{ a = \"1\" , } 1\r").labels,
+            vec![("a".into(), "1".into())]
+        );
         assert_eq!(one("nv:x_1\t\t-2").value, -2.0);
         assert_eq!(one("m{a=\"ünï\"} 1").label("a"), Some("ünï"));
     }
 
     #[test]
     fn help_escapes_and_other_comments() {
-        let families = parse("# a plain comment\n# HELP m Line\\none \\\\ two\n# EOF\n").expect("ok");
+        let families =
+            parse("# a plain comment\n# HELP m Line\\none \\\\ two\n# EOF\n").expect("ok");
         assert_eq!(families.len(), 1);
         assert_eq!(families[0].help.as_deref(), Some("Line\none \\ two"));
         assert!(families[0].samples.is_empty());
@@ -429,16 +430,30 @@ mod tests {
     #[test]
     fn rejects_malformed_lines_with_line_numbers() {
         let cases = [
-            ("ok 1\n<html>", 2, "expected a metric name, found \"<html>\""),
-            ("m{a=\"1\"", 1, "unterminated value of label a"),
+            (
+                "ok 1\n<html>",
+                2,
+                "expected a metric name, found \"<html>\"",
+            ),
+            ("m{a=\"1", 1, "unterminated value of label a"),
+            ("m{a=\"1\\\"", 1, "unterminated value of label a"),
+            ("m{a=\"1\"", 1, "expected ',' or '}' after label a"),
             ("m{a=1} 2", 1, "expected '\"' to open the value of label a"),
-            ("m{a=\"1\" b=\"2\"} 3", 1, "expected ',' or '}' after label a"),
+            (
+                "m{a=\"1\" b=\"2\"} 3",
+                1,
+                "expected ',' or '}' after label a",
+            ),
             ("m", 1, "expected a blank before the value of m"),
             ("m abc", 1, "invalid value \"abc\" for m"),
             ("m infinity", 1, "invalid value \"infinity\" for m"),
             ("m 1 2.5", 1, "invalid timestamp \"2.5\" for m"),
             ("m 1 2 3", 1, "unexpected text after the sample of m"),
-            ("m{1a=\"x\"} 1", 1, "expected a label name, found \"1a=\\\"x\\\"} 1\""),
+            (
+                "m{1a=\"x\"} 1",
+                1,
+                "expected a label name, found \"1a=\\\"x\\\"} 1\"",
+            ),
             ("# TYPE m", 1, "malformed # TYPE line for m"),
             ("# HELP 9m x", 1, "invalid metric name \"9m\" in # HELP"),
         ];
