@@ -2,7 +2,7 @@
 //! interval, normalizes what it finds (vLLM, SGLang, TGI, llama.cpp, Triton) into the
 //! `inferprobe_server_*` families, and reports `inferprobe_server_up`.
 //!
-//! Parsing ([`parse`]) and normalization ([`normalize`]) are pure functions over text; this
+//! Parsing ([`parse()`]) and normalization ([`normalize()`]) are pure functions over text; this
 //! module only does the I/O. A failed scrape is data (`up` 0), never an error that stops the
 //! collector; failures are logged once, then at most every [`LOG_EVERY`] while they last.
 

@@ -519,6 +519,29 @@ mod tests {
     }
 
     #[test]
+    fn itl_prefers_the_per_gap_histogram() {
+        let h = |name: &str, sum: f64| {
+            format!(
+                "{name}_bucket{{le=\"0.1\"}} 1\n{name}_bucket{{le=\"+Inf\"}} 2\n{name}_sum {sum}\n{name}_count 2\n"
+            )
+        };
+        let itl = |text: &str, kind| {
+            norm(kind, text).models[0]
+                .inter_token_latency_seconds
+                .clone()
+        };
+        let old = h("vllm:time_per_output_token_seconds", 0.5);
+        let new = h("vllm:inter_token_latency_seconds", 0.25);
+        assert_eq!(itl(&old, ServerKind::Vllm).map(|h| h.sum), Some(0.5));
+        assert_eq!(
+            itl(&(old + &new), ServerKind::Vllm).map(|h| h.sum),
+            Some(0.25)
+        );
+        let tpot = h("sglang:time_per_output_token_seconds", 0.75);
+        assert_eq!(itl(&tpot, ServerKind::Sglang).map(|h| h.sum), Some(0.75));
+    }
+
+    #[test]
     fn triton_kv_from_blocks_when_no_fraction() {
         let snap = norm(
             ServerKind::Auto,
