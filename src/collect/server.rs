@@ -1,1 +1,0 @@
-//! Inference-server collector. PLACEHOLDER: the server-collector owner replaces this file.
