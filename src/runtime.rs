@@ -13,9 +13,12 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::collect::nvml::{self, GpuCollectorHandle};
+use crate::collect::server::{self as server_collector, ServerCollectorHandle};
 use crate::config::gpus::GpusConfig;
+use crate::config::servers::ServerConfig;
 use crate::config::{self, BaseUrl, Loaded, Scenario, ScenarioSelection, Target};
 use crate::metrics::gpu::GpuMetrics;
+use crate::metrics::server::ServerMetrics;
 use crate::metrics::{ProbeMetrics, SelfMetrics, SkipReason};
 use crate::probe::engine;
 use crate::probe::Outcome;
@@ -33,6 +36,8 @@ pub struct Daemon {
     gpu_metrics: GpuMetrics,
     /// The running GPU collector and the config it runs with.
     gpu: Mutex<Option<(GpusConfig, GpuCollectorHandle)>>,
+    /// The inference-server scrapers and the configs they run with, by server name.
+    servers: Mutex<(ServerCollectorHandle, BTreeMap<String, ServerConfig>)>,
     generation: tokio::sync::Mutex<Generation>,
     ready: AtomicBool,
 }
@@ -205,6 +210,11 @@ impl Daemon {
         let probes = ProbeMetrics::register(&registry, &loaded.buckets).context("registering probe metrics")?;
         let self_metrics = SelfMetrics::register(&registry).context("registering self metrics")?;
         let gpu_metrics = GpuMetrics::register(&registry).context("registering GPU metrics")?;
+        let server_metrics = ServerMetrics::register(&registry).context("registering server metrics")?;
+        let scrape_client = reqwest::Client::builder()
+            .user_agent(concat!("inferprobe/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("building the server-scrape HTTP client")?;
         let sim = match &loaded.simulator {
             Some(cfg) => {
                 let h = sim::start(cfg.clone())
@@ -228,6 +238,10 @@ impl Daemon {
             sim,
             gpu_metrics,
             gpu: Mutex::new(None),
+            servers: Mutex::new((
+                server_collector::start(Vec::new(), server_metrics, scrape_client),
+                BTreeMap::new(),
+            )),
             generation: tokio::sync::Mutex::new(Generation {
                 loaded: loaded.clone(),
                 targets: BTreeMap::new(),
@@ -238,6 +252,7 @@ impl Daemon {
             ready: AtomicBool::new(false),
         });
         daemon.apply_gpus(&loaded.gpus);
+        daemon.apply_servers(&loaded.servers);
         let generation = daemon.build_generation(loaded).await?;
         *daemon.generation.lock().await = generation;
         daemon.self_metrics.config_reloaded(true, SystemTime::now());
@@ -274,6 +289,40 @@ impl Daemon {
         }
         // Dropping a handle stops its thread without waiting for it.
         *slot = nvml::start(cfg, self.gpu_metrics.clone()).map(|h| (cfg.clone(), h));
+    }
+
+    /// Starts scraping new or changed servers and stops scraping removed ones (their series go).
+    fn apply_servers(&self, wanted: &[ServerConfig]) {
+        let Ok(mut guard) = self.servers.lock() else { return };
+        let (handle, running) = &mut *guard;
+        let wanted_names: HashSet<&str> = wanted.iter().map(|s| s.name.as_str()).collect();
+        let gone: Vec<String> = running
+            .keys()
+            .filter(|n| !wanted_names.contains(n.as_str()))
+            .cloned()
+            .collect();
+        for name in gone {
+            handle.remove(&name);
+            running.remove(&name);
+        }
+        for cfg in wanted {
+            if running.get(&cfg.name) == Some(cfg) {
+                continue;
+            }
+            let url = if cfg.is_simulator() {
+                match &self.sim {
+                    Some(sim) => format!("{}/metrics", sim.base_url().trim_end_matches('/')),
+                    None => {
+                        error!(server = %cfg.name, "url: simulator needs a simulator: block; not scraping.");
+                        continue;
+                    }
+                }
+            } else {
+                cfg.url.trim().to_string()
+            };
+            handle.add(cfg.clone(), url);
+            running.insert(cfg.name.clone(), cfg.clone());
+        }
     }
 
     /// Builds and starts a generation for `loaded`.
@@ -378,8 +427,10 @@ impl Daemon {
         }
         let summary = config::summary(&loaded);
         let gpus = loaded.gpus.clone();
+        let servers = loaded.servers.clone();
         let new_gen = self.build_generation(loaded).await?;
         self.apply_gpus(&gpus);
+        self.apply_servers(&servers);
         let old = std::mem::replace(&mut *self.generation.lock().await, new_gen);
         let new_keys: HashSet<(String, String, String)> = {
             let g = self.generation.lock().await;
@@ -482,6 +533,7 @@ impl Daemon {
         if let Ok(mut g) = self.gpu.lock() {
             g.take();
         }
+        self.apply_servers(&[]);
         self.ready.store(false, Ordering::SeqCst);
     }
 

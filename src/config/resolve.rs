@@ -165,6 +165,13 @@ fn validate_extensions(
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, s) in servers.iter().enumerate() {
         let Some(s) = s else { continue };
+        report_block(&YamlPath::root().key("servers").index(i), s.validate(), diag);
+        if s.is_simulator() && simulator.is_none() {
+            diag.error(
+                &YamlPath::root().key("servers").index(i).key("url"),
+                "url: simulator needs a simulator: block",
+            );
+        }
         let path = YamlPath::root().key("servers").index(i).key("name");
         check_label("server", &s.name, &path, diag);
         if let Some(first) = seen.get(s.name.as_str()) {
