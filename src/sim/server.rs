@@ -99,7 +99,11 @@ impl SimState {
         self.0.slots.set_limit(next.slots);
         self.0.metrics.touch(metrics_model(&next));
         *cfg = next.clone();
-        tracing::info!(change = %patch, "Simulator behaviour changed.");
+        let mut shown = patch.clone();
+        if let Some(k) = shown.get_mut("api_key") {
+            *k = Value::from("<redacted>");
+        }
+        tracing::info!(change = %shown, "Simulator behaviour changed.");
         Ok(next)
     }
 

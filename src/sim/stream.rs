@@ -11,6 +11,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use futures_util::StreamExt;
 
 use super::capacity::SlotGuard;
 use super::record::{lock, SharedRecord};
@@ -21,6 +22,9 @@ use crate::config::simulator::FaultKind;
 
 /// Longest single wait the pacer schedules, so instant arithmetic cannot overflow.
 const MAX_WAIT: Duration = Duration::from_secs(86_400 * 365);
+
+/// Pause before an injected abort, so the bytes before it leave first.
+const FLUSH_PAUSE: Duration = Duration::from_millis(5);
 
 /// What a generation needs besides its script.
 pub struct Job {
@@ -235,7 +239,21 @@ impl Gen {
                     self.slot = None;
                     return Some((Ok(b), self));
                 }
-                Step::Abort => return self.abort("simulated stream abort"),
+                Step::Abort => {
+                    // Cut where the next token would have come, and never at once: an error
+                    // returned right after a chunk makes hyper drop that chunk unsent.
+                    let running = self.slot.as_ref().map_or(1, SlotGuard::running);
+                    let due = self.pacer.as_mut().map(|p| p.next_deadline(running));
+                    let deadline = due
+                        .unwrap_or_else(Instant::now)
+                        .max(Instant::now() + FLUSH_PAUSE);
+                    let state = self.state.clone();
+                    tokio::select! {
+                        () = tokio::time::sleep_until(deadline.into()) => {}
+                        () = state.shutting_down() => {}
+                    }
+                    return self.abort("simulated stream abort");
+                }
             }
         }
     }
@@ -354,11 +372,12 @@ pub async fn whole(job: Job, ctx: &wire::Ctx) -> Response {
             then_abort: true,
         } => {
             finisher.finish(FinishReason::Abort, now);
-            let chunks: [Result<Bytes, io::Error>; 2] = [
-                Ok(Bytes::from(text)),
-                Err(io::Error::other("simulated stream abort")),
-            ];
-            let body = Body::from_stream(futures_util::stream::iter(chunks));
+            let head = futures_util::stream::iter([Ok::<_, io::Error>(Bytes::from(text))]);
+            let cut = futures_util::stream::once(async {
+                tokio::time::sleep(FLUSH_PAUSE).await;
+                Err(io::Error::other("simulated stream abort"))
+            });
+            let body = Body::from_stream(head.chain(cut));
             ([(header::CONTENT_TYPE, json)], body).into_response()
         }
     };
