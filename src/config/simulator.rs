@@ -673,6 +673,11 @@ mod tests {
         assert_eq!(c.itl, Dist::Fixed(Duration::from_millis(20)));
         assert_eq!(c.output_tokens, Dist::Fixed(32));
         assert!(c.validate().is_empty());
+        let c = parse("output_tokens: 48\nitl: 1s 500ms\n").unwrap();
+        assert_eq!(c.output_tokens, Dist::Fixed(48));
+        assert_eq!(c.itl, Dist::Fixed(Duration::from_millis(1500)));
+        let e = parse("output_tokens: -3").unwrap_err();
+        assert!(e.contains("-3 is negative"), "{e}");
     }
 
     #[test]
