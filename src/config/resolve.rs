@@ -159,7 +159,9 @@ fn validate_extensions(
     servers: &[Option<ServerConfig>],
     diag: &mut Diag<'_>,
 ) {
-    let _ = simulator;
+    if let Some(sim) = simulator {
+        report_block(&YamlPath::root().key("simulator"), sim.validate(), diag);
+    }
     report_block(&YamlPath::root().key("gpus"), gpus.validate(), diag);
     // Server names are the `server` label: checked like target names.
     let mut seen: HashMap<&str, usize> = HashMap::new();

@@ -1,0 +1,201 @@
+//! Reading a generation request body: only the fields the simulator acts on.
+
+use serde_json::Value;
+
+use super::Api;
+
+/// The parts of a request that shape the answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GenRequest {
+    /// The `model` field (empty when absent).
+    pub model: String,
+    /// `"stream": true`.
+    pub stream: bool,
+    /// `max_completion_tokens`, else `max_tokens`.
+    pub max_tokens: Option<u32>,
+    /// OpenAI: `stream_options.include_usage`.
+    pub include_usage: bool,
+    /// Characters of prompt text (messages, system prompt, or `prompt`).
+    pub prompt_chars: usize,
+}
+
+impl GenRequest {
+    /// Input tokens: one per 4 prompt characters, rounded up, at least 1 (a rough rule of thumb
+    /// for English text; the simulator has no tokenizer).
+    pub fn prompt_tokens(&self) -> u32 {
+        u32::try_from(self.prompt_chars.div_ceil(4).max(1)).unwrap_or(u32::MAX)
+    }
+}
+
+/// Parses a request body; the error names the offending field, as a real API's 400 would.
+pub fn parse(api: Api, body: &[u8]) -> Result<GenRequest, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| "the body must be a JSON object".to_string())?;
+
+    let model = match obj.get("model") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err("model: must be a string".to_string()),
+    };
+    let stream = match obj.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err("stream: must be a boolean".to_string()),
+    };
+    let max_tokens = match api {
+        Api::OpenaiChat => match token_cap(obj, "max_completion_tokens")? {
+            Some(n) => Some(n),
+            None => token_cap(obj, "max_tokens")?,
+        },
+        Api::OpenaiCompletions => token_cap(obj, "max_tokens")?,
+        Api::AnthropicMessages => Some(
+            token_cap(obj, "max_tokens")?
+                .ok_or_else(|| "max_tokens: Field required".to_string())?,
+        ),
+    };
+    let include_usage = obj
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+
+    let prompt_chars = match api {
+        Api::OpenaiChat | Api::AnthropicMessages => {
+            let messages = obj
+                .get("messages")
+                .and_then(Value::as_array)
+                .ok_or_else(|| "messages: Field required (an array of messages)".to_string())?;
+            let mut n = 0;
+            for (i, m) in messages.iter().enumerate() {
+                n += content_chars(m.get("content"))
+                    .map_err(|e| format!("messages[{i}].content: {e}"))?;
+            }
+            if api == Api::AnthropicMessages {
+                n += content_chars(obj.get("system")).map_err(|e| format!("system: {e}"))?;
+            }
+            n
+        }
+        Api::OpenaiCompletions => match obj.get("prompt") {
+            Some(Value::String(s)) => s.chars().count(),
+            Some(Value::Array(items)) => {
+                let mut n = 0;
+                for (i, it) in items.iter().enumerate() {
+                    match it {
+                        Value::String(s) => n += s.chars().count(),
+                        // A token-id prompt: count each id as one token's worth of characters.
+                        Value::Number(_) => n += 4,
+                        _ => return Err(format!("prompt[{i}]: must be a string")),
+                    }
+                }
+                n
+            }
+            _ => return Err("prompt: Field required (a string)".to_string()),
+        },
+    };
+
+    Ok(GenRequest {
+        model,
+        stream,
+        max_tokens,
+        include_usage,
+        prompt_chars,
+    })
+}
+
+fn token_cap(obj: &serde_json::Map<String, Value>, field: &str) -> Result<Option<u32>, String> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
+            Some(n) if n >= 1 => Ok(Some(n)),
+            _ => Err(format!("{field}: must be a whole number of at least 1")),
+        },
+    }
+}
+
+/// Characters of a message content: a string, or an array of parts whose `text` counts.
+fn content_chars(content: Option<&Value>) -> Result<usize, String> {
+    match content {
+        None | Some(Value::Null) => Ok(0),
+        Some(Value::String(s)) => Ok(s.chars().count()),
+        Some(Value::Array(parts)) => Ok(parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .map(|t| t.chars().count())
+            .sum()),
+        Some(_) => Err("must be a string or an array of content parts".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_request() {
+        let r = parse(
+            Api::OpenaiChat,
+            r#"{"model":"m","stream":true,"max_tokens":50,"max_completion_tokens":20,
+                "stream_options":{"include_usage":true},
+                "messages":[{"role":"system","content":"abcd"},
+                            {"role":"user","content":[{"type":"text","text":"héllo"}]}]}"#
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            r,
+            GenRequest {
+                model: "m".to_string(),
+                stream: true,
+                max_tokens: Some(20),
+                include_usage: true,
+                prompt_chars: 9,
+            }
+        );
+        assert_eq!(r.prompt_tokens(), 3);
+    }
+
+    #[test]
+    fn completions_and_anthropic_requests() {
+        let r = parse(Api::OpenaiCompletions, br#"{"prompt":"12345678"}"#).unwrap();
+        assert_eq!(
+            (r.stream, r.max_tokens, r.prompt_tokens()),
+            (false, None, 2)
+        );
+        let r = parse(
+            Api::AnthropicMessages,
+            br#"{"model":"c","max_tokens":8,"system":"sys!","messages":[{"role":"user","content":"x"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (r.max_tokens, r.prompt_chars, r.prompt_tokens()),
+            (Some(8), 5, 2)
+        );
+        let r = parse(Api::OpenaiChat, br#"{"messages":[]}"#).unwrap();
+        assert_eq!(r.prompt_tokens(), 1);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = |api, body: &[u8]| parse(api, body).unwrap_err();
+        assert_eq!(
+            e(Api::AnthropicMessages, br#"{"messages":[]}"#),
+            "max_tokens: Field required"
+        );
+        assert_eq!(
+            e(Api::OpenaiChat, br#"{"messages":[],"max_tokens":0}"#),
+            "max_tokens: must be a whole number of at least 1"
+        );
+        assert_eq!(
+            e(Api::OpenaiChat, br#"{"stream":"yes","messages":[]}"#),
+            "stream: must be a boolean"
+        );
+        assert_eq!(
+            e(Api::OpenaiCompletions, br#"{"model":"m"}"#),
+            "prompt: Field required (a string)"
+        );
+        assert_eq!(e(Api::OpenaiChat, b"[]"), "the body must be a JSON object");
+        assert!(e(Api::OpenaiChat, b"{").starts_with("invalid JSON body"));
+    }
+}

@@ -1,0 +1,464 @@
+//! The simulator's shared state, its HTTP routes and the request handlers.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use super::capacity::Slots;
+use super::metrics::SimMetrics;
+use super::record::{lock, Records, RequestRecord, SharedRecord};
+use super::stream::{self, Job};
+use super::wire::{self, ErrorKind};
+use super::{control, request, sample, Api, SimError};
+use crate::config::simulator::{FaultKind, SimulatorConfig};
+
+/// Largest request body accepted (long-context prompts included).
+const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Everything one simulator shares between its requests. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SimState(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    config: RwLock<SimulatorConfig>,
+    rng: Mutex<StdRng>,
+    slots: Arc<Slots>,
+    metrics: SimMetrics,
+    records: Records,
+    next_id: AtomicU64,
+    /// Random per-instance prefix of response ids, so two simulators never share an id.
+    id_tag: String,
+    http_5xx_count: AtomicU64,
+    shutdown: watch::Sender<bool>,
+}
+
+fn rng_for(seed: Option<u64>) -> StdRng {
+    match seed {
+        Some(s) => StdRng::seed_from_u64(s),
+        None => StdRng::from_os_rng(),
+    }
+}
+
+impl SimState {
+    /// A simulator state for a validated config.
+    pub fn new(cfg: SimulatorConfig) -> Result<SimState, SimError> {
+        let problems = cfg.validate();
+        if !problems.is_empty() {
+            let msgs: Vec<String> = problems.iter().map(|(p, m)| format!("{p}: {m}")).collect();
+            return Err(SimError::Config(msgs.join("; ")));
+        }
+        let metrics = SimMetrics::new(metrics_model(&cfg))
+            .map_err(|e| SimError::Config(format!("metrics: {e}")))?;
+        let id_tag: String = {
+            let mut r = StdRng::from_os_rng();
+            (0..6)
+                .map(|_| char::from(b'a' + r.random_range(0..26u8)))
+                .collect()
+        };
+        Ok(SimState(Arc::new(Inner {
+            rng: Mutex::new(rng_for(cfg.seed)),
+            slots: Slots::new(cfg.slots),
+            config: RwLock::new(cfg),
+            metrics,
+            records: Records::default(),
+            next_id: AtomicU64::new(1),
+            id_tag,
+            http_5xx_count: AtomicU64::new(0),
+            shutdown: watch::channel(false).0,
+        })))
+    }
+
+    /// The current behaviour.
+    pub fn config(&self) -> SimulatorConfig {
+        self.0
+            .config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Applies a partial change (same field names as the config) to later requests.
+    pub fn update(&self, patch: &Value) -> Result<SimulatorConfig, String> {
+        let mut cfg = self.0.config.write().unwrap_or_else(|p| p.into_inner());
+        let next = control::apply_patch(&cfg, patch)?;
+        if patch.get("seed").is_some() {
+            *self.rng() = rng_for(next.seed);
+        }
+        self.0.slots.set_limit(next.slots);
+        self.0.metrics.touch(metrics_model(&next));
+        *cfg = next.clone();
+        let mut shown = patch.clone();
+        if let Some(k) = shown.get_mut("api_key") {
+            *k = Value::from("<redacted>");
+        }
+        tracing::info!(change = %shown, "Simulator behaviour changed.");
+        Ok(next)
+    }
+
+    /// The recorded requests, oldest first.
+    pub fn ground_truth(&self) -> Vec<RequestRecord> {
+        self.0.records.snapshot()
+    }
+
+    /// Asks streams and waits in progress to end now.
+    pub fn begin_shutdown(&self) {
+        self.0.shutdown.send_replace(true);
+    }
+
+    /// Resolves once shutdown has begun.
+    pub(crate) async fn shutting_down(&self) {
+        let mut rx = self.0.shutdown.subscribe();
+        // An error means the sender is gone, which only happens with the state itself.
+        let _ = rx.wait_for(|v| *v).await;
+    }
+
+    pub(crate) fn metrics(&self) -> &SimMetrics {
+        &self.0.metrics
+    }
+
+    pub(crate) fn slots(&self) -> &Arc<Slots> {
+        &self.0.slots
+    }
+
+    fn rng(&self) -> MutexGuard<'_, StdRng> {
+        self.0.rng.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The `model_name` label: the served name.
+fn metrics_model(cfg: &SimulatorConfig) -> &str {
+    cfg.served_model.as_deref().unwrap_or(&cfg.model)
+}
+
+/// Every route of the simulator.
+pub fn router(state: SimState) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/completions", post(completions))
+        .route("/v1/messages", post(messages))
+        .route("/v1/models", get(models))
+        .route("/metrics", get(metrics))
+        .route("/control", get(get_control).patch(patch_control))
+        .route("/ground-truth", get(ground_truth))
+        .route("/health", get(|| async { StatusCode::OK }))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn chat(State(s): State<SimState>, h: HeaderMap, body: Bytes) -> Response {
+    generate(s, Api::OpenaiChat, h, body).await
+}
+
+async fn completions(State(s): State<SimState>, h: HeaderMap, body: Bytes) -> Response {
+    generate(s, Api::OpenaiCompletions, h, body).await
+}
+
+async fn messages(State(s): State<SimState>, h: HeaderMap, body: Bytes) -> Response {
+    generate(s, Api::AnthropicMessages, h, body).await
+}
+
+async fn models(State(s): State<SimState>, h: HeaderMap) -> Response {
+    let cfg = s.config();
+    if !authorized(&cfg, &h) {
+        return unauthorized(Api::OpenaiChat);
+    }
+    let mut ids = vec![cfg.model.clone()];
+    if let Some(m) = &cfg.served_model {
+        if *m != cfg.model {
+            ids.push(m.clone());
+        }
+    }
+    let data: Vec<Value> = ids
+        .into_iter()
+        .map(|id| json!({"id": id, "object": "model", "created": unix_now(), "owned_by": "inferprobe"}))
+        .collect();
+    Json(json!({"object": "list", "data": data})).into_response()
+}
+
+async fn metrics(State(s): State<SimState>) -> Response {
+    let cfg = s.config();
+    let text = s.metrics().render(metrics_model(&cfg), s.slots());
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn get_control(State(s): State<SimState>) -> Response {
+    Json(s.config()).into_response()
+}
+
+async fn patch_control(State(s): State<SimState>, body: Bytes) -> Response {
+    let patch: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": format!("invalid JSON body: {e}")})),
+            )
+                .into_response()
+        }
+    };
+    match s.update(&patch) {
+        Ok(cfg) => Json(cfg).into_response(),
+        Err(msg) => (StatusCode::BAD_REQUEST, Json(json!({"error": msg}))).into_response(),
+    }
+}
+
+async fn ground_truth(State(s): State<SimState>) -> Response {
+    let recs: Vec<_> = s
+        .ground_truth()
+        .iter()
+        .map(RequestRecord::to_json)
+        .collect();
+    Json(json!({"requests": recs})).into_response()
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// True when no key is configured or the request carries it in any of the usual headers.
+fn authorized(cfg: &SimulatorConfig, h: &HeaderMap) -> bool {
+    let Some(key) = &cfg.api_key else {
+        return true;
+    };
+    let value = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let bearer = value(header::AUTHORIZATION.as_str()).and_then(|v| v.strip_prefix("Bearer "));
+    [bearer, value("x-api-key"), value("api-key")]
+        .into_iter()
+        .flatten()
+        .any(|v| v.trim() == key.expose())
+}
+
+fn unauthorized(api: Api) -> Response {
+    error_response(
+        api,
+        StatusCode::UNAUTHORIZED,
+        ErrorKind::Authentication,
+        "invalid or missing API key",
+    )
+}
+
+fn error_response(api: Api, status: StatusCode, kind: ErrorKind, message: &str) -> Response {
+    (status, Json(wire::error_json(api, kind, message))).into_response()
+}
+
+/// Sends an error reply and records it.
+fn reply_error(
+    record: &SharedRecord,
+    api: Api,
+    status: StatusCode,
+    kind: ErrorKind,
+    message: &str,
+) -> Response {
+    let mut resp = error_response(api, status, kind, message);
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    let mut r = lock(record);
+    if let Ok(v) = HeaderValue::from_str(&r.id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    let now = Instant::now();
+    r.status = status.as_u16();
+    r.headers_sent = Some(now);
+    r.end = Some(now);
+    resp
+}
+
+/// Per-request overrides for tests and fire drills, so one simulator can serve targets that each
+/// want a different behaviour: `x-sim-fault: KIND|none` forces (or suppresses) a fault,
+/// `x-sim-ttft: DURATION` and `x-sim-itl: DURATION` replace the drawn timings.
+fn apply_overrides(mut plan: sample::Plan, headers: &HeaderMap) -> Result<sample::Plan, String> {
+    let get = |name: &str| -> Result<Option<String>, String> {
+        match headers.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .to_str()
+                .map(|s| Some(s.trim().to_string()))
+                .map_err(|_| format!("header {name} is not valid text")),
+        }
+    };
+    if let Some(f) = get("x-sim-fault")? {
+        plan.fault = if f == "none" {
+            None
+        } else {
+            Some(FaultKind::from_name(&f).ok_or_else(|| {
+                format!(
+                    "header x-sim-fault: unknown fault {f:?}; one of none, {}",
+                    FaultKind::ALL.map(FaultKind::as_str).join(", ")
+                )
+            })?)
+        };
+    }
+    let duration = |name: &str, v: &str| {
+        humantime::parse_duration(v).map_err(|e| format!("header {name}: invalid duration {v:?} ({e})"))
+    };
+    if let Some(v) = get("x-sim-ttft")? {
+        plan.ttft = duration("x-sim-ttft", &v)?;
+    }
+    if let Some(v) = get("x-sim-itl")? {
+        let itl = duration("x-sim-itl", &v)?;
+        plan.itls.iter_mut().for_each(|d| *d = itl);
+    }
+    Ok(plan)
+}
+
+async fn generate(state: SimState, api: Api, headers: HeaderMap, body: Bytes) -> Response {
+    let arrival = Instant::now();
+    let cfg = state.config();
+    let n = state.0.next_id.fetch_add(1, Ordering::Relaxed);
+    let id = api.response_id(&state.0.id_tag, n);
+    let record = state
+        .0
+        .records
+        .push(RequestRecord::new(id.clone(), api, arrival));
+
+    if !authorized(&cfg, &headers) {
+        return reply_error(
+            &record,
+            api,
+            StatusCode::UNAUTHORIZED,
+            ErrorKind::Authentication,
+            "invalid or missing API key",
+        );
+    }
+    let req = match request::parse(api, &body) {
+        Ok(r) => r,
+        Err(msg) => {
+            return reply_error(
+                &record,
+                api,
+                StatusCode::BAD_REQUEST,
+                ErrorKind::InvalidRequest,
+                &msg,
+            )
+        }
+    };
+    let plan = {
+        let mut rng = state.rng();
+        sample::draw_plan(
+            &cfg,
+            req.max_tokens,
+            api != Api::OpenaiCompletions,
+            &mut *rng,
+        )
+    };
+    let plan = match apply_overrides(plan, &headers) {
+        Ok(p) => p,
+        Err(msg) => {
+            return reply_error(
+                &record,
+                api,
+                StatusCode::BAD_REQUEST,
+                ErrorKind::InvalidRequest,
+                &msg,
+            )
+        }
+    };
+    let model = cfg.response_model(&req.model).to_string();
+    let prompt_tokens = req.prompt_tokens();
+    {
+        let mut r = lock(&record);
+        r.model = model.clone();
+        r.stream = req.stream;
+        r.fault = plan.fault;
+        r.prompt_tokens = prompt_tokens;
+        r.reasoning_tokens = plan.reasoning;
+    }
+    tracing::debug!(id = %id, api = api.as_str(), stream = req.stream,
+        fault = plan.fault.map_or("none", FaultKind::as_str), "Simulated request.");
+
+    if plan.fault == Some(FaultKind::SlowHeaders) {
+        tokio::select! {
+            () = tokio::time::sleep(cfg.slow_headers_delay) => {}
+            () = state.shutting_down() => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        }
+    }
+    match plan.fault {
+        Some(FaultKind::RateLimited) => {
+            return reply_error(
+                &record,
+                api,
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorKind::RateLimit,
+                "simulated rate limit; retry after 1 second",
+            )
+        }
+        Some(FaultKind::Http4xx) => {
+            return reply_error(
+                &record,
+                api,
+                StatusCode::BAD_REQUEST,
+                ErrorKind::InvalidRequest,
+                "simulated invalid request",
+            )
+        }
+        Some(FaultKind::Http5xx) => {
+            let (status, kind, msg) =
+                if state.0.http_5xx_count.fetch_add(1, Ordering::Relaxed) % 2 == 0 {
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        ErrorKind::Server,
+                        "simulated internal server error",
+                    )
+                } else {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        ErrorKind::Overloaded,
+                        "simulated overload; try again later",
+                    )
+                };
+            return reply_error(&record, api, status, kind, msg);
+        }
+        _ => {}
+    }
+
+    let model_label = metrics_model(&cfg).to_string();
+    state
+        .metrics()
+        .prompt_tokens
+        .with_label_values(&[&model_label])
+        .inc_by(u64::from(prompt_tokens));
+    let ctx = wire::Ctx {
+        api,
+        id,
+        created: unix_now(),
+        model,
+        include_usage: req.include_usage,
+        prompt_tokens,
+    };
+    let job = Job {
+        state: state.clone(),
+        record,
+        plan,
+        model_label,
+        batch_factor: cfg.batch_itl_factor,
+        stall: cfg.stall_duration,
+    };
+    if req.stream {
+        stream::streaming(job, &ctx)
+    } else {
+        stream::whole(job, &ctx).await
+    }
+}
