@@ -451,21 +451,24 @@ fn classify_send_error(e: &reqwest::Error) -> (ProbeResult, String) {
     (ProbeResult::StreamAborted, msg)
 }
 
-/// True when a rustls error is anywhere in the error's source chain.
+/// True when a rustls error is anywhere in the error's source chain. The TLS stack nests it in
+/// `io::Error`s (whose `source()` skips the wrapped error), so those are opened with `get_ref`.
 fn is_tls_error(e: &reqwest::Error) -> bool {
-    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = src {
-        if s.downcast_ref::<rustls::Error>().is_some() {
+    fn walk(e: &(dyn std::error::Error + 'static), depth: usize) -> bool {
+        if depth > 16 {
+            return false;
+        }
+        if e.downcast_ref::<rustls::Error>().is_some() {
             return true;
         }
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            if io.get_ref().is_some_and(|i| i.downcast_ref::<rustls::Error>().is_some()) {
+        if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            if walk(inner, depth + 1) {
                 return true;
             }
         }
-        src = s.source();
+        e.source().is_some_and(|s| walk(s, depth + 1))
     }
-    false
+    walk(e, 0)
 }
 
 /// The error and its causes, joined, without the URL.

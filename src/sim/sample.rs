@@ -75,13 +75,17 @@ pub fn draw_fault(cfg: &SimulatorConfig, rng: &mut impl Rng) -> Option<FaultKind
 
 /// Draws a request's plan. `cap` is the request's `max_tokens`; `reasoning_allowed` is false for
 /// APIs without a reasoning field.
+/// `forced_fault`, when set, replaces the drawn fault (`Some(None)` forces "no fault"); the draw
+/// still happens so the random sequence does not depend on it.
 pub fn draw_plan(
     cfg: &SimulatorConfig,
     cap: Option<u32>,
     reasoning_allowed: bool,
+    forced_fault: Option<Option<FaultKind>>,
     rng: &mut impl Rng,
 ) -> Plan {
-    let fault = draw_fault(cfg, rng);
+    let drawn = draw_fault(cfg, rng);
+    let fault = forced_fault.unwrap_or(drawn);
     let ttft = draw(&cfg.ttft, rng);
     let wanted_answer = draw(&cfg.output_tokens, rng);
     let wanted_reasoning = if reasoning_allowed {
@@ -196,16 +200,16 @@ mod tests {
             reasoning_tokens: 3,
             ..SimulatorConfig::default()
         };
-        let p = draw_plan(&cfg, None, true, &mut rng);
+        let p = draw_plan(&cfg, None, true, None, &mut rng);
         assert_eq!((p.reasoning, p.answer, p.truncated), (3, 10, false));
         assert_eq!(p.itls.len(), 12);
-        let p = draw_plan(&cfg, Some(13), true, &mut rng);
+        let p = draw_plan(&cfg, Some(13), true, None, &mut rng);
         assert_eq!((p.reasoning, p.answer, p.truncated), (3, 10, false));
-        let p = draw_plan(&cfg, Some(5), true, &mut rng);
+        let p = draw_plan(&cfg, Some(5), true, None, &mut rng);
         assert_eq!((p.reasoning, p.answer, p.truncated), (3, 2, true));
-        let p = draw_plan(&cfg, Some(2), true, &mut rng);
+        let p = draw_plan(&cfg, Some(2), true, None, &mut rng);
         assert_eq!((p.reasoning, p.answer, p.truncated), (2, 0, true));
-        let p = draw_plan(&cfg, Some(4), false, &mut rng);
+        let p = draw_plan(&cfg, Some(4), false, None, &mut rng);
         assert_eq!((p.reasoning, p.answer, p.truncated), (0, 4, true));
     }
 
@@ -231,7 +235,7 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(4);
         let mut cfg = SimulatorConfig::default();
         cfg.faults.empty_response = 1.0;
-        let p = draw_plan(&cfg, Some(4), true, &mut rng);
+        let p = draw_plan(&cfg, Some(4), true, None, &mut rng);
         assert_eq!((p.total(), p.truncated, p.itls.len()), (0, false, 0));
     }
 
@@ -244,8 +248,8 @@ mod tests {
             },
             ..SimulatorConfig::default()
         };
-        let a = draw_plan(&cfg, None, true, &mut StdRng::seed_from_u64(9));
-        let b = draw_plan(&cfg, None, true, &mut StdRng::seed_from_u64(9));
+        let a = draw_plan(&cfg, None, true, None, &mut StdRng::seed_from_u64(9));
+        let b = draw_plan(&cfg, None, true, None, &mut StdRng::seed_from_u64(9));
         assert_eq!(a, b);
     }
 }

@@ -289,39 +289,57 @@ fn reply_error(
 /// Per-request overrides for tests and fire drills, so one simulator can serve targets that each
 /// want a different behaviour: `x-sim-fault: KIND|none` forces (or suppresses) a fault,
 /// `x-sim-ttft: DURATION` and `x-sim-itl: DURATION` replace the drawn timings.
-fn apply_overrides(mut plan: sample::Plan, headers: &HeaderMap) -> Result<sample::Plan, String> {
-    let get = |name: &str| -> Result<Option<String>, String> {
-        match headers.get(name) {
-            None => Ok(None),
-            Some(v) => v
-                .to_str()
-                .map(|s| Some(s.trim().to_string()))
-                .map_err(|_| format!("header {name} is not valid text")),
-        }
-    };
-    if let Some(f) = get("x-sim-fault")? {
-        plan.fault = if f == "none" {
-            None
-        } else {
-            Some(FaultKind::from_name(&f).ok_or_else(|| {
+#[derive(Default)]
+struct Overrides {
+    fault: Option<Option<FaultKind>>,
+    ttft: Option<std::time::Duration>,
+    itl: Option<std::time::Duration>,
+}
+
+impl Overrides {
+    fn from_headers(headers: &HeaderMap) -> Result<Overrides, String> {
+        let get = |name: &str| -> Result<Option<String>, String> {
+            match headers.get(name) {
+                None => Ok(None),
+                Some(v) => v
+                    .to_str()
+                    .map(|s| Some(s.trim().to_string()))
+                    .map_err(|_| format!("header {name} is not valid text")),
+            }
+        };
+        let duration = |name: &str| -> Result<Option<std::time::Duration>, String> {
+            match get(name)? {
+                None => Ok(None),
+                Some(v) => humantime::parse_duration(&v)
+                    .map(Some)
+                    .map_err(|e| format!("header {name}: invalid duration {v:?} ({e})")),
+            }
+        };
+        let fault = match get("x-sim-fault")? {
+            None => None,
+            Some(f) if f == "none" => Some(None),
+            Some(f) => Some(Some(FaultKind::from_name(&f).ok_or_else(|| {
                 format!(
                     "header x-sim-fault: unknown fault {f:?}; one of none, {}",
                     FaultKind::ALL.map(FaultKind::as_str).join(", ")
                 )
-            })?)
+            })?)),
         };
+        Ok(Overrides {
+            fault,
+            ttft: duration("x-sim-ttft")?,
+            itl: duration("x-sim-itl")?,
+        })
     }
-    let duration = |name: &str, v: &str| {
-        humantime::parse_duration(v).map_err(|e| format!("header {name}: invalid duration {v:?} ({e})"))
-    };
-    if let Some(v) = get("x-sim-ttft")? {
-        plan.ttft = duration("x-sim-ttft", &v)?;
+
+    fn apply(&self, plan: &mut sample::Plan) {
+        if let Some(t) = self.ttft {
+            plan.ttft = t;
+        }
+        if let Some(itl) = self.itl {
+            plan.itls.iter_mut().for_each(|d| *d = itl);
+        }
     }
-    if let Some(v) = get("x-sim-itl")? {
-        let itl = duration("x-sim-itl", &v)?;
-        plan.itls.iter_mut().for_each(|d| *d = itl);
-    }
-    Ok(plan)
 }
 
 async fn generate(state: SimState, api: Api, headers: HeaderMap, body: Bytes) -> Response {
@@ -355,17 +373,8 @@ async fn generate(state: SimState, api: Api, headers: HeaderMap, body: Bytes) ->
             )
         }
     };
-    let plan = {
-        let mut rng = state.rng();
-        sample::draw_plan(
-            &cfg,
-            req.max_tokens,
-            api != Api::OpenaiCompletions,
-            &mut *rng,
-        )
-    };
-    let plan = match apply_overrides(plan, &headers) {
-        Ok(p) => p,
+    let overrides = match Overrides::from_headers(&headers) {
+        Ok(o) => o,
         Err(msg) => {
             return reply_error(
                 &record,
@@ -376,6 +385,17 @@ async fn generate(state: SimState, api: Api, headers: HeaderMap, body: Bytes) ->
             )
         }
     };
+    let mut plan = {
+        let mut rng = state.rng();
+        sample::draw_plan(
+            &cfg,
+            req.max_tokens,
+            api != Api::OpenaiCompletions,
+            overrides.fault,
+            &mut *rng,
+        )
+    };
+    overrides.apply(&mut plan);
     let model = cfg.response_model(&req.model).to_string();
     let prompt_tokens = req.prompt_tokens();
     {
