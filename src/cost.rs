@@ -44,7 +44,11 @@ mod tests {
     fn cost_splits_cached_input() {
         let c = request_cost(
             &price(),
-            TokenCounts { input: Some(1_000), cached_input: Some(400), output: 100 },
+            TokenCounts {
+                input: Some(1_000),
+                cached_input: Some(400),
+                output: 100,
+            },
         );
         // 600 × 3 + 400 × 0.3 + 100 × 15 = 1800 + 120 + 1500 = 3420 per million.
         assert!((c - 0.003420).abs() < 1e-12, "{c}");
@@ -52,16 +56,40 @@ mod tests {
 
     #[test]
     fn missing_cached_price_falls_back_to_input_price_and_missing_input_is_zero() {
-        let p = PriceConfig { cached_input_per_million: None, ..price() };
-        let c = request_cost(&p, TokenCounts { input: Some(10), cached_input: Some(5), output: 0 });
+        let p = PriceConfig {
+            cached_input_per_million: None,
+            ..price()
+        };
+        let c = request_cost(
+            &p,
+            TokenCounts {
+                input: Some(10),
+                cached_input: Some(5),
+                output: 0,
+            },
+        );
         assert!((c - 30.0 / 1e6).abs() < 1e-15);
-        let c = request_cost(&p, TokenCounts { input: None, cached_input: None, output: 2 });
+        let c = request_cost(
+            &p,
+            TokenCounts {
+                input: None,
+                cached_input: None,
+                output: 2,
+            },
+        );
         assert!((c - 30.0 / 1e6).abs() < 1e-15);
     }
 
     #[test]
     fn cached_never_exceeds_input() {
-        let c = request_cost(&price(), TokenCounts { input: Some(10), cached_input: Some(50), output: 0 });
+        let c = request_cost(
+            &price(),
+            TokenCounts {
+                input: Some(10),
+                cached_input: Some(50),
+                output: 0,
+            },
+        );
         assert!((c - 3.0 / 1e6).abs() < 1e-15);
     }
 }

@@ -23,9 +23,15 @@ pub enum LogFormat {
 pub fn init(format: LogFormat, level: &str) -> Result<(), String> {
     let filter = EnvFilter::try_new(level)
         .map_err(|e| format!("--log.level={level:?} is not a valid level or filter: {e}"))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let res = match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
         LogFormat::Logfmt => builder.event_format(Logfmt).try_init(),
     };
     // Already installed (e.g. by a test harness): keep the existing one.
@@ -41,7 +47,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let meta = event.metadata();
         write!(
             w,
@@ -49,7 +60,10 @@ where
             humantime::format_rfc3339_millis(std::time::SystemTime::now()),
             meta.level().as_str().to_ascii_lowercase()
         )?;
-        let mut v = LogfmtVisitor { msg: None, fields: String::new() };
+        let mut v = LogfmtVisitor {
+            msg: None,
+            fields: String::new(),
+        };
         event.record(&mut v);
         if let Some(m) = v.msg {
             write!(w, " msg={}", quote(&m))?;
@@ -90,7 +104,8 @@ impl LogfmtVisitor {
 /// Quotes a logfmt value when it is empty or holds spaces, quotes, `=` or control characters.
 fn quote(s: &str) -> String {
     let plain = !s.is_empty()
-        && s.chars().all(|c| !c.is_whitespace() && c != '"' && c != '=' && c != '\\' && !c.is_control());
+        && s.chars()
+            .all(|c| !c.is_whitespace() && c != '"' && c != '=' && c != '\\' && !c.is_control());
     if plain {
         return s.to_string();
     }

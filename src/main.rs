@@ -16,7 +16,10 @@ fn main() -> ExitCode {
     if let Command::CheckConfig(args) = cli.command {
         return ExitCode::from(commands::check_config(args));
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -90,7 +90,11 @@ pub struct TargetRuntime {
 }
 
 impl TargetRuntime {
-    fn new(target: Arc<Target>, sim: Option<&SimHandle>, loaded: &Loaded) -> anyhow::Result<TargetRuntime> {
+    fn new(
+        target: Arc<Target>,
+        sim: Option<&SimHandle>,
+        loaded: &Loaded,
+    ) -> anyhow::Result<TargetRuntime> {
         let client = engine::client_for(&target.timeouts)
             .with_context(|| format!("building HTTP client for target {:?}", target.name))?;
         let base_url = resolve_base_url(&target, sim)?;
@@ -137,7 +141,10 @@ fn resolve_base_url(target: &Target, sim: Option<&SimHandle>) -> anyhow::Result<
         BaseUrl::Url(u) => Ok(u.trim_end_matches('/').to_string()),
         BaseUrl::Simulator => {
             let sim = sim.with_context(|| {
-                format!("target {:?} uses base_url: simulator but no simulator is running", target.name)
+                format!(
+                    "target {:?} uses base_url: simulator but no simulator is running",
+                    target.name
+                )
             })?;
             Ok(simulator_base_url(&sim.base_url(), target.dialect))
         }
@@ -204,13 +211,18 @@ pub struct StatusRow {
 impl Daemon {
     /// Starts the simulator (if configured), registers metrics and starts every target's
     /// schedule. `config_path` is re-read on reload.
-    pub async fn start(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<Arc<Daemon>> {
+    pub async fn start(
+        loaded: Loaded,
+        config_path: Option<PathBuf>,
+    ) -> anyhow::Result<Arc<Daemon>> {
         engine::install_crypto_provider();
         let registry = prometheus::Registry::new();
-        let probes = ProbeMetrics::register(&registry, &loaded.buckets).context("registering probe metrics")?;
+        let probes = ProbeMetrics::register(&registry, &loaded.buckets)
+            .context("registering probe metrics")?;
         let self_metrics = SelfMetrics::register(&registry).context("registering self metrics")?;
         let gpu_metrics = GpuMetrics::register(&registry).context("registering GPU metrics")?;
-        let server_metrics = ServerMetrics::register(&registry).context("registering server metrics")?;
+        let server_metrics =
+            ServerMetrics::register(&registry).context("registering server metrics")?;
         let scrape_client = reqwest::Client::builder()
             .user_agent(concat!("inferprobe/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -283,7 +295,9 @@ impl Daemon {
     /// Starts, restarts or stops the GPU collector when its config differs from the running one.
     /// A collector that cannot find NVML still runs (and retries); it never fails start-up.
     fn apply_gpus(&self, cfg: &GpusConfig) {
-        let Ok(mut slot) = self.gpu.lock() else { return };
+        let Ok(mut slot) = self.gpu.lock() else {
+            return;
+        };
         if slot.as_ref().is_some_and(|(running, _)| running == cfg) {
             return;
         }
@@ -293,7 +307,9 @@ impl Daemon {
 
     /// Starts scraping new or changed servers and stops scraping removed ones (their series go).
     fn apply_servers(&self, wanted: &[ServerConfig]) {
-        let Ok(mut guard) = self.servers.lock() else { return };
+        let Ok(mut guard) = self.servers.lock() else {
+            return;
+        };
         let (handle, running) = &mut *guard;
         let wanted_names: HashSet<&str> = wanted.iter().map(|s| s.name.as_str()).collect();
         let gone: Vec<String> = running
@@ -362,18 +378,24 @@ impl Daemon {
                     let rt2 = rt.clone();
                     let sem = semaphore.clone();
                     let stop_rx = stop.subscribe();
-                    let job = tokio_cron_scheduler::Job::new_async(expr.as_str(), move |_id, _sched| {
-                        let daemon = daemon.clone();
-                        let rt = rt2.clone();
-                        let sem = sem.clone();
-                        let stop_rx = stop_rx.clone();
-                        Box::pin(async move {
-                            // A cron tick may wait for a permit up to one minute, the finest
-                            // granularity most cron schedules use.
-                            fire(&daemon, &rt, &sem, Duration::from_secs(60), stop_rx);
+                    let job =
+                        tokio_cron_scheduler::Job::new_async(expr.as_str(), move |_id, _sched| {
+                            let daemon = daemon.clone();
+                            let rt = rt2.clone();
+                            let sem = sem.clone();
+                            let stop_rx = stop_rx.clone();
+                            Box::pin(async move {
+                                // A cron tick may wait for a permit up to one minute, the finest
+                                // granularity most cron schedules use.
+                                fire(&daemon, &rt, &sem, Duration::from_secs(60), stop_rx);
+                            })
                         })
-                    })
-                    .with_context(|| format!("target {:?}: invalid cron expression {expr:?}", rt.target.name))?;
+                        .with_context(|| {
+                            format!(
+                                "target {:?}: invalid cron expression {expr:?}",
+                                rt.target.name
+                            )
+                        })?;
                     if let Some(c) = &cron {
                         c.add(job).await.context("adding a cron job")?;
                     }
@@ -388,7 +410,13 @@ impl Daemon {
             max_concurrent_probes = loaded.global.max_concurrent_probes,
             "Probing started."
         );
-        Ok(Generation { loaded, targets, tasks, cron, stop })
+        Ok(Generation {
+            loaded,
+            targets,
+            tasks,
+            cron,
+            stop,
+        })
     }
 
     /// Re-reads the config file and swaps generations. A config that does not load leaves the
@@ -400,7 +428,10 @@ impl Daemon {
         let loaded = match config::load(path) {
             Ok(l) => l,
             Err(e) => {
-                error!(errors = e.errors.len(), "Reload failed; keeping the running config.\n{e}");
+                error!(
+                    errors = e.errors.len(),
+                    "Reload failed; keeping the running config.\n{e}"
+                );
                 self.self_metrics.config_reloaded(false, SystemTime::now());
                 return Err(e.to_string());
             }
@@ -448,7 +479,11 @@ impl Daemon {
     }
 
     /// Runs one probe now, outside the schedule (waits while a scheduled probe of the target runs).
-    pub async fn probe_now(&self, target: &str, scenario: Option<&str>) -> Result<Outcome, ProbeNowError> {
+    pub async fn probe_now(
+        &self,
+        target: &str,
+        scenario: Option<&str>,
+    ) -> Result<Outcome, ProbeNowError> {
         let rt = {
             let g = self.generation.lock().await;
             match g.targets.get(target) {
@@ -463,17 +498,20 @@ impl Daemon {
         };
         let scenario = match scenario {
             None => rt.next_scenario(),
-            Some(name) => rt.scenario_named(name).ok_or_else(|| ProbeNowError::UnknownScenario {
-                target: target.to_string(),
-                name: name.to_string(),
-                known: rt
-                    .target
-                    .scenarios
-                    .iter()
-                    .map(|(s, _)| s.name.clone())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })?,
+            Some(name) => {
+                rt.scenario_named(name)
+                    .ok_or_else(|| ProbeNowError::UnknownScenario {
+                        target: target.to_string(),
+                        name: name.to_string(),
+                        known: rt
+                            .target
+                            .scenarios
+                            .iter()
+                            .map(|(s, _)| s.name.clone())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })?
+            }
         };
         let _guard = tokio::time::timeout(rt.target.timeouts.total, rt.busy.clone().lock_owned())
             .await
@@ -643,12 +681,16 @@ fn fire(
         .map(|mut b| b.allows(Instant::now(), rt.max_output_tokens_per_hour))
         .unwrap_or(true);
     if !allowed {
-        daemon.probes.skipped(&t.name, &t.model, &scenario.name, SkipReason::TokenBudget);
+        daemon
+            .probes
+            .skipped(&t.name, &t.model, &scenario.name, SkipReason::TokenBudget);
         debug!(target = %t.name, reason = "token_budget", "Probe skipped.");
         return;
     }
     let Ok(guard) = rt.busy.clone().try_lock_owned() else {
-        daemon.probes.skipped(&t.name, &t.model, &scenario.name, SkipReason::Overlap);
+        daemon
+            .probes
+            .skipped(&t.name, &t.model, &scenario.name, SkipReason::Overlap);
         warn!(target = %t.name, reason = "overlap", "Probe skipped: the previous probe is still running.");
         return;
     };
@@ -657,16 +699,22 @@ fn fire(
     let semaphore = semaphore.clone();
     tokio::spawn(async move {
         let _guard = guard;
-        let permit: OwnedSemaphorePermit =
-            match tokio::time::timeout(permit_wait, semaphore.acquire_owned()).await {
-                Ok(Ok(p)) => p,
-                _ => {
-                    let t = &rt.target;
-                    daemon.probes.skipped(&t.name, &t.model, &scenario.name, SkipReason::Concurrency);
-                    warn!(target = %t.name, reason = "concurrency", "Probe skipped: concurrency cap reached.");
-                    return;
-                }
-            };
+        let permit: OwnedSemaphorePermit = match tokio::time::timeout(
+            permit_wait,
+            semaphore.acquire_owned(),
+        )
+        .await
+        {
+            Ok(Ok(p)) => p,
+            _ => {
+                let t = &rt.target;
+                daemon
+                    .probes
+                    .skipped(&t.name, &t.model, &scenario.name, SkipReason::Concurrency);
+                warn!(target = %t.name, reason = "concurrency", "Probe skipped: concurrency cap reached.");
+                return;
+            }
+        };
         tokio::select! {
             outcome = rt.probe(&scenario) => daemon.record(&outcome),
             _ = stop.wait_for(|s| *s) => {}

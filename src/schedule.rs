@@ -128,19 +128,27 @@ mod tests {
         assert_eq!(jittered(every, 0.0, &mut rng), every);
         for _ in 0..1000 {
             let d = jittered(every, 0.1, &mut rng);
-            assert!(d >= Duration::from_secs(27) && d <= Duration::from_secs(33), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(27) && d <= Duration::from_secs(33),
+                "{d:?}"
+            );
         }
         // Out-of-range jitter is clamped to 0.5.
         for _ in 0..100 {
             let d = jittered(every, 3.0, &mut rng);
-            assert!(d >= Duration::from_secs(15) && d <= Duration::from_secs(45), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(15) && d <= Duration::from_secs(45),
+                "{d:?}"
+            );
         }
     }
 
     #[test]
     fn rotate_and_weighted_selection() {
         let mut rng = StdRng::seed_from_u64(1);
-        let picks: Vec<usize> = (0..5).map(|t| pick_scenario(&[1, 1, 1], false, t, &mut rng)).collect();
+        let picks: Vec<usize> = (0..5)
+            .map(|t| pick_scenario(&[1, 1, 1], false, t, &mut rng))
+            .collect();
         assert_eq!(picks, vec![0, 1, 2, 0, 1]);
         let mut counts = [0u32; 2];
         for t in 0..4000 {

@@ -28,12 +28,22 @@ pub fn app(daemon: Arc<Daemon>) -> Router {
 }
 
 fn text(status: StatusCode, body: String) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
 async fn metrics_page(State(d): State<Arc<Daemon>>) -> Response {
     let body = metrics::encode(d.registry());
-    (StatusCode::OK, [(header::CONTENT_TYPE, metrics::TEXT_CONTENT_TYPE)], body).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, metrics::TEXT_CONTENT_TYPE)],
+        body,
+    )
+        .into_response()
 }
 
 async fn healthy() -> Response {
@@ -51,7 +61,10 @@ async fn ready(State(d): State<Arc<Daemon>>) -> Response {
 async fn reload(State(d): State<Arc<Daemon>>) -> Response {
     match d.reload().await {
         Ok(summary) => text(StatusCode::OK, format!("Reloaded: {summary}\n")),
-        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("Reload failed; the running config is kept.\n{e}\n")),
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Reload failed; the running config is kept.\n{e}\n"),
+        ),
     }
 }
 
@@ -60,14 +73,22 @@ async fn reload(State(d): State<Arc<Daemon>>) -> Response {
 /// or not: a failed probe is data (`inferprobe_probe_success 0`).
 async fn probe(State(d): State<Arc<Daemon>>, Query(q): Query<HashMap<String, String>>) -> Response {
     let Some(target) = q.get("target") else {
-        return text(StatusCode::BAD_REQUEST, "missing query parameter: target\n".to_string());
+        return text(
+            StatusCode::BAD_REQUEST,
+            "missing query parameter: target\n".to_string(),
+        );
     };
-    let outcome = match d.probe_now(target, q.get("scenario").map(String::as_str)).await {
+    let outcome = match d
+        .probe_now(target, q.get("scenario").map(String::as_str))
+        .await
+    {
         Ok(o) => o,
         Err(e @ (ProbeNowError::UnknownTarget { .. } | ProbeNowError::UnknownScenario { .. })) => {
             return text(StatusCode::BAD_REQUEST, format!("{e}\n"));
         }
-        Err(e @ ProbeNowError::Busy(_)) => return text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+        Err(e @ ProbeNowError::Busy(_)) => {
+            return text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"))
+        }
     };
     let registry = prometheus::Registry::new();
     let buckets = d.buckets().await;
@@ -76,7 +97,12 @@ async fn probe(State(d): State<Arc<Daemon>>, Query(q): Query<HashMap<String, Str
         Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
     }
     let body = metrics::encode(&registry);
-    (StatusCode::OK, [(header::CONTENT_TYPE, metrics::TEXT_CONTENT_TYPE)], body).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, metrics::TEXT_CONTENT_TYPE)],
+        body,
+    )
+        .into_response()
 }
 
 async fn status_page(State(d): State<Arc<Daemon>>) -> Html<String> {
@@ -115,11 +141,14 @@ async fn status_page(State(d): State<Arc<Daemon>>) -> Html<String> {
             esc(&r.schedule)
         );
         match &r.latest {
-            None => h.push_str("<td>pending</td><td></td><td></td><td></td><td></td><td></td><td></td><td></td>"),
+            None => h.push_str(
+                "<td>pending</td><td></td><td></td><td></td><td></td><td></td><td></td><td></td>",
+            ),
             Some(o) => {
                 let class = if o.result.is_success() { "ok" } else { "bad" };
                 let age = now.duration_since(o.started_at).unwrap_or_default();
-                let _ = write!(
+                let _ =
+                    write!(
                     h,
                     "<td class=\"{class}\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
                      <td class=\"n\">{}</td><td class=\"n\">{}/{}</td><td class=\"n\">{}</td>\
@@ -169,7 +198,10 @@ mod tests {
 
     #[test]
     fn html_escaping() {
-        assert_eq!(esc("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
         assert_eq!(ms(Some(Duration::from_micros(12_345))), "12.3 ms");
         assert_eq!(ms(None), "–");
     }

@@ -36,7 +36,11 @@ impl Proc {
                 }
             }
         });
-        Proc { child, lines: rx, seen: Vec::new() }
+        Proc {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+        }
     }
 
     /// Waits for a log line containing `needle` and returns the first `127.0.0.1:PORT` in it.
@@ -56,7 +60,10 @@ impl Proc {
                 }
             }
         }
-        panic!("no log line with {needle:?} and an address; saw:\n{}", self.seen.join("\n"));
+        panic!(
+            "no log line with {needle:?} and an address; saw:\n{}",
+            self.seen.join("\n")
+        );
     }
 
     /// Stops the process and returns everything it logged.
@@ -92,7 +99,8 @@ fn run(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
 
 fn probe_json(args: &[&str]) -> (i32, serde_json::Value) {
     let (code, out, err) = run(args, &[]);
-    let v = serde_json::from_str(&out).unwrap_or_else(|e| panic!("probe --json output is not JSON ({e}):\n{out}\n{err}"));
+    let v = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("probe --json output is not JSON ({e}):\n{out}\n{err}"));
     (code, v)
 }
 
@@ -100,12 +108,22 @@ fn probe_json(args: &[&str]) -> (i32, serde_json::Value) {
 fn version_names_version_and_revision() {
     let (code, out, _) = run(&["--version"], &[]);
     assert_eq!(code, 0);
-    assert!(out.starts_with(&format!("inferprobe {} (revision ", inferprobe::VERSION)), "{out}");
+    assert!(
+        out.starts_with(&format!("inferprobe {} (revision ", inferprobe::VERSION)),
+        "{out}"
+    );
 }
 
 #[test]
 fn check_config_exit_codes() {
-    let (code, out, err) = run(&["check-config", "config/example.yml"], &[("OPENAI_API_KEY", "x"), ("ANTHROPIC_API_KEY", "y"), ("AZURE_OPENAI_API_KEY", "z")]);
+    let (code, out, err) = run(
+        &["check-config", "config/example.yml"],
+        &[
+            ("OPENAI_API_KEY", "x"),
+            ("ANTHROPIC_API_KEY", "y"),
+            ("AZURE_OPENAI_API_KEY", "z"),
+        ],
+    );
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.starts_with("OK"), "{out}");
     let (code, out, _) = run(&["check-config", "config/demo.yml"], &[]);
@@ -119,7 +137,17 @@ fn check_config_exit_codes() {
 #[test]
 fn ad_hoc_probe_against_the_sim_binary_in_every_dialect() {
     let mut sim = Proc::spawn(
-        &["sim", "--listen", "127.0.0.1:0", "--ttft", "300ms", "--itl", "20ms", "--output-tokens", "50"],
+        &[
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--ttft",
+            "300ms",
+            "--itl",
+            "20ms",
+            "--output-tokens",
+            "50",
+        ],
         &[],
     );
     let addr = sim.wait_for_address("127.0.0.1:");
@@ -128,7 +156,16 @@ fn ad_hoc_probe_against_the_sim_binary_in_every_dialect() {
         ("openai-completions", format!("http://{addr}/v1")),
         ("anthropic-messages", format!("http://{addr}")),
     ] {
-        let (code, v) = probe_json(&["probe", "--url", &base, "--dialect", dialect, "--model", "sim-llm", "--json"]);
+        let (code, v) = probe_json(&[
+            "probe",
+            "--url",
+            &base,
+            "--dialect",
+            dialect,
+            "--model",
+            "sim-llm",
+            "--json",
+        ]);
         assert_eq!(code, 0, "{dialect}: {v}");
         assert_eq!(v["result"], "success", "{dialect}: {v}");
         assert_eq!(v["output_tokens"], 50, "{dialect}");
@@ -149,7 +186,18 @@ fn ad_hoc_probe_against_the_sim_binary_in_every_dialect() {
         assert!(v.get("cost_usd").is_some());
     }
     // The table form is readable and exits 0 too.
-    let (code, out, _) = run(&["probe", "--url", &format!("http://{addr}/v1"), "--dialect", "openai-chat", "--model", "m"], &[]);
+    let (code, out, _) = run(
+        &[
+            "probe",
+            "--url",
+            &format!("http://{addr}/v1"),
+            "--dialect",
+            "openai-chat",
+            "--model",
+            "m",
+        ],
+        &[],
+    );
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("result               success"), "{out}");
     assert!(out.contains("inter-token latency  p50"), "{out}");
@@ -170,13 +218,33 @@ fn each_sim_fault_gives_the_probe_result_it_is_named_after() {
     ] {
         let fault = format!("{kind}=1");
         let mut sim = Proc::spawn(
-            &["sim", "--listen", "127.0.0.1:0", "--ttft", "20ms", "--itl", "5ms", "--output-tokens", "10", "--fault", &fault],
+            &[
+                "sim",
+                "--listen",
+                "127.0.0.1:0",
+                "--ttft",
+                "20ms",
+                "--itl",
+                "5ms",
+                "--output-tokens",
+                "10",
+                "--fault",
+                &fault,
+            ],
             &[],
         );
         let addr = sim.wait_for_address("127.0.0.1:");
         let (code, v) = probe_json(&[
-            "probe", "--url", &format!("http://{addr}/v1"), "--dialect", "openai-chat", "--model", "m",
-            "--idle-timeout", "500ms", "--json",
+            "probe",
+            "--url",
+            &format!("http://{addr}/v1"),
+            "--dialect",
+            "openai-chat",
+            "--model",
+            "m",
+            "--idle-timeout",
+            "500ms",
+            "--json",
         ]);
         assert_eq!(v["result"], kind, "{v}");
         assert_eq!(code, 1, "a failed probe exits 1");
@@ -184,34 +252,98 @@ fn each_sim_fault_gives_the_probe_result_it_is_named_after() {
     }
     // slow_headers is not a failure: it shows in TTFB.
     let mut sim = Proc::spawn(
-        &["sim", "--listen", "127.0.0.1:0", "--ttft", "10ms", "--fault", "slow_headers=1", "--slow-headers-delay", "400ms"],
+        &[
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--ttft",
+            "10ms",
+            "--fault",
+            "slow_headers=1",
+            "--slow-headers-delay",
+            "400ms",
+        ],
         &[],
     );
     let addr = sim.wait_for_address("127.0.0.1:");
-    let (code, v) = probe_json(&["probe", "--url", &format!("http://{addr}/v1"), "--dialect", "openai-chat", "--model", "m", "--json"]);
+    let (code, v) = probe_json(&[
+        "probe",
+        "--url",
+        &format!("http://{addr}/v1"),
+        "--dialect",
+        "openai-chat",
+        "--model",
+        "m",
+        "--json",
+    ]);
     assert_eq!(code, 0, "{v}");
-    assert!(v["time_to_first_byte_seconds"].as_f64().unwrap() >= 0.4, "{v}");
+    assert!(
+        v["time_to_first_byte_seconds"].as_f64().unwrap() >= 0.4,
+        "{v}"
+    );
 }
 
 #[test]
 fn probe_usage_errors_exit_2_with_the_flag_named() {
-    let (code, _, err) = run(&["probe", "--url", "http://127.0.0.1:1/v1", "--dialect", "grpc", "--model", "m"], &[]);
+    let (code, _, err) = run(
+        &[
+            "probe",
+            "--url",
+            "http://127.0.0.1:1/v1",
+            "--dialect",
+            "grpc",
+            "--model",
+            "m",
+        ],
+        &[],
+    );
     assert_eq!(code, 2);
     assert!(err.contains("--dialect=grpc"), "{err}");
     let (code, _, err) = run(
-        &["probe", "--url", "http://127.0.0.1:1/v1", "--dialect", "openai-chat", "--model", "m", "--api-key-env", "INFERPROBE_TEST_UNSET_VAR"],
+        &[
+            "probe",
+            "--url",
+            "http://127.0.0.1:1/v1",
+            "--dialect",
+            "openai-chat",
+            "--model",
+            "m",
+            "--api-key-env",
+            "INFERPROBE_TEST_UNSET_VAR",
+        ],
         &[],
     );
     assert_eq!(code, 2);
     assert!(err.contains("INFERPROBE_TEST_UNSET_VAR"), "{err}");
-    let (code, out, _) = run(&["probe", "--url", "http://127.0.0.1:1/v1", "--dialect", "openai-chat", "--model", "m", "--json"], &[]);
+    let (code, out, _) = run(
+        &[
+            "probe",
+            "--url",
+            "http://127.0.0.1:1/v1",
+            "--dialect",
+            "openai-chat",
+            "--model",
+            "m",
+            "--json",
+        ],
+        &[],
+    );
     assert_eq!(code, 1);
     assert!(out.contains("\"connect_error\""), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_config_serves_ttft_within_15_seconds() {
-    let mut daemon = Proc::spawn(&["run", "--config.file", "config/demo.yml", "--web.listen-address", "127.0.0.1:0"], &[]);
+    let mut daemon = Proc::spawn(
+        &[
+            "run",
+            "--config.file",
+            "config/demo.yml",
+            "--web.listen-address",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
     let addr = daemon.wait_for_address("Listening");
     let url = format!("http://{addr}/metrics");
     common::eventually(Duration::from_secs(15), "a TTFT observation", || {
@@ -229,7 +361,10 @@ async fn demo_config_serves_ttft_within_15_seconds() {
     .await;
     let (_, text) = get(&url).await;
     if let Some((ok, out)) = common::promtool_check_metrics(&text) {
-        assert!(ok && out.trim().is_empty(), "promtool check metrics on the demo:\n{out}");
+        assert!(
+            ok && out.trim().is_empty(),
+            "promtool check metrics on the demo:\n{out}"
+        );
     }
     daemon.stop();
 }
@@ -243,7 +378,7 @@ async fn api_keys_never_appear_in_logs_metrics_pages_or_probe_output() {
     std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
     let cfg = format!(
         r#"
-global: {{schedule: {{every: 300ms, jitter: 0}}}}
+global: {{schedule: {{every: 1s, jitter: 0}}}}
 simulator: {{ttft: 10ms, itl: 2ms, output_tokens: 4, api_key: "{KEY}"}}
 targets:
   - {{name: good, dialect: openai-chat, base_url: simulator, model: sim-llm, api_key: {{env: TEST_GOOD_KEY}}}}
@@ -258,7 +393,15 @@ targets:
     let envs = [("TEST_GOOD_KEY", KEY), ("TEST_WRONG_KEY", WRONG)];
 
     let mut daemon = Proc::spawn(
-        &["run", "--config.file", cfg_arg, "--web.listen-address", "127.0.0.1:0", "--log.level", "debug"],
+        &[
+            "run",
+            "--config.file",
+            cfg_arg,
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--log.level",
+            "debug",
+        ],
         &envs,
     );
     let addr = daemon.wait_for_address("Listening");
@@ -267,9 +410,24 @@ targets:
         let url = url.clone();
         async move {
             let (_, t) = get(&url).await;
-            let good = sample(&t, "inferprobe_probes_total", &[("target", "good"), ("result", "success")]).unwrap_or(0.0);
-            let anth = sample(&t, "inferprobe_probes_total", &[("target", "anth"), ("result", "success")]).unwrap_or(0.0);
-            let bad = sample(&t, "inferprobe_probes_total", &[("target", "bad"), ("result", "http_4xx")]).unwrap_or(0.0);
+            let good = sample(
+                &t,
+                "inferprobe_probes_total",
+                &[("target", "good"), ("result", "success")],
+            )
+            .unwrap_or(0.0);
+            let anth = sample(
+                &t,
+                "inferprobe_probes_total",
+                &[("target", "anth"), ("result", "success")],
+            )
+            .unwrap_or(0.0);
+            let bad = sample(
+                &t,
+                "inferprobe_probes_total",
+                &[("target", "bad"), ("result", "http_4xx")],
+            )
+            .unwrap_or(0.0);
             (good >= 1.0 && anth >= 1.0 && bad >= 1.0).then_some(t)
         }
     })
@@ -277,10 +435,34 @@ targets:
     let (_, page) = get(&format!("http://{addr}/")).await;
     let (_, probe_page) = get(&format!("http://{addr}/probe?target=bad")).await;
     let logs = daemon.stop();
-    let (_, probe_out, probe_err) = run(&["probe", "--config.file", cfg_arg, "--target", "bad", "--json"], &envs);
-    let (_, table_out, table_err) = run(&["probe", "--config.file", cfg_arg, "--target", "good", "--log.level", "debug"], &envs);
+    let (_, probe_out, probe_err) = run(
+        &[
+            "probe",
+            "--config.file",
+            cfg_arg,
+            "--target",
+            "bad",
+            "--json",
+        ],
+        &envs,
+    );
+    let (_, table_out, table_err) = run(
+        &[
+            "probe",
+            "--config.file",
+            cfg_arg,
+            "--target",
+            "good",
+            "--log.level",
+            "debug",
+        ],
+        &envs,
+    );
     let (_, check_out, check_err) = run(&["check-config", cfg_arg], &envs);
-    assert!(logs.contains("Probe failed."), "the wrong key's failures are logged:\n{logs}");
+    assert!(
+        logs.contains("Probe failed."),
+        "the wrong key's failures are logged:\n{logs}"
+    );
     assert!(probe_out.contains("http_4xx"), "{probe_out}");
     for (what, text) in [
         ("logs", &logs),

@@ -31,6 +31,7 @@ fn load_fixture(path: &Path) -> Result<Loaded, config::ConfigErrors> {
         &Environment {
             base_dir: &testdata(),
             var: &fixture_var,
+            secrets_required: true,
         },
     )
 }
@@ -133,6 +134,7 @@ fn load_example() -> Loaded {
         &Environment {
             base_dir: dir.path(),
             var: &var,
+            secrets_required: true,
         },
     )
     .unwrap_or_else(|e| panic!("{e}"))

@@ -53,7 +53,8 @@ async fn probe(t: &Target, scenario: &Scenario) -> Outcome {
 }
 
 fn with_fault(mut t: Target, fault: &str) -> Target {
-    t.headers.insert("x-sim-fault".to_string(), fault.to_string());
+    t.headers
+        .insert("x-sim-fault".to_string(), fault.to_string());
     t
 }
 
@@ -76,16 +77,35 @@ async fn every_dialect_streams_counts_and_times_the_same_way() {
             o.time_to_first_answer_token.unwrap(),
             o.e2e.unwrap(),
         );
-        assert!(ttfb <= first_event && first_event <= ttft && ttft == answer && answer < e2e, "{dialect:?} {o:?}");
-        assert!(ttft >= Duration::from_millis(150), "{dialect:?} ttft {ttft:?}");
-        assert!(ttft < Duration::from_millis(600), "{dialect:?} ttft {ttft:?}");
+        assert!(
+            ttfb <= first_event && first_event <= ttft && ttft == answer && answer < e2e,
+            "{dialect:?} {o:?}"
+        );
+        assert!(
+            ttft >= Duration::from_millis(150),
+            "{dialect:?} ttft {ttft:?}"
+        );
+        assert!(
+            ttft < Duration::from_millis(600),
+            "{dialect:?} ttft {ttft:?}"
+        );
         let tpot = o.tpot.unwrap();
-        assert!(tpot >= Duration::from_millis(8) && tpot < Duration::from_millis(60), "{dialect:?} tpot {tpot:?}");
+        assert!(
+            tpot >= Duration::from_millis(8) && tpot < Duration::from_millis(60),
+            "{dialect:?} tpot {tpot:?}"
+        );
         assert!(o.output_tokens_per_second.unwrap() > 0.0);
         let expected_cost = (o.input_tokens.unwrap() as f64 * 1.0 + 20.0 * 2.0) / 1e6;
-        assert!((o.cost_usd.unwrap() - expected_cost).abs() < 1e-12, "{dialect:?}");
+        assert!(
+            (o.cost_usd.unwrap() - expected_cost).abs() < 1e-12,
+            "{dialect:?}"
+        );
         assert_eq!(o.response_model.as_deref(), Some("sim-llm"), "{dialect:?}");
-        assert!(o.answer.split_whitespace().count() >= 20, "{dialect:?} answer {:?}", o.answer);
+        assert!(
+            o.answer.split_whitespace().count() >= 20,
+            "{dialect:?} answer {:?}",
+            o.answer
+        );
     }
     sim.shutdown().await;
 }
@@ -114,7 +134,10 @@ async fn reasoning_comes_before_the_first_answer_token() {
         assert_eq!(o.result, ProbeResult::Success, "{dialect:?}: {:?}", o.error);
         assert_eq!(o.output_events, 13, "{dialect:?}");
         let gap = o.time_to_first_answer_token.unwrap() - o.ttft.unwrap();
-        assert!(gap >= Duration::from_millis(60), "{dialect:?}: 8 reasoning tokens at 10 ms before the answer, got {gap:?}");
+        assert!(
+            gap >= Duration::from_millis(60),
+            "{dialect:?}: 8 reasoning tokens at 10 ms before the answer, got {gap:?}"
+        );
     }
     sim.shutdown().await;
 }
@@ -136,7 +159,10 @@ async fn every_fault_kind_maps_to_its_result_in_every_dialect() {
     let mut tasks = Vec::new();
     for dialect in DialectKind::ALL {
         for fault in faults {
-            let mut t = with_fault(target(dialect, simulator_base_url(&sim.base_url(), dialect)), fault);
+            let mut t = with_fault(
+                target(dialect, simulator_base_url(&sim.base_url(), dialect)),
+                fault,
+            );
             t.timeouts.idle = Duration::from_millis(400);
             tasks.push(tokio::spawn(async move {
                 let o = probe(&t, &Scenario::builtin_default()).await;
@@ -146,15 +172,24 @@ async fn every_fault_kind_maps_to_its_result_in_every_dialect() {
     }
     for task in tasks {
         let (dialect, fault, o) = task.await.expect("task");
-        assert_eq!(o.result.as_str(), fault, "{dialect:?} fault {fault}: error {:?}", o.error);
-        assert!(o.error.is_some(), "{dialect:?} {fault}: a failure carries a reason");
+        assert_eq!(
+            o.result.as_str(),
+            fault,
+            "{dialect:?} fault {fault}: error {:?}",
+            o.error
+        );
+        assert!(
+            o.error.is_some(),
+            "{dialect:?} {fault}: a failure carries a reason"
+        );
     }
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn timeouts_connect_tls_and_checks_have_their_own_results() {
-    let sim = common::sim("ttft: 200ms\nitl: 20ms\noutput_tokens: 50\nslow_headers_delay: 300ms\n").await;
+    let sim =
+        common::sim("ttft: 200ms\nitl: 20ms\noutput_tokens: 50\nslow_headers_delay: 300ms\n").await;
     let dialect = DialectKind::OpenaiChat;
     let base = simulator_base_url(&sim.base_url(), dialect);
     let scenario = Scenario::builtin_default();
@@ -163,14 +198,21 @@ async fn timeouts_connect_tls_and_checks_have_their_own_results() {
     t.timeouts.first_token = Duration::from_millis(80);
     let o = probe(&t, &scenario).await;
     assert_eq!(o.result, ProbeResult::TimeoutFirstToken, "{:?}", o.error);
-    assert!(o.elapsed >= Duration::from_millis(80) && o.elapsed < Duration::from_millis(1500), "{:?}", o.elapsed);
+    assert!(
+        o.elapsed >= Duration::from_millis(80) && o.elapsed < Duration::from_millis(1500),
+        "{:?}",
+        o.elapsed
+    );
 
     let mut t = target(dialect, base.clone());
     t.timeouts.first_token = Duration::from_millis(350);
     t.timeouts.total = Duration::from_millis(450);
     let o = probe(&t, &scenario).await;
     assert_eq!(o.result, ProbeResult::TimeoutTotal, "{:?}", o.error);
-    assert!(o.ttft.is_some(), "the first token arrived before the total timeout");
+    assert!(
+        o.ttft.is_some(),
+        "the first token arrived before the total timeout"
+    );
     assert!(o.e2e.is_none(), "an incomplete stream has no E2E");
 
     // Nothing listens on port 1 of loopback.
@@ -184,14 +226,28 @@ async fn timeouts_connect_tls_and_checks_have_their_own_results() {
     assert_eq!(o.result, ProbeResult::TlsError, "{:?}", o.error);
 
     let mut s = Scenario::builtin_default();
-    s.checks = Checks { expect_model: Some("gpt-9".to_string()), ..Checks::default() };
+    s.checks = Checks {
+        expect_model: Some("gpt-9".to_string()),
+        ..Checks::default()
+    };
     let o = probe(&target(dialect, base.clone()), &s).await;
     assert_eq!(o.result, ProbeResult::CheckFailed);
-    assert_eq!(o.error.as_deref(), Some("response model \"sim-llm\" != expected \"gpt-9\""));
+    assert_eq!(
+        o.error.as_deref(),
+        Some("response model \"sim-llm\" != expected \"gpt-9\"")
+    );
 
-    let o = probe(&with_fault(target(dialect, base.clone()), "slow_headers"), &scenario).await;
+    let o = probe(
+        &with_fault(target(dialect, base.clone()), "slow_headers"),
+        &scenario,
+    )
+    .await;
     assert_eq!(o.result, ProbeResult::Success, "{:?}", o.error);
-    assert!(o.ttfb.unwrap() >= Duration::from_millis(300), "slow headers show in TTFB: {:?}", o.ttfb);
+    assert!(
+        o.ttfb.unwrap() >= Duration::from_millis(300),
+        "slow headers show in TTFB: {:?}",
+        o.ttfb
+    );
 
     // A response larger than the byte cap is cut off.
     let mut t = target(dialect, base.clone());
@@ -204,19 +260,30 @@ async fn timeouts_connect_tls_and_checks_have_their_own_results() {
 
 #[tokio::test]
 async fn api_key_is_sent_the_dialects_way() {
-    let sim = common::sim("ttft: 10ms\nitl: 1ms\noutput_tokens: 3\napi_key: sk-conformance-123\n").await;
+    let sim =
+        common::sim("ttft: 10ms\nitl: 1ms\noutput_tokens: 3\napi_key: sk-conformance-123\n").await;
     for dialect in DialectKind::ALL {
         let mut t = target(dialect, simulator_base_url(&sim.base_url(), dialect));
         let o = probe(&t, &Scenario::builtin_default()).await;
         assert_eq!(o.result, ProbeResult::Http4xx, "{dialect:?} without a key");
         assert_eq!(o.http_status, Some(401));
-        t.api_key = Some(inferprobe::config::Secret::new("sk-conformance-123".to_string()));
+        t.api_key = Some(inferprobe::config::Secret::new(
+            "sk-conformance-123".to_string(),
+        ));
         let o = probe(&t, &Scenario::builtin_default()).await;
-        assert_eq!(o.result, ProbeResult::Success, "{dialect:?} with a key: {:?}", o.error);
+        assert_eq!(
+            o.result,
+            ProbeResult::Success,
+            "{dialect:?} with a key: {:?}",
+            o.error
+        );
         t.api_key = Some(inferprobe::config::Secret::new("sk-wrong-456".to_string()));
         let o = probe(&t, &Scenario::builtin_default()).await;
         assert_eq!(o.result, ProbeResult::Http4xx);
-        assert!(!format!("{o:?}").contains("sk-wrong-456"), "the key never appears in an outcome");
+        assert!(
+            !format!("{o:?}").contains("sk-wrong-456"),
+            "the key never appears in an outcome"
+        );
     }
     sim.shutdown().await;
 }

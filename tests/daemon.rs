@@ -53,7 +53,9 @@ async fn not_tls_listener() -> u16 {
     let port = l.local_addr().unwrap().port();
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
-            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n").await;
+            let _ = s
+                .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                .await;
         }
     });
     port
@@ -63,7 +65,9 @@ async fn not_tls_listener() -> u16 {
 async fn every_result_value_reaches_probes_total() {
     let tls_port = not_tls_listener().await;
     let loaded = common::load(&ALL_RESULTS.replace("TLS_PORT", &tls_port.to_string()));
-    let running = commands::start(loaded, None, "127.0.0.1:0").await.expect("daemon starts");
+    let running = commands::start(loaded, None, "127.0.0.1:0")
+        .await
+        .expect("daemon starts");
     let base = format!("http://{}", running.addr);
 
     let expected = [
@@ -89,7 +93,15 @@ async fn every_result_value_reaches_probes_total() {
             let (_, text) = get(&url).await;
             expected
                 .iter()
-                .all(|(t, r)| sample(&text, "inferprobe_probes_total", &[("target", t), ("result", r)]).unwrap_or(0.0) >= 1.0)
+                .all(|(t, r)| {
+                    sample(
+                        &text,
+                        "inferprobe_probes_total",
+                        &[("target", t), ("result", r)],
+                    )
+                    .unwrap_or(0.0)
+                        >= 1.0
+                })
                 .then_some(text)
         }
     })
@@ -98,37 +110,81 @@ async fn every_result_value_reaches_probes_total() {
     // Every result series exists for every target (pre-created at 0), so alerts see them early.
     for r in inferprobe::probe::ProbeResult::ALL {
         assert!(
-            sample(&text, "inferprobe_probes_total", &[("target", "ok"), ("result", r.as_str())]).is_some(),
+            sample(
+                &text,
+                "inferprobe_probes_total",
+                &[("target", "ok"), ("result", r.as_str())]
+            )
+            .is_some(),
             "missing pre-created series result={}",
             r.as_str()
         );
     }
     // A failing target never counts as a success.
-    assert_eq!(sample(&text, "inferprobe_probes_total", &[("target", "f-5xx"), ("result", "success")]), Some(0.0));
-    assert_eq!(sample(&text, "inferprobe_probe_success", &[("target", "f-5xx")]), Some(0.0));
-    assert_eq!(sample(&text, "inferprobe_probe_success", &[("target", "ok")]), Some(1.0));
-    let ttft_count = sample(&text, "inferprobe_time_to_first_token_seconds_count", &[("target", "ok")]).unwrap();
+    assert_eq!(
+        sample(
+            &text,
+            "inferprobe_probes_total",
+            &[("target", "f-5xx"), ("result", "success")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&text, "inferprobe_probe_success", &[("target", "f-5xx")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&text, "inferprobe_probe_success", &[("target", "ok")]),
+        Some(1.0)
+    );
+    let ttft_count = sample(
+        &text,
+        "inferprobe_time_to_first_token_seconds_count",
+        &[("target", "ok")],
+    )
+    .unwrap();
     assert!(ttft_count >= 1.0);
-    let out = sample(&text, "inferprobe_tokens_total", &[("target", "ok"), ("direction", "output")]).unwrap();
+    let out = sample(
+        &text,
+        "inferprobe_tokens_total",
+        &[("target", "ok"), ("direction", "output")],
+    )
+    .unwrap();
     assert_eq!(out % 8.0, 0.0, "8 output tokens per probe, got {out}");
     assert!(sample(&text, "inferprobe_cost_usd_total", &[("target", "ok")]).unwrap() > 0.0);
-    assert_eq!(sample(&text, "inferprobe_config_last_reload_successful", &[]), Some(1.0));
-    assert_eq!(sample(&text, "inferprobe_build_info", &[("version", inferprobe::VERSION)]), Some(1.0));
+    assert_eq!(
+        sample(&text, "inferprobe_config_last_reload_successful", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "inferprobe_build_info",
+            &[("version", inferprobe::VERSION)]
+        ),
+        Some(1.0)
+    );
 
     if let Some((ok, out)) = common::promtool_check_metrics(&text) {
-        assert!(ok && out.trim().is_empty(), "promtool check metrics:\n{out}");
+        assert!(
+            ok && out.trim().is_empty(),
+            "promtool check metrics:\n{out}"
+        );
     }
 
     // The status page shows each target's latest result.
     let (status, page) = get(&format!("{base}/")).await;
     assert_eq!(status, 200);
-    assert!(page.contains("f-malformed") && page.contains("malformed_stream"), "{page}");
+    assert!(
+        page.contains("f-malformed") && page.contains("malformed_stream"),
+        "{page}"
+    );
     running.stop().await;
 }
 
 const RELOADABLE: &str = r#"
 global:
-  schedule: {every: 500ms, jitter: 0}
+  schedule: {every: 1s, jitter: 0}
 simulator: {ttft: 20ms, itl: 2ms, output_tokens: 4}
 targets:
   - {name: keep, dialect: openai-chat, base_url: simulator, model: sim-llm}
@@ -141,7 +197,9 @@ async fn reload_swaps_targets_and_a_bad_config_keeps_the_old_one() {
     let path = dir.path().join("config.yml");
     std::fs::write(&path, RELOADABLE).unwrap();
     let loaded = inferprobe::config::load(&path).expect("loads");
-    let running = commands::start(loaded, Some(path.clone()), "127.0.0.1:0").await.expect("starts");
+    let running = commands::start(loaded, Some(path.clone()), "127.0.0.1:0")
+        .await
+        .expect("starts");
     let base = format!("http://{}", running.addr);
     let client = reqwest::Client::new();
 
@@ -149,35 +207,78 @@ async fn reload_swaps_targets_and_a_bad_config_keeps_the_old_one() {
         let url = format!("{base}/metrics");
         async move {
             let (_, t) = get(&url).await;
-            let n = |target| sample(&t, "inferprobe_probes_total", &[("target", target), ("result", "success")]).unwrap_or(0.0);
+            let n = |target| {
+                sample(
+                    &t,
+                    "inferprobe_probes_total",
+                    &[("target", target), ("result", "success")],
+                )
+                .unwrap_or(0.0)
+            };
             (n("keep") >= 1.0 && n("drop-me") >= 1.0).then_some(())
         }
     })
     .await;
 
     // A broken file: the reload fails, says why, and the running targets stay.
-    std::fs::write(&path, "targets:\n  - {name: x, dialect: openai-chat, base_url: simulator, model: m, bogus: 1}\n").unwrap();
-    let r = client.post(format!("{base}/-/reload")).send().await.unwrap();
+    std::fs::write(
+        &path,
+        "targets:\n  - {name: x, dialect: openai-chat, base_url: simulator, model: m, bogus: 1}\n",
+    )
+    .unwrap();
+    let r = client
+        .post(format!("{base}/-/reload"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 500);
     let body = r.text().await.unwrap();
-    assert!(body.contains("targets[0]") && body.contains("bogus"), "{body}");
+    assert!(
+        body.contains("targets[0]") && body.contains("bogus"),
+        "{body}"
+    );
     let (_, t) = get(&format!("{base}/metrics")).await;
-    assert_eq!(sample(&t, "inferprobe_config_last_reload_successful", &[]), Some(0.0));
+    assert_eq!(
+        sample(&t, "inferprobe_config_last_reload_successful", &[]),
+        Some(0.0)
+    );
     assert!(t.contains("target=\"drop-me\""));
 
     // A good file without `drop-me`: its series disappear, `keep` goes on.
     std::fs::write(&path, RELOADABLE.replace("  - {name: drop-me, dialect: anthropic-messages, base_url: simulator, model: sim-llm}\n", "")).unwrap();
-    let r = client.post(format!("{base}/-/reload")).send().await.unwrap();
+    let r = client
+        .post(format!("{base}/-/reload"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
     let (_, t) = get(&format!("{base}/metrics")).await;
-    assert_eq!(sample(&t, "inferprobe_config_last_reload_successful", &[]), Some(1.0));
-    assert!(!t.contains("target=\"drop-me\""), "series of a removed target disappear");
-    let before = sample(&t, "inferprobe_probes_total", &[("target", "keep"), ("result", "success")]).unwrap();
+    assert_eq!(
+        sample(&t, "inferprobe_config_last_reload_successful", &[]),
+        Some(1.0)
+    );
+    assert!(
+        !t.contains("target=\"drop-me\""),
+        "series of a removed target disappear"
+    );
+    let before = sample(
+        &t,
+        "inferprobe_probes_total",
+        &[("target", "keep"), ("result", "success")],
+    )
+    .unwrap();
     eventually(Duration::from_secs(5), "keep probing after reload", || {
         let url = format!("{base}/metrics");
         async move {
             let (_, t) = get(&url).await;
-            (sample(&t, "inferprobe_probes_total", &[("target", "keep"), ("result", "success")]).unwrap_or(0.0) > before).then_some(())
+            (sample(
+                &t,
+                "inferprobe_probes_total",
+                &[("target", "keep"), ("result", "success")],
+            )
+            .unwrap_or(0.0)
+                > before)
+                .then_some(())
         }
     })
     .await;
@@ -199,13 +300,29 @@ scenarios:
 targets:
   - {name: sim, dialect: openai-chat, base_url: simulator, model: sim-llm, scenarios: [a, b]}
 "#;
-    let running = commands::start(common::load(yaml), None, "127.0.0.1:0").await.expect("starts");
+    let running = commands::start(common::load(yaml), None, "127.0.0.1:0")
+        .await
+        .expect("starts");
     let base = format!("http://{}", running.addr);
     let (status, text) = get(&format!("{base}/probe?target=sim&scenario=b")).await;
     assert_eq!(status, 200, "{text}");
-    assert_eq!(sample(&text, "inferprobe_probe_success", &[("target", "sim"), ("scenario", "b")]), Some(1.0));
-    assert_eq!(sample(&text, "inferprobe_tokens_total", &[("direction", "output")]), Some(3.0), "max_tokens 3 caps the output");
-    assert_eq!(sample(&text, "inferprobe_time_to_first_token_seconds_count", &[]), Some(1.0));
+    assert_eq!(
+        sample(
+            &text,
+            "inferprobe_probe_success",
+            &[("target", "sim"), ("scenario", "b")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, "inferprobe_tokens_total", &[("direction", "output")]),
+        Some(3.0),
+        "max_tokens 3 caps the output"
+    );
+    assert_eq!(
+        sample(&text, "inferprobe_time_to_first_token_seconds_count", &[]),
+        Some(1.0)
+    );
     // The fresh registry holds nothing of the daemon's own state.
     assert!(!text.contains("inferprobe_build_info"));
 
@@ -214,7 +331,10 @@ targets:
     assert_eq!(text, "unknown target \"nope\"; configured targets: sim\n");
     let (status, text) = get(&format!("{base}/probe?target=sim&scenario=zzz")).await;
     assert_eq!(status, 400);
-    assert_eq!(text, "target \"sim\" has no scenario \"zzz\"; its scenarios: a, b\n");
+    assert_eq!(
+        text,
+        "target \"sim\" has no scenario \"zzz\"; its scenarios: a, b\n"
+    );
     let (status, _) = get(&format!("{base}/probe")).await;
     assert_eq!(status, 400);
     running.stop().await;

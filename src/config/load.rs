@@ -28,6 +28,9 @@ pub struct Environment<'a> {
     pub base_dir: &'a Path,
     /// Looks up an environment variable for `{env: NAME}`.
     pub var: &'a dyn Fn(&str) -> Option<String>,
+    /// When false, an API key whose variable is unset or whose file is unreadable is a warning,
+    /// not an error: `check-config` runs where the secrets are not (a config repository's CI).
+    pub secrets_required: bool,
 }
 
 impl fmt::Debug for Environment<'_> {
@@ -45,6 +48,16 @@ fn process_var(name: &str) -> Option<String> {
 /// Loads, validates and resolves a config file. Relative paths inside it are taken from the
 /// file's directory.
 pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
+    load_file(path, true)
+}
+
+/// Like [`load`], but API keys that cannot be read (unset variable, missing file) are warnings:
+/// for `check-config`, which validates a config where its secrets are not available.
+pub fn load_for_check(path: &Path) -> Result<Loaded, ConfigErrors> {
+    load_file(path, false)
+}
+
+fn load_file(path: &Path, secrets_required: bool) -> Result<Loaded, ConfigErrors> {
     let source_name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
         source_name: source_name.clone(),
@@ -64,6 +77,7 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
         &Environment {
             base_dir,
             var: &process_var,
+            secrets_required,
         },
     )
 }
@@ -77,6 +91,7 @@ pub fn load_str(text: &str, source_name: &str) -> Result<Loaded, ConfigErrors> {
         &Environment {
             base_dir: Path::new("."),
             var: &process_var,
+            secrets_required: true,
         },
     )
 }

@@ -167,7 +167,11 @@ fn validate_extensions(
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, s) in servers.iter().enumerate() {
         let Some(s) = s else { continue };
-        report_block(&YamlPath::root().key("servers").index(i), s.validate(), diag);
+        report_block(
+            &YamlPath::root().key("servers").index(i),
+            s.validate(),
+            diag,
+        );
         if s.is_simulator() && simulator.is_none() {
             diag.error(
                 &YamlPath::root().key("servers").index(i).key("url"),
@@ -194,7 +198,10 @@ fn validate_extensions(
 /// message), e.g. `("faults.http_5xx", "must be between 0 and 1")`.
 fn report_block(block: &YamlPath, problems: Vec<(String, String)>, diag: &mut Diag<'_>) {
     for (rel, message) in problems {
-        let path = rel.split('.').filter(|k| !k.is_empty()).fold(block.clone(), |p, k| p.key(k));
+        let path = rel
+            .split('.')
+            .filter(|k| !k.is_empty())
+            .fold(block.clone(), |p, k| p.key(k));
         diag.error(&path, message);
     }
 }
@@ -646,6 +653,19 @@ fn check_base_url(
     Some(BaseUrl::Url(raw.trim_end_matches('/').to_string()))
 }
 
+/// An API key that cannot be read: an error, or (for `check-config`) a warning that says what
+/// `run` will do.
+fn missing_secret(path: &YamlPath, message: String, env: &Environment<'_>, diag: &mut Diag<'_>) {
+    if env.secrets_required {
+        diag.error(path, message);
+    } else {
+        diag.warn(
+            path,
+            format!("{message} (`run` and `probe` will fail until this is fixed)"),
+        );
+    }
+}
+
 fn resolve_secret(
     r: &SecretRef,
     path: &YamlPath,
@@ -661,7 +681,12 @@ fn resolve_secret(
             }
             match (env.var)(name) {
                 None => {
-                    diag.error(path, format!("environment variable {name} is not set"));
+                    missing_secret(
+                        path,
+                        format!("environment variable {name} is not set"),
+                        env,
+                        diag,
+                    );
                     return None;
                 }
                 Some(v) if v.trim().is_empty() => {
@@ -673,9 +698,11 @@ fn resolve_secret(
         }
         SecretRef::File { file } => match std::fs::read_to_string(env.base_dir.join(file)) {
             Err(e) => {
-                diag.error(
+                missing_secret(
                     path,
                     format!("cannot read API key file {file:?}: {}", io_reason(&e)),
+                    env,
+                    diag,
                 );
                 return None;
             }
@@ -835,6 +862,7 @@ mod resolution_tests {
         let env = Environment {
             base_dir: Path::new("."),
             var: &var,
+            secrets_required: true,
         };
         load_str_with(text, "test.yml", &env).unwrap_or_else(|e| panic!("{e}"))
     }
@@ -1093,6 +1121,7 @@ targets:
         let env = Environment {
             base_dir: Path::new("."),
             var: &|_: &str| Some("bad\nvalue-secret".to_string()),
+            secrets_required: true,
         };
         let text = format!(
             "targets:\n  - name: t{TARGET}    api_key: {{env: K}}\n    headers: {{x-api-key: \"a\\nheader-secret\"}}\n"

@@ -19,22 +19,34 @@ pub struct Answer<'a> {
 pub fn run(checks: &Checks, a: &Answer<'_>) -> Result<(), String> {
     if let Some(min) = checks.min_output_tokens {
         if a.output_tokens < min {
-            return Err(format!("output_tokens {} < min_output_tokens {min}", a.output_tokens));
+            return Err(format!(
+                "output_tokens {} < min_output_tokens {min}",
+                a.output_tokens
+            ));
         }
     }
     if let Some(max) = checks.max_output_tokens {
         if a.output_tokens > max {
-            return Err(format!("output_tokens {} > max_output_tokens {max}", a.output_tokens));
+            return Err(format!(
+                "output_tokens {} > max_output_tokens {max}",
+                a.output_tokens
+            ));
         }
     }
     for needle in &checks.must_contain {
         if !a.text.contains(needle.as_str()) {
-            return Err(format!("answer does not contain {:?}", truncate(needle, 40)));
+            return Err(format!(
+                "answer does not contain {:?}",
+                truncate(needle, 40)
+            ));
         }
     }
     if let Some(re) = &checks.regex {
         if !re.is_match(a.text) {
-            return Err(format!("answer does not match regex {:?}", truncate(re.as_str(), 40)));
+            return Err(format!(
+                "answer does not match regex {:?}",
+                truncate(re.as_str(), 40)
+            ));
         }
     }
     if checks.valid_json {
@@ -75,7 +87,11 @@ mod tests {
     use super::*;
 
     fn answer<'a>(text: &'a str, tokens: u64, model: Option<&'static str>) -> Answer<'a> {
-        Answer { text, output_tokens: tokens, model }
+        Answer {
+            text,
+            output_tokens: tokens,
+            model,
+        }
     }
 
     #[test]
@@ -85,9 +101,19 @@ mod tests {
 
     #[test]
     fn token_bounds() {
-        let c = Checks { min_output_tokens: Some(5), max_output_tokens: Some(10), ..Checks::default() };
-        assert_eq!(run(&c, &answer("x", 4, None)), Err("output_tokens 4 < min_output_tokens 5".into()));
-        assert_eq!(run(&c, &answer("x", 11, None)), Err("output_tokens 11 > max_output_tokens 10".into()));
+        let c = Checks {
+            min_output_tokens: Some(5),
+            max_output_tokens: Some(10),
+            ..Checks::default()
+        };
+        assert_eq!(
+            run(&c, &answer("x", 4, None)),
+            Err("output_tokens 4 < min_output_tokens 5".into())
+        );
+        assert_eq!(
+            run(&c, &answer("x", 11, None)),
+            Err("output_tokens 11 > max_output_tokens 10".into())
+        );
         assert_eq!(run(&c, &answer("x", 7, None)), Ok(()));
     }
 
@@ -100,12 +126,17 @@ mod tests {
             expect_model: Some("m1".into()),
             ..Checks::default()
         };
-        assert_eq!(run(&c, &answer("{\"city\": \"Paris\"}", 5, Some("m1"))), Ok(()));
+        assert_eq!(
+            run(&c, &answer("{\"city\": \"Paris\"}", 5, Some("m1"))),
+            Ok(())
+        );
         assert_eq!(
             run(&c, &answer("{\"city\": \"Rome\"}", 5, Some("m1"))),
             Err("answer does not contain \"Paris\"".into())
         );
-        assert!(run(&c, &answer("{\"city\": \"Paris\"", 5, Some("m1"))).unwrap_err().starts_with("answer is not valid JSON"));
+        assert!(run(&c, &answer("{\"city\": \"Paris\"", 5, Some("m1")))
+            .unwrap_err()
+            .starts_with("answer is not valid JSON"));
         assert_eq!(
             run(&c, &answer("{\"city\": \"Paris\"}", 5, Some("m2"))),
             Err("response model \"m2\" != expected \"m1\"".into())
@@ -114,8 +145,14 @@ mod tests {
 
     #[test]
     fn fenced_json_is_accepted() {
-        let c = Checks { valid_json: true, ..Checks::default() };
-        assert_eq!(run(&c, &answer("```json\n{\"a\": 1}\n```", 3, None)), Ok(()));
+        let c = Checks {
+            valid_json: true,
+            ..Checks::default()
+        };
+        assert_eq!(
+            run(&c, &answer("```json\n{\"a\": 1}\n```", 3, None)),
+            Ok(())
+        );
         assert_eq!(run(&c, &answer("  [1, 2]  ", 3, None)), Ok(()));
     }
 }

@@ -15,7 +15,9 @@ use rand::Rng;
 use crate::config::{Scenario, Target, Timeouts};
 use crate::cost::{request_cost, TokenCounts};
 use crate::probe::check;
-use crate::probe::dialect::{AuthStyle, Message, OutputKind, ProbeRequest, Signal, StreamErrorKind};
+use crate::probe::dialect::{
+    AuthStyle, Message, OutputKind, ProbeRequest, Signal, StreamErrorKind,
+};
 use crate::probe::result::ProbeResult;
 use crate::probe::sse::{self, SseError};
 use crate::probe::trace::{Outcome, TokenSource, Trace};
@@ -59,7 +61,11 @@ pub async fn run_probe(
         extra_body: &scenario.extra_body,
         include_usage: target.include_usage,
     });
-    let url = format!("{}{}", base_url.trim_end_matches('/'), target.dialect.path());
+    let url = format!(
+        "{}{}",
+        base_url.trim_end_matches('/'),
+        target.dialect.path()
+    );
     let mut req = client
         .post(&url)
         .header(reqwest::header::ACCEPT, "text/event-stream")
@@ -154,14 +160,20 @@ impl<'a> Run<'a> {
         if self.trace.outputs.is_empty() && now >= self.first_token_deadline() {
             return Some((
                 ProbeResult::TimeoutFirstToken,
-                format!("no output within first-token timeout {}", fmt_dur(t.first_token)),
+                format!(
+                    "no output within first-token timeout {}",
+                    fmt_dur(t.first_token)
+                ),
             ));
         }
         if let Some(last) = last_read {
             if now >= last + t.idle {
                 return Some((
                     ProbeResult::TimeoutIdle,
-                    format!("stream silent for longer than idle timeout {}", fmt_dur(t.idle)),
+                    format!(
+                        "stream silent for longer than idle timeout {}",
+                        fmt_dur(t.idle)
+                    ),
                 ));
             }
         }
@@ -231,7 +243,10 @@ impl<'a> Run<'a> {
             self.trace.failed_at = Some(Instant::now());
             let detail = error_detail(&body);
             if looks_like_error(&body) {
-                return Err((ProbeResult::ApiError, format!("error body on HTTP 200: {detail}")));
+                return Err((
+                    ProbeResult::ApiError,
+                    format!("error body on HTTP 200: {detail}"),
+                ));
             }
             return Err((
                 ProbeResult::MalformedStream,
@@ -307,7 +322,10 @@ impl<'a> Run<'a> {
                 Some(Err(SseError::Transport(e))) => {
                     self.trace.failed_at = Some(Instant::now());
                     if over_cap.load(Ordering::Relaxed) {
-                        return Err((ProbeResult::StreamAborted, format!("response exceeded {cap} bytes")));
+                        return Err((
+                            ProbeResult::StreamAborted,
+                            format!("response exceeded {cap} bytes"),
+                        ));
                     }
                     return Err((ProbeResult::StreamAborted, format!("stream broke: {e}")));
                 }
@@ -341,7 +359,11 @@ impl<'a> Run<'a> {
                             other => other,
                         };
                     }
-                    Signal::Usage { input_tokens, output_tokens, cached_input_tokens } => {
+                    Signal::Usage {
+                        input_tokens,
+                        output_tokens,
+                        cached_input_tokens,
+                    } => {
                         self.usage_input = input_tokens.or(self.usage_input);
                         self.usage_output = output_tokens.or(self.usage_output);
                         self.usage_cached = cached_input_tokens.or(self.usage_cached);
@@ -417,7 +439,11 @@ impl<'a> Run<'a> {
             ttft: trace.ttft(),
             time_to_first_answer_token: trace.time_to_first_answer_token(),
             inter_token_latencies: trace.inter_token_latencies(),
-            tpot: if completed { trace.tpot(output_tokens) } else { None },
+            tpot: if completed {
+                trace.tpot(output_tokens)
+            } else {
+                None
+            },
             e2e: trace.e2e(),
             elapsed: trace.elapsed(),
             output_tokens_per_second: trace.output_rate(output_tokens),
@@ -461,7 +487,10 @@ fn is_tls_error(e: &reqwest::Error) -> bool {
         if e.downcast_ref::<rustls::Error>().is_some() {
             return true;
         }
-        if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
             if walk(inner, depth + 1) {
                 return true;
             }
@@ -512,7 +541,9 @@ async fn read_capped(resp: reqwest::Response, cap: usize, deadline: Instant) -> 
 fn looks_like_error(body: &[u8]) -> bool {
     serde_json::from_slice::<serde_json::Value>(body)
         .ok()
-        .is_some_and(|v| v.get("error").is_some() || v.get("type").and_then(|t| t.as_str()) == Some("error"))
+        .is_some_and(|v| {
+            v.get("error").is_some() || v.get("type").and_then(|t| t.as_str()) == Some("error")
+        })
 }
 
 /// A short message from an error body: `error.message` when present, else the start of the text.
@@ -547,22 +578,40 @@ mod tests {
     #[test]
     fn nonce_goes_on_first_user_message_only_when_busting() {
         let msgs = vec![
-            Message { role: "system".into(), content: "be brief".into() },
-            Message { role: "user".into(), content: "hi".into() },
+            Message {
+                role: "system".into(),
+                content: "be brief".into(),
+            },
+            Message {
+                role: "user".into(),
+                content: "hi".into(),
+            },
         ];
         let same = with_nonce(&msgs, false);
         assert_eq!(same, msgs);
         let busted = with_nonce(&msgs, true);
         assert_eq!(busted[0], msgs[0]);
-        assert!(busted[1].content.starts_with("[probe "), "{}", busted[1].content);
+        assert!(
+            busted[1].content.starts_with("[probe "),
+            "{}",
+            busted[1].content
+        );
         assert!(busted[1].content.ends_with("] hi"));
         assert_ne!(with_nonce(&msgs, true)[1].content, busted[1].content);
     }
 
     #[test]
     fn error_detail_prefers_json_message() {
-        assert_eq!(error_detail(br#"{"error":{"message":"bad key","type":"x"}}"#), "bad key");
-        assert_eq!(error_detail(br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#), "Overloaded");
+        assert_eq!(
+            error_detail(br#"{"error":{"message":"bad key","type":"x"}}"#),
+            "bad key"
+        );
+        assert_eq!(
+            error_detail(
+                br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#
+            ),
+            "Overloaded"
+        );
         assert_eq!(error_detail(b"  upstream down \n"), "upstream down");
         assert!(looks_like_error(br#"{"error":"x"}"#));
         assert!(!looks_like_error(br#"{"choices":[]}"#));

@@ -260,7 +260,10 @@ mod tests {
         assert_eq!(t.time_to_first_answer_token(), Some(ms(150)));
         assert_eq!(t.e2e(), Some(ms(210)));
         assert_eq!(t.elapsed(), ms(210));
-        assert_eq!(t.inter_token_latencies(), vec![ms(20), ms(30), ms(20), ms(30)]);
+        assert_eq!(
+            t.inter_token_latencies(),
+            vec![ms(20), ms(30), ms(20), ms(30)]
+        );
     }
 
     #[test]

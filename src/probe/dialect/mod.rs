@@ -113,7 +113,10 @@ pub enum Signal {
     /// The stream's end marker (`[DONE]`, `message_stop`).
     Done,
     /// An error object inside a 200 stream.
-    Error { kind: StreamErrorKind, message: String },
+    Error {
+        kind: StreamErrorKind,
+        message: String,
+    },
 }
 
 /// An event the dialect could not interpret.
