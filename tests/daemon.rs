@@ -201,6 +201,7 @@ async fn reload_swaps_targets_and_a_bad_config_keeps_the_old_one() {
         .await
         .expect("starts");
     let base = format!("http://{}", running.addr);
+    inferprobe::probe::engine::install_crypto_provider();
     let client = reqwest::Client::new();
 
     eventually(Duration::from_secs(10), "probes of both targets", || {

@@ -23,6 +23,7 @@ pub fn load(yaml: &str) -> inferprobe::config::Loaded {
 
 /// GETs a URL on loopback and returns (status, body).
 pub async fn get(url: &str) -> (u16, String) {
+    inferprobe::probe::engine::install_crypto_provider();
     let r = reqwest::get(url).await.expect("GET");
     let status = r.status().as_u16();
     (status, r.text().await.expect("body"))
