@@ -48,7 +48,7 @@ pub enum Command {
     /// Run one probe now and print its phases, tokens, cost and result.
     Probe(Box<ProbeArgs>),
     /// Serve the built-in simulated LLM endpoint.
-    Sim(crate::sim::SimArgs),
+    Sim(Box<crate::sim::SimArgs>),
 }
 
 /// `inferprobe run`.

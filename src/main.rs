@@ -30,7 +30,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => commands::run(args).await,
             Command::Probe(args) => commands::probe(*args).await,
-            Command::Sim(args) => inferprobe::sim::run_cli(args).await.map(|()| 0),
+            Command::Sim(args) => inferprobe::sim::run_cli(*args).await.map(|()| 0),
             Command::CheckConfig(_) => Ok(0),
         }
     });
