@@ -163,7 +163,16 @@ pub async fn probe(args: ProbeArgs) -> anyhow::Result<u8> {
         ),
     };
     let client = engine::client_for(&target.timeouts).context("building the HTTP client")?;
-    let outcome = engine::run_probe(&client, &target, &base_url, &scenario).await;
+    let mut outcome = engine::run_probe(&client, &target, &base_url, &scenario).await;
+    if let Some(sh) = &target.self_hosted {
+        // One-shot: no server or GPU samples, so the whole GPU rate is charged (an upper bound).
+        let rate = crate::cost::self_hosted_hourly_usd(sh, None);
+        outcome.cost_usd = Some(crate::cost::self_hosted_request_cost(
+            rate,
+            outcome.e2e.unwrap_or(outcome.elapsed),
+            None,
+        ));
+    }
     if args.json {
         println!(
             "{}",
@@ -299,6 +308,7 @@ async fn probe_setup(args: &ProbeArgs) -> anyhow::Result<ProbeSetup> {
         timeouts: override_timeouts(Timeouts::default(), args),
         max_response_bytes: config::default_max_response_bytes(),
         price: None,
+        self_hosted: None,
         production: false,
     };
     Ok((target, scenario, None))

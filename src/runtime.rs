@@ -17,6 +17,7 @@ use crate::collect::server::{self as server_collector, ServerCollectorHandle};
 use crate::config::gpus::GpusConfig;
 use crate::config::servers::ServerConfig;
 use crate::config::{self, BaseUrl, Loaded, Scenario, ScenarioSelection, Target};
+use crate::cost;
 use crate::metrics::gpu::GpuMetrics;
 use crate::metrics::server::ServerMetrics;
 use crate::metrics::{ProbeMetrics, SelfMetrics, SkipReason};
@@ -34,6 +35,7 @@ pub struct Daemon {
     config_path: Option<PathBuf>,
     sim: Option<SimHandle>,
     gpu_metrics: GpuMetrics,
+    server_metrics: ServerMetrics,
     /// The running GPU collector and the config it runs with.
     gpu: Mutex<Option<(GpusConfig, GpuCollectorHandle)>>,
     /// The inference-server scrapers and the configs they run with, by server name.
@@ -249,6 +251,7 @@ impl Daemon {
             config_path,
             sim,
             gpu_metrics,
+            server_metrics: server_metrics.clone(),
             gpu: Mutex::new(None),
             servers: Mutex::new((
                 server_collector::start(Vec::new(), server_metrics, scrape_client),
@@ -516,7 +519,9 @@ impl Daemon {
         let _guard = tokio::time::timeout(rt.target.timeouts.total, rt.busy.clone().lock_owned())
             .await
             .map_err(|_| ProbeNowError::Busy(target.to_string()))?;
-        Ok(rt.probe(&scenario).await)
+        let mut outcome = rt.probe(&scenario).await;
+        self.apply_self_hosted_cost(&rt.target, &mut outcome);
+        Ok(outcome)
     }
 
     /// Configured targets and scenarios with their latest outcome.
@@ -573,6 +578,23 @@ impl Daemon {
         }
         self.apply_servers(&[]);
         self.ready.store(false, Ordering::SeqCst);
+    }
+
+    /// For a self-hosted target, replaces the token-price cost (there is none) with the share of
+    /// the GPUs' hourly cost this request used, and exports the hourly rate.
+    fn apply_self_hosted_cost(&self, target: &Target, o: &mut Outcome) {
+        let Some(sh) = &target.self_hosted else {
+            return;
+        };
+        let rate = cost::self_hosted_hourly_usd(sh, self.gpu_metrics.mean_power_usage_watts());
+        let running = sh
+            .server
+            .as_deref()
+            .and_then(|s| self.server_metrics.requests_running(s));
+        let duration = o.e2e.unwrap_or(o.elapsed);
+        o.cost_usd = Some(cost::self_hosted_request_cost(rate, duration, running));
+        self.probes
+            .set_gpu_cost_rate(&target.name, &target.model, rate);
     }
 
     fn record(&self, o: &Outcome) {
@@ -716,7 +738,10 @@ fn fire(
             }
         };
         tokio::select! {
-            outcome = rt.probe(&scenario) => daemon.record(&outcome),
+            mut outcome = rt.probe(&scenario) => {
+                daemon.apply_self_hosted_cost(&rt.target, &mut outcome);
+                daemon.record(&outcome);
+            }
             _ = stop.wait_for(|s| *s) => {}
         }
         drop(permit);

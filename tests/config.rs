@@ -149,7 +149,7 @@ fn example_config_loads_and_resolves() {
     let loaded = load_example();
     assert_eq!(
         config::summary(&loaded),
-        "OK: 5 targets, 5 scenarios, simulator off, 0 warnings"
+        "OK: 5 targets, 5 scenarios, simulator on, 0 warnings"
     );
     let names: Vec<&str> = loaded.targets.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(
@@ -167,6 +167,18 @@ fn example_config_loads_and_resolves() {
     };
 
     assert_eq!(vllm.scenario_selection, ScenarioSelection::Weighted);
+    let sh = vllm
+        .self_hosted
+        .as_ref()
+        .expect("vllm-local is self-hosted");
+    assert_eq!(
+        (sh.gpus, sh.gpu_hour_usd, sh.server.as_deref()),
+        (1, 2.5, Some("local-vllm"))
+    );
+    assert_eq!(
+        vllm.price, None,
+        "token prices do not apply to a self-hosted target"
+    );
     let weights: Vec<(&str, u32)> = vllm
         .scenarios
         .iter()

@@ -39,6 +39,7 @@ fn target(dialect: DialectKind, base_url: String) -> Target {
             output_per_million: 2.0,
             cached_input_per_million: None,
         }),
+        self_hosted: None,
         production: false,
     }
 }

@@ -340,3 +340,78 @@ targets:
     assert_eq!(status, 400);
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_hosted_cost_shares_the_gpu_rate_with_running_requests() {
+    // 3.6 USD per GPU-hour = 0.001 USD per GPU-second.
+    let yaml = r#"
+global: {schedule: {every: 1s, jitter: 0}}
+simulator: {ttft: 100ms, itl: 10ms, output_tokens: 20}
+servers:
+  - {name: local, url: simulator, kind: vllm, interval: 1s, timeout: 500ms}
+targets:
+  - name: gpu-box
+    dialect: openai-chat
+    base_url: simulator
+    model: sim-llm
+    self_hosted: {gpus: 1, gpu_hour_usd: 3.6, server: local}
+"#;
+    let running = commands::start(common::load(yaml), None, "127.0.0.1:0")
+        .await
+        .expect("starts");
+    let url = format!("http://{}/metrics", running.addr);
+    let text = eventually(Duration::from_secs(10), "two self-hosted probes", || {
+        let url = url.clone();
+        async move {
+            let (_, t) = get(&url).await;
+            (sample(
+                &t,
+                "inferprobe_request_cost_usd_count",
+                &[("target", "gpu-box")],
+            )
+            .unwrap_or(0.0)
+                >= 2.0)
+                .then_some(t)
+        }
+    })
+    .await;
+    assert_eq!(
+        sample(
+            &text,
+            "inferprobe_gpu_cost_usd_per_hour",
+            &[("target", "gpu-box")]
+        ),
+        Some(3.6)
+    );
+    let cost = sample(
+        &text,
+        "inferprobe_request_cost_usd_sum",
+        &[("target", "gpu-box")],
+    )
+    .unwrap();
+    let e2e = sample(
+        &text,
+        "inferprobe_request_duration_seconds_sum",
+        &[("target", "gpu-box")],
+    )
+    .unwrap();
+    let probes = sample(
+        &text,
+        "inferprobe_request_cost_usd_count",
+        &[("target", "gpu-box")],
+    )
+    .unwrap();
+    let e2e_probes = sample(
+        &text,
+        "inferprobe_request_duration_seconds_count",
+        &[("target", "gpu-box")],
+    )
+    .unwrap();
+    assert_eq!(probes, e2e_probes, "every completed probe has a cost");
+    // Alone on the simulator, each request pays the whole rate for its duration: cost = 0.001 × E2E.
+    assert!(
+        (cost - 0.001 * e2e).abs() < 1e-9,
+        "cost {cost} vs 0.001 × e2e {e2e}"
+    );
+    running.stop().await;
+}

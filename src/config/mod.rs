@@ -147,6 +147,8 @@ pub struct Target {
     pub max_response_bytes: u64,
     /// Prices for this target's model, if known.
     pub price: Option<PriceConfig>,
+    /// The self-hosted cost model, when the target runs on GPUs you pay for by the hour.
+    pub self_hosted: Option<SelfHostedConfig>,
     /// Marks a production endpoint.
     pub production: bool,
 }

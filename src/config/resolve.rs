@@ -14,7 +14,7 @@ use super::servers::ServerConfig;
 use super::simulator::SimulatorConfig;
 use super::types::{
     ChecksConfig, GlobalConfig, PriceConfig, ScenarioConfig, ScenarioRef, ScenarioSelection,
-    ScheduleConfig, Secret, SecretRef, TargetConfig, Timeouts, TimeoutsConfig,
+    ScheduleConfig, Secret, SecretRef, SelfHostedConfig, TargetConfig, Timeouts, TimeoutsConfig,
 };
 use super::{BaseUrl, Checks, Loaded, Scenario, Target};
 use crate::probe::dialect::Message;
@@ -106,6 +106,7 @@ pub(crate) fn resolve(
         global: &global,
         global_timeouts,
         has_simulator: d.simulator.is_some(),
+        server_names: d.servers.iter().flatten().map(|s| s.name.clone()).collect(),
         scenarios: &scenarios,
         default_scenario: Arc::new(Scenario::builtin_default()),
         prices: &d.prices,
@@ -524,6 +525,7 @@ struct TargetContext<'a> {
     global: &'a GlobalConfig,
     global_timeouts: Timeouts,
     has_simulator: bool,
+    server_names: std::collections::BTreeSet<String>,
     scenarios: &'a BTreeMap<String, Option<Arc<Scenario>>>,
     default_scenario: Arc<Scenario>,
     prices: &'a BTreeMap<String, Option<PriceConfig>>,
@@ -571,6 +573,20 @@ fn resolve_target(
         }
         None => ctx.prices.get(&t.model).cloned().flatten(),
     };
+    let (price, self_hosted) = match &t.self_hosted {
+        None => (price, None),
+        Some(sh) => {
+            check_self_hosted(sh, &path.key("self_hosted"), &ctx.server_names, diag);
+            if t.price.is_some() {
+                diag.error(
+                    &path.key("self_hosted"),
+                    "a target has either self_hosted or price, not both",
+                );
+            }
+            // Token prices of the model do not apply to GPUs you pay for by the hour.
+            (None, Some(sh.clone()))
+        }
+    };
 
     if diag.error_count() > before {
         return None;
@@ -593,8 +609,47 @@ fn resolve_target(
             .max_response_bytes
             .unwrap_or(ctx.global.max_response_bytes),
         price,
+        self_hosted,
         production: t.production,
     })
+}
+
+fn check_self_hosted(
+    sh: &SelfHostedConfig,
+    path: &YamlPath,
+    servers: &std::collections::BTreeSet<String>,
+    diag: &mut Diag<'_>,
+) {
+    if sh.gpus == 0 {
+        diag.error(&path.key("gpus"), "must be at least 1");
+    }
+    if !(sh.gpu_hour_usd.is_finite() && sh.gpu_hour_usd >= 0.0) {
+        diag.error(&path.key("gpu_hour_usd"), "must be a non-negative number");
+    }
+    if let Some(e) = sh.energy_usd_per_kwh {
+        if !(e.is_finite() && e >= 0.0) {
+            diag.error(
+                &path.key("energy_usd_per_kwh"),
+                "must be a non-negative number",
+            );
+        }
+    }
+    if let Some(name) = &sh.server {
+        if !servers.contains(name) {
+            let known: Vec<&str> = servers.iter().map(String::as_str).collect();
+            diag.error(
+                &path.key("server"),
+                format!(
+                    "no servers: entry named {name:?}; defined: {}",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            );
+        }
+    }
 }
 
 fn check_base_url(

@@ -280,9 +280,32 @@ pub struct TargetConfig {
     /// Price override for this target (else `prices[model]`).
     #[serde(default)]
     pub price: Option<PriceConfig>,
+    /// For an endpoint served by GPUs you run: cost per request from the GPU cost rate instead
+    /// of token prices. Exclusive with `price` and `prices[model]`.
+    #[serde(default)]
+    pub self_hosted: Option<SelfHostedConfig>,
     /// Marks a production endpoint (used by tools that generate load).
     #[serde(default)]
     pub production: bool,
+}
+
+/// The cost model of a self-hosted endpoint: what its GPUs cost per hour, shared by the requests
+/// the server runs at once.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SelfHostedConfig {
+    /// GPUs serving this endpoint.
+    pub gpus: u32,
+    /// Cost of one GPU-hour in USD (rental price, or amortized purchase plus hosting).
+    pub gpu_hour_usd: f64,
+    /// Electricity price; when set, the GPUs' measured power draw (NVML, mean over the GPUs of
+    /// this machine, times `gpus`) is added to the hourly rate.
+    #[serde(default)]
+    pub energy_usd_per_kwh: Option<f64>,
+    /// The `servers:` entry whose running requests share the rate; without it every request is
+    /// charged the whole rate for its duration (an upper bound).
+    #[serde(default)]
+    pub server: Option<String>,
 }
 
 /// Default helper for boolean fields that default to true.

@@ -217,6 +217,7 @@ pub struct ProbeMetrics {
     skipped: IntCounterVec,
     success: GaugeVec,
     last_probe: GaugeVec,
+    gpu_cost_rate: GaugeVec,
 }
 
 impl std::fmt::Debug for ProbeMetrics {
@@ -297,6 +298,14 @@ impl ProbeMetrics {
             ),
             &PROBE_LABELS,
         );
+        let gpu_cost_rate = GaugeVec::new(
+            opts(
+                "gpu_cost_usd_per_hour",
+                "Hourly cost of the GPUs serving a self-hosted target: gpus × gpu_hour_usd, plus \
+                 their measured power × energy_usd_per_kwh when an energy price is configured.",
+            ),
+            &["target", "model"],
+        );
 
         let metrics = ProbeMetrics {
             ttft: histogram(&TTFT)?,
@@ -314,8 +323,18 @@ impl ProbeMetrics {
             skipped: register(registry, "probes_skipped_total", skipped)?,
             success: register(registry, "probe_success", success)?,
             last_probe: register(registry, "last_probe_timestamp_seconds", last_probe)?,
+            gpu_cost_rate: register(registry, "gpu_cost_usd_per_hour", gpu_cost_rate)?,
         };
         Ok(metrics)
+    }
+
+    /// Sets the hourly GPU cost of a self-hosted target (`inferprobe_gpu_cost_usd_per_hour`).
+    pub fn set_gpu_cost_rate(&self, target: &str, model: &str, usd_per_hour: f64) {
+        if usd_per_hour.is_finite() && usd_per_hour >= 0.0 {
+            self.gpu_cost_rate
+                .with_label_values(&[target, model])
+                .set(usd_per_hour);
+        }
     }
 
     /// Pre-creates the counter series of a (target, model, scenario) at 0: every `result` of
@@ -444,6 +463,7 @@ impl ProbeMetrics {
         let _ = self.cost_total.remove_label_values(&l);
         let _ = self.success.remove_label_values(&l);
         let _ = self.last_probe.remove_label_values(&l);
+        let _ = self.gpu_cost_rate.remove_label_values(&[target, model]);
     }
 }
 

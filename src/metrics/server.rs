@@ -255,6 +255,19 @@ impl ServerMetrics {
         self.write().remove(server).is_some()
     }
 
+    /// Requests the server was running at its last successful scrape, summed over its models;
+    /// `None` when it is down, unknown or does not report running requests.
+    pub fn requests_running(&self, server: &str) -> Option<f64> {
+        let map = self.read();
+        let state = map.get(server).filter(|s| s.up)?;
+        state
+            .snapshot
+            .models
+            .iter()
+            .filter_map(|m| m.requests_running)
+            .reduce(|a, b| a + b)
+    }
+
     /// The names of the servers with series, sorted.
     pub fn servers(&self) -> Vec<String> {
         self.read().keys().cloned().collect()
