@@ -242,6 +242,23 @@ impl GpuMetrics {
     }
 }
 
+impl GpuMetrics {
+    /// Mean power draw over the GPUs of the last sample, in watts; `None` when no GPU reports it.
+    pub fn mean_power_usage_watts(&self) -> Option<f64> {
+        use prometheus::core::Collector;
+        let values: Vec<f64> = self
+            .power_usage_watts
+            .collect()
+            .iter()
+            .flat_map(|mf| mf.get_metric().iter().map(|m| m.get_gauge().get_value()))
+            .collect();
+        if values.is_empty() {
+            return None;
+        }
+        Some(values.iter().sum::<f64>() / values.len() as f64)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,22 +274,5 @@ mod tests {
         let families = registry.gather();
         assert_eq!(families.len(), 1);
         assert_eq!(families[0].name(), "inferprobe_nvml_up");
-    }
-}
-
-impl GpuMetrics {
-    /// Mean power draw over the GPUs of the last sample, in watts; `None` when no GPU reports it.
-    pub fn mean_power_usage_watts(&self) -> Option<f64> {
-        use prometheus::core::Collector;
-        let values: Vec<f64> = self
-            .power_usage_watts
-            .collect()
-            .iter()
-            .flat_map(|mf| mf.get_metric().iter().map(|m| m.get_gauge().get_value()))
-            .collect();
-        if values.is_empty() {
-            return None;
-        }
-        Some(values.iter().sum::<f64>() / values.len() as f64)
     }
 }
