@@ -13,7 +13,7 @@ use tracing::{error, info, warn};
 use crate::cli::{self, CheckConfigArgs, ProbeArgs, RunArgs};
 use crate::config::{self, BaseUrl, Loaded, Scenario, Secret, Target, Timeouts};
 use crate::probe::dialect::{DialectKind, Message};
-use crate::probe::{engine, Outcome};
+use crate::probe::{clip, engine, Outcome};
 use crate::runtime::{self, Daemon};
 
 /// Exit code of a failed probe or an invalid config.
@@ -365,13 +365,6 @@ pub fn outcome_json(o: &Outcome, dialect: DialectKind) -> serde_json::Value {
         "finish_reason": o.finish_reason,
         "answer": clip(&o.answer, 2000),
     })
-}
-
-fn clip(s: &str, n: usize) -> String {
-    match s.char_indices().nth(n) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
 }
 
 fn ms(d: Option<Duration>) -> String {

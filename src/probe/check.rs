@@ -2,6 +2,7 @@
 //! endpoint that answers fast and wrong.
 
 use crate::config::Checks;
+use crate::probe::clip;
 
 /// What a check looks at.
 #[derive(Clone, Copy, Debug)]
@@ -35,17 +36,14 @@ pub fn run(checks: &Checks, a: &Answer<'_>) -> Result<(), String> {
     }
     for needle in &checks.must_contain {
         if !a.text.contains(needle.as_str()) {
-            return Err(format!(
-                "answer does not contain {:?}",
-                truncate(needle, 40)
-            ));
+            return Err(format!("answer does not contain {:?}", clip(needle, 40)));
         }
     }
     if let Some(re) = &checks.regex {
         if !re.is_match(a.text) {
             return Err(format!(
                 "answer does not match regex {:?}",
-                truncate(re.as_str(), 40)
+                clip(re.as_str(), 40)
             ));
         }
     }
@@ -73,13 +71,6 @@ fn strip_fence(s: &str) -> &str {
     };
     let rest = rest.strip_prefix("json").unwrap_or(rest);
     rest.strip_suffix("```").unwrap_or(rest).trim()
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    match s.char_indices().nth(n) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
 }
 
 #[cfg(test)]

@@ -14,13 +14,13 @@ use rand::Rng;
 
 use crate::config::{Scenario, Target, Timeouts};
 use crate::cost::{request_cost, TokenCounts};
-use crate::probe::check;
 use crate::probe::dialect::{
     AuthStyle, Message, OutputKind, ProbeRequest, Signal, StreamErrorKind,
 };
 use crate::probe::result::ProbeResult;
 use crate::probe::sse::{self, SseError};
 use crate::probe::trace::{Outcome, TokenSource, Trace};
+use crate::probe::{check, clip};
 
 /// Most bytes of a non-2xx or non-SSE body read to find an error message.
 const ERROR_BODY_CAP: usize = 8 * 1024;
@@ -558,13 +558,6 @@ fn error_detail(body: &[u8]) -> String {
         }
     }
     clip(String::from_utf8_lossy(body).trim(), 200)
-}
-
-fn clip(s: &str, n: usize) -> String {
-    match s.char_indices().nth(n) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
 }
 
 fn fmt_dur(d: Duration) -> String {

@@ -253,12 +253,7 @@ mod tests {
     use super::*;
 
     fn decode_all(events: &[(&str, &str)]) -> Result<Vec<Signal>, DecodeError> {
-        let mut d = Decoder::default();
-        let mut out = Vec::new();
-        for (event, data) in events {
-            d.decode(&SseEvent { event, data }, &mut out)?;
-        }
-        Ok(out)
+        super::super::decode_all::<Decoder>(events)
     }
 
     fn out(kind: OutputKind, text: &str) -> Signal {

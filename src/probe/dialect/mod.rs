@@ -201,3 +201,16 @@ impl DialectKind {
         }
     }
 }
+
+/// Test helper: decodes `(event, data)` pairs with a fresh decoder of type `D`.
+#[cfg(test)]
+pub(crate) fn decode_all<D: StreamDecoder + Default>(
+    events: &[(&str, &str)],
+) -> Result<Vec<Signal>, DecodeError> {
+    let mut d = D::default();
+    let mut out = Vec::new();
+    for (event, data) in events {
+        d.decode(&SseEvent { event, data }, &mut out)?;
+    }
+    Ok(out)
+}
