@@ -44,6 +44,8 @@ pub enum Command {
     Probe(Box<ProbeArgs>),
     /// Serve the built-in simulated LLM endpoint.
     Sim(crate::sim::args::SimArgs),
+    /// Derive Prometheus alert rules from load-test results.
+    Thresholds(crate::thresholds::ThresholdsArgs),
 }
 
 /// `inferprobe run`.

@@ -15,6 +15,7 @@ pub mod runtime;
 pub mod schedule;
 pub mod web;
 pub mod sim;
+pub mod thresholds;
 
 /// The crate version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
