@@ -80,10 +80,12 @@ pub struct ThresholdsArgs {
     /// SLO target for ITL p95 [default: from an inferprobe calibrate file, else 50ms].
     #[arg(long = "slo.itl-p95", value_parser = crate::cli::parse_duration)]
     pub slo_itl_p95: Option<Duration>,
-    /// Error ratio above which a stage is degraded and the warning alert fires [default: 0.001].
+    /// Error ratio above which a stage is degraded and the warning alert fires [default: from an
+    /// inferprobe calibrate file, else 0.001].
     #[arg(long = "slo.error-rate-warn", value_parser = parse_ratio)]
     pub slo_error_rate_warn: Option<f64>,
-    /// Error ratio above which a stage breaches and the critical alert fires [default: 0.01].
+    /// Error ratio above which a stage breaches and the critical alert fires [default: from an
+    /// inferprobe calibrate file, else 0.01].
     #[arg(long = "slo.error-rate-breach", value_parser = parse_ratio)]
     pub slo_error_rate_breach: Option<f64>,
     /// Restrict the rules to this inferprobe target (the `target` label).

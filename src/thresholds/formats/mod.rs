@@ -20,7 +20,7 @@ use serde_json::Value;
 use super::stages::{round_ns, Quantiles, Slo, Stage};
 
 /// A load-test tool whose result files can be imported.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     /// `vllm bench serve` / `benchmark_serving.py --save-result` JSON.
     Vllm,
