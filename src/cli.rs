@@ -49,6 +49,8 @@ pub enum Command {
     Probe(Box<ProbeArgs>),
     /// Serve the built-in simulated LLM endpoint.
     Sim(Box<crate::sim::SimArgs>),
+    /// Derive Prometheus alert rules from load-test results.
+    Thresholds(crate::thresholds::ThresholdsArgs),
 }
 
 /// `inferprobe run`.

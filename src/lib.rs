@@ -14,6 +14,7 @@ pub mod probe;
 pub mod runtime;
 pub mod schedule;
 pub mod sim;
+pub mod thresholds;
 pub mod web;
 
 /// The crate version.

@@ -16,6 +16,9 @@ fn main() -> ExitCode {
     if let Command::CheckConfig(args) = cli.command {
         return ExitCode::from(commands::check_config(args));
     }
+    if let Command::Thresholds(args) = cli.command {
+        return ExitCode::from(inferprobe::thresholds::run_cli(args));
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -31,7 +34,7 @@ fn main() -> ExitCode {
             Command::Run(args) => commands::run(args).await,
             Command::Probe(args) => commands::probe(*args).await,
             Command::Sim(args) => inferprobe::sim::run_cli(*args).await.map(|()| 0),
-            Command::CheckConfig(_) => Ok(0),
+            Command::CheckConfig(_) | Command::Thresholds(_) => Ok(0),
         }
     });
     match res {

@@ -1,0 +1,425 @@
+//! Load-test result formats: detection from content and one parser per tool.
+//!
+//! Every parser is a pure function from the file's JSON to [`Stage`]s; reading files is the
+//! caller's business. Units are read from the file where it states them (AIPerf, GenAI-Perf)
+//! and from the key names or the tool's documentation elsewhere (`_ms`, `_s`).
+
+mod aiperf;
+mod genai_perf;
+mod guidellm;
+mod inference_perf;
+mod inferprobe;
+mod k6;
+mod llmperf;
+mod vllm;
+
+use std::fmt;
+
+use serde_json::Value;
+
+use super::stages::{round_ns, Quantiles, Slo, Stage};
+
+/// A load-test tool whose result files can be imported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `vllm bench serve` / `benchmark_serving.py --save-result` JSON.
+    Vllm,
+    /// AIPerf `profile_export_aiperf.json`.
+    Aiperf,
+    /// GenAI-Perf `profile_export_genai_perf.json`.
+    GenaiPerf,
+    /// GuideLLM `benchmarks.json`.
+    Guidellm,
+    /// inference-perf `stage_N_lifecycle_metrics.json`.
+    InferencePerf,
+    /// LLMPerf `*_summary.json`.
+    Llmperf,
+    /// k6 `--summary-export` (or `handleSummary` JSON).
+    K6,
+    /// `inferprobe calibrate` output ([`super::calibrate_format::CalibrateResult`]).
+    Inferprobe,
+}
+
+impl Format {
+    /// Every format, in the order detection tries them.
+    pub const ALL: [Format; 8] = [
+        Format::Inferprobe,
+        Format::Vllm,
+        Format::Aiperf,
+        Format::GenaiPerf,
+        Format::Guidellm,
+        Format::InferencePerf,
+        Format::Llmperf,
+        Format::K6,
+    ];
+
+    /// The `--format` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Vllm => "vllm",
+            Format::Aiperf => "aiperf",
+            Format::GenaiPerf => "genai-perf",
+            Format::Guidellm => "guidellm",
+            Format::InferencePerf => "inference-perf",
+            Format::Llmperf => "llmperf",
+            Format::K6 => "k6",
+            Format::Inferprobe => "inferprobe",
+        }
+    }
+
+    /// The tool's name as its users know it.
+    pub fn tool(self) -> &'static str {
+        match self {
+            Format::Vllm => "vLLM bench serve",
+            Format::Aiperf => "AIPerf",
+            Format::GenaiPerf => "GenAI-Perf",
+            Format::Guidellm => "GuideLLM",
+            Format::InferencePerf => "inference-perf",
+            Format::Llmperf => "LLMPerf",
+            Format::K6 => "k6",
+            Format::Inferprobe => "inferprobe calibrate",
+        }
+    }
+
+    /// What detection looks for in a file of this format.
+    pub fn signature(self) -> &'static str {
+        match self {
+            Format::Vllm => "`completed` and `*_ttft_ms` keys",
+            Format::Aiperf => {
+                "`time_to_first_token.unit` with `input_config.loadgen` or `error_summary`"
+            }
+            Format::GenaiPerf => "`time_to_first_token.unit` with `input_config`",
+            Format::Guidellm => "`benchmarks[].metrics.time_to_first_token_ms`",
+            Format::InferencePerf => "`load_summary` and `successes.latency`",
+            Format::Llmperf => "`results_ttft_s_*` keys",
+            Format::K6 => "`metrics.http_req_duration` or `metrics.iterations`",
+            Format::Inferprobe => "`\"tool\": \"inferprobe\"` with `stages`",
+        }
+    }
+
+    /// Whether `doc` looks like a result of this format.
+    fn matches(self, doc: &Value) -> bool {
+        let Some(obj) = doc.as_object() else {
+            return false;
+        };
+        match self {
+            Format::Inferprobe => {
+                obj.get("tool").and_then(Value::as_str) == Some("inferprobe")
+                    && obj.contains_key("stages")
+            }
+            Format::Vllm => {
+                obj.contains_key("completed") && obj.keys().any(|k| k.ends_with("_ttft_ms"))
+            }
+            Format::Aiperf => {
+                has_unit_metric(doc, "time_to_first_token")
+                    && (get(doc, &["input_config", "loadgen"]).is_some()
+                        || obj.contains_key("error_summary")
+                        || get(doc, &["input_config", "cli_command"])
+                            .and_then(Value::as_str)
+                            .is_some_and(|c| c.contains("aiperf")))
+            }
+            Format::GenaiPerf => {
+                has_unit_metric(doc, "time_to_first_token") && obj.contains_key("input_config")
+            }
+            Format::Guidellm => obj
+                .get("benchmarks")
+                .and_then(Value::as_array)
+                .and_then(|b| b.first())
+                .and_then(|b| get(b, &["metrics", "time_to_first_token_ms"]))
+                .is_some(),
+            Format::InferencePerf => {
+                obj.contains_key("load_summary") && get(doc, &["successes", "latency"]).is_some()
+            }
+            Format::Llmperf => obj.keys().any(|k| k.starts_with("results_ttft_s_")),
+            Format::K6 => {
+                get(doc, &["metrics", "http_req_duration"]).is_some()
+                    || get(doc, &["metrics", "iterations"]).is_some()
+            }
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+fn has_unit_metric(doc: &Value, name: &str) -> bool {
+    get(doc, &[name, "unit"]).is_some()
+}
+
+/// Detects the format of a parsed result file, or `None` when nothing matches.
+pub fn detect(doc: &Value) -> Option<Format> {
+    Format::ALL.into_iter().find(|f| f.matches(doc))
+}
+
+/// What one file contributed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Imported {
+    /// The format it was read as.
+    pub format: Format,
+    /// Its stages, in file order.
+    pub stages: Vec<Stage>,
+    /// SLO targets recorded in the file (only `inferprobe calibrate` records them).
+    pub slo: Option<Slo>,
+}
+
+/// Why a result file could not be imported.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The file is not JSON.
+    #[error("{file}: not a JSON document: {source}")]
+    Json {
+        /// The file.
+        file: String,
+        /// The parser's reason.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// No known format matched.
+    #[error(
+        "{file}: unrecognized load-test result format; looked for: {}",
+        signatures()
+    )]
+    Unrecognized {
+        /// The file.
+        file: String,
+    },
+    /// A needed key is absent.
+    #[error("{file}: {format} result has no `{key}`{hint}")]
+    MissingKey {
+        /// The file.
+        file: String,
+        /// The format the file was read as.
+        format: Format,
+        /// Dotted path of the key.
+        key: String,
+        /// How to get the key written, starting with `; ` (or empty).
+        hint: String,
+    },
+    /// A key holds something unusable.
+    #[error("{file}: {format} result: `{key}` {problem}")]
+    Invalid {
+        /// The file.
+        file: String,
+        /// The format the file was read as.
+        format: Format,
+        /// Dotted path of the key.
+        key: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+fn signatures() -> String {
+    Format::ALL
+        .iter()
+        .map(|f| format!("{} ({})", f.name(), f.signature()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Parses one result file's text; `format: None` detects it from the content.
+pub fn parse(file: &str, text: &str, format: Option<Format>) -> Result<Imported, ImportError> {
+    let doc: Value = serde_json::from_str(text).map_err(|source| ImportError::Json {
+        file: file.to_string(),
+        source,
+    })?;
+    let format = match format {
+        Some(f) => f,
+        None => detect(&doc).ok_or_else(|| ImportError::Unrecognized {
+            file: file.to_string(),
+        })?,
+    };
+    let cx = Cx { file, format };
+    let mut slo = None;
+    let stages = match format {
+        Format::Vllm => vec![vllm::parse(&cx, &doc)?],
+        Format::Aiperf => vec![aiperf::parse(&cx, &doc)?],
+        Format::GenaiPerf => vec![genai_perf::parse(&cx, &doc)?],
+        Format::Guidellm => guidellm::parse(&cx, &doc)?,
+        Format::InferencePerf => vec![inference_perf::parse(&cx, &doc)?],
+        Format::Llmperf => vec![llmperf::parse(&cx, &doc)?],
+        Format::K6 => vec![k6::parse(&cx, &doc)?],
+        Format::Inferprobe => {
+            let (stages, file_slo) = inferprobe::parse(&cx, text)?;
+            slo = Some(file_slo);
+            stages
+        }
+    };
+    Ok(Imported {
+        format,
+        stages,
+        slo,
+    })
+}
+
+/// Walks object keys; `None` when any step is absent or not an object.
+pub(crate) fn get<'v>(v: &'v Value, path: &[&str]) -> Option<&'v Value> {
+    path.iter().try_fold(v, |v, k| v.as_object()?.get(*k))
+}
+
+/// The file and format a parser works on, for error messages.
+pub(crate) struct Cx<'a> {
+    pub file: &'a str,
+    pub format: Format,
+}
+
+impl Cx<'_> {
+    pub fn missing(&self, key: &str, hint: &str) -> ImportError {
+        ImportError::MissingKey {
+            file: self.file.to_string(),
+            format: self.format,
+            key: key.to_string(),
+            hint: if hint.is_empty() {
+                String::new()
+            } else {
+                format!("; {hint}")
+            },
+        }
+    }
+
+    pub fn invalid(&self, key: &str, problem: impl Into<String>) -> ImportError {
+        ImportError::Invalid {
+            file: self.file.to_string(),
+            format: self.format,
+            key: key.to_string(),
+            problem: problem.into(),
+        }
+    }
+
+    /// A number at `path` under `v` (displayed as `prefix` + path); absent or `null` is `None`.
+    pub fn opt_num(
+        &self,
+        v: &Value,
+        prefix: &str,
+        path: &[&str],
+    ) -> Result<Option<f64>, ImportError> {
+        match get(v, path) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => match n.as_f64() {
+                Some(x) if x.is_finite() => Ok(Some(x)),
+                _ => Err(self.invalid(&display(prefix, path), "is not a finite number")),
+            },
+            Some(other) => {
+                Err(self.invalid(&display(prefix, path), format!("is not a number: {other}")))
+            }
+        }
+    }
+
+    /// A required number.
+    pub fn num(
+        &self,
+        v: &Value,
+        prefix: &str,
+        path: &[&str],
+        hint: &str,
+    ) -> Result<f64, ImportError> {
+        self.opt_num(v, prefix, path)?
+            .ok_or_else(|| self.missing(&display(prefix, path), hint))
+    }
+
+    /// A required non-negative count.
+    pub fn count(&self, v: &Value, prefix: &str, path: &[&str]) -> Result<u64, ImportError> {
+        let x = self.num(v, prefix, path, "")?;
+        to_count(x)
+            .ok_or_else(|| self.invalid(&display(prefix, path), "is not a non-negative count"))
+    }
+
+    /// An optional non-negative count.
+    pub fn opt_count(
+        &self,
+        v: &Value,
+        prefix: &str,
+        path: &[&str],
+    ) -> Result<Option<u64>, ImportError> {
+        match self.opt_num(v, prefix, path)? {
+            None => Ok(None),
+            Some(x) => to_count(x)
+                .map(Some)
+                .ok_or_else(|| self.invalid(&display(prefix, path), "is not a non-negative count")),
+        }
+    }
+}
+
+fn to_count(x: f64) -> Option<u64> {
+    (x >= 0.0 && x.fract() == 0.0 && x < 1e15).then_some(x as u64)
+}
+
+/// `prefix.a.b` for messages.
+pub(crate) fn display(prefix: &str, path: &[&str]) -> String {
+    let tail = path.join(".");
+    match (prefix.is_empty(), tail.is_empty()) {
+        (true, _) => tail,
+        (false, true) => prefix.to_string(),
+        (false, false) => format!("{prefix}.{tail}"),
+    }
+}
+
+/// Seconds from a value in `unit` (`ms`, `s`, `sec`, `us`, `ns`), rounded to the nanosecond.
+pub(crate) fn to_seconds(value: f64, unit: &str) -> Option<f64> {
+    // Divide rather than multiply by 1e-3: 452.1 / 1000 rounds to the `f64` nearest 0.4521.
+    let divisor = match unit {
+        "s" | "sec" | "secs" | "seconds" => 1.0,
+        "ms" => 1e3,
+        "us" | "µs" => 1e6,
+        "ns" => 1e9,
+        _ => return None,
+    };
+    Some(round_ns(value / divisor))
+}
+
+/// Milliseconds to seconds, rounded to the nanosecond.
+pub(crate) fn ms(v: f64) -> f64 {
+    round_ns(v / 1000.0)
+}
+
+/// Quantiles from three optional values already in seconds.
+pub(crate) fn quantiles(p50: Option<f64>, p95: Option<f64>, p99: Option<f64>) -> Quantiles {
+    Quantiles { p50, p95, p99 }
+}
+
+/// Error rate from failed and successful counts; `None` when nothing was sent.
+pub(crate) fn error_rate(failed: u64, succeeded: u64) -> Option<f64> {
+    let total = failed + succeeded;
+    (total > 0).then(|| failed as f64 / total as f64)
+}
+
+/// `concurrency 8` / `rate 4 req/s`.
+pub(crate) fn concurrency_label(n: f64) -> String {
+    format!("concurrency {}", super::stages::fmt_num(n))
+}
+
+/// `rate 4 req/s`.
+pub(crate) fn rate_label(r: f64) -> String {
+    format!("rate {} req/s", super::stages::fmt_num(r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_convert_to_exact_seconds() {
+        assert_eq!(to_seconds(452.1, "ms"), Some(0.4521));
+        assert_eq!(to_seconds(0.4521, "s"), Some(0.4521));
+        assert_eq!(to_seconds(452100.0, "us"), Some(0.4521));
+        assert_eq!(to_seconds(452_100_000.0, "ns"), Some(0.4521));
+        assert_eq!(to_seconds(1.0, "fortnights"), None);
+        assert_eq!(ms(14.8), 0.0148);
+    }
+
+    #[test]
+    fn unrecognized_lists_every_format() {
+        let e = parse("x.json", r#"{"hello": [1, 2]}"#, None).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("x.json: unrecognized load-test result format; looked for: "),
+            "{msg}"
+        );
+        for f in Format::ALL {
+            assert!(msg.contains(&format!("{} (", f.name())), "{msg}");
+        }
+    }
+}
