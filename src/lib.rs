@@ -13,8 +13,9 @@ pub mod metrics;
 pub mod probe;
 pub mod runtime;
 pub mod schedule;
-pub mod web;
 pub mod sim;
+pub mod web;
+pub mod webconfig;
 
 /// The crate version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
