@@ -23,12 +23,7 @@ pub const DEFAULT_LISTEN: &str = ":10048";
 #[command(name = "inferprobe", version = LONG_VERSION, about, long_about = None)]
 pub struct Cli {
     /// Log line format.
-    #[arg(
-        long = "log.format",
-        value_enum,
-        default_value = "logfmt",
-        global = true
-    )]
+    #[arg(long = "log.format", value_enum, default_value = "logfmt", global = true)]
     pub log_format: LogFormat,
     /// Log level (`debug`, `info`, `warn`, `error`) or a filter such as `inferprobe=debug`.
     #[arg(long = "log.level", default_value = "info", global = true)]
@@ -151,13 +146,7 @@ mod tests {
 
     #[test]
     fn flags_parse_prometheus_style() {
-        let cli = Cli::try_parse_from([
-            "inferprobe",
-            "run",
-            "--config.file=x.yml",
-            "--log.format=json",
-        ])
-        .unwrap();
+        let cli = Cli::try_parse_from(["inferprobe", "run", "--config.file=x.yml", "--log.format=json"]).unwrap();
         assert_eq!(cli.log_format, LogFormat::Json);
         match cli.command {
             Command::Run(r) => {
@@ -173,16 +162,8 @@ mod tests {
     #[test]
     fn probe_ad_hoc_and_config_modes_are_exclusive() {
         let ok = Cli::try_parse_from([
-            "inferprobe",
-            "probe",
-            "--url",
-            "http://127.0.0.1:1/v1",
-            "--dialect",
-            "openai-chat",
-            "--model",
-            "m",
-            "--first-token-timeout",
-            "2s",
+            "inferprobe", "probe", "--url", "http://127.0.0.1:1/v1", "--dialect", "openai-chat", "--model", "m",
+            "--first-token-timeout", "2s",
         ])
         .unwrap();
         match ok.command {
@@ -191,30 +172,10 @@ mod tests {
         }
         assert!(Cli::try_parse_from(["inferprobe", "probe", "--url", "http://x/v1"]).is_err());
         assert!(Cli::try_parse_from([
-            "inferprobe",
-            "probe",
-            "--config.file",
-            "c.yml",
-            "--url",
-            "http://x/v1",
-            "--dialect",
-            "openai-chat",
-            "--model",
-            "m"
+            "inferprobe", "probe", "--config.file", "c.yml", "--url", "http://x/v1", "--dialect", "openai-chat",
+            "--model", "m"
         ])
         .is_err());
-        assert!(Cli::try_parse_from([
-            "inferprobe",
-            "probe",
-            "--url",
-            "u",
-            "--dialect",
-            "d",
-            "--model",
-            "m",
-            "--idle-timeout",
-            "soon"
-        ])
-        .is_err());
+        assert!(Cli::try_parse_from(["inferprobe", "probe", "--url", "u", "--dialect", "d", "--model", "m", "--idle-timeout", "soon"]).is_err());
     }
 }

@@ -44,11 +44,7 @@ impl Running {
 }
 
 /// Starts the daemon for `loaded` and serves its endpoints on `listen` (`:PORT`, `HOST:PORT`).
-pub async fn start(
-    loaded: Loaded,
-    config_path: Option<PathBuf>,
-    listen: &str,
-) -> anyhow::Result<Running> {
+pub async fn start(loaded: Loaded, config_path: Option<PathBuf>, listen: &str) -> anyhow::Result<Running> {
     start_with_web(loaded, config_path, listen, WebSecurity::open()).await
 }
 
@@ -63,27 +59,14 @@ pub async fn start_with_web(
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("--web.listen-address={listen}: cannot listen on {addr}"))?;
-    let addr = listener
-        .local_addr()
-        .context("reading the listen address")?;
+    let addr = listener.local_addr().context("reading the listen address")?;
     let daemon = Daemon::start(loaded, config_path).await?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let app = crate::web::app(daemon.clone());
-    let server = tokio::spawn(crate::webconfig::serve(
-        listener,
-        app,
-        web.clone(),
-        async move {
-            let _ = rx.await;
-        },
-    ));
-    Ok(Running {
-        addr,
-        daemon,
-        web,
-        shutdown: tx,
-        server,
-    })
+    let server = tokio::spawn(crate::webconfig::serve(listener, app, web.clone(), async move {
+        let _ = rx.await;
+    }));
+    Ok(Running { addr, daemon, web, shutdown: tx, server })
 }
 
 /// `inferprobe run`: serve until SIGTERM/SIGINT; SIGHUP reloads the config.
@@ -112,13 +95,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         config = %args.config_file.display(),
         "Starting inferprobe."
     );
-    let running = start_with_web(
-        loaded,
-        Some(args.config_file.clone()),
-        &args.listen_address,
-        web,
-    )
-    .await?;
+    let running = start_with_web(loaded, Some(args.config_file.clone()), &args.listen_address, web).await?;
     info!(address = %running.addr, "Listening; metrics at /metrics.");
     wait_for_signals(&running.daemon, &running.web).await;
     info!("Shutting down.");
@@ -129,10 +106,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
 #[cfg(unix)]
 async fn wait_for_signals(daemon: &Arc<Daemon>, web: &WebSecurity) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut hup), Ok(mut term)) = (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::terminate()),
-    ) else {
+    let (Ok(mut hup), Ok(mut term)) = (signal(SignalKind::hangup()), signal(SignalKind::terminate())) else {
         warn!("Cannot install signal handlers; stop with Ctrl-C.");
         let _ = tokio::signal::ctrl_c().await;
         return;
@@ -186,29 +160,19 @@ pub async fn probe(args: ProbeArgs) -> anyhow::Result<u8> {
     let base_url = match (&target.base_url, &sim) {
         (BaseUrl::Url(u), _) => u.clone(),
         (BaseUrl::Simulator, Some(s)) => runtime::simulator_base_url(&s.base_url(), target.dialect),
-        (BaseUrl::Simulator, None) => bail!(
-            "target {:?} needs the simulator, which did not start",
-            target.name
-        ),
+        (BaseUrl::Simulator, None) => bail!("target {:?} needs the simulator, which did not start", target.name),
     };
     let client = engine::client_for(&target.timeouts).context("building the HTTP client")?;
     let outcome = engine::run_probe(&client, &target, &base_url, &scenario).await;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&outcome_json(&outcome, target.dialect))?
-        );
+        println!("{}", serde_json::to_string_pretty(&outcome_json(&outcome, target.dialect))?);
     } else {
         print!("{}", outcome_table(&outcome, target.dialect, &base_url));
     }
     if let Some(s) = sim {
         s.shutdown().await;
     }
-    Ok(if outcome.result.is_success() {
-        0
-    } else {
-        EXIT_FAILURE
-    })
+    Ok(if outcome.result.is_success() { 0 } else { EXIT_FAILURE })
 }
 
 type ProbeSetup = (Target, Scenario, Option<crate::sim::SimHandle>);
@@ -217,56 +181,31 @@ async fn probe_setup(args: &ProbeArgs) -> anyhow::Result<ProbeSetup> {
     if let Some(path) = &args.config_file {
         let loaded = config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
         let target = match &args.target {
-            Some(name) => loaded
-                .targets
-                .iter()
-                .find(|t| &t.name == name)
-                .with_context(|| {
-                    format!(
-                        "--target={name}: no such target; configured: {}",
-                        loaded
-                            .targets
-                            .iter()
-                            .map(|t| t.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                })?,
+            Some(name) => loaded.targets.iter().find(|t| &t.name == name).with_context(|| {
+                format!(
+                    "--target={name}: no such target; configured: {}",
+                    loaded.targets.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+                )
+            })?,
             None => loaded
                 .targets
                 .first()
                 .with_context(|| format!("{}: defines no targets", path.display()))?,
         };
         let scenario = match &args.scenario {
-            Some(name) => target
-                .scenarios
-                .iter()
-                .find(|(s, _)| &s.name == name)
-                .with_context(|| {
-                    format!(
-                        "--scenario={name}: target {:?} has no such scenario; its scenarios: {}",
-                        target.name,
-                        target
-                            .scenarios
-                            .iter()
-                            .map(|(s, _)| s.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                })?,
-            None => target
-                .scenarios
-                .first()
-                .context("target has no scenarios")?,
+            Some(name) => target.scenarios.iter().find(|(s, _)| &s.name == name).with_context(|| {
+                format!(
+                    "--scenario={name}: target {:?} has no such scenario; its scenarios: {}",
+                    target.name,
+                    target.scenarios.iter().map(|(s, _)| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                )
+            })?,
+            None => target.scenarios.first().context("target has no scenarios")?,
         };
         let mut t = (**target).clone();
         t.timeouts = override_timeouts(t.timeouts, args);
         let sim = match (&t.base_url, &loaded.simulator) {
-            (BaseUrl::Simulator, Some(cfg)) => Some(
-                crate::sim::start(cfg.clone())
-                    .await
-                    .context("starting the simulator")?,
-            ),
+            (BaseUrl::Simulator, Some(cfg)) => Some(crate::sim::start(cfg.clone()).await.context("starting the simulator")?),
             _ => None,
         };
         return Ok((t, (*scenario.0).clone(), sim));
@@ -277,15 +216,10 @@ async fn probe_setup(args: &ProbeArgs) -> anyhow::Result<ProbeSetup> {
     let dialect = DialectKind::parse(dialect).with_context(|| {
         format!(
             "--dialect={dialect}: unknown dialect; one of {}",
-            DialectKind::ALL
-                .iter()
-                .map(|d| d.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            DialectKind::ALL.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", ")
         )
     })?;
-    let parsed =
-        reqwest::Url::parse(url).with_context(|| format!("--url={url}: not a valid URL"))?;
+    let parsed = reqwest::Url::parse(url).with_context(|| format!("--url={url}: not a valid URL"))?;
     if parsed.scheme() != "http" && parsed.scheme() != "https" {
         bail!("--url={url}: scheme must be http or https");
     }
@@ -307,10 +241,7 @@ async fn probe_setup(args: &ProbeArgs) -> anyhow::Result<ProbeSetup> {
     scenario.name = "adhoc".to_string();
     scenario.max_tokens = args.max_tokens;
     if let Some(p) = &args.prompt {
-        scenario.messages = vec![Message {
-            role: "user".to_string(),
-            content: p.clone(),
-        }];
+        scenario.messages = vec![Message { role: "user".to_string(), content: p.clone() }];
     }
     let target = Target {
         name: "adhoc".to_string(),
@@ -343,8 +274,7 @@ fn override_timeouts(t: Timeouts, a: &ProbeArgs) -> Timeouts {
 }
 
 fn secs(d: Option<Duration>) -> serde_json::Value {
-    d.map(|d| serde_json::json!(d.as_secs_f64()))
-        .unwrap_or(serde_json::Value::Null)
+    d.map(|d| serde_json::json!(d.as_secs_f64())).unwrap_or(serde_json::Value::Null)
 }
 
 /// The `probe --json` object. Durations in seconds, `null` when the phase was not reached.
@@ -401,21 +331,13 @@ fn ms(d: Option<Duration>) -> String {
 /// The `probe` table.
 pub fn outcome_table(o: &Outcome, dialect: DialectKind, base_url: &str) -> String {
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "target               {} ({}, {})",
-        o.target,
-        dialect.as_str(),
-        base_url
-    );
+    let _ = writeln!(s, "target               {} ({}, {})", o.target, dialect.as_str(), base_url);
     let _ = writeln!(s, "model / scenario     {} / {}", o.model, o.scenario);
     let _ = writeln!(
         s,
         "result               {}{}",
         o.result.as_str(),
-        o.http_status
-            .map(|c| format!(" (HTTP {c})"))
-            .unwrap_or_default()
+        o.http_status.map(|c| format!(" (HTTP {c})")).unwrap_or_default()
     );
     if let Some(e) = &o.error {
         let _ = writeln!(s, "error                {e}");
@@ -423,11 +345,7 @@ pub fn outcome_table(o: &Outcome, dialect: DialectKind, base_url: &str) -> Strin
     let _ = writeln!(s, "time to first byte   {}", ms(o.ttfb));
     let _ = writeln!(s, "time to first event  {}", ms(o.time_to_first_event));
     let _ = writeln!(s, "time to first token  {}", ms(o.ttft));
-    let _ = writeln!(
-        s,
-        "first answer token   {}",
-        ms(o.time_to_first_answer_token)
-    );
+    let _ = writeln!(s, "first answer token   {}", ms(o.time_to_first_answer_token));
     match o.itl_summary() {
         Some(i) => {
             let _ = writeln!(
@@ -451,25 +369,19 @@ pub fn outcome_table(o: &Outcome, dialect: DialectKind, base_url: &str) -> Strin
     let _ = writeln!(
         s,
         "tokens               in {}, out {} ({}{})",
-        o.input_tokens
-            .map(|n| n.to_string())
-            .unwrap_or_else(|| "?".into()),
+        o.input_tokens.map(|n| n.to_string()).unwrap_or_else(|| "?".into()),
         o.output_tokens,
         if o.token_source == crate::probe::trace::TokenSource::Usage {
             "from usage"
         } else {
             "counted from events: the server reported no usage"
         },
-        o.cached_input_tokens
-            .map(|c| format!(", {c} cached"))
-            .unwrap_or_default()
+        o.cached_input_tokens.map(|c| format!(", {c} cached")).unwrap_or_default()
     );
     let _ = writeln!(
         s,
         "cost                 {}",
-        o.cost_usd
-            .map(|c| format!("${c:.8}"))
-            .unwrap_or_else(|| "– (no price configured)".into())
+        o.cost_usd.map(|c| format!("${c:.8}")).unwrap_or_else(|| "– (no price configured)".into())
     );
     if o.response_model.is_some() || o.finish_reason.is_some() {
         let _ = writeln!(

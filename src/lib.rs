@@ -13,9 +13,9 @@ pub mod metrics;
 pub mod probe;
 pub mod runtime;
 pub mod schedule;
-pub mod sim;
 pub mod web;
 pub mod webconfig;
+pub mod sim;
 
 /// The crate version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -376,10 +376,11 @@ impl WebConfig {
         let headers = headers(http.headers.unwrap_or_default())?;
         let users = raw.basic_auth_users.unwrap_or_default();
         for (user, hash) in &users {
-            if let Err(e) = hash.0.parse::<bcrypt::HashParts>() {
+            // The parser's error can quote the value, which is not for logs.
+            if hash.0.parse::<bcrypt::HashParts>().is_err() {
                 return Err(Invalid::at(
                     format!("basic_auth_users.{user}"),
-                    format!("not a bcrypt hash: {e}"),
+                    "not a bcrypt hash; make one with: htpasswd -nBC 10 \"\" | tr -d ':\\n'",
                 ));
             }
         }

@@ -65,7 +65,8 @@ fn curve(name: &str) -> Option<&'static dyn SupportedKxGroup> {
 }
 
 /// Builds the server config, or `None` when the section enables nothing (exporter-toolkit then
-/// serves plain HTTP). Reads the certificate, key and CA files relative to `base_dir`.
+/// serves plain HTTP). Settings are checked before any file is read; the certificate, key and
+/// CA files are read relative to `base_dir`.
 pub(super) fn server_config(
     t: TlsServerConfig,
     base_dir: &Path,
@@ -87,176 +88,75 @@ pub(super) fn server_config(
             "not supported by inferprobe; restrict clients with client_ca_file and RequireAndVerifyClientCert",
         ));
     }
-    let cert_pem = pem_source(
-        t.cert.as_deref(),
-        t.cert_file.as_deref(),
-        base_dir,
-        "cert",
-        "cert_file",
-    )?;
-    let key_pem = pem_source(
-        t.key.as_ref().map(|k| k.0.as_str()),
-        t.key_file.as_deref(),
-        base_dir,
-        "key",
-        "key_file",
-    )?;
-    let ca_pem = pem_source(
-        t.client_ca.as_deref(),
-        t.client_ca_file.as_deref(),
-        base_dir,
-        "client_ca",
-        "client_ca_file",
-    )?;
-    let (Some((cert_key, cert_pem)), Some((key_key, key_pem))) = (cert_pem, key_pem) else {
+    let cert_src = Source::of(t.cert, t.cert_file, "cert", "cert_file")?;
+    let key_src = Source::of(t.key.map(|k| k.0), t.key_file, "key", "key_file")?;
+    let ca_src = Source::of(t.client_ca, t.client_ca_file, "client_ca", "client_ca_file")?;
+    let (Some(cert_src), Some(key_src)) = (cert_src, key_src) else {
         return Err(Invalid::at(
             P,
             "TLS needs a certificate and a key: set cert_file and key_file (or cert and key)",
         ));
     };
+    let client_auth = t.client_auth_type.unwrap_or(ClientAuthType::NoClientCert);
+    match &ca_src {
+        Some(ca) if client_auth == ClientAuthType::NoClientCert => {
+            return Err(Invalid::at(
+                ca.path(),
+                "client CAs are configured but client_auth_type is NoClientCert; set client_auth_type (e.g. RequireAndVerifyClientCert)",
+            ));
+        }
+        None if client_auth.verifies() => {
+            return Err(Invalid::at(
+                format!("{P}.client_auth_type"),
+                format!(
+                    "{} needs the client CA: set client_ca_file (or client_ca)",
+                    client_auth.as_str()
+                ),
+            ));
+        }
+        _ => {}
+    }
+    let versions = versions(t.min_version, t.max_version)?;
+    let base = ring::default_provider();
+    let provider = Arc::new(CryptoProvider {
+        cipher_suites: cipher_suites(&base, t.cipher_suites.as_deref())?,
+        kx_groups: kx_groups(&base, t.curve_preferences.as_deref())?,
+        ..base
+    });
+
+    let (cert_pem, key_pem) = (cert_src.read(base_dir)?, key_src.read(base_dir)?);
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| {
-            Invalid::at(
-                format!("{P}.{cert_key}"),
-                format!("not a PEM certificate: {e}"),
-            )
-        })?;
+        .map_err(|e| Invalid::at(cert_src.path(), format!("not a PEM certificate: {e}")))?;
     if certs.is_empty() {
-        return Err(Invalid::at(
-            format!("{P}.{cert_key}"),
-            "no PEM certificate found",
-        ));
+        return Err(Invalid::at(cert_src.path(), "no PEM certificate found"));
     }
     let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
         Invalid::at(
-            format!("{P}.{key_key}"),
+            key_src.path(),
             format!(
-                "no usable PEM private key (PKCS#8, PKCS#1 or SEC1) found: {}",
+                "no usable PEM private key (PKCS#8, PKCS#1 or SEC1): {}",
                 pem_error(&e)
             ),
         )
     })?;
-
-    let client_auth = t.client_auth_type.unwrap_or(ClientAuthType::NoClientCert);
-    let roots = match ca_pem {
+    let roots = match &ca_src {
         None => None,
-        Some((ca_key, pem)) => {
-            if client_auth == ClientAuthType::NoClientCert {
-                return Err(Invalid::at(
-                    format!("{P}.{ca_key}"),
-                    "client CAs are configured but client_auth_type is NoClientCert; set client_auth_type (e.g. RequireAndVerifyClientCert)",
-                ));
-            }
+        Some(ca) => {
             let mut store = RootCertStore::empty();
-            for c in CertificateDer::pem_slice_iter(&pem) {
-                let c = c.map_err(|e| {
-                    Invalid::at(
-                        format!("{P}.{ca_key}"),
-                        format!("not a PEM certificate: {e}"),
-                    )
-                })?;
-                store.add(c).map_err(|e| {
-                    Invalid::at(
-                        format!("{P}.{ca_key}"),
-                        format!("unusable CA certificate: {e}"),
-                    )
-                })?;
+            for c in CertificateDer::pem_slice_iter(&ca.read(base_dir)?) {
+                let c =
+                    c.map_err(|e| Invalid::at(ca.path(), format!("not a PEM certificate: {e}")))?;
+                store
+                    .add(c)
+                    .map_err(|e| Invalid::at(ca.path(), format!("unusable CA certificate: {e}")))?;
             }
             if store.is_empty() {
-                return Err(Invalid::at(
-                    format!("{P}.{ca_key}"),
-                    "no PEM certificate found",
-                ));
+                return Err(Invalid::at(ca.path(), "no PEM certificate found"));
             }
             Some(Arc::new(store))
         }
     };
-    if client_auth.verifies() && roots.is_none() {
-        return Err(Invalid::at(
-            format!("{P}.client_auth_type"),
-            format!(
-                "{} needs the client CA: set client_ca_file (or client_ca)",
-                client_auth.as_str()
-            ),
-        ));
-    }
-
-    let min = t.min_version.unwrap_or(TlsVersion::TLS12);
-    let max = t.max_version.unwrap_or(TlsVersion::TLS13);
-    for (key, v) in [("min_version", min), ("max_version", max)] {
-        if v < TlsVersion::TLS12 {
-            return Err(Invalid::at(
-                format!("{P}.{key}"),
-                format!("{v:?} is not supported: rustls implements TLS12 and TLS13 only"),
-            ));
-        }
-    }
-    if min > max {
-        return Err(Invalid::at(
-            format!("{P}.min_version"),
-            format!("{min:?} is above max_version {max:?}"),
-        ));
-    }
-    let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
-    if max == TlsVersion::TLS13 {
-        versions.push(&rustls::version::TLS13);
-    }
-    if min == TlsVersion::TLS12 {
-        versions.push(&rustls::version::TLS12);
-    }
-
-    let base = ring::default_provider();
-    let mut cipher_suites: Vec<SupportedCipherSuite> = base
-        .cipher_suites
-        .iter()
-        .copied()
-        .filter(|s| s.version() == &rustls::version::TLS13)
-        .collect();
-    match &t.cipher_suites {
-        Some(names) if !names.is_empty() => {
-            let known = tls12_suites();
-            for (i, name) in names.iter().enumerate() {
-                if TLS13_SUITE_NAMES.contains(&name.as_str()) {
-                    continue;
-                }
-                match known.iter().find(|(n, _)| n == name) {
-                    Some((_, s)) => cipher_suites.push(*s),
-                    None => {
-                        return Err(Invalid::at(
-                            format!("{P}.cipher_suites[{i}]"),
-                            format!(
-                                "{name:?} is unknown or not supported by rustls; supported: {}",
-                                known.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
-                            ),
-                        ))
-                    }
-                }
-            }
-        }
-        _ => cipher_suites.extend(tls12_suites().iter().map(|(_, s)| *s)),
-    }
-    let kx_groups = match &t.curve_preferences {
-        Some(names) if !names.is_empty() => {
-            let mut groups = Vec::new();
-            for (i, name) in names.iter().enumerate() {
-                let g = curve(name).ok_or_else(|| {
-                    Invalid::at(
-                        format!("{P}.curve_preferences[{i}]"),
-                        format!("{name:?} is unknown or not supported by rustls; supported: X25519, CurveP256, CurveP384"),
-                    )
-                })?;
-                groups.push(g);
-            }
-            groups
-        }
-        _ => base.kx_groups.clone(),
-    };
-    let provider = Arc::new(CryptoProvider {
-        cipher_suites,
-        kx_groups,
-        ..base
-    });
 
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
@@ -271,28 +171,18 @@ pub(super) fn server_config(
             mandatory: true,
             provider: provider.clone(),
         }),
-        (ClientAuthType::VerifyClientCertIfGiven, Some(roots)) => {
-            WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
-                .allow_unauthenticated()
-                .build()
-                .map_err(|e| {
-                    Invalid::at(
-                        format!("{P}.client_ca_file"),
-                        format!("unusable client CA: {e}"),
-                    )
-                })?
+        (auth, Some(roots)) => {
+            let b = WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
+            let b = if auth == ClientAuthType::VerifyClientCertIfGiven {
+                b.allow_unauthenticated()
+            } else {
+                b
+            };
+            let ca_path = ca_src.as_ref().map(Source::path).unwrap_or_default();
+            b.build()
+                .map_err(|e| Invalid::at(ca_path, format!("unusable client CA: {e}")))?
         }
-        (ClientAuthType::RequireAndVerifyClientCert, Some(roots)) => {
-            WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
-                .build()
-                .map_err(|e| {
-                    Invalid::at(
-                        format!("{P}.client_ca_file"),
-                        format!("unusable client CA: {e}"),
-                    )
-                })?
-        }
-        // Checked above: verifying policies have roots.
+        // Checked above: verifying policies have a CA.
         (_, None) => {
             return Err(Invalid::at(
                 format!("{P}.client_auth_type"),
@@ -305,7 +195,7 @@ pub(super) fn server_config(
         .with_single_cert(certs, key)
         .map_err(|e| {
             Invalid::at(
-                format!("{P}.{key_key}"),
+                key_src.path(),
                 format!("certificate and key do not fit together: {e}"),
             )
         })?;
@@ -318,33 +208,137 @@ pub(super) fn server_config(
     Ok(Some(Arc::new(config)))
 }
 
-/// The PEM text of an inline value or a file, with the key it came from; `None` when neither
-/// is set.
-fn pem_source(
-    inline: Option<&str>,
-    file: Option<&Path>,
-    base_dir: &Path,
-    inline_key: &'static str,
-    file_key: &'static str,
-) -> Result<Option<(&'static str, Vec<u8>)>, Invalid> {
-    match (inline, file) {
-        (Some(_), Some(_)) => Err(Invalid::at(
-            format!("{P}.{file_key}"),
-            format!("set either {inline_key} or {file_key}, not both"),
-        )),
-        (Some(text), None) => Ok(Some((inline_key, text.as_bytes().to_vec()))),
-        (None, Some(f)) => {
-            let path: PathBuf = base_dir.join(f);
-            std::fs::read(&path)
-                .map(|b| Some((file_key, b)))
-                .map_err(|e| {
+/// The protocol versions between `min_version` and `max_version`.
+fn versions(
+    min: Option<TlsVersion>,
+    max: Option<TlsVersion>,
+) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, Invalid> {
+    let min = min.unwrap_or(TlsVersion::TLS12);
+    let max = max.unwrap_or(TlsVersion::TLS13);
+    for (key, v) in [("min_version", min), ("max_version", max)] {
+        if v < TlsVersion::TLS12 {
+            return Err(Invalid::at(
+                format!("{P}.{key}"),
+                format!("{v:?} is not supported: rustls implements TLS12 and TLS13 only"),
+            ));
+        }
+    }
+    if min > max {
+        return Err(Invalid::at(
+            format!("{P}.min_version"),
+            format!("{min:?} is above max_version {max:?}"),
+        ));
+    }
+    let mut out: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
+    if max == TlsVersion::TLS13 {
+        out.push(&rustls::version::TLS13);
+    }
+    if min == TlsVersion::TLS12 {
+        out.push(&rustls::version::TLS12);
+    }
+    Ok(out)
+}
+
+/// Every TLS 1.3 suite, then the listed TLS 1.2 suites in their order (all when none listed).
+fn cipher_suites(
+    base: &CryptoProvider,
+    names: Option<&[String]>,
+) -> Result<Vec<SupportedCipherSuite>, Invalid> {
+    let mut out: Vec<SupportedCipherSuite> = base
+        .cipher_suites
+        .iter()
+        .copied()
+        .filter(|s| s.version() == &rustls::version::TLS13)
+        .collect();
+    let known = tls12_suites();
+    match names {
+        Some(names) if !names.is_empty() => {
+            for (i, name) in names.iter().enumerate() {
+                if TLS13_SUITE_NAMES.contains(&name.as_str()) {
+                    continue;
+                }
+                let Some((_, s)) = known.iter().find(|(n, _)| n == name) else {
+                    return Err(Invalid::at(
+                        format!("{P}.cipher_suites[{i}]"),
+                        format!(
+                            "{name:?} is unknown or not supported by rustls; supported: {}",
+                            known.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                };
+                out.push(*s);
+            }
+        }
+        _ => out.extend(known.iter().map(|(_, s)| *s)),
+    }
+    Ok(out)
+}
+
+/// The listed key exchange groups in their order (the provider's when none listed).
+fn kx_groups(
+    base: &CryptoProvider,
+    names: Option<&[String]>,
+) -> Result<Vec<&'static dyn SupportedKxGroup>, Invalid> {
+    let Some(names) = names.filter(|n| !n.is_empty()) else {
+        return Ok(base.kx_groups.clone());
+    };
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            curve(name).ok_or_else(|| {
+                Invalid::at(
+                    format!("{P}.curve_preferences[{i}]"),
+                    format!("{name:?} is unknown or not supported by rustls; supported: X25519, CurveP256, CurveP384"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// PEM given inline or as a file, with the key it was given under.
+enum Source {
+    Inline(&'static str, String),
+    File(&'static str, PathBuf),
+}
+
+impl Source {
+    fn of(
+        inline: Option<String>,
+        file: Option<PathBuf>,
+        inline_key: &'static str,
+        file_key: &'static str,
+    ) -> Result<Option<Source>, Invalid> {
+        match (inline, file) {
+            (Some(_), Some(_)) => Err(Invalid::at(
+                format!("{P}.{file_key}"),
+                format!("set either {inline_key} or {file_key}, not both"),
+            )),
+            (Some(text), None) => Ok(Some(Source::Inline(inline_key, text))),
+            (None, Some(f)) => Ok(Some(Source::File(file_key, f))),
+            (None, None) => Ok(None),
+        }
+    }
+
+    fn path(&self) -> String {
+        match self {
+            Source::Inline(k, _) | Source::File(k, _) => format!("{P}.{k}"),
+        }
+    }
+
+    fn read(&self, base_dir: &Path) -> Result<Vec<u8>, Invalid> {
+        match self {
+            Source::Inline(_, text) => Ok(text.as_bytes().to_vec()),
+            Source::File(_, f) => {
+                let path = base_dir.join(f);
+                std::fs::read(&path).map_err(|e| {
                     Invalid::at(
-                        format!("{P}.{file_key}"),
+                        self.path(),
                         format!("cannot read {}: {}", path.display(), super::io_reason(&e)),
                     )
                 })
+            }
         }
-        (None, None) => Ok(None),
     }
 }
 
