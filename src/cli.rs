@@ -62,6 +62,15 @@ pub struct RunArgs {
     /// Address for /metrics and the other endpoints (`:PORT` listens on every interface).
     #[arg(long = "web.listen-address", default_value = DEFAULT_LISTEN)]
     pub listen_address: String,
+    /// Web config file (exporter-toolkit format): TLS, client certificates, basic auth, headers.
+    #[arg(long = "web.config.file")]
+    pub web_config_file: Option<PathBuf>,
+    /// Answer 403 on /-/reload (reload with SIGHUP only).
+    #[arg(long = "web.disable-reload")]
+    pub web_disable_reload: bool,
+    /// Answer 403 on /probe (no probes on demand).
+    #[arg(long = "web.disable-probe")]
+    pub web_disable_probe: bool,
 }
 
 /// `inferprobe check-config`.

@@ -8,13 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::cli::{self, CheckConfigArgs, ProbeArgs, RunArgs};
 use crate::config::{self, BaseUrl, Loaded, Scenario, Secret, Target, Timeouts};
 use crate::probe::dialect::{DialectKind, Message};
 use crate::probe::{clip, engine, Outcome};
 use crate::runtime::{self, Daemon};
+use crate::webconfig::{WebOptions, WebSecurity};
 
 /// Exit code of a failed probe or an invalid config.
 pub const EXIT_FAILURE: u8 = 1;
@@ -27,6 +28,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The daemon.
     pub daemon: Arc<Daemon>,
+    /// The web config in force (`--web.config.file`).
+    pub web: Arc<WebSecurity>,
     shutdown: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<()>,
 }
@@ -46,6 +49,16 @@ pub async fn start(
     config_path: Option<PathBuf>,
     listen: &str,
 ) -> anyhow::Result<Running> {
+    start_with_web(loaded, config_path, listen, WebSecurity::open()).await
+}
+
+/// Like [`start`], behind the TLS, authentication and restrictions of `web`.
+pub async fn start_with_web(
+    loaded: Loaded,
+    config_path: Option<PathBuf>,
+    listen: &str,
+    web: Arc<WebSecurity>,
+) -> anyhow::Result<Running> {
     let addr = cli::listen_address(listen);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -56,19 +69,18 @@ pub async fn start(
     let daemon = Daemon::start(loaded, config_path).await?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let app = crate::web::app(daemon.clone());
-    let server = tokio::spawn(async move {
-        let res = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await;
-        if let Err(e) = res {
-            error!(error = %e, "Web server failed.");
-        }
-    });
+    let server = tokio::spawn(crate::webconfig::serve(
+        listener,
+        app,
+        web.clone(),
+        async move {
+            let _ = rx.await;
+        },
+    ));
     Ok(Running {
         addr,
         daemon,
+        web,
         shutdown: tx,
         server,
     })
@@ -83,22 +95,39 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
             return Ok(EXIT_FAILURE);
         }
     };
+    let web = match WebSecurity::new(WebOptions {
+        config_file: args.web_config_file.clone(),
+        disable_reload: args.web_disable_reload,
+        disable_probe: args.web_disable_probe,
+    }) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(EXIT_FAILURE);
+        }
+    };
     info!(
         version = crate::VERSION,
         revision = crate::REVISION,
         config = %args.config_file.display(),
         "Starting inferprobe."
     );
-    let running = start(loaded, Some(args.config_file.clone()), &args.listen_address).await?;
+    let running = start_with_web(
+        loaded,
+        Some(args.config_file.clone()),
+        &args.listen_address,
+        web,
+    )
+    .await?;
     info!(address = %running.addr, "Listening; metrics at /metrics.");
-    wait_for_signals(&running.daemon).await;
+    wait_for_signals(&running.daemon, &running.web).await;
     info!("Shutting down.");
     running.stop().await;
     Ok(0)
 }
 
 #[cfg(unix)]
-async fn wait_for_signals(daemon: &Arc<Daemon>) {
+async fn wait_for_signals(daemon: &Arc<Daemon>, web: &WebSecurity) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut hup), Ok(mut term)) = (
         signal(SignalKind::hangup()),
@@ -114,6 +143,7 @@ async fn wait_for_signals(daemon: &Arc<Daemon>) {
                 info!("SIGHUP: reloading the config.");
                 // The outcome is logged and exported by reload itself.
                 let _ = daemon.reload().await;
+                let _ = web.reload();
             }
             _ = term.recv() => return,
             _ = tokio::signal::ctrl_c() => return,
@@ -122,7 +152,7 @@ async fn wait_for_signals(daemon: &Arc<Daemon>) {
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signals(_daemon: &Arc<Daemon>) {
+async fn wait_for_signals(_daemon: &Arc<Daemon>, _web: &WebSecurity) {
     let _ = tokio::signal::ctrl_c().await;
 }
 

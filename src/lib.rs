@@ -16,6 +16,7 @@ pub mod schedule;
 pub mod sim;
 pub mod thresholds;
 pub mod web;
+pub mod webconfig;
 
 /// The crate version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
