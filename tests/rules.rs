@@ -124,9 +124,14 @@ fn promtool(args: &[&str], paths: &[PathBuf]) -> Option<(bool, String)> {
         }
         Err(e) => {
             if std::env::var_os("CI").is_some() {
-                panic!("promtool is required in CI (Debian/Ubuntu: apt-get install prometheus): {e}");
+                panic!(
+                    "promtool is required in CI (Debian/Ubuntu: apt-get install prometheus): {e}"
+                );
             }
-            eprintln!("note: promtool not found ({e}); skipping `promtool {}`", args.join(" "));
+            eprintln!(
+                "note: promtool not found ({e}); skipping `promtool {}`",
+                args.join(" ")
+            );
             None
         }
     }
@@ -168,7 +173,9 @@ fn every_alert_has_severity_annotations_and_a_runbook_section() {
         );
         for key in ["summary", "description", "runbook_url"] {
             assert!(
-                rule.annotations.get(key).is_some_and(|v| !v.trim().is_empty()),
+                rule.annotations
+                    .get(key)
+                    .is_some_and(|v| !v.trim().is_empty()),
                 "{file}: {alert} lacks annotation {key}"
             );
         }
@@ -195,7 +202,10 @@ fn every_alert_has_severity_annotations_and_a_runbook_section() {
 
 #[test]
 fn every_alert_has_a_firing_and_a_silent_unit_test() {
-    let alerts: BTreeSet<String> = all_rules().into_iter().filter_map(|(_, r)| r.alert).collect();
+    let alerts: BTreeSet<String> = all_rules()
+        .into_iter()
+        .filter_map(|(_, r)| r.alert)
+        .collect();
     let mut firing = BTreeSet::new();
     let mut silent = BTreeSet::new();
     for path in test_files() {
@@ -208,7 +218,11 @@ fn every_alert_has_a_firing_and_a_silent_unit_test() {
             );
         }
         for t in file.tests.iter().flat_map(|g| &g.alert_rule_test) {
-            assert!(alerts.contains(&t.alertname), "unknown alert {}", t.alertname);
+            assert!(
+                alerts.contains(&t.alertname),
+                "unknown alert {}",
+                t.alertname
+            );
             if t.exp_alerts.is_empty() {
                 silent.insert(t.alertname.clone());
             } else {
@@ -221,8 +235,14 @@ fn every_alert_has_a_firing_and_a_silent_unit_test() {
     }
     let missing_firing: Vec<_> = alerts.difference(&firing).collect();
     let missing_silent: Vec<_> = alerts.difference(&silent).collect();
-    assert!(missing_firing.is_empty(), "no firing test: {missing_firing:?}");
-    assert!(missing_silent.is_empty(), "no silent test: {missing_silent:?}");
+    assert!(
+        missing_firing.is_empty(),
+        "no firing test: {missing_firing:?}"
+    );
+    assert!(
+        missing_silent.is_empty(),
+        "no silent test: {missing_silent:?}"
+    );
 }
 
 #[test]
@@ -273,7 +293,10 @@ fn recording_rules_follow_level_metric_operations() {
     for name in recorded.iter().filter(|n| n.ends_with(":resolved")) {
         let metric = name.split(':').nth(1).unwrap();
         let constant = format!("inferprobe:{}", &metric["inferprobe_".len()..]);
-        assert!(defaults.contains_key(&constant), "{name} resolves {constant}");
+        assert!(
+            defaults.contains_key(&constant),
+            "{name} resolves {constant}"
+        );
     }
     // Every recorded or constant series an alert reads is defined here.
     let series = regex::Regex::new(r"\b(?:inferprobe|target|server):[a-z0-9_:]+").unwrap();
