@@ -55,6 +55,13 @@ pub struct RunArgs {
     /// Address for /metrics and the other endpoints (`:PORT` listens on every interface).
     #[arg(long = "web.listen-address", default_value = DEFAULT_LISTEN)]
     pub listen_address: String,
+    /// This replica's index when several replicas share the targets (`0..shard.count`); each
+    /// replica probes only the targets that rendezvous hashing of their names assigns to it.
+    #[arg(long = "shard.index", default_value_t = 0)]
+    pub shard_index: u32,
+    /// How many replicas share the targets (1: this one probes them all).
+    #[arg(long = "shard.count", default_value_t = 1)]
+    pub shard_count: u32,
 }
 
 /// `inferprobe check-config`.

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod probe;
 pub mod runtime;
 pub mod schedule;
+pub mod shard;
 pub mod web;
 pub mod sim;
 
