@@ -46,7 +46,9 @@ cargo deb --no-build --locked --output "$work/" >"$work/cargo-deb.log" 2>&1 || {
 debs=("$work"/*.deb)
 [ "${#debs[@]}" -eq 1 ] || fail "expected one .deb in $work, found ${#debs[@]}"
 deb=${debs[0]}
-echo "Package: $deb"
+ddebs=("$work"/*-dbgsym_*.ddeb)
+[ "${#ddebs[@]}" -eq 1 ] || fail "expected one -dbgsym .ddeb in $work, found ${#ddebs[@]}"
+echo "Package: $deb (debug symbols: $(basename "${ddebs[0]}"))"
 
 # File list.
 dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\./|/|' >"$work/files"
@@ -99,7 +101,9 @@ grep -q 'purge' "$work/control/postrm" || fail "postrm has no purge branch"
 # The user must exist before the generated fragment starts the service.
 user_line=$(grep -n 'adduser --system' "$work/control/postinst" | head -n 1 | cut -d: -f1)
 start_line=$(grep -n 'deb-systemd-invoke' "$work/control/postinst" | head -n 1 | cut -d: -f1)
-[ -n "$start_line" ] && [ "$user_line" -lt "$start_line" ] || fail "postinst starts the unit before creating the user"
+if [ -z "$start_line" ] || [ "$user_line" -ge "$start_line" ]; then
+  fail "postinst starts the unit before creating the user"
+fi
 ok "conffiles and maintainer scripts"
 
 # Unpack and run what was installed.
@@ -109,6 +113,10 @@ cmp -s "$root$unit" packaging/systemd/inferprobe.service || fail "packaged unit 
 "$root/usr/bin/inferprobe" --version | grep -qF "$version" || fail "--version does not print $version"
 "$root/usr/bin/inferprobe" check-config "$root/etc/inferprobe/config.yml" || fail "check-config on the packaged config"
 ok "unpacked binary: $("$root/usr/bin/inferprobe" --version)"
+if command -v readelf >/dev/null; then
+  ! readelf -SW "$root/usr/bin/inferprobe" | grep -qE '\.debug_(info|line) ' || fail "packaged binary is not stripped"
+  ok "packaged binary is stripped ($(stat -c %s "$root/usr/bin/inferprobe") bytes)"
+fi
 
 if command -v systemd-analyze >/dev/null; then
   # verify resolves ExecStart and the units it orders after inside --root.
