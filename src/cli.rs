@@ -71,6 +71,13 @@ pub struct RunArgs {
     /// Answer 403 on /probe (no probes on demand).
     #[arg(long = "web.disable-probe")]
     pub web_disable_probe: bool,
+    /// This replica's index when several replicas share the targets (`0..shard.count`); each
+    /// replica probes only the targets that rendezvous hashing of their names assigns to it.
+    #[arg(long = "shard.index", default_value_t = 0)]
+    pub shard_index: u32,
+    /// How many replicas share the targets (1: this one probes them all).
+    #[arg(long = "shard.count", default_value_t = 1)]
+    pub shard_count: u32,
 }
 
 /// `inferprobe check-config`.

@@ -15,6 +15,7 @@ use crate::config::{self, BaseUrl, Loaded, Scenario, Secret, Target, Timeouts};
 use crate::probe::dialect::{DialectKind, Message};
 use crate::probe::{clip, engine, Outcome};
 use crate::runtime::{self, Daemon};
+use crate::shard::Shard;
 use crate::webconfig::{WebOptions, WebSecurity};
 
 /// Exit code of a failed probe or an invalid config.
@@ -49,15 +50,24 @@ pub async fn start(
     config_path: Option<PathBuf>,
     listen: &str,
 ) -> anyhow::Result<Running> {
-    start_with_web(loaded, config_path, listen, WebSecurity::open()).await
+    start_with_web(
+        loaded,
+        config_path,
+        listen,
+        WebSecurity::open(),
+        Shard::single(),
+    )
+    .await
 }
 
-/// Like [`start`], behind the TLS, authentication and restrictions of `web`.
+/// Like [`start`], behind the TLS, authentication and restrictions of `web`, probing only the
+/// targets `shard` owns.
 pub async fn start_with_web(
     loaded: Loaded,
     config_path: Option<PathBuf>,
     listen: &str,
     web: Arc<WebSecurity>,
+    shard: Shard,
 ) -> anyhow::Result<Running> {
     let addr = cli::listen_address(listen);
     let listener = tokio::net::TcpListener::bind(&addr)
@@ -66,7 +76,7 @@ pub async fn start_with_web(
     let addr = listener
         .local_addr()
         .context("reading the listen address")?;
-    let daemon = Daemon::start(loaded, config_path).await?;
+    let daemon = Daemon::start(loaded, config_path, shard).await?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let app = crate::web::app(daemon.clone());
     let server = tokio::spawn(crate::webconfig::serve(
@@ -106,10 +116,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
             return Ok(EXIT_FAILURE);
         }
     };
+    let shard = match Shard::new(args.shard_index, args.shard_count) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(EXIT_USAGE);
+        }
+    };
     info!(
         version = crate::VERSION,
         revision = crate::REVISION,
         config = %args.config_file.display(),
+        shard = %shard,
         "Starting inferprobe."
     );
     let running = start_with_web(
@@ -117,6 +135,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         Some(args.config_file.clone()),
         &args.listen_address,
         web,
+        shard,
     )
     .await?;
     info!(address = %running.addr, "Listening; metrics at /metrics.");

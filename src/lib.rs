@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod probe;
 pub mod runtime;
 pub mod schedule;
+pub mod shard;
 pub mod sim;
 pub mod thresholds;
 pub mod web;

@@ -24,6 +24,7 @@ use crate::metrics::{ProbeMetrics, SelfMetrics, SkipReason};
 use crate::probe::engine;
 use crate::probe::Outcome;
 use crate::schedule::{self, TokenBudget};
+use crate::shard::Shard;
 use crate::sim::{self, SimHandle};
 
 /// State shared by every generation.
@@ -33,6 +34,8 @@ pub struct Daemon {
     self_metrics: SelfMetrics,
     board: StatusBoard,
     config_path: Option<PathBuf>,
+    /// The share of the targets this replica probes.
+    shard: Shard,
     sim: Option<SimHandle>,
     gpu_metrics: GpuMetrics,
     server_metrics: ServerMetrics,
@@ -213,10 +216,13 @@ pub struct StatusRow {
 impl Daemon {
     /// Starts the simulator (if configured), registers metrics and starts every target's
     /// schedule. `config_path` is re-read on reload.
+    /// Only the targets `shard` owns are probed.
     pub async fn start(
-        loaded: Loaded,
+        mut loaded: Loaded,
         config_path: Option<PathBuf>,
+        shard: Shard,
     ) -> anyhow::Result<Arc<Daemon>> {
+        apply_shard(&mut loaded, shard);
         engine::install_crypto_provider();
         let registry = prometheus::Registry::new();
         let probes = ProbeMetrics::register(&registry, &loaded.buckets)
@@ -249,6 +255,7 @@ impl Daemon {
             self_metrics,
             board: StatusBoard::default(),
             config_path,
+            shard,
             sim,
             gpu_metrics,
             server_metrics: server_metrics.clone(),
@@ -455,7 +462,8 @@ impl Daemon {
 
     /// Replaces the running generation with one for `loaded`; series of (target, model,
     /// scenario) combinations that disappear are removed.
-    pub async fn swap(self: &Arc<Daemon>, loaded: Loaded) -> anyhow::Result<String> {
+    pub async fn swap(self: &Arc<Daemon>, mut loaded: Loaded) -> anyhow::Result<String> {
+        apply_shard(&mut loaded, self.shard);
         for w in &loaded.warnings {
             warn!(path = %w.path, "{}", w.message);
         }
@@ -618,6 +626,21 @@ impl Daemon {
             );
         }
     }
+}
+
+/// Keeps only the targets this replica owns; the others are probed by their own replicas.
+fn apply_shard(loaded: &mut Loaded, shard: Shard) {
+    if shard.count <= 1 {
+        return;
+    }
+    let total = loaded.targets.len();
+    loaded.targets.retain(|t| shard.owns(&t.name));
+    info!(
+        shard = %shard,
+        owned = loaded.targets.len(),
+        configured = total,
+        "Sharding: probing the targets this replica owns."
+    );
 }
 
 /// (target, model, scenario) of every series a config creates.

@@ -415,3 +415,45 @@ targets:
     );
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_shards_cover_every_target_exactly_once() {
+    use inferprobe::shard::Shard;
+    let mut yaml = String::from("global: {schedule: {every: 1h}}\ntargets:\n");
+    let names: Vec<String> = (0..24).map(|i| format!("region-{i}")).collect();
+    for n in &names {
+        yaml.push_str(&format!(
+            "  - {{name: {n}, dialect: openai-chat, base_url: \"http://127.0.0.1:1/v1\", model: m}}\n"
+        ));
+    }
+    let mut owned: Vec<Vec<String>> = Vec::new();
+    for index in 0..3 {
+        let running = commands::start_with_web(
+            common::load(&yaml),
+            None,
+            "127.0.0.1:0",
+            inferprobe::webconfig::WebSecurity::open(),
+            Shard::new(index, 3).unwrap(),
+        )
+        .await
+        .expect("starts");
+        let (_, text) = get(&format!("http://{}/metrics", running.addr)).await;
+        let mut mine: Vec<String> = names
+            .iter()
+            .filter(|n| text.contains(&format!("target=\"{n}\"")))
+            .cloned()
+            .collect();
+        mine.sort();
+        owned.push(mine);
+        running.stop().await;
+    }
+    let mut all: Vec<String> = owned.concat();
+    all.sort();
+    let mut expected = names.clone();
+    expected.sort();
+    assert_eq!(
+        all, expected,
+        "every target is probed by exactly one of three replicas"
+    );
+    assert!(owned.iter().all(|o| !o.is_empty()), "{owned:?}");
+}

@@ -103,6 +103,7 @@ async fn start(dir: &Path, web_yaml: &str, disable_reload: bool, disable_probe: 
         Some(config_file),
         "127.0.0.1:0",
         web,
+        inferprobe::shard::Shard::single(),
     )
     .await
     .expect("daemon starts")
