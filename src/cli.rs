@@ -49,6 +49,8 @@ pub enum Command {
     Probe(Box<ProbeArgs>),
     /// Serve the built-in simulated LLM endpoint.
     Sim(Box<crate::sim::SimArgs>),
+    /// Ramp load up stage by stage to find where latency bends (generates real load).
+    Calibrate(Box<crate::calibrate::CalibrateArgs>),
 }
 
 /// `inferprobe run`.
