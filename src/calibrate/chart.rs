@@ -86,7 +86,8 @@ impl XScale {
         } else {
             (self.min, self.max, v)
         };
-        if !(b > a) {
+        // One stage (or equal loads): nothing to spread, centre it.
+        if b.partial_cmp(&a) != Some(std::cmp::Ordering::Greater) {
             return (LEFT + RIGHT) / 2.0;
         }
         LEFT + pad + (v - a) / (b - a) * (RIGHT - LEFT - 2.0 * pad)
@@ -112,12 +113,13 @@ pub fn svg(result: &CalibrateResult, knee: &Knee) -> String {
         .iter()
         .filter_map(|s| ms(s.ttft_seconds.p95))
         .fold(0.0, f64::max);
-    let (lmax, lstep) = nice_axis(ttft_max);
+    // 10 % headroom keeps the highest point off the frame.
+    let (lmax, lstep) = nice_axis(ttft_max * 1.1);
     let tput_max = stages
         .iter()
         .map(|s| s.output_tokens_per_second)
         .fold(0.0, f64::max);
-    let (rmax, rstep) = nice_axis(tput_max);
+    let (rmax, rstep) = nice_axis(tput_max * 1.1);
 
     let mut o = String::new();
     let _ = writeln!(
@@ -243,7 +245,7 @@ pub fn svg(result: &CalibrateResult, knee: &Knee) -> String {
             o,
             r#"<line x1="{xx:.1}" y1="{TOP}" x2="{xx:.1}" y2="{BOTTOM}" stroke="{SATURATION}" stroke-dasharray="3 3"/><text x="{:.1}" y="{}" fill="{SATURATION}">2× TTFT: {}</text>"#,
             xx + 4.0,
-            TOP + 28.0,
+            BOTTOM - 8.0,
             load_label(s.load)
         );
     }
@@ -251,9 +253,9 @@ pub fn svg(result: &CalibrateResult, knee: &Knee) -> String {
         let xx = xs.x(k);
         let _ = writeln!(
             o,
-            r#"<line class="knee" x1="{xx:.1}" y1="{TOP}" x2="{xx:.1}" y2="{BOTTOM}" stroke="{KNEE}" stroke-width="2" stroke-dasharray="6 4"/><text class="knee" x="{:.1}" y="{}" fill="{KNEE}" font-weight="bold">{}</text>"#,
-            xx + 4.0,
-            TOP + 14.0,
+            r#"<line class="knee" x1="{xx:.1}" y1="{}" x2="{xx:.1}" y2="{BOTTOM}" stroke="{KNEE}" stroke-width="2" stroke-dasharray="6 4"/><text class="knee" x="{xx:.1}" y="{}" text-anchor="middle" fill="{KNEE}" font-weight="bold">{}</text>"#,
+            TOP - 4.0,
+            TOP - 9.0,
             esc(&knee_text)
         );
     }
@@ -329,7 +331,7 @@ pub fn svg(result: &CalibrateResult, knee: &Knee) -> String {
             ly + 4.0,
             esc(label)
         );
-        lx += 28.0 + 7.0 * label.len() as f64 + 18.0;
+        lx += 28.0 + 6.2 * label.chars().count() as f64 + 22.0;
     }
     o.push_str("</svg>\n");
     o

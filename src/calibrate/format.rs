@@ -45,7 +45,8 @@ pub struct CalibrateStage {
     /// Requests that did not end in `success` (open loop: launches refused by the in-flight
     /// safety limit count here too).
     pub errors: u64,
-    /// From the end of warm-up to the end of the last measured request (at least the hold).
+    /// Length of the measured window (the hold): requests started in it are counted, and
+    /// throughput is taken over it.
     pub duration_seconds: f64,
     /// Time to first token of successful requests.
     pub ttft_seconds: Quantiles,
@@ -53,8 +54,8 @@ pub struct CalibrateStage {
     pub itl_seconds: Quantiles,
     /// End-to-end duration of successful requests.
     pub e2e_seconds: Quantiles,
-    /// Output tokens of successful requests per second of `duration_seconds`, all requests
-    /// together.
+    /// Aggregate output rate: tokens that successful requests generated inside the measured
+    /// window (each request's tokens spread over its first-token-to-end span), per second.
     pub output_tokens_per_second: f64,
     /// The stage broke the SLO (p95 TTFT, p95 ITL or error rate), or measured no request.
     pub breach: bool,

@@ -31,7 +31,7 @@ pub fn table(result: &CalibrateResult, knee: &Knee) -> String {
     );
     let _ = writeln!(
         s,
-        "{:>8} {:>8} {:>7} {:>24} {:>24} {:>17} {:>10}  {}",
+        "{:>8} {:>8} {:>7} {:>24} {:>24} {:>17} {:>10}  SLO",
         if result.mode == MODE_RATE {
             "rate"
         } else {
@@ -43,7 +43,6 @@ pub fn table(result: &CalibrateResult, knee: &Knee) -> String {
         "ITL p50/p95/p99 ms",
         "E2E p50/p95 ms",
         "out tok/s",
-        "SLO"
     );
     for st in &result.stages {
         let _ = writeln!(

@@ -72,19 +72,14 @@ pub fn summarize(
     let ok: Vec<&&Sample> = counted.iter().filter(|s| s.result.is_success()).collect();
     let requests = counted.len() as u64 + skipped;
     let errors = requests - ok.len() as u64;
-    let last_end = counted
-        .iter()
-        .map(|s| s.ended.saturating_sub(window.warmup))
-        .max()
-        .unwrap_or_default();
-    let duration = last_end.max(window.hold).as_secs_f64();
-    let tokens: u64 = ok.iter().map(|s| s.output_tokens).sum();
+    let hold = window.hold.as_secs_f64();
+    let tokens = tokens_in_window(samples, window);
     let secs = |d: &Duration| d.as_secs_f64();
     let mut stage = CalibrateStage {
         load,
         requests,
         errors,
-        duration_seconds: duration,
+        duration_seconds: hold,
         ttft_seconds: quantiles(
             ok.iter()
                 .filter_map(|s| s.ttft.as_ref().map(secs))
@@ -92,15 +87,39 @@ pub fn summarize(
         ),
         itl_seconds: quantiles(ok.iter().flat_map(|s| s.itl.iter().map(secs)).collect()),
         e2e_seconds: quantiles(ok.iter().filter_map(|s| s.e2e.as_ref().map(secs)).collect()),
-        output_tokens_per_second: if duration > 0.0 {
-            tokens as f64 / duration
-        } else {
-            0.0
-        },
+        output_tokens_per_second: if hold > 0.0 { tokens / hold } else { 0.0 },
         breach: false,
     };
     stage.breach = !breach_reasons(&stage, slo).is_empty();
     stage
+}
+
+/// Output tokens generated inside the measured window by successful requests, whenever they
+/// started: each request's tokens are spread evenly over its decode span (first token to end)
+/// and the part inside the window is counted. Counting by start time instead would make a
+/// saturated closed loop look slower than it is, since its queue shifts work past the window.
+pub fn tokens_in_window(samples: &[Sample], window: Window) -> f64 {
+    let w0 = window.warmup.as_secs_f64();
+    let w1 = w0 + window.hold.as_secs_f64();
+    samples
+        .iter()
+        .filter(|s| s.result.is_success())
+        .map(|s| {
+            let end = s.ended.as_secs_f64();
+            let first = (s.started + s.ttft.unwrap_or_default())
+                .as_secs_f64()
+                .min(end);
+            let tokens = s.output_tokens as f64;
+            if end - first <= 0.0 {
+                return if (w0..w1).contains(&end) { tokens } else { 0.0 };
+            }
+            if first >= w0 && end <= w1 {
+                return tokens;
+            }
+            let overlap = (end.min(w1) - first.max(w0)).max(0.0);
+            tokens * overlap / (end - first)
+        })
+        .sum()
 }
 
 /// Failed requests over requests; 0 for a stage without requests.
@@ -219,8 +238,8 @@ mod tests {
         assert_eq!(s.itl_seconds.p50, Some(0.02));
         assert_eq!(s.itl_seconds.p99, Some(0.03));
         assert_eq!(s.e2e_seconds.p95, Some(0.4));
-        // The last request ended 0.6 s into the window, shorter than the hold.
         assert_eq!(s.duration_seconds, 2.0);
+        // 3 + 2 tokens decoded inside the window; the warm-up request decoded before it.
         assert_eq!(s.output_tokens_per_second, 2.5);
         assert!(s.breach);
         assert_eq!(
@@ -248,13 +267,42 @@ mod tests {
             breach_reasons(&choppy, &slo()),
             vec!["p95 ITL 60.0 ms > 50.0 ms".to_string()]
         );
-        // A request that ran past the hold stretches the stage.
         assert_eq!(choppy.duration_seconds, 1.0);
-        let long = summarize(1.0, &[ok(500, 100, &[10], 1500, 3)], &[], w, &slo());
-        assert_eq!(long.duration_seconds, 2.0);
-        assert_eq!(long.output_tokens_per_second, 1.5);
         let empty = summarize(1.0, &[], &[], w, &slo());
         assert!(empty.breach);
         assert_eq!((empty.requests, empty.output_tokens_per_second), (0, 0.0));
+    }
+
+    #[test]
+    fn throughput_counts_tokens_decoded_inside_the_window() {
+        let w = Window {
+            warmup: ms(1000),
+            hold: ms(1000),
+        };
+        let part = |s: Sample| tokens_in_window(&[s], w);
+        // Decodes 1600–2600 ms: 400 of its 1000 ms fall inside the window.
+        assert!((part(ok(1500, 100, &[], 1100, 10)) - 4.0).abs() < 1e-9);
+        // Started in warm-up, decodes 800–1300 ms: 300 of 500 ms inside.
+        assert!((part(ok(0, 800, &[], 1300, 5)) - 3.0).abs() < 1e-9);
+        // Wholly inside, wholly before, wholly after.
+        assert_eq!(part(ok(1100, 100, &[], 500, 7)), 7.0);
+        assert_eq!(part(ok(0, 100, &[], 500, 7)), 0.0);
+        assert_eq!(part(ok(2000, 100, &[], 500, 7)), 0.0);
+        // A single token (no decode span) counts where it lands.
+        assert_eq!(part(ok(1200, 100, &[], 100, 1)), 1.0);
+        // Failed requests add nothing.
+        let mut failed = ok(1100, 100, &[], 500, 7);
+        failed.result = ProbeResult::StreamAborted;
+        assert_eq!(part(failed), 0.0);
+        // The stage's rate is over the hold: 4 + 3 tokens in 1 s.
+        let s = summarize(
+            1.0,
+            &[ok(1500, 100, &[], 1100, 10), ok(0, 800, &[], 1300, 5)],
+            &[],
+            w,
+            &slo(),
+        );
+        assert!((s.output_tokens_per_second - 7.0).abs() < 1e-9);
+        assert_eq!(s.requests, 1);
     }
 }
