@@ -717,9 +717,14 @@ pub async fn run(args: CalibrateArgs) -> anyhow::Result<u8> {
     let ctrl_c = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             eprintln!(
-                "\nStopping: waiting for requests in flight, then writing what was measured."
+                "\nStopping: waiting for requests in flight, then writing what was measured \
+                 (ctrl-c again quits at once)."
             );
             let _ = tx.send(true);
+        }
+        // Once a handler is installed, ctrl-c no longer ends the process by itself.
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(130);
         }
     });
     let outcome = calibrate(&plan, rx, Progress::stderr()).await;
@@ -765,4 +770,54 @@ pub async fn run(args: CalibrateArgs) -> anyhow::Result<u8> {
         return Ok(EXIT_FAILURE);
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printed_urls_drop_credentials_and_query() {
+        assert_eq!(
+            display_url("https://user:pw@example.com/v1?api-key=k"),
+            "https://example.com/v1"
+        );
+        assert_eq!(
+            display_url("http://127.0.0.1:8000/v1"),
+            "http://127.0.0.1:8000/v1"
+        );
+        assert_eq!(display_url("not a url"), "<invalid URL>");
+    }
+
+    #[test]
+    fn ramps_validate_and_report_their_loads() {
+        let span = Duration::from_secs(10);
+        let c = Ramp::Concurrency(vec![1, 2, 4]);
+        assert_eq!(c.validate(span), Ok(()));
+        assert_eq!((c.loads(), c.mode()), (vec![1.0, 2.0, 4.0], "concurrency"));
+        let r = Ramp::Rate {
+            rates: vec![0.5, 1.0],
+            arrival: Arrival::Constant,
+        };
+        assert_eq!((r.loads(), r.mode()), (vec![0.5, 1.0], "rate"));
+        assert_eq!(
+            Ramp::Concurrency(vec![]).validate(span),
+            Err("--stages: give at least one load level".to_string())
+        );
+        assert_eq!(
+            Ramp::Concurrency(vec![1, 20_000]).validate(span),
+            Err("--stages: 20000 is above the limit of 10000 workers".to_string())
+        );
+        let flood = Ramp::Rate {
+            rates: vec![200_000.0],
+            arrival: Arrival::Poisson,
+        };
+        assert_eq!(
+            flood.validate(span),
+            Err(
+                "--rates: 200000/s for 10s plans more than 1000000 requests in one stage"
+                    .to_string()
+            )
+        );
+    }
 }
