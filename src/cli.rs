@@ -51,6 +51,8 @@ pub enum Command {
     Sim(Box<crate::sim::SimArgs>),
     /// Derive Prometheus alert rules from load-test results.
     Thresholds(crate::thresholds::ThresholdsArgs),
+    /// Ramp load up stage by stage to find where latency bends (generates real load).
+    Calibrate(Box<crate::calibrate::CalibrateArgs>),
 }
 
 /// `inferprobe run`.

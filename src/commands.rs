@@ -300,7 +300,45 @@ async fn probe_setup(args: &ProbeArgs) -> anyhow::Result<ProbeSetup> {
         };
         return Ok((t, (*scenario.0).clone(), sim));
     }
-    let (Some(url), Some(dialect), Some(model)) = (&args.url, &args.dialect, &args.model) else {
+    let (target, scenario) = adhoc_target(&AdHoc {
+        url: args.url.as_deref(),
+        dialect: args.dialect.as_deref(),
+        model: args.model.as_deref(),
+        prompt: args.prompt.as_deref(),
+        max_tokens: args.max_tokens,
+        api_key_env: args.api_key_env.as_deref(),
+        headers: &args.headers,
+        no_usage: args.no_usage,
+        timeouts: override_timeouts(Timeouts::default(), args),
+    })?;
+    Ok((target, scenario, None))
+}
+
+/// The flags of an ad-hoc target (`probe` and `calibrate` without a config file).
+pub struct AdHoc<'a> {
+    /// `--url`.
+    pub url: Option<&'a str>,
+    /// `--dialect`.
+    pub dialect: Option<&'a str>,
+    /// `--model`.
+    pub model: Option<&'a str>,
+    /// `--prompt`.
+    pub prompt: Option<&'a str>,
+    /// `--max-tokens`.
+    pub max_tokens: u32,
+    /// `--api-key-env`.
+    pub api_key_env: Option<&'a str>,
+    /// `--header NAME: VALUE`, repeated.
+    pub headers: &'a [String],
+    /// `--no-usage`.
+    pub no_usage: bool,
+    /// Timeouts after any `--*-timeout` flags.
+    pub timeouts: Timeouts,
+}
+
+/// Builds a target and its one scenario from ad-hoc flags; errors name the flag.
+pub fn adhoc_target(a: &AdHoc<'_>) -> anyhow::Result<(Target, Scenario)> {
+    let (Some(url), Some(dialect), Some(model)) = (a.url, a.dialect, a.model) else {
         bail!("give either --config.file, or --url, --dialect and --model");
     };
     let dialect = DialectKind::parse(dialect).with_context(|| {
@@ -318,7 +356,7 @@ async fn probe_setup(args: &ProbeArgs) -> anyhow::Result<ProbeSetup> {
     if parsed.scheme() != "http" && parsed.scheme() != "https" {
         bail!("--url={url}: scheme must be http or https");
     }
-    let api_key = match &args.api_key_env {
+    let api_key = match a.api_key_env {
         None => None,
         Some(var) => match std::env::var(var) {
             Ok(v) if !v.is_empty() => Some(Secret::new(v)),
@@ -326,7 +364,7 @@ async fn probe_setup(args: &ProbeArgs) -> anyhow::Result<ProbeSetup> {
         },
     };
     let mut headers = BTreeMap::new();
-    for h in &args.headers {
+    for h in a.headers {
         let (k, v) = h
             .split_once(':')
             .with_context(|| format!("--header={h:?}: expected \"NAME: VALUE\""))?;
@@ -334,33 +372,33 @@ async fn probe_setup(args: &ProbeArgs) -> anyhow::Result<ProbeSetup> {
     }
     let mut scenario = Scenario::builtin_default();
     scenario.name = "adhoc".to_string();
-    scenario.max_tokens = args.max_tokens;
-    if let Some(p) = &args.prompt {
+    scenario.max_tokens = a.max_tokens;
+    if let Some(p) = a.prompt {
         scenario.messages = vec![Message {
             role: "user".to_string(),
-            content: p.clone(),
+            content: p.to_string(),
         }];
     }
     let target = Target {
         name: "adhoc".to_string(),
         dialect,
         base_url: BaseUrl::Url(url.trim_end_matches('/').to_string()),
-        model: model.clone(),
+        model: model.to_string(),
         api_key,
         auth: dialect.default_auth(),
         headers,
         query: BTreeMap::new(),
-        include_usage: !args.no_usage,
+        include_usage: !a.no_usage,
         scenarios: vec![(Arc::new(scenario.clone()), 1)],
         scenario_selection: Default::default(),
         schedule: Default::default(),
-        timeouts: override_timeouts(Timeouts::default(), args),
+        timeouts: a.timeouts,
         max_response_bytes: config::default_max_response_bytes(),
         price: None,
         self_hosted: None,
         production: false,
     };
-    Ok((target, scenario, None))
+    Ok((target, scenario))
 }
 
 fn override_timeouts(t: Timeouts, a: &ProbeArgs) -> Timeouts {

@@ -3,6 +3,7 @@
 //! `main` parses flags and maps errors to exit codes; everything else lives here so tests drive
 //! the real code in-process.
 
+pub mod calibrate;
 pub mod cli;
 pub mod collect;
 pub mod commands;

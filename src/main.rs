@@ -34,6 +34,7 @@ fn main() -> ExitCode {
             Command::Run(args) => commands::run(args).await,
             Command::Probe(args) => commands::probe(*args).await,
             Command::Sim(args) => inferprobe::sim::run_cli(*args).await.map(|()| 0),
+            Command::Calibrate(args) => inferprobe::calibrate::run(*args).await,
             Command::CheckConfig(_) | Command::Thresholds(_) => Ok(0),
         }
     });

@@ -348,6 +348,7 @@ fn regional_overlay_shards_by_pod_index() {
     let env = inferprobe::config::Environment {
         base_dir: Path::new("."),
         var: &var,
+        secrets_required: true,
     };
     let loaded = inferprobe::config::load_str_with(text, "regional config", &env)
         .unwrap_or_else(|e| panic!("{e}"));

@@ -5,7 +5,6 @@
 //! gives the warning thresholds and the SLO gives the critical ones ([`rules`]). Parsing and
 //! rule generation are pure ([`generate`]); [`run_cli`] does the file I/O around them.
 
-pub mod calibrate_format;
 pub mod formats;
 pub mod rules;
 pub mod stages;

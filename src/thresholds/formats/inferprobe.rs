@@ -2,7 +2,9 @@
 //! inferprobe's own timing definitions and the SLO the run was judged against.
 
 use super::{concurrency_label, error_rate, rate_label, round_ns, Cx, ImportError};
-use crate::thresholds::calibrate_format::{CalibrateResult, LoadMode, Percentiles, TOOL};
+use crate::calibrate::format::{
+    CalibrateResult, Quantiles as Percentiles, MODE_CONCURRENCY, MODE_RATE, TOOL,
+};
 use crate::thresholds::stages::{FirstMetric, GapMetric, LoadKind, Quantiles, Slo, Stage};
 
 const TTFT: &str = "inferprobe: time to the first event carrying generated output (answer text, reasoning or tool-call arguments)";
@@ -24,13 +26,24 @@ pub(crate) fn parse(cx: &Cx<'_>, text: &str) -> Result<(Vec<Stage>, Slo), Import
     if result.tool != TOOL {
         return Err(cx.invalid("tool", format!("is {:?}, expected {TOOL:?}", result.tool)));
     }
+    let rate = match result.mode.as_str() {
+        MODE_CONCURRENCY => false,
+        MODE_RATE => true,
+        other => {
+            return Err(cx.invalid(
+                "mode",
+                format!("is {other:?}, expected {MODE_CONCURRENCY:?} or {MODE_RATE:?}"),
+            ))
+        }
+    };
     let stages = result
         .stages
         .iter()
         .map(|s| {
-            let (load_kind, label) = match result.mode {
-                LoadMode::Concurrency => (LoadKind::Concurrency, concurrency_label(s.load)),
-                LoadMode::Rate => (LoadKind::Rate, rate_label(s.load)),
+            let (load_kind, label) = if rate {
+                (LoadKind::Rate, rate_label(s.load))
+            } else {
+                (LoadKind::Concurrency, concurrency_label(s.load))
             };
             Stage {
                 source_file: cx.file.to_string(),
@@ -50,11 +63,14 @@ pub(crate) fn parse(cx: &Cx<'_>, text: &str) -> Result<(Vec<Stage>, Slo), Import
             }
         })
         .collect();
+    // calibrate judges errors against one limit, the breach level; the warning level stays the
+    // default unless that is above the breach level.
+    let breach = result.slo.error_rate;
     let slo = Slo {
         ttft_p95: result.slo.ttft_p95_seconds,
         itl_p95: result.slo.itl_p95_seconds,
-        error_rate_warn: result.slo.error_rate_warn,
-        error_rate_breach: result.slo.error_rate_breach,
+        error_rate_warn: Slo::default().error_rate_warn.min(breach),
+        error_rate_breach: breach,
     };
     Ok((stages, slo))
 }
