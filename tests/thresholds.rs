@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use inferprobe::thresholds::calibrate_format::{
-    CalibrateResult, CalibrateSlo, CalibrateStage, LoadMode, Percentiles,
+use inferprobe::calibrate::format::{
+    CalibrateResult, CalibrateSlo, CalibrateStage, Quantiles as Percentiles, MODE_CONCURRENCY,
 };
 use inferprobe::thresholds::stages::{FirstMetric, GapMetric};
 use inferprobe::thresholds::{
@@ -675,7 +675,7 @@ fn calibrate_result_round_trips_through_its_serde_type() {
         target: "t".into(),
         model: "m".into(),
         dialect: "openai-chat".into(),
-        mode: LoadMode::Concurrency,
+        mode: MODE_CONCURRENCY.into(),
         stages: vec![CalibrateStage {
             load: 2.0,
             requests: 10,
@@ -685,13 +685,13 @@ fn calibrate_result_round_trips_through_its_serde_type() {
             itl_seconds: p(0.01, 0.02, 0.03),
             e2e_seconds: Percentiles::default(),
             output_tokens_per_second: 50.0,
+            breach: false,
         }],
         knee: None,
         slo: CalibrateSlo {
             ttft_p95_seconds: 0.5,
             itl_p95_seconds: 0.05,
-            error_rate_warn: 0.001,
-            error_rate_breach: 0.01,
+            error_rate: 0.01,
         },
     };
     let text = serde_json::to_string_pretty(&result).expect("serialize");
