@@ -159,7 +159,7 @@ fn promtool_unit_tests_pass() {
 
 #[test]
 fn every_alert_has_severity_annotations_and_a_runbook_section() {
-    let runbook = std::fs::read_to_string(root().join("alerts/RUNBOOK.md")).expect("RUNBOOK.md");
+    let runbook = std::fs::read_to_string(root().join("README.md")).expect("README.md");
     let anchors = heading_anchors(&runbook);
     let mut names = BTreeSet::new();
     for (file, rule) in all_rules() {
@@ -187,7 +187,7 @@ fn every_alert_has_severity_annotations_and_a_runbook_section() {
         );
         assert!(
             anchors.contains(&anchor),
-            "alerts/RUNBOOK.md has no heading `Runbook: {alert}` (anchor #{anchor})"
+            "README.md has no heading `Runbook: {alert}` (anchor #{anchor})"
         );
     }
     assert_eq!(names.len(), 20, "{names:?}");
@@ -195,7 +195,7 @@ fn every_alert_has_severity_annotations_and_a_runbook_section() {
     for a in anchors.iter().filter_map(|a| a.strip_prefix("runbook-")) {
         assert!(
             names.iter().any(|n| n.to_lowercase() == a),
-            "alerts/RUNBOOK.md documents an unknown alert #{a}"
+            "README.md documents an unknown alert #{a}"
         );
     }
 }
