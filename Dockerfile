@@ -2,7 +2,7 @@
 #
 # inferprobe container image.
 #
-#   docker build -t inferprobe .
+#   docker build -t inferprobe --build-arg INFERPROBE_GIT_REVISION="$(git rev-parse --short=12 HEAD)" .
 #   docker run --rm -p 10048:10048 inferprobe                      # probes the built-in simulator
 #   docker run --rm -p 10048:10048 --gpus all \
 #     -v "$PWD/config.yml:/etc/inferprobe/config.yml:ro" inferprobe  # your config, with GPUs
@@ -11,6 +11,9 @@
 # without keys or GPUs. Mount your own over /etc/inferprobe/config.yml.
 
 FROM rust:1-bookworm AS builder
+# .git is not in the build context: the revision for --version and inferprobe_build_info comes in
+# as a build argument.
+ARG INFERPROBE_GIT_REVISION=unknown
 WORKDIR /src
 COPY . .
 # The cache mounts keep the registry and build directory between builds; the binary is copied

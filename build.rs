@@ -2,6 +2,15 @@
 use std::process::Command;
 
 fn main() {
+    println!("cargo:rerun-if-env-changed=INFERPROBE_GIT_REVISION");
+    // Builds without a .git directory (a container build context) pass the revision in.
+    if let Some(rev) = std::env::var("INFERPROBE_GIT_REVISION")
+        .ok()
+        .filter(|r| !r.trim().is_empty())
+    {
+        println!("cargo:rustc-env=INFERPROBE_GIT_REVISION={}", rev.trim());
+        return;
+    }
     let rev = Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])
         .output()
