@@ -63,6 +63,15 @@ fn run(sections: &[String]) -> anyhow::Result<()> {
         .context("tokio runtime")?;
     let t0 = Instant::now();
     let has = |s: &str| sections.iter().any(|x| x == s);
+    // Measured first, while the heap is fresh: freed memory from later sections would be reused
+    // and hide the growth.
+    let clients = if has("rss") {
+        let n = 100;
+        let (before, after) = rt.block_on(rss::clients_cost(n))?;
+        Some((n, before, after))
+    } else {
+        None
+    };
 
     let mut machine = Table::new(&["machine", "value"]);
     for (k, v) in procs::machine() {
@@ -221,15 +230,15 @@ fn run(sections: &[String]) -> anyhow::Result<()> {
             ]);
         }
         println!("{}", t.render());
-        let n = 100;
-        let (before, after) = rt.block_on(rss::clients_cost(n))?;
-        println!(
-            "Contributor check: building {n} HTTP clients as the daemon does (one per target, \
-             `engine::client_for`) grows this benchmark's own RSS by {:.1} MiB \
-             ({:.0} KiB per client).\n",
-            after.saturating_sub(before) as f64 / 1024.0,
-            after.saturating_sub(before) as f64 / n as f64
-        );
+        if let Some((n, before, after)) = clients {
+            println!(
+                "Contributor check: building {n} HTTP clients as the daemon does (one per target, \
+                 `engine::client_for`) grows this benchmark's own RSS by {:.1} MiB \
+                 ({:.0} KiB per client).\n",
+                after.saturating_sub(before) as f64 / 1024.0,
+                after.saturating_sub(before) as f64 / n as f64
+            );
+        }
     }
 
     eprintln!("done in {:.0} s", t0.elapsed().as_secs_f64());
