@@ -4,7 +4,7 @@
 //! truth), `cpu` (engine CPU time per 1,000 streamed tokens), `sse` (SSE events framed and decoded
 //! per second on one core), `rss` (resident memory of an idle daemon with 1 and 100 targets).
 //! Prints a Markdown report on stdout; progress goes to stderr. Loopback only, port 0, bounded
-//! in count and time (about two minutes in all).
+//! in count and time (about two and a half minutes in all).
 
 mod accuracy;
 mod cpu;
@@ -23,7 +23,7 @@ use stats::{us, Table};
 /// Probes of the accuracy section, per dialect.
 const ACCURACY_PROBES: [(DialectKind, usize); 2] = [
     (DialectKind::OpenaiChat, 200),
-    (DialectKind::AnthropicMessages, 50),
+    (DialectKind::AnthropicMessages, 200),
 ];
 /// Probes per pacing of the CPU section.
 const CPU_PROBES: usize = 50;
