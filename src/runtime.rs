@@ -95,13 +95,25 @@ pub struct TargetRuntime {
 }
 
 impl TargetRuntime {
+    /// `clients` holds one HTTP client per connect timeout: a client (its connection pool and TLS
+    /// config) costs over 100 KiB, and targets with the same timeout can share one. Connections
+    /// are pooled per host, so sharing changes nothing about what each probe measures.
     fn new(
         target: Arc<Target>,
         sim: Option<&SimHandle>,
         loaded: &Loaded,
+        clients: &mut HashMap<Duration, reqwest::Client>,
     ) -> anyhow::Result<TargetRuntime> {
-        let client = engine::client_for(&target.timeouts)
-            .with_context(|| format!("building HTTP client for target {:?}", target.name))?;
+        let client = match clients.get(&target.timeouts.connect) {
+            Some(c) => c.clone(),
+            None => {
+                let c = engine::client_for(&target.timeouts).with_context(|| {
+                    format!("building HTTP client for target {:?}", target.name)
+                })?;
+                clients.insert(target.timeouts.connect, c.clone());
+                c
+            }
+        };
         let base_url = resolve_base_url(&target, sim)?;
         Ok(TargetRuntime {
             target,
@@ -353,9 +365,10 @@ impl Daemon {
 
     /// Builds and starts a generation for `loaded`.
     async fn build_generation(self: &Arc<Daemon>, loaded: Loaded) -> anyhow::Result<Generation> {
+        let mut clients = HashMap::new();
         let mut targets = BTreeMap::new();
         for t in &loaded.targets {
-            let rt = TargetRuntime::new(t.clone(), self.sim.as_ref(), &loaded)?;
+            let rt = TargetRuntime::new(t.clone(), self.sim.as_ref(), &loaded, &mut clients)?;
             for (s, _) in &t.scenarios {
                 self.probes.precreate(&t.name, &t.model, &s.name);
             }
