@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use inferprobe::config::{BaseUrl, Checks, Scenario, Target, Timeouts};
@@ -14,34 +13,31 @@ use inferprobe::probe::{Outcome, ProbeResult};
 use inferprobe::runtime::simulator_base_url;
 
 fn target(dialect: DialectKind, base_url: String) -> Target {
-    Target {
-        name: format!("t-{}", dialect.as_str()),
-        dialect,
-        base_url: BaseUrl::Url(base_url),
-        model: "sim-llm".to_string(),
-        api_key: None,
-        auth: dialect.default_auth(),
-        headers: BTreeMap::new(),
-        query: BTreeMap::new(),
-        include_usage: true,
-        scenarios: Vec::new(),
-        scenario_selection: Default::default(),
-        schedule: Default::default(),
+    let (mut t, _) = inferprobe::commands::adhoc_target(&inferprobe::commands::AdHoc {
+        url: Some(&base_url),
+        dialect: Some(dialect.as_str()),
+        model: Some("sim-llm"),
+        prompt: None,
+        max_tokens: 64,
+        api_key_env: None,
+        headers: &[],
+        no_usage: false,
         timeouts: Timeouts {
             connect: Duration::from_secs(2),
             first_token: Duration::from_secs(5),
             idle: Duration::from_secs(5),
             total: Duration::from_secs(10),
         },
-        max_response_bytes: 1 << 20,
-        price: Some(inferprobe::config::PriceConfig {
-            input_per_million: 1.0,
-            output_per_million: 2.0,
-            cached_input_per_million: None,
-        }),
-        self_hosted: None,
-        production: false,
-    }
+    })
+    .expect("a valid ad-hoc target");
+    t.name = format!("t-{}", dialect.as_str());
+    t.max_response_bytes = 1 << 20;
+    t.price = Some(inferprobe::config::PriceConfig {
+        input_per_million: 1.0,
+        output_per_million: 2.0,
+        cached_input_per_million: None,
+    });
+    t
 }
 
 async fn probe(t: &Target, scenario: &Scenario) -> Outcome {

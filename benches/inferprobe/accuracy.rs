@@ -10,12 +10,11 @@
 //! the return, so that delay is an upper bound. How late is bounded by the estimate minus the
 //! instant `run_probe` was called (which also holds building the request body).
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use inferprobe::config::simulator::{Dist, SimulatorConfig};
-use inferprobe::config::{BaseUrl, Scenario, Target, Timeouts};
+use inferprobe::config::{Scenario, Target, Timeouts};
 use inferprobe::probe::dialect::DialectKind;
 use inferprobe::probe::{engine, Outcome};
 use inferprobe::runtime::simulator_base_url;
@@ -51,29 +50,25 @@ pub struct Report {
 
 /// A target for the in-process simulator, as the daemon would resolve it.
 pub fn bench_target(dialect: DialectKind, base_url: &str) -> Target {
-    Target {
-        name: format!("bench-{}", dialect.as_str()),
-        dialect,
-        base_url: BaseUrl::Url(base_url.to_string()),
-        model: "sim-llm".to_string(),
-        api_key: None,
-        auth: dialect.default_auth(),
-        headers: BTreeMap::new(),
-        query: BTreeMap::new(),
-        include_usage: true,
-        scenarios: Vec::new(),
-        scenario_selection: Default::default(),
-        schedule: Default::default(),
+    let (mut target, _) = inferprobe::commands::adhoc_target(&inferprobe::commands::AdHoc {
+        url: Some(base_url),
+        dialect: Some(dialect.as_str()),
+        model: Some("sim-llm"),
+        prompt: None,
+        max_tokens: 64,
+        api_key_env: None,
+        headers: &[],
+        no_usage: false,
         timeouts: Timeouts {
             connect: Duration::from_secs(2),
             first_token: Duration::from_secs(10),
             idle: Duration::from_secs(10),
             total: Duration::from_secs(30),
         },
-        max_response_bytes: 4 << 20,
-        price: None,
-        production: false,
-    }
+    })
+    .expect("a valid ad-hoc target");
+    target.name = format!("bench-{}", dialect.as_str());
+    target
 }
 
 struct Run {
