@@ -89,16 +89,18 @@ pub struct CheckConfigArgs {
     pub file: PathBuf,
 }
 
-/// `inferprobe probe`: from a config (`--config.file`) or ad hoc (`--url --dialect --model`).
-#[derive(Debug, Args)]
-pub struct ProbeArgs {
+/// Which endpoint to talk to, for `probe` and `calibrate`: a target of a config
+/// (`--config.file`) or an ad-hoc one (`--url --dialect --model`).
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
     /// Config file to take the target from.
     #[arg(long = "config.file", conflicts_with_all = ["url", "dialect", "model"])]
     pub config_file: Option<PathBuf>,
     /// Target name (default: the first target of the config).
     #[arg(long, requires = "config_file")]
     pub target: Option<String>,
-    /// Scenario name (default: the target's first scenario, or the ad-hoc prompt).
+    /// Scenario name (default: `probe` sends the target's first scenario, `calibrate` all of
+    /// them in turn).
     #[arg(long, requires = "config_file")]
     pub scenario: Option<String>,
     /// Ad hoc: base URL as the provider's SDK takes it (`http://127.0.0.1:8000/v1` for OpenAI
@@ -123,6 +125,14 @@ pub struct ProbeArgs {
     /// Ad hoc: do not send `stream_options.include_usage` (for servers that reject it).
     #[arg(long = "no-usage")]
     pub no_usage: bool,
+}
+
+/// `inferprobe probe`: one probe now, from a config or ad hoc.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// The endpoint.
+    #[command(flatten)]
+    pub endpoint: TargetArgs,
     /// Ad hoc: extra header `NAME: VALUE` (repeatable).
     #[arg(long = "header")]
     pub headers: Vec<String>,

@@ -243,51 +243,16 @@ pub async fn probe(args: ProbeArgs) -> anyhow::Result<u8> {
 type ProbeSetup = (Target, Scenario, Option<crate::sim::SimHandle>);
 
 async fn probe_setup(args: &ProbeArgs) -> anyhow::Result<ProbeSetup> {
-    if let Some(path) = &args.config_file {
+    if let Some(path) = &args.endpoint.config_file {
         let loaded = config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let target = match &args.target {
-            Some(name) => loaded
-                .targets
-                .iter()
-                .find(|t| &t.name == name)
-                .with_context(|| {
-                    format!(
-                        "--target={name}: no such target; configured: {}",
-                        loaded
-                            .targets
-                            .iter()
-                            .map(|t| t.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                })?,
-            None => loaded
-                .targets
-                .first()
-                .with_context(|| format!("{}: defines no targets", path.display()))?,
-        };
-        let scenario = match &args.scenario {
-            Some(name) => target
-                .scenarios
-                .iter()
-                .find(|(s, _)| &s.name == name)
-                .with_context(|| {
-                    format!(
-                        "--scenario={name}: target {:?} has no such scenario; its scenarios: {}",
-                        target.name,
-                        target
-                            .scenarios
-                            .iter()
-                            .map(|(s, _)| s.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                })?,
-            None => target
-                .scenarios
-                .first()
-                .context("target has no scenarios")?,
-        };
+        let (target, scenarios) = select_from_config(
+            &loaded,
+            path,
+            args.endpoint.target.as_deref(),
+            args.endpoint.scenario.as_deref(),
+        )
+        .map_err(anyhow::Error::msg)?;
+        let scenario = scenarios.first().context("target has no scenarios")?;
         let mut t = (**target).clone();
         t.timeouts = override_timeouts(t.timeouts, args);
         let sim = match (&t.base_url, &loaded.simulator) {
@@ -298,20 +263,63 @@ async fn probe_setup(args: &ProbeArgs) -> anyhow::Result<ProbeSetup> {
             ),
             _ => None,
         };
-        return Ok((t, (*scenario.0).clone(), sim));
+        return Ok((t, (**scenario).clone(), sim));
     }
     let (target, scenario) = adhoc_target(&AdHoc {
-        url: args.url.as_deref(),
-        dialect: args.dialect.as_deref(),
-        model: args.model.as_deref(),
-        prompt: args.prompt.as_deref(),
-        max_tokens: args.max_tokens,
-        api_key_env: args.api_key_env.as_deref(),
+        url: args.endpoint.url.as_deref(),
+        dialect: args.endpoint.dialect.as_deref(),
+        model: args.endpoint.model.as_deref(),
+        prompt: args.endpoint.prompt.as_deref(),
+        max_tokens: args.endpoint.max_tokens,
+        api_key_env: args.endpoint.api_key_env.as_deref(),
         headers: &args.headers,
-        no_usage: args.no_usage,
+        no_usage: args.endpoint.no_usage,
         timeouts: override_timeouts(Timeouts::default(), args),
     })?;
     Ok((target, scenario, None))
+}
+
+/// The target `--target` names (else the config's first) and the scenarios `--scenario` names
+/// (else all of the target's, in order). Errors name the flag and list what the config defines.
+pub fn select_from_config<'a>(
+    loaded: &'a Loaded,
+    path: &std::path::Path,
+    target: Option<&str>,
+    scenario: Option<&str>,
+) -> Result<(&'a Arc<Target>, Vec<Arc<Scenario>>), String> {
+    let target = match target {
+        Some(name) => loaded
+            .targets
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| {
+                format!(
+                    "--target={name}: no such target; configured: {}",
+                    loaded
+                        .targets
+                        .iter()
+                        .map(|t| t.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?,
+        None => loaded
+            .targets
+            .first()
+            .ok_or_else(|| format!("{}: defines no targets", path.display()))?,
+    };
+    let all = target.scenarios.iter().map(|(s, _)| s.clone());
+    let scenarios = match scenario {
+        None => all.collect(),
+        Some(name) => vec![all.clone().find(|s| s.name == name).ok_or_else(|| {
+            format!(
+                "--scenario={name}: target {:?} has no such scenario; its scenarios: {}",
+                target.name,
+                all.map(|s| s.name.clone()).collect::<Vec<_>>().join(", ")
+            )
+        })?],
+    };
+    Ok((target, scenarios))
 }
 
 /// The flags of an ad-hoc target (`probe` and `calibrate` without a config file).

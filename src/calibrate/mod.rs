@@ -56,37 +56,9 @@ pub const SVG_FILE: &str = "calibrate.svg";
 #[derive(Debug, Clone, Args)]
 #[command(group(ArgGroup::new("ramp").required(true).args(["stages", "rates"])))]
 pub struct CalibrateArgs {
-    /// Config file to take the target and its scenarios from.
-    #[arg(long = "config.file", conflicts_with_all = ["url", "dialect", "model"])]
-    pub config_file: Option<PathBuf>,
-    /// Target name (default: the first target of the config).
-    #[arg(long, requires = "config_file")]
-    pub target: Option<String>,
-    /// Send only this scenario (default: the target's scenarios in turn).
-    #[arg(long, requires = "config_file")]
-    pub scenario: Option<String>,
-    /// Ad hoc: base URL as the provider's SDK takes it (`http://127.0.0.1:8000/v1` for OpenAI
-    /// dialects, `https://api.anthropic.com` for Anthropic).
-    #[arg(long, requires_all = ["dialect", "model"])]
-    pub url: Option<String>,
-    /// Ad hoc: API dialect (`openai-chat`, `openai-completions`, `anthropic-messages`).
-    #[arg(long)]
-    pub dialect: Option<String>,
-    /// Ad hoc: model name.
-    #[arg(long)]
-    pub model: Option<String>,
-    /// Ad hoc: the user prompt.
-    #[arg(long)]
-    pub prompt: Option<String>,
-    /// Ad hoc: upper bound on generated tokens.
-    #[arg(long = "max-tokens", default_value_t = 64)]
-    pub max_tokens: u32,
-    /// Ad hoc: name of the environment variable holding the API key.
-    #[arg(long = "api-key-env")]
-    pub api_key_env: Option<String>,
-    /// Ad hoc: do not send `stream_options.include_usage` (for servers that reject it).
-    #[arg(long = "no-usage")]
-    pub no_usage: bool,
+    /// The endpoint.
+    #[command(flatten)]
+    pub endpoint: crate::cli::TargetArgs,
     /// Closed-loop stages: requests in flight at once, ascending (`1,2,4,8,16`).
     #[arg(long, value_delimiter = ',', value_name = "N,N,...")]
     pub stages: Vec<u32>,
@@ -527,7 +499,7 @@ pub async fn setup(args: &CalibrateArgs) -> Result<(Plan, Option<SimHandle>), Ca
         itl_p95_seconds: args.slo_itl_p95.as_secs_f64(),
         error_rate: args.slo_error_rate,
     };
-    let (target, scenarios, sim_cfg) = match &args.config_file {
+    let (target, scenarios, sim_cfg) = match &args.endpoint.config_file {
         Some(path) => from_config(args, path)?,
         None => {
             let (t, s) = ad_hoc(args)?;
@@ -577,66 +549,27 @@ type FromConfig = (
 
 fn from_config(args: &CalibrateArgs, path: &Path) -> Result<FromConfig, CalibrateError> {
     let loaded = config::load(path)?;
-    let target = match &args.target {
-        Some(name) => loaded
-            .targets
-            .iter()
-            .find(|t| &t.name == name)
-            .ok_or_else(|| {
-                usage(format!(
-                    "--target={name}: no such target; configured: {}",
-                    loaded
-                        .targets
-                        .iter()
-                        .map(|t| t.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            })?,
-        None => loaded
-            .targets
-            .first()
-            .ok_or_else(|| usage(format!("{}: defines no targets", path.display())))?,
-    };
-    let scenarios: Vec<Scenario> = match &args.scenario {
-        Some(name) => {
-            let s = target
-                .scenarios
-                .iter()
-                .find(|(s, _)| &s.name == name)
-                .ok_or_else(|| {
-                    usage(format!(
-                        "--scenario={name}: target {:?} has no such scenario; its scenarios: {}",
-                        target.name,
-                        target
-                            .scenarios
-                            .iter()
-                            .map(|(s, _)| s.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ))
-                })?;
-            vec![(*s.0).clone()]
-        }
-        None => target
-            .scenarios
-            .iter()
-            .map(|(s, _)| (**s).clone())
-            .collect(),
-    };
+    let (target, scenarios) = crate::commands::select_from_config(
+        &loaded,
+        path,
+        args.endpoint.target.as_deref(),
+        args.endpoint.scenario.as_deref(),
+    )
+    .map_err(usage)?;
+    let scenarios: Vec<Scenario> = scenarios.iter().map(|s| (**s).clone()).collect();
     Ok(((**target).clone(), scenarios, loaded.simulator.clone()))
 }
 
 fn ad_hoc(args: &CalibrateArgs) -> Result<(Target, Vec<Scenario>), CalibrateError> {
     let (target, scenario) = crate::commands::adhoc_target(&crate::commands::AdHoc {
-        url: args.url.as_deref(),
-        dialect: args.dialect.as_deref(),
-        model: args.model.as_deref(),
-        prompt: args.prompt.as_deref(),
-        max_tokens: args.max_tokens,
-        api_key_env: args.api_key_env.as_deref(),
+        url: args.endpoint.url.as_deref(),
+        dialect: args.endpoint.dialect.as_deref(),
+        model: args.endpoint.model.as_deref(),
+        prompt: args.endpoint.prompt.as_deref(),
+        max_tokens: args.endpoint.max_tokens,
+        api_key_env: args.endpoint.api_key_env.as_deref(),
         headers: &[],
-        no_usage: args.no_usage,
+        no_usage: args.endpoint.no_usage,
         timeouts: Timeouts::default(),
     })
     .map_err(|e| usage(format!("{e:#}")))?;
