@@ -17,11 +17,12 @@ ARG INFERPROBE_GIT_REVISION=unknown
 WORKDIR /src
 COPY . .
 # The cache mounts keep the registry and build directory between builds; the binary is copied
-# out of the cached target directory in the same step.
+# out of the cached target directory in the same step, stripped (the release profile keeps line
+# tables for backtraces; the image does not need them).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked \
-    && install -D -m 0755 target/release/inferprobe /out/inferprobe
+    && install -D -m 0755 --strip target/release/inferprobe /out/inferprobe
 
 # bookworm-slim rather than distroless: the health check needs a shell (bash's /dev/tcp), and
 # NVML is loaded at run time from the driver's libnvidia-ml.so.1, which the NVIDIA container
