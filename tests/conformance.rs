@@ -264,6 +264,7 @@ async fn api_key_is_sent_the_dialects_way() {
         let o = probe(&t, &Scenario::builtin_default()).await;
         assert_eq!(o.result, ProbeResult::Http4xx, "{dialect:?} without a key");
         assert_eq!(o.http_status, Some(401));
+        assert_eq!(o.cost_usd, None, "a refused request has no token cost");
         t.api_key = Some(inferprobe::config::Secret::new(
             "sk-conformance-123".to_string(),
         ));

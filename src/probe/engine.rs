@@ -424,7 +424,14 @@ impl<'a> Run<'a> {
             cached_input: self.usage_cached,
             output: output_tokens,
         };
-        let cost_usd = self.target.price.as_ref().map(|p| request_cost(p, tokens));
+        // A request that reported no tokens at all (refused, failed before output) has no token
+        // cost; recording 0 would drag cost-per-request averages down during an outage.
+        let cost_usd = match (&self.target.price, tokens.input, tokens.output) {
+            (Some(p), input, output) if input.is_some() || output > 0 => {
+                Some(request_cost(p, tokens))
+            }
+            _ => None,
+        };
         let completed = trace.end.is_some();
         Outcome {
             target: self.target.name.clone(),
