@@ -5,6 +5,8 @@
 //! `INFERPROBE_BLESS=1` to rewrite the `.expected` files after an intended message change, then
 //! review the diff.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use inferprobe::config::{self, Environment, Loaded};
@@ -48,29 +50,12 @@ fn fixtures(suffix: &str) -> Vec<PathBuf> {
 
 #[test]
 fn bad_fixtures_fail_with_the_expected_errors() {
-    let bless = std::env::var_os("INFERPROBE_BLESS").is_some();
     let files = fixtures(".bad.yml");
     assert!(files.len() >= 10, "fixtures missing: {files:?}");
-    let mut failures = Vec::new();
-    for path in files {
-        let expected_path = PathBuf::from(format!("{}.expected", path.display()));
-        let actual = match load_fixture(&path) {
-            Ok(_) => format!("{} loaded without errors", path.display()),
-            Err(e) => format!("{e}\n"),
-        };
-        if bless {
-            std::fs::write(&expected_path, &actual).unwrap();
-            continue;
-        }
-        let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
-        if actual != expected {
-            failures.push(format!(
-                "{}\n--- expected\n{expected}--- actual\n{actual}",
-                path.display()
-            ));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    common::assert_golden(&files, |path| match load_fixture(path) {
+        Ok(_) => format!("{} loaded without errors", path.display()),
+        Err(e) => format!("{e}\n"),
+    });
 }
 
 #[test]

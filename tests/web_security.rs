@@ -584,29 +584,12 @@ fn fixtures(suffix: &str) -> Vec<PathBuf> {
 /// rewrites them).
 #[test]
 fn bad_web_configs_fail_with_the_expected_errors() {
-    let bless = std::env::var_os("INFERPROBE_BLESS").is_some();
     let files = fixtures(".bad.yml");
     assert!(files.len() >= 15, "fixtures missing: {files:?}");
-    let mut failures = Vec::new();
-    for path in files {
-        let expected_path = PathBuf::from(format!("{}.expected", path.display()));
-        let actual = match WebConfig::load(&path) {
-            Ok(_) => format!("{} loaded without errors\n", path.display()),
-            Err(e) => format!("{e}\n"),
-        };
-        if bless {
-            std::fs::write(&expected_path, &actual).unwrap();
-            continue;
-        }
-        let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
-        if actual != expected {
-            failures.push(format!(
-                "{}\n--- expected\n{expected}--- actual\n{actual}",
-                path.display()
-            ));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    common::assert_golden(&files, |path| match WebConfig::load(path) {
+        Ok(_) => format!("{} loaded without errors\n", path.display()),
+        Err(e) => format!("{e}\n"),
+    });
 }
 
 #[test]

@@ -99,3 +99,27 @@ pub fn promtool_check_metrics(text: &str) -> Option<(bool, String)> {
     s.push_str(&String::from_utf8_lossy(&out.stderr));
     Some((out.status.success(), s))
 }
+
+/// Compares what `render` makes of each fixture with the fixture's `.expected` file, reporting
+/// every mismatch at once. With `INFERPROBE_BLESS` set it rewrites the `.expected` files instead
+/// (review the diff).
+pub fn assert_golden(files: &[std::path::PathBuf], render: impl Fn(&std::path::Path) -> String) {
+    let bless = std::env::var_os("INFERPROBE_BLESS").is_some();
+    let mut failures = Vec::new();
+    for path in files {
+        let expected_path = std::path::PathBuf::from(format!("{}.expected", path.display()));
+        let actual = render(path);
+        if bless {
+            std::fs::write(&expected_path, &actual).expect("write .expected");
+            continue;
+        }
+        let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
+        if actual != expected {
+            failures.push(format!(
+                "{}\n--- expected\n{expected}--- actual\n{actual}",
+                path.display()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
