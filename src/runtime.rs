@@ -483,14 +483,11 @@ impl Daemon {
         let summary = config::summary(&loaded);
         let gpus = loaded.gpus.clone();
         let servers = loaded.servers.clone();
+        let new_keys = series_keys(&loaded);
         let new_gen = self.build_generation(loaded).await?;
         self.apply_gpus(&gpus);
         self.apply_servers(&servers);
         let old = std::mem::replace(&mut *self.generation.lock().await, new_gen);
-        let new_keys: HashSet<(String, String, String)> = {
-            let g = self.generation.lock().await;
-            series_keys(&g.loaded)
-        };
         let names: HashSet<String> = new_keys.iter().map(|(t, _, _)| t.clone()).collect();
         for (t, m, s) in series_keys(&old.loaded) {
             if !new_keys.contains(&(t.clone(), m.clone(), s.clone())) {

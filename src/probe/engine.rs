@@ -124,6 +124,7 @@ struct Run<'a> {
 type PhaseResult = Result<(), (ProbeResult, String)>;
 
 impl<'a> Run<'a> {
+    /// Stamps `t_start`: the caller sends the request right after, with nothing in between.
     fn new(target: &'a Target, scenario: &'a Scenario) -> Run<'a> {
         Run {
             target,
@@ -181,8 +182,6 @@ impl<'a> Run<'a> {
     }
 
     async fn execute(&mut self, req: reqwest::RequestBuilder) -> PhaseResult {
-        // `t_start` is re-stamped here, just before the request is sent.
-        self.trace = Trace::new(Instant::now());
         let header_deadline = self.first_token_deadline().min(self.total_deadline());
         let resp = match tokio::time::timeout_at(header_deadline.into(), req.send()).await {
             Err(_) => {
