@@ -1,0 +1,480 @@
+//! Against a real llama.cpp `llama-server` (not the simulator): chat and completions probes,
+//! output tokens and timings compared with the server's own accounting, a daemon probing it at
+//! about the server's keep-alive timeout, and the server collector compared with the server's
+//! own `/metrics`.
+//!
+//! `scripts/llama-server.sh` builds the server from the llama.cpp sources that the pinned
+//! `llama-cpp-python` sdist vendors and writes a tiny random-weight model
+//! (`scripts/tiny_gguf.py`); it prints `INFERPROBE_LLAMA_SERVER` and `INFERPROBE_LLAMA_MODEL`.
+//! Without them the tests look in the script's cache; when nothing is there they are skipped
+//! with a message, except under `CI=true`, where a missing server fails them.
+//! `INFERPROBE_LLAMA_SOAK_SECS` shortens the daemon test (default 180 s) for local runs.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{eventually, get, sample};
+use inferprobe::commands;
+use inferprobe::config::BaseUrl;
+use inferprobe::probe::engine;
+use inferprobe::probe::trace::TokenSource;
+use inferprobe::probe::Outcome;
+
+/// Tokens every probe generates: `ignore_eos` makes the server generate exactly `max_tokens`.
+const MAX_TOKENS: u64 = 48;
+
+/// How much a client-side duration may exceed the server's own measure of the same span.
+///
+/// The server's `timings` cover the model's work only: `prompt_ms` runs from the start of prompt
+/// processing to the logits of the first token, `predicted_ms` from there to the last token.
+/// inferprobe's clock starts before the request is written and stops when the last event is
+/// read, so its TTFT (E2E) is never below `prompt_ms` (`prompt_ms + predicted_ms`), and the
+/// difference is what lies outside the server's window: connection set-up, HTTP parsing, chat
+/// template and tokenization, hand-off to a slot, writing and reading the event on loopback.
+/// None of that grows with the number of tokens; on an idle machine it is a few milliseconds.
+/// 500 ms leaves room for a CI machine whose cores are busy (a thread can wait that long for a
+/// core), and is still far below the server's `predicted_ms` window checked below, so a TTFT
+/// stamped at the wrong event (say, the last one) would not pass.
+const OVERHEAD_TOLERANCE: Duration = Duration::from_millis(500);
+
+fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// The cache root of `scripts/llama-server.sh`.
+fn cache_root() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("INFERPROBE_LLAMA_CACHE") {
+        return Some(PathBuf::from(d));
+    }
+    let base = match std::env::var_os("XDG_CACHE_HOME") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => PathBuf::from(std::env::var_os("HOME")?).join(".cache"),
+    };
+    Some(base.join("inferprobe"))
+}
+
+/// The llama-cpp-python version the build script pins (one source of truth).
+fn pinned_version() -> &'static str {
+    include_str!("../scripts/llama-server.sh")
+        .lines()
+        .find_map(|l| l.strip_prefix("LLAMA_CPP_PYTHON_VERSION="))
+        .expect("scripts/llama-server.sh pins LLAMA_CPP_PYTHON_VERSION")
+        .trim()
+}
+
+/// The server binary and model, from the environment or the build script's cache. `None` (after
+/// a message) when they are absent; under `CI=true` their absence fails the test.
+fn locate() -> Option<(PathBuf, PathBuf)> {
+    let root = cache_root();
+    let from_env = |var: &str, cached: Option<PathBuf>| match std::env::var_os(var) {
+        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+        _ => cached,
+    };
+    let bin = from_env(
+        "INFERPROBE_LLAMA_SERVER",
+        root.as_ref().map(|r| {
+            r.join(format!("llama-server-{}", pinned_version()))
+                .join("bin/llama-server")
+        }),
+    );
+    let model = from_env(
+        "INFERPROBE_LLAMA_MODEL",
+        root.as_ref().map(|r| r.join("tiny-llama.gguf")),
+    );
+    match (bin, model) {
+        (Some(b), Some(m)) if b.is_file() && m.is_file() => Some((b, m)),
+        (b, m) => {
+            let msg = format!(
+                "no llama-server to test against (binary {:?}, model {:?}); build it with \
+                 `eval \"$(scripts/llama-server.sh)\"` (about 10 minutes once, then cached)",
+                b, m
+            );
+            if ci() {
+                panic!("CI=true: {msg}");
+            }
+            eprintln!("SKIPPED: {msg}");
+            None
+        }
+    }
+}
+
+/// A running `llama-server`, killed on drop.
+struct Llama {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Llama {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Llama {
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The last lines of the server's log, for failure messages.
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// The server's own `/metrics` page.
+    async fn metrics(&self) -> String {
+        let (status, text) = get(&self.url("/metrics")).await;
+        assert_eq!(status, 200, "llama-server /metrics: {text}");
+        text
+    }
+}
+
+/// A free loopback port: bound, read, released. The server binds it a moment later (older
+/// llama-server releases do not accept `--port 0`).
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").port()
+}
+
+/// Starts `llama-server` on loopback with `--metrics` and waits until `/health` says the model
+/// is loaded. `None` when the test is skipped.
+async fn start_llama() -> Option<Llama> {
+    let (bin, model) = locate()?;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("llama-server.log");
+    let port = free_port();
+    let out = std::fs::File::create(&log).expect("log file");
+    let err = out.try_clone().expect("log file");
+    let child = Command::new(&bin)
+        .arg("--model")
+        .arg(&model)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--metrics", "--ctx-size", "4096", "--parallel", "2"])
+        // One thread each: the model is tiny, and CI machines are small and shared.
+        .args(["--threads", "1", "--threads-batch", "1", "--threads-http", "2"])
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    let mut llama = Llama {
+        child,
+        port,
+        log,
+        _dir: dir,
+    };
+    let started = Instant::now();
+    let client = reqwest::Client::new();
+    loop {
+        if let Ok(Some(status)) = llama.child.try_wait() {
+            panic!(
+                "llama-server exited ({status}) before it was ready:\n{}",
+                llama.log_tail()
+            );
+        }
+        // 503 while the model loads, 200 once it can serve.
+        if let Ok(r) = client.get(llama.url("/health")).send().await {
+            if r.status().is_success() {
+                break;
+            }
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            panic!("llama-server not healthy after 60 s:\n{}", llama.log_tail());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "llama-server {} ready on port {} in {:?}",
+        bin.display(),
+        llama.port,
+        started.elapsed()
+    );
+    Some(llama)
+}
+
+/// A loopback TCP relay in front of the server that keeps a copy of every response byte, so a
+/// test can read the `timings` object of the very response inferprobe measured.
+async fn recording_relay(upstream: u16) -> (u16, Arc<Mutex<Vec<u8>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind relay");
+    let port = listener.local_addr().expect("relay addr").port();
+    let record = Arc::new(Mutex::new(Vec::new()));
+    let rec = record.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else {
+                continue;
+            };
+            let rec = rec.clone();
+            tokio::spawn(async move {
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let up = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut cr, &mut sw).await;
+                    let _ = sw.shutdown().await;
+                });
+                let mut buf = vec![0u8; 16 * 1024];
+                while let Ok(n) = sr.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    rec.lock().unwrap().extend_from_slice(&buf[..n]);
+                    if cw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = cw.shutdown().await;
+                up.abort();
+            });
+        }
+    });
+    (port, record)
+}
+
+/// The last `timings` object in recorded SSE bytes (llama.cpp puts it on the final event).
+fn last_timings(recorded: &[u8]) -> Option<serde_json::Value> {
+    String::from_utf8_lossy(recorded)
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d.trim()).ok())
+        .filter_map(|v| v.get("timings").cloned())
+        .last()
+}
+
+fn ms_field(timings: &serde_json::Value, key: &str) -> Duration {
+    let ms = timings
+        .get(key)
+        .and_then(|v| v.as_f64())
+        .unwrap_or_else(|| panic!("timings.{key} missing: {timings}"));
+    Duration::from_secs_f64(ms / 1e3)
+}
+
+fn server_counter(page: &str, name: &str) -> f64 {
+    sample(page, name, &[]).unwrap_or_else(|| panic!("llama-server /metrics has no {name}"))
+}
+
+fn config(base_url: &str, metrics_url: Option<&str>) -> String {
+    let servers = metrics_url
+        .map(|u| {
+            format!(
+                "servers:\n  - {{name: llama, url: \"{u}\", kind: llamacpp, interval: 1s, timeout: 900ms}}\n"
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        r#"
+global:
+  schedule: {{every: 5s, jitter: 0}}
+  timeouts: {{connect: 5s, first_token: 30s, idle: 30s, total: 60s}}
+scenarios:
+  count:
+    prompt: "Count to eight."
+    max_tokens: {MAX_TOKENS}
+    extra_body: {{ignore_eos: true}}
+targets:
+  - {{name: chat, dialect: openai-chat, base_url: "{base_url}/v1", model: tiny, scenarios: [count]}}
+  - {{name: completions, dialect: openai-completions, base_url: "{base_url}/v1", model: tiny, scenarios: [count]}}
+{servers}"#
+    )
+}
+
+async fn probe_once(loaded: &inferprobe::config::Loaded, target: &str) -> Outcome {
+    let t = loaded
+        .targets
+        .iter()
+        .find(|t| t.name == target)
+        .expect("target in config");
+    let BaseUrl::Url(base) = &t.base_url else {
+        panic!("target {target} has no URL");
+    };
+    let client = engine::client_for(&t.timeouts).expect("client");
+    engine::run_probe(&client, t, base, &t.scenarios[0].0).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_agree_with_the_servers_own_accounting() {
+    let Some(llama) = start_llama().await else {
+        return;
+    };
+    let (relay_port, record) = recording_relay(llama.port).await;
+    let loaded = common::load(&config(&format!("http://127.0.0.1:{relay_port}"), None));
+
+    for target in ["chat", "completions"] {
+        let before = llama.metrics().await;
+        record.lock().unwrap().clear();
+        let o = probe_once(&loaded, target).await;
+        let after = llama.metrics().await;
+        assert!(
+            o.result.is_success(),
+            "{target}: {} ({:?})\nserver log:\n{}",
+            o.result.as_str(),
+            o.error,
+            llama.log_tail()
+        );
+
+        // Output tokens: the server's usage, which equals its own counter's delta.
+        let delta = |name: &str| server_counter(&after, name) - server_counter(&before, name);
+        let predicted = delta("llamacpp:tokens_predicted_total");
+        assert_eq!(o.token_source, TokenSource::Usage, "{target}");
+        assert_eq!(o.output_tokens, MAX_TOKENS, "{target}: ignore_eos + max_tokens");
+        assert_eq!(
+            o.output_tokens as f64, predicted,
+            "{target}: output tokens vs llamacpp:tokens_predicted_total delta"
+        );
+        // Every token of this ASCII-only vocabulary is a streamed event of its own.
+        assert_eq!(o.output_events, MAX_TOKENS, "{target}: output events");
+        // Input tokens: processed plus reused from the prompt cache.
+        let prompt = delta("llamacpp:prompt_tokens_total")
+            + delta("llamacpp:prompt_tokens_cached_total");
+        assert_eq!(
+            o.input_tokens.map(|n| n as f64),
+            Some(prompt),
+            "{target}: input tokens vs the server's prompt token counters"
+        );
+
+        // Timings: the final event's `timings` of this very response.
+        let timings = last_timings(&record.lock().unwrap())
+            .unwrap_or_else(|| panic!("{target}: no timings in the response"));
+        assert_eq!(
+            timings.get("predicted_n").and_then(|v| v.as_u64()),
+            Some(o.output_tokens),
+            "{target}: {timings}"
+        );
+        let prompt_ms = ms_field(&timings, "prompt_ms");
+        let predicted_ms = ms_field(&timings, "predicted_ms");
+        let ttft = o.ttft.expect("TTFT of a successful probe");
+        let e2e = o.e2e.expect("E2E of a successful probe");
+        let report = format!(
+            "{target}: client TTFT {ttft:?}, E2E {e2e:?}; server prompt_ms {prompt_ms:?}, \
+             predicted_ms {predicted_ms:?}"
+        );
+        eprintln!("{report}");
+        assert!(ttft >= prompt_ms, "TTFT below the server's prompt time: {report}");
+        assert!(
+            ttft - prompt_ms <= OVERHEAD_TOLERANCE,
+            "TTFT exceeds prompt_ms by more than {OVERHEAD_TOLERANCE:?}: {report}"
+        );
+        assert!(
+            e2e >= prompt_ms + predicted_ms,
+            "E2E below the server's prompt + generation time: {report}"
+        );
+        assert!(
+            e2e - (prompt_ms + predicted_ms) <= OVERHEAD_TOLERANCE,
+            "E2E exceeds prompt_ms + predicted_ms by more than {OVERHEAD_TOLERANCE:?}: {report}"
+        );
+    }
+}
+
+/// Sums a counter over every series whose labels include `labels`.
+fn sum_of(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_probing_every_5s_records_no_failure_and_collector_matches() {
+    let Some(llama) = start_llama().await else {
+        return;
+    };
+    let soak = std::env::var("INFERPROBE_LLAMA_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(180));
+    let base = format!("http://127.0.0.1:{}", llama.port);
+    let loaded = common::load(&config(&base, Some(&llama.url("/metrics"))));
+    let running = commands::start(loaded, None, "127.0.0.1:0")
+        .await
+        .expect("daemon starts");
+    let ours = format!("http://{}/metrics", running.addr);
+
+    // Every 5 s is about cpp-httplib's keep-alive timeout (5 s): a pooled connection may be
+    // closed by the server just as the next probe reuses it, which must not be a failure.
+    tokio::time::sleep(soak).await;
+
+    // The server collector's figures equal the server's own page. Probes keep running, so wait
+    // for a scrape that follows the last probe (a quiet moment between two ticks).
+    let (page, text) = eventually(Duration::from_secs(30), "collector matching /metrics", || {
+        let (ours, llama_url) = (ours.clone(), llama.url("/metrics"));
+        async move {
+            let (_, page) = get(&llama_url).await;
+            let (_, text) = get(&ours).await;
+            let s = |name: &str| sample(&text, name, &[("server", "llama")]);
+            let l = |name: &str| sample(&page, name, &[]);
+            let tokens_out = sum_of(&text, "inferprobe_tokens_total", &[("direction", "output")]);
+            let same = s("inferprobe_server_up") == Some(1.0)
+                && s("inferprobe_server_generation_tokens_total")
+                    == l("llamacpp:tokens_predicted_total")
+                && s("inferprobe_server_prompt_tokens_total") == l("llamacpp:prompt_tokens_total")
+                && s("inferprobe_server_requests_running") == l("llamacpp:requests_processing")
+                && s("inferprobe_server_requests_waiting") == l("llamacpp:requests_deferred")
+                && s("inferprobe_server_kv_cache_usage_ratio")
+                    == l("llamacpp:kv_cache_usage_ratio")
+                // Nobody else uses this server: its generated tokens are our probes' tokens.
+                && Some(tokens_out) == l("llamacpp:tokens_predicted_total");
+            same.then_some((page, text))
+        }
+    })
+    .await;
+    assert!(
+        sample(&text, "inferprobe_server_up", &[("server", "llama"), ("kind", "llamacpp")])
+            == Some(1.0),
+        "kind label: {text}"
+    );
+
+    let expected = (soak.as_secs() / 5).saturating_sub(2) as f64;
+    let mut failures = Vec::new();
+    for target in ["chat", "completions"] {
+        let ok = sample(
+            &text,
+            "inferprobe_probes_total",
+            &[("target", target), ("result", "success")],
+        )
+        .unwrap_or(0.0);
+        eprintln!("{target}: {ok} successful probes in {soak:?}");
+        assert!(
+            ok >= expected,
+            "{target}: {ok} successful probes in {soak:?}, expected at least {expected}"
+        );
+        for r in inferprobe::probe::ProbeResult::ALL {
+            if r.is_success() {
+                continue;
+            }
+            let n = sample(
+                &text,
+                "inferprobe_probes_total",
+                &[("target", target), ("result", r.as_str())],
+            )
+            .unwrap_or(0.0);
+            if n > 0.0 {
+                failures.push(format!("{target}: {n} × {}", r.as_str()));
+            }
+        }
+    }
+    running.stop().await;
+    assert!(
+        failures.is_empty(),
+        "probes of a healthy llama-server failed: {}\nllama-server /metrics:\n{page}\nserver log:\n{}",
+        failures.join(", "),
+        llama.log_tail()
+    );
+}
