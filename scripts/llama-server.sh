@@ -55,17 +55,23 @@ install_missing_tools() {
 
 build_server() {
   install_missing_tools
-  local work
-  work="$(mktemp -d "${TMPDIR:-/tmp}/llama-server-build.XXXXXX")"
-  trap 'rm -rf "$work"' EXIT
+  # The work directory lives in the cache, so an interrupted build resumes where it stopped; it
+  # is removed once the binary is in place.
+  local work="$server_dir/work"
   local started=$SECONDS
 
-  log "downloading the llama-cpp-python $LLAMA_CPP_PYTHON_VERSION sdist from PyPI"
-  # `--no-binary llama-cpp-python` (not `:all:`): pip prepares the sdist's metadata, and with
-  # `:all:` it would also build the build backend's own dependencies (cmake, ninja) from source.
-  pip_quiet download --no-deps --no-binary llama-cpp-python -d "$work" \
-    "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION"
-  tar -xzf "$work/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION.tar.gz" -C "$work"
+  if [ ! -f "$work/sources.ok" ]; then
+    rm -rf "$work"
+    mkdir -p "$work"
+    log "downloading the llama-cpp-python $LLAMA_CPP_PYTHON_VERSION sdist from PyPI"
+    # `--no-binary llama-cpp-python` (not `:all:`): pip prepares the sdist's metadata, and with
+    # `:all:` it would also build the build backend's own dependencies (cmake, ninja) from source.
+    pip_quiet download --no-deps --no-binary llama-cpp-python -d "$work" \
+      "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION"
+    tar -xzf "$work/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION.tar.gz" -C "$work"
+    rm -f "$work/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION.tar.gz"
+    touch "$work/sources.ok"
+  fi
   local src="$work/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION/vendor/llama.cpp"
   [ -f "$src/tools/server/CMakeLists.txt" ] || {
     log "no llama.cpp server sources in the sdist ($src/tools/server)"
@@ -73,11 +79,11 @@ build_server() {
   }
   local fetched=$SECONDS
 
-  log "building llama-server (CPU, Release, -j$jobs)"
+  log "building llama-server (CPU, Release, -j$jobs); about 10 minutes on 2 idle cores"
   # Only what llama-server needs: no tests, examples, unified app binary, web UI (neither built
   # with npm nor downloaded), HTTPS or curl. GGML_NATIVE=OFF makes a binary that runs on any
-  # x86-64/arm64 machine the cache may be restored on; LLAMAFILE=OFF skips the large sgemm
-  # kernels (a model of this size does not need them).
+  # machine of the architecture the cache may be restored on; LLAMAFILE=OFF skips the large
+  # sgemm kernels and OPENMP=OFF the libgomp dependency (a model this small needs neither).
   nice -n 10 cmake -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release \
     -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=OFF -DGGML_LLAMAFILE=OFF -DGGML_OPENMP=OFF \
     -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
@@ -95,12 +101,11 @@ build_server() {
   mv "$server_bin.tmp" "$server_bin"
   local done_at=$SECONDS
   {
-    echo "llama-cpp-python $LLAMA_CPP_PYTHON_VERSION (vendored llama.cpp)"
+    echo "llama-cpp-python $LLAMA_CPP_PYTHON_VERSION (vendored llama.cpp), built $(date -u +%FT%TZ)"
     echo "download+unpack: $((fetched - started)) s, configure+build: $((done_at - fetched)) s, jobs: $jobs"
   } >"$server_dir/BUILD-INFO"
   log "built $server_bin in $((done_at - started)) s (download $((fetched - started)) s)"
   rm -rf "$work"
-  trap - EXIT
 }
 
 write_model() {

@@ -5,7 +5,7 @@ llama.cpp llama-server without downloading weights.
 Usage: tiny_gguf.py OUT.gguf   (needs the `gguf` package; scripts/llama-server.sh pins it)
 
 The model: 2 layers, 64-wide embeddings, 4 attention heads, a SentencePiece-style ("llama")
-vocabulary of about 400 tokens. Its text is garbage, which is all a latency test needs; generate a
+vocabulary of 301 tokens. Its text is garbage, which is all a latency test needs; generate a
 known number of tokens with `ignore_eos` and `max_tokens`.
 
 The vocabulary is ASCII only, so every generated token is valid UTF-8 on its own and the server
