@@ -299,6 +299,7 @@ scenarios:
 targets:
   - {{name: chat, dialect: openai-chat, base_url: "{base_url}/v1", model: tiny, scenarios: [count]}}
   - {{name: completions, dialect: openai-completions, base_url: "{base_url}/v1", model: tiny, scenarios: [count]}}
+  - {{name: chat-3s, dialect: openai-chat, base_url: "{base_url}/v1", model: tiny, scenarios: [count], schedule: {{every: 3s, jitter: 0.2}}}}
 {servers}"#
     )
 }
@@ -504,9 +505,9 @@ async fn daemon_probing_every_5s_records_no_failure_and_collector_matches() {
         "kind label: {text}"
     );
 
-    let expected = (soak.as_secs() / 5).saturating_sub(3) as f64;
     let mut failures = Vec::new();
-    for target in ["chat", "completions"] {
+    for (target, every) in [("chat", 5), ("completions", 5), ("chat-3s", 3)] {
+        let expected = (soak.as_secs() / every).saturating_sub(3) as f64;
         let ok = sample(
             &text,
             "inferprobe_probes_total",
@@ -534,6 +535,15 @@ async fn daemon_probing_every_5s_records_no_failure_and_collector_matches() {
         assert!(
             ok >= expected,
             "{target}: {ok} successful probes in {soak:?}, expected at least {expected}"
+        );
+        // Every probe that got a response says which connection it came on. (This llama-server
+        // closes the connection after each streamed response although it announces
+        // `Keep-Alive: timeout=5`, so in practice they are all new: the client must notice the
+        // close in time, which the 3 s target, inside the engine's idle limit, exercises.)
+        assert_eq!(
+            conn("new") + conn("reused"),
+            ok,
+            "{target}: connections recorded vs successful probes"
         );
         for r in inferprobe::probe::ProbeResult::ALL {
             if r.is_success() {
