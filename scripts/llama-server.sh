@@ -11,7 +11,8 @@
 #   LLAMA_BUILD_JOBS        parallel compile jobs (default 2)
 #
 # Needs python3 with pip, a C/C++ compiler and cmake (installed with apt when missing and apt is
-# usable). The cold build of llama-server takes about 7 minutes on 2 shared cores.
+# usable). The cold build costs about 11 CPU-minutes: at least 6 minutes on 2 idle cores (50 minutes
+# were measured on 2 cores shared with other builds).
 set -euo pipefail
 
 # The pinned releases. tests/llamacpp.rs reads LLAMA_CPP_PYTHON_VERSION from this line to find
@@ -79,7 +80,7 @@ build_server() {
   }
   local fetched=$SECONDS
 
-  log "building llama-server (CPU, Release, -j$jobs); about 10 minutes on 2 idle cores"
+  log "building llama-server (CPU, Release, -j$jobs); about 11 CPU-minutes"
   # Only what llama-server needs: no tests, examples, unified app binary, web UI (neither built
   # with npm nor downloaded), HTTPS or curl. GGML_NATIVE=OFF makes a binary that runs on any
   # machine of the architecture the cache may be restored on; LLAMAFILE=OFF skips the large

@@ -97,7 +97,7 @@ fn locate() -> Option<(PathBuf, PathBuf)> {
         (b, m) => {
             let msg = format!(
                 "no llama-server to test against (binary {:?}, model {:?}); build it with \
-                 `eval \"$(scripts/llama-server.sh)\"` (about 10 minutes once, then cached)",
+                 `eval \"$(scripts/llama-server.sh)\"` (a build of about 11 CPU-minutes once, then cached)",
                 b, m
             );
             if ci() {
