@@ -17,6 +17,7 @@ use crate::cost::{request_cost, TokenCounts};
 use crate::probe::dialect::{
     AuthStyle, Message, OutputKind, ProbeRequest, Signal, StreamErrorKind,
 };
+use crate::probe::ratelimit::RateLimitInfo;
 use crate::probe::result::ProbeResult;
 use crate::probe::sse::{self, SseError};
 use crate::probe::trace::{Outcome, TokenSource, Trace};
@@ -118,6 +119,7 @@ struct Run<'a> {
     usage_cached: Option<u64>,
     response_model: Option<String>,
     finish_reason: Option<String>,
+    rate_limit: RateLimitInfo,
 }
 
 /// How the request/stream phase ended.
@@ -137,6 +139,7 @@ impl<'a> Run<'a> {
             usage_cached: None,
             response_model: None,
             finish_reason: None,
+            rate_limit: RateLimitInfo::default(),
         }
     }
 
@@ -200,6 +203,8 @@ impl<'a> Run<'a> {
         self.trace.headers = Some(headers_at);
         let status = resp.status();
         self.http_status = Some(status.as_u16());
+        // Read on every response: a 429 and a rate-limit error inside a 200 stream alike.
+        self.rate_limit = RateLimitInfo::from_headers(resp.headers(), std::time::SystemTime::now());
 
         if !status.is_success() {
             let retry_after = resp
@@ -462,6 +467,7 @@ impl<'a> Run<'a> {
             response_model: self.response_model,
             finish_reason: self.finish_reason,
             answer: self.answer,
+            rate_limit: self.rate_limit,
         }
     }
 }
