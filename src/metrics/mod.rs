@@ -454,7 +454,9 @@ impl ProbeMetrics {
             let q = outcome.rate_limit.quota(r);
             let rl = [target, model, r.as_str()];
             if let Some(n) = q.remaining {
-                self.ratelimit_remaining.with_label_values(&rl).set(n as f64);
+                self.ratelimit_remaining
+                    .with_label_values(&rl)
+                    .set(n as f64);
             }
             if let Some(n) = q.limit {
                 self.ratelimit_limit.with_label_values(&rl).set(n as f64);

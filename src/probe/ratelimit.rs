@@ -376,7 +376,10 @@ mod tests {
     #[test]
     fn retry_after_ms() {
         assert_eq!(parse_retry_after_ms("250"), Some(ms(250)));
-        assert_eq!(parse_retry_after_ms("1500.5"), Some(Duration::from_micros(1_500_500)));
+        assert_eq!(
+            parse_retry_after_ms("1500.5"),
+            Some(Duration::from_micros(1_500_500))
+        );
         assert_eq!(parse_retry_after_ms("-3"), None);
         assert_eq!(parse_retry_after_ms("Thu, 21 Aug 2025 12:40:20 GMT"), None);
     }
@@ -386,7 +389,10 @@ mod tests {
         let huge = "9".repeat(60);
         assert_eq!(parse_retry_after(&huge, now()), Some(MAX_PARSED_DELAY));
         assert_eq!(parse_retry_after_ms(&huge), Some(MAX_PARSED_DELAY));
-        assert_eq!(parse_go_duration(&format!("{huge}h")), Some(MAX_PARSED_DELAY));
+        assert_eq!(
+            parse_go_duration(&format!("{huge}h")),
+            Some(MAX_PARSED_DELAY)
+        );
         assert_eq!(parse_count(&huge), Some(u64::MAX));
         // Values longer than any valid header are ignored as a whole.
         let h = headers(&[("retry-after", &"9".repeat(100))]);
@@ -490,10 +496,16 @@ mod tests {
             ("anthropic-ratelimit-tokens-reset", "2025-08-21T12:40:59Z"),
             ("anthropic-ratelimit-input-tokens-limit", "80000"),
             ("anthropic-ratelimit-input-tokens-remaining", "80000"),
-            ("anthropic-ratelimit-input-tokens-reset", "2025-08-21T12:40:59Z"),
+            (
+                "anthropic-ratelimit-input-tokens-reset",
+                "2025-08-21T12:40:59Z",
+            ),
             ("anthropic-ratelimit-output-tokens-limit", "16000"),
             ("anthropic-ratelimit-output-tokens-remaining", "15000"),
-            ("anthropic-ratelimit-output-tokens-reset", "2025-08-21T12:41:00Z"),
+            (
+                "anthropic-ratelimit-output-tokens-reset",
+                "2025-08-21T12:41:00Z",
+            ),
         ]);
         let info = RateLimitInfo::from_headers(&h, now());
         assert_eq!(info.retry_after, Some(secs(17)));
@@ -532,10 +544,7 @@ mod tests {
         );
         // A value that is not visible ASCII is ignored.
         let mut h = HeaderMap::new();
-        h.insert(
-            "retry-after",
-            HeaderValue::from_bytes(b"\xff\xfe").unwrap(),
-        );
+        h.insert("retry-after", HeaderValue::from_bytes(b"\xff\xfe").unwrap());
         assert_eq!(RateLimitInfo::from_headers(&h, now()).retry_after, None);
     }
 
