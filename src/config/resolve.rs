@@ -13,9 +13,9 @@ use super::load::{io_reason, one_of, Decoded, Diag, Environment, YamlPath};
 use super::servers::ServerConfig;
 use super::simulator::SimulatorConfig;
 use super::types::{
-    ChecksConfig, GlobalConfig, PriceConfig, ScenarioConfig, ScenarioRef, ScenarioSelection,
-    ScheduleConfig, Secret, SecretRef, SelfHostedConfig, TargetConfig, Timeouts, TimeoutsConfig,
-    default_connection_idle_timeout,
+    default_connection_idle_timeout, ChecksConfig, GlobalConfig, PriceConfig, ScenarioConfig,
+    ScenarioRef, ScenarioSelection, ScheduleConfig, Secret, SecretRef, SelfHostedConfig,
+    TargetConfig, Timeouts, TimeoutsConfig,
 };
 use super::{BaseUrl, Checks, ConnectionSettings, Loaded, Scenario, Target};
 use crate::probe::dialect::Message;
