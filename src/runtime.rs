@@ -82,7 +82,7 @@ struct Generation {
 /// One target's runtime: its client, resolved URL and scheduling state.
 pub struct TargetRuntime {
     target: Arc<Target>,
-    client: reqwest::Client,
+    client: engine::ProbeClient,
     base_url: String,
     /// Probe lock, scenario turn, token budget and rate-limit hold.
     state: Arc<TargetState>,
@@ -96,7 +96,7 @@ impl TargetRuntime {
         target: Arc<Target>,
         sim: Option<&SimHandle>,
         loaded: &Loaded,
-        clients: &mut HashMap<Duration, reqwest::Client>,
+        clients: &mut HashMap<Duration, engine::ProbeClient>,
     ) -> anyhow::Result<TargetRuntime> {
         let client = match clients.get(&target.timeouts.connect) {
             Some(c) => c.clone(),

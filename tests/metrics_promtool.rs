@@ -54,6 +54,7 @@ fn outcome(result: ProbeResult) -> Outcome {
             },
             ..RateLimitInfo::default()
         },
+        connection: Default::default(),
     }
 }
 

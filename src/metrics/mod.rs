@@ -19,6 +19,7 @@ use prometheus::{
 
 use crate::probe::ratelimit::Resource;
 use crate::probe::result::ProbeResult;
+use crate::probe::trace::{ConnectionUse, RetryReason};
 use crate::probe::Outcome;
 
 pub use buckets::BucketsError;
@@ -229,6 +230,8 @@ pub struct ProbeMetrics {
     gpu_cost_rate: GaugeVec,
     ratelimit_remaining: GaugeVec,
     ratelimit_limit: GaugeVec,
+    retries: IntCounterVec,
+    connections: IntCounterVec,
 }
 
 impl std::fmt::Debug for ProbeMetrics {
@@ -334,6 +337,23 @@ impl ProbeMetrics {
             ),
             &RATELIMIT_LABELS,
         );
+        let retries = IntCounterVec::new(
+            opts(
+                "probe_retries_total",
+                "Probes sent a second time, by reason: stale_connection when the request failed \
+                 on a reused connection before any response byte (the server had closed it). \
+                 The probe's timings are those of the retry.",
+            ),
+            &labels_plus("reason"),
+        );
+        let connections = IntCounterVec::new(
+            opts(
+                "probe_connections_total",
+                "Probes that got a response, by the connection it came on: new (TCP and TLS \
+                 set-up inside TTFB and TTFT) or reused from an earlier probe.",
+            ),
+            &labels_plus("connection"),
+        );
 
         let metrics = ProbeMetrics {
             ttft: histogram(&TTFT)?,
@@ -354,6 +374,8 @@ impl ProbeMetrics {
             gpu_cost_rate: register(registry, "gpu_cost_usd_per_hour", gpu_cost_rate)?,
             ratelimit_remaining: register(registry, "ratelimit_remaining", ratelimit_remaining)?,
             ratelimit_limit: register(registry, "ratelimit_limit", ratelimit_limit)?,
+            retries: register(registry, "probe_retries_total", retries)?,
+            connections: register(registry, "probe_connections_total", connections)?,
         };
         Ok(metrics)
     }
@@ -386,6 +408,14 @@ impl ProbeMetrics {
         for r in SkipReason::ALL {
             self.skipped
                 .with_label_values(&[target, model, scenario, r.as_str()]);
+        }
+        for r in RetryReason::ALL {
+            self.retries
+                .with_label_values(&[target, model, scenario, r.as_str()]);
+        }
+        for c in ConnectionUse::ALL {
+            self.connections
+                .with_label_values(&[target, model, scenario, c.as_str()]);
         }
     }
 
@@ -438,6 +468,16 @@ impl ProbeMetrics {
         self.tokens
             .with_label_values(&[target, model, scenario, DIRECTION_OUTPUT])
             .inc_by(outcome.output_tokens);
+        if let Some(r) = outcome.connection.retried {
+            self.retries
+                .with_label_values(&[target, model, scenario, r.as_str()])
+                .inc();
+        }
+        if let Some(c) = outcome.connection.used {
+            self.connections
+                .with_label_values(&[target, model, scenario, c.as_str()])
+                .inc();
+        }
         self.success
             .with_label_values(&l)
             .set(if outcome.result.is_success() {
@@ -503,6 +543,16 @@ impl ProbeMetrics {
             let _ = self
                 .skipped
                 .remove_label_values(&[target, model, scenario, r.as_str()]);
+        }
+        for r in RetryReason::ALL {
+            let _ = self
+                .retries
+                .remove_label_values(&[target, model, scenario, r.as_str()]);
+        }
+        for c in ConnectionUse::ALL {
+            let _ = self
+                .connections
+                .remove_label_values(&[target, model, scenario, c.as_str()]);
         }
         let _ = self.cost_total.remove_label_values(&l);
         let _ = self.success.remove_label_values(&l);
@@ -671,6 +721,7 @@ mod tests {
             finish_reason: Some("stop".to_string()),
             answer: "a b c d".to_string(),
             rate_limit: Default::default(),
+            connection: Default::default(),
         }
     }
 
@@ -697,6 +748,7 @@ mod tests {
             response_model: None,
             finish_reason: None,
             answer: String::new(),
+            connection: Default::default(),
             ..success(target)
         }
     }
