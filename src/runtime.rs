@@ -380,8 +380,15 @@ impl Daemon {
     async fn build_generation(self: &Arc<Daemon>, loaded: Loaded) -> anyhow::Result<Generation> {
         let mut clients = HashMap::new();
         let mut targets = BTreeMap::new();
+        // A reload keeps what each target's schedule knew: the tokens spent this hour (else every
+        // reload would reset the budget) and a rate-limit hold, while the endpoint is the same.
+        let previous = self.generation.lock().await.targets.clone();
         for t in &loaded.targets {
             let rt = TargetRuntime::new(t.clone(), self.sim.as_ref(), &loaded, &mut clients)?;
+            if let Some(old) = previous.get(&t.name) {
+                let same_endpoint = old.base_url == rt.base_url && old.target.model == t.model;
+                rt.state.inherit(&old.state, same_endpoint);
+            }
             for (s, _) in &t.scenarios {
                 self.probes.precreate(&t.name, &t.model, &s.name);
             }

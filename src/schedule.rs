@@ -152,6 +152,20 @@ impl TargetState {
             .ok()
     }
 
+    /// Takes over what an earlier state of the same target knew (on a reload): the tokens spent
+    /// in the last hour and, with `hold`, a rate-limit hold still in force.
+    pub fn inherit(&self, old: &TargetState, hold: bool) {
+        if let (Ok(mut mine), Ok(theirs)) = (self.budget.lock(), old.budget.lock()) {
+            *mine = theirs.clone();
+        }
+        if hold {
+            let until = old.held_until(Instant::now());
+            if let Ok(mut h) = self.hold_until.lock() {
+                *h = until;
+            }
+        }
+    }
+
     /// When the current rate-limit hold ends, if one is in force at `now`.
     pub fn held_until(&self, now: Instant) -> Option<Instant> {
         self.hold_until
@@ -471,7 +485,7 @@ pub fn pick_scenario(weights: &[u32], weighted: bool, turn: usize, rng: &mut imp
 }
 
 /// Output tokens spent in the last hour, for `global.max_output_tokens_per_hour`.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct TokenBudget {
     spent: VecDeque<(Instant, u64)>,
     sum: u64,
@@ -980,6 +994,33 @@ mod tests {
         });
         state.record(&ProbeReport::default());
         assert_eq!(state.admit(Instant::now()), Ok(()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reloaded_target_keeps_its_budget_and_hold() {
+        let mut p = plan("r", secs(30), 0.0);
+        p.max_output_tokens_per_hour = 100;
+        let old = TargetState::new(p.clone());
+        old.record(&ProbeReport {
+            output_tokens: 150,
+            retry_after: Some(secs(60)),
+        });
+        tokio::time::advance(secs(10)).await;
+        let now = Instant::now();
+        let new = TargetState::new(p.clone());
+        new.inherit(&old, true);
+        assert_eq!(new.held_until(now), Some(now + secs(50)));
+        tokio::time::advance(secs(60)).await;
+        assert_eq!(
+            new.admit(Instant::now()),
+            Err(SkipReason::TokenBudget),
+            "the hour's spend carried over"
+        );
+        // A changed endpoint starts without the hold, but the budget still counts.
+        let other = TargetState::new(p);
+        other.inherit(&old, false);
+        assert_eq!(other.held_until(now), None);
+        assert_eq!(other.admit(Instant::now()), Err(SkipReason::TokenBudget));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
