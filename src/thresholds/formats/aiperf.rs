@@ -132,10 +132,7 @@ fn phases_load(cx: &Cx<'_>, phases: &Value) -> Result<(LoadKind, f64, String), I
         ));
     };
     // Several profiling phases are pooled into the top-level metrics; only one load makes a stage.
-    if let Some((other, _)) = loads
-        .iter()
-        .find(|(_, l)| (l.0, l.1) != (first.0, first.1))
-    {
+    if let Some((other, _)) = loads.iter().find(|(_, l)| (l.0, l.1) != (first.0, first.1)) {
         return Err(cx.invalid(
             other,
             format!(

@@ -33,7 +33,10 @@ fn stats<'v>(doc: &'v Value, name: &str) -> Option<(String, &'v Value)> {
     if let Some(list) = get(doc, &["results", "metrics"]).and_then(Value::as_array) {
         return list.iter().enumerate().find_map(|(i, m)| {
             (m.get("name").and_then(Value::as_str) == Some(name))
-                .then(|| m.get("values").map(|v| (format!("results.metrics[{i}].values"), v)))
+                .then(|| {
+                    m.get("values")
+                        .map(|v| (format!("results.metrics[{i}].values"), v))
+                })
                 .flatten()
         });
     }
