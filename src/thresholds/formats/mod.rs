@@ -271,7 +271,7 @@ pub enum ImportError {
         /// The version the file names, as ` (aiperf_version 0.13.0)`, or empty.
         version: String,
         /// What was looked for, e.g. `concurrency or request rate`.
-        what: String,
+        what: &'static str,
         /// Dotted paths of every place looked at, newest layout first.
         expected: Vec<String>,
         /// What else the file says about it, starting with `; ` (or empty).
@@ -391,17 +391,22 @@ impl Cx<'_> {
     }
 
     /// No layout the tool has written holds `what`; `expected` lists where each one puts it.
-    pub fn unknown_layout(&self, what: &str, expected: &[&str]) -> ImportError {
+    pub fn unknown_layout(&self, what: &'static str, expected: &[&str]) -> ImportError {
         self.unknown_layout_note(what, expected, "")
     }
 
     /// [`Cx::unknown_layout`] with a note on what the file holds instead.
-    pub fn unknown_layout_note(&self, what: &str, expected: &[&str], note: &str) -> ImportError {
+    pub fn unknown_layout_note(
+        &self,
+        what: &'static str,
+        expected: &[&str],
+        note: &str,
+    ) -> ImportError {
         ImportError::UnknownLayout {
             file: self.file.to_string(),
             format: self.format,
             version: self.version.clone(),
-            what: what.to_string(),
+            what,
             expected: expected.iter().map(|k| k.to_string()).collect(),
             note: if note.is_empty() {
                 String::new()
