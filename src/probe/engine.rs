@@ -21,9 +21,12 @@ use crate::cost::{request_cost, TokenCounts};
 use crate::probe::dialect::{
     AuthStyle, Message, OutputKind, ProbeRequest, Signal, StreamErrorKind,
 };
+use crate::probe::ratelimit::RateLimitInfo;
 use crate::probe::result::ProbeResult;
 use crate::probe::sse::{self, SseError, StampedEvent};
-use crate::probe::trace::{ConnectionInfo, ConnectionUse, Outcome, RetryReason, TokenSource, Trace};
+use crate::probe::trace::{
+    ConnectionInfo, ConnectionUse, Outcome, RetryReason, TokenSource, Trace,
+};
 use crate::probe::{check, clip};
 
 /// Most bytes of a non-2xx or non-SSE body read to find an error message.
@@ -74,7 +77,9 @@ impl std::fmt::Debug for ProbeClient {
 /// (the engine keeps its own deadlines), rustls, HTTP/1.1 and HTTP/2 as the server offers.
 pub fn client_for(timeouts: &Timeouts) -> Result<ProbeClient, reqwest::Error> {
     install_crypto_provider();
-    let fresh = builder(timeouts.connect).pool_max_idle_per_host(0).build()?;
+    let fresh = builder(timeouts.connect)
+        .pool_max_idle_per_host(0)
+        .build()?;
     Ok(ProbeClient {
         inner: Arc::new(ClientInner {
             connect_timeout: timeouts.connect,
@@ -165,7 +170,13 @@ impl ProbeClient {
     }
 
     /// The connection on `local` went back to the pool of `route` after a complete body.
-    fn released(&self, local: SocketAddr, authority: &str, route: Route, keep_alive: Option<Duration>) {
+    fn released(
+        &self,
+        local: SocketAddr,
+        authority: &str,
+        route: Route,
+        keep_alive: Option<Duration>,
+    ) {
         let Ok(mut c) = self.inner.conns.lock() else {
             return;
         };
@@ -258,7 +269,11 @@ pub async fn run_probe(
         }
     };
     let authority = authority(&url);
-    let mut route = client.route(&authority, target.connection.mode, target.connection.idle_timeout);
+    let mut route = client.route(
+        &authority,
+        target.connection.mode,
+        target.connection.idle_timeout,
+    );
     let mut retried = None;
     loop {
         let mut run = Run::new(target, scenario);
@@ -370,6 +385,7 @@ struct Run<'a> {
     usage_cached: Option<u64>,
     response_model: Option<String>,
     finish_reason: Option<String>,
+    rate_limit: RateLimitInfo,
     connection: ConnectionInfo,
     /// Local address of the response's connection.
     local_addr: Option<SocketAddr>,
@@ -398,6 +414,7 @@ impl<'a> Run<'a> {
             usage_cached: None,
             response_model: None,
             finish_reason: None,
+            rate_limit: RateLimitInfo::default(),
             connection: ConnectionInfo::default(),
             local_addr: None,
             keep_alive: None,
@@ -476,7 +493,13 @@ impl<'a> Run<'a> {
                 Ok(Err(e)) => {
                     // Only the first hop can have taken a pooled connection to the target.
                     self.stale_candidate = self.connection.redirects == 0
-                        && matches!(route, Route::Pooled { may_reuse: true, .. })
+                        && matches!(
+                            route,
+                            Route::Pooled {
+                                may_reuse: true,
+                                ..
+                            }
+                        )
                         && is_stale_connection(&e);
                     return Err(classify_send_error(&e));
                 }
@@ -491,9 +514,16 @@ impl<'a> Run<'a> {
                 .get(header::LOCATION)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|l| current.join(l).ok());
+            // Host and port only: the rest of a location may carry tokens.
             let host = next
                 .as_ref()
-                .and_then(|u| u.host_str().map(str::to_string))
+                .and_then(|u| {
+                    let h = u.host_str()?;
+                    Some(match u.port() {
+                        Some(p) => format!("{h}:{p}"),
+                        None => h.to_string(),
+                    })
+                })
                 .unwrap_or_else(|| "an invalid location".to_string());
             self.http_status = Some(status);
             if !self.target.connection.follow_redirects {
@@ -517,7 +547,9 @@ impl<'a> Run<'a> {
             if self.connection.redirects >= MAX_REDIRECTS {
                 return Err((
                     ProbeResult::Http4xx,
-                    format!("HTTP {status} redirect to {host}: more than {MAX_REDIRECTS} redirects"),
+                    format!(
+                        "HTTP {status} redirect to {host}: more than {MAX_REDIRECTS} redirects"
+                    ),
                 ));
             }
             self.connection.redirects += 1;
@@ -543,6 +575,8 @@ impl<'a> Run<'a> {
         self.trace.headers = Some(headers_at);
         let status = resp.status();
         self.http_status = Some(status.as_u16());
+        // Read on every response: a 429 and a rate-limit error inside a 200 stream alike.
+        self.rate_limit = RateLimitInfo::from_headers(resp.headers(), std::time::SystemTime::now());
         self.local_addr = resp
             .extensions()
             .get::<hyper_util::client::legacy::connect::HttpInfo>()
@@ -853,6 +887,7 @@ impl<'a> Run<'a> {
             response_model: self.response_model,
             finish_reason: self.finish_reason,
             answer: self.answer,
+            rate_limit: self.rate_limit,
             connection: self.connection,
         }
     }
@@ -881,7 +916,10 @@ fn is_redirect(status: reqwest::StatusCode) -> bool {
 
 /// A `Content-Encoding` other than identity.
 fn content_encoding(headers: &HeaderMap) -> Option<String> {
-    let enc = headers.get(header::CONTENT_ENCODING)?.to_str().unwrap_or("?");
+    let enc = headers
+        .get(header::CONTENT_ENCODING)?
+        .to_str()
+        .unwrap_or("?");
     let enc = enc.trim();
     if enc.is_empty() || enc.eq_ignore_ascii_case("identity") {
         return None;

@@ -205,9 +205,7 @@ impl DialectKind {
     /// What completes a stream of this dialect, for error messages.
     pub fn end_marker(self) -> &'static str {
         match self {
-            DialectKind::OpenaiChat | DialectKind::OpenaiCompletions => {
-                "[DONE] or a finish_reason"
-            }
+            DialectKind::OpenaiChat | DialectKind::OpenaiCompletions => "[DONE] or a finish_reason",
             DialectKind::AnthropicMessages => "message_stop",
         }
     }
