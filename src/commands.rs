@@ -452,9 +452,11 @@ pub fn outcome_json(o: &Outcome, dialect: DialectKind) -> serde_json::Value {
         "output_tokens_per_second": o.output_tokens_per_second,
         "input_tokens": o.input_tokens,
         "cached_input_tokens": o.cached_input_tokens,
+        "reasoning_tokens": o.reasoning_tokens,
         "output_tokens": o.output_tokens,
         "output_events": o.output_events,
         "token_source": o.token_source.as_str(),
+        "token_count_mismatch": o.token_count_mismatch(),
         "cost_usd": o.cost_usd,
         "response_model": o.response_model,
         "finish_reason": o.finish_reason,
@@ -524,10 +526,10 @@ pub fn outcome_table(o: &Outcome, dialect: DialectKind, base_url: &str) -> Strin
             .map(|n| n.to_string())
             .unwrap_or_else(|| "?".into()),
         o.output_tokens,
-        if o.token_source == crate::probe::trace::TokenSource::Usage {
-            "from usage"
+        if o.token_source.is_reported() {
+            format!("from {}", o.token_source.as_str())
         } else {
-            "counted from events: the server reported no usage"
+            "counted from events: the server reported no usage".to_string()
         },
         o.cached_input_tokens
             .map(|c| format!(", {c} cached"))

@@ -14,12 +14,10 @@ use rand::Rng;
 
 use crate::config::{Scenario, Target, Timeouts};
 use crate::cost::{request_cost, TokenCounts};
-use crate::probe::dialect::{
-    AuthStyle, Message, OutputKind, ProbeRequest, Signal, StreamErrorKind,
-};
-use crate::probe::result::ProbeResult;
+use crate::probe::dialect::{self, AuthStyle, Message, OutputKind, ProbeRequest, Signal};
+use crate::probe::result::{ErrorCondition, ProbeResult, Transport};
 use crate::probe::sse::{self, SseError};
-use crate::probe::trace::{Outcome, TokenSource, Trace};
+use crate::probe::trace::{Outcome, TokenSource, Trace, UsageTotals};
 use crate::probe::{check, clip};
 
 /// Most bytes of a non-2xx or non-SSE body read to find an error message.
@@ -113,9 +111,7 @@ struct Run<'a> {
     trace: Trace,
     http_status: Option<u16>,
     answer: String,
-    usage_input: Option<u64>,
-    usage_output: Option<u64>,
-    usage_cached: Option<u64>,
+    usage: UsageTotals,
     response_model: Option<String>,
     finish_reason: Option<String>,
 }
@@ -132,9 +128,7 @@ impl<'a> Run<'a> {
             trace: Trace::new(Instant::now()),
             http_status: None,
             answer: String::new(),
-            usage_input: None,
-            usage_output: None,
-            usage_cached: None,
+            usage: UsageTotals::default(),
             response_model: None,
             finish_reason: None,
         }
@@ -210,11 +204,7 @@ impl<'a> Run<'a> {
             let body = read_capped(resp, ERROR_BODY_CAP, self.total_deadline()).await;
             self.trace.failed_at = Some(Instant::now());
             let detail = error_detail(&body);
-            let class = match status.as_u16() {
-                429 => ProbeResult::RateLimited,
-                500..=599 => ProbeResult::Http5xx,
-                _ => ProbeResult::Http4xx,
-            };
+            let class = ErrorCondition::of_status(status.as_u16()).result(Transport::HttpStatus);
             let mut msg = format!("HTTP {}", status.as_u16());
             if let Some(ra) = retry_after {
                 msg.push_str(&format!(" (Retry-After: {ra})"));
@@ -358,15 +348,7 @@ impl<'a> Run<'a> {
                             other => other,
                         };
                     }
-                    Signal::Usage {
-                        input_tokens,
-                        output_tokens,
-                        cached_input_tokens,
-                    } => {
-                        self.usage_input = input_tokens.or(self.usage_input);
-                        self.usage_output = output_tokens.or(self.usage_output);
-                        self.usage_cached = cached_input_tokens.or(self.usage_cached);
-                    }
+                    Signal::Usage(report) => self.usage.merge(&report),
                     Signal::Model(m) => self.response_model = Some(m),
                     Signal::FinishReason(r) => self.finish_reason = Some(r),
                     Signal::Done => {
@@ -378,10 +360,7 @@ impl<'a> Run<'a> {
                     }
                     Signal::Error { kind, message } => {
                         self.trace.failed_at = Some(ev.at);
-                        let class = match kind {
-                            StreamErrorKind::RateLimited => ProbeResult::RateLimited,
-                            StreamErrorKind::Other => ProbeResult::ApiError,
-                        };
+                        let class = kind.result(Transport::InStream);
                         return Err((class, format!("error in stream: {}", clip(&message, 200))));
                     }
                 }
@@ -392,16 +371,34 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn finish(self, phase: PhaseResult) -> Outcome {
+    fn finish(mut self, phase: PhaseResult) -> Outcome {
         let trace = self.trace;
         let output_events = trace.outputs.len() as u64;
-        let (output_tokens, token_source) = match self.usage_output {
-            Some(n) => (n, TokenSource::Usage),
-            None => (output_events, TokenSource::CountedEvents),
-        };
         let (mut result, mut error) = match phase {
             Ok(()) => (ProbeResult::Success, None),
             Err((r, e)) => (r, Some(e)),
+        };
+        // A reported output count far beyond the request's limit is a broken report: the stream
+        // is malformed (unless it already failed otherwise), and the count is not used.
+        let limit =
+            dialect::requested_output_limit(self.scenario.max_tokens, &self.scenario.extra_body);
+        if let Some((n, source)) = self.usage.output() {
+            if dialect::output_count_is_implausible(n, limit) {
+                self.usage.drop_output();
+                if result.is_success() {
+                    result = ProbeResult::MalformedStream;
+                    error = Some(format!(
+                        "implausible usage: {} reports {n} output tokens for a request limited \
+                         to {} (more than 4 x limit + 64)",
+                        source.as_str(),
+                        limit.unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        let (output_tokens, token_source) = match self.usage.output() {
+            Some((n, source)) => (n, source),
+            None => (output_events, TokenSource::CountedEvents),
         };
         if result.is_success() && output_events == 0 {
             result = ProbeResult::EmptyResponse;
@@ -419,8 +416,8 @@ impl<'a> Run<'a> {
             }
         }
         let tokens = TokenCounts {
-            input: self.usage_input,
-            cached_input: self.usage_cached,
+            input: self.usage.input(),
+            cached_input: self.usage.cached(),
             output: output_tokens,
         };
         // A request that reported no tokens at all (refused, failed before output) has no token
@@ -453,8 +450,9 @@ impl<'a> Run<'a> {
             e2e: trace.e2e(),
             elapsed: trace.elapsed(),
             output_tokens_per_second: trace.output_rate(output_tokens),
-            input_tokens: self.usage_input,
-            cached_input_tokens: self.usage_cached,
+            input_tokens: self.usage.input(),
+            cached_input_tokens: self.usage.cached(),
+            reasoning_tokens: self.usage.reasoning(),
             output_tokens,
             token_source,
             output_events,
