@@ -125,6 +125,8 @@ pub enum Transport {
 pub struct ConditionRow {
     /// The condition.
     pub condition: ErrorCondition,
+    /// Its name in the README's table.
+    pub name: &'static str,
     /// The statuses that mean it (documentation).
     pub status: &'static str,
     /// Its `result` when it comes as an HTTP status.
@@ -142,6 +144,7 @@ pub struct ConditionRow {
 pub const CONDITIONS: [ConditionRow; 5] = [
     ConditionRow {
         condition: ErrorCondition::RateLimited,
+        name: "rate limit",
         status: "429",
         as_status: ProbeResult::RateLimited,
         in_stream: "type or code containing `rate_limit`, `ratelimit`, `too_many_requests`, \
@@ -151,6 +154,7 @@ pub const CONDITIONS: [ConditionRow; 5] = [
     },
     ConditionRow {
         condition: ErrorCondition::Overloaded,
+        name: "overload",
         status: "529, 503",
         as_status: ProbeResult::Http5xx,
         in_stream: "type or code containing `overload` or `unavailable` (Anthropic \
@@ -159,6 +163,7 @@ pub const CONDITIONS: [ConditionRow; 5] = [
     },
     ConditionRow {
         condition: ErrorCondition::ServerError,
+        name: "server error",
         status: "any other 5xx",
         as_status: ProbeResult::Http5xx,
         in_stream: "-",
@@ -166,13 +171,15 @@ pub const CONDITIONS: [ConditionRow; 5] = [
     },
     ConditionRow {
         condition: ErrorCondition::ClientError,
-        status: "4xx other than 429; any other non-2xx",
+        name: "client error",
+        status: "4xx other than 429, any other non-2xx",
         as_status: ProbeResult::Http4xx,
         in_stream: "-",
         as_stream_error: ProbeResult::ApiError,
     },
     ConditionRow {
         condition: ErrorCondition::Other,
+        name: "other",
         status: "-",
         as_status: ProbeResult::Http5xx,
         in_stream: "any other error object or error event",
@@ -258,6 +265,37 @@ mod tests {
             ErrorCondition::Other,
         ] {
             assert_eq!(CONDITIONS.iter().filter(|r| r.condition == c).count(), 1);
+        }
+    }
+
+    /// The README's table ("One condition, one result") says what this one does.
+    #[test]
+    fn readme_shows_the_same_table() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+        let readme = std::fs::read_to_string(path).unwrap_or_default();
+        let section = readme
+            .split("### One condition, one result, whatever the transport")
+            .nth(1)
+            .unwrap_or_default();
+        let dash = |s: &str| {
+            if s == "-" {
+                "–".to_string()
+            } else {
+                s.to_string()
+            }
+        };
+        for row in CONDITIONS {
+            let line = section
+                .lines()
+                .find(|l| l.starts_with(&format!("| {} |", row.name)))
+                .unwrap_or_else(|| panic!("README has no row for {:?}", row.name));
+            let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+            assert_eq!(cells.len(), 5, "{line}");
+            assert_eq!(cells[1], dash(row.status), "{line}");
+            if row.status != "-" {
+                assert_eq!(cells[2], format!("`{}`", row.as_status), "{line}");
+            }
+            assert_eq!(cells[4], format!("`{}`", row.as_stream_error), "{line}");
         }
     }
 
