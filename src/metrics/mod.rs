@@ -18,6 +18,7 @@ use prometheus::{
 };
 
 use crate::probe::result::ProbeResult;
+use crate::probe::trace::{ConnectionUse, RetryReason};
 use crate::probe::Outcome;
 
 pub use buckets::BucketsError;
@@ -219,6 +220,8 @@ pub struct ProbeMetrics {
     success: GaugeVec,
     last_probe: GaugeVec,
     gpu_cost_rate: GaugeVec,
+    retries: IntCounterVec,
+    connections: IntCounterVec,
 }
 
 impl std::fmt::Debug for ProbeMetrics {
@@ -317,6 +320,24 @@ impl ProbeMetrics {
             &["target", "model"],
         );
 
+        let retries = IntCounterVec::new(
+            opts(
+                "probe_retries_total",
+                "Probes sent a second time, by reason: stale_connection when the request failed \
+                 on a reused connection before any response byte (the server had closed it). \
+                 The probe's timings are those of the retry.",
+            ),
+            &labels_plus("reason"),
+        );
+        let connections = IntCounterVec::new(
+            opts(
+                "probe_connections_total",
+                "Probes that got a response, by the connection it came on: new (TCP and TLS \
+                 set-up inside TTFB and TTFT) or reused from an earlier probe.",
+            ),
+            &labels_plus("connection"),
+        );
+
         let metrics = ProbeMetrics {
             ttft: histogram(&TTFT)?,
             ttfat: histogram(&TTFAT)?,
@@ -335,6 +356,8 @@ impl ProbeMetrics {
             success: register(registry, "probe_success", success)?,
             last_probe: register(registry, "last_probe_timestamp_seconds", last_probe)?,
             gpu_cost_rate: register(registry, "gpu_cost_usd_per_hour", gpu_cost_rate)?,
+            retries: register(registry, "probe_retries_total", retries)?,
+            connections: register(registry, "probe_connections_total", connections)?,
         };
         Ok(metrics)
     }
@@ -369,6 +392,14 @@ impl ProbeMetrics {
         for r in SkipReason::ALL {
             self.skipped
                 .with_label_values(&[target, model, scenario, r.as_str()]);
+        }
+        for r in RetryReason::ALL {
+            self.retries
+                .with_label_values(&[target, model, scenario, r.as_str()]);
+        }
+        for c in ConnectionUse::ALL {
+            self.connections
+                .with_label_values(&[target, model, scenario, c.as_str()]);
         }
     }
 
@@ -424,6 +455,16 @@ impl ProbeMetrics {
         if outcome.token_count_mismatch() {
             self.token_mismatch.with_label_values(&l).inc();
         }
+        if let Some(r) = outcome.connection.retried {
+            self.retries
+                .with_label_values(&[target, model, scenario, r.as_str()])
+                .inc();
+        }
+        if let Some(c) = outcome.connection.used {
+            self.connections
+                .with_label_values(&[target, model, scenario, c.as_str()])
+                .inc();
+        }
         self.success
             .with_label_values(&l)
             .set(if outcome.result.is_success() {
@@ -475,6 +516,16 @@ impl ProbeMetrics {
             let _ = self
                 .skipped
                 .remove_label_values(&[target, model, scenario, r.as_str()]);
+        }
+        for r in RetryReason::ALL {
+            let _ = self
+                .retries
+                .remove_label_values(&[target, model, scenario, r.as_str()]);
+        }
+        for c in ConnectionUse::ALL {
+            let _ = self
+                .connections
+                .remove_label_values(&[target, model, scenario, c.as_str()]);
         }
         let _ = self.cost_total.remove_label_values(&l);
         let _ = self.token_mismatch.remove_label_values(&l);
@@ -639,6 +690,7 @@ mod tests {
             response_model: Some("m".to_string()),
             finish_reason: Some("stop".to_string()),
             answer: "a b c d".to_string(),
+            connection: Default::default(),
         }
     }
 
@@ -666,6 +718,7 @@ mod tests {
             response_model: None,
             finish_reason: None,
             answer: String::new(),
+            connection: Default::default(),
             ..success(target)
         }
     }
