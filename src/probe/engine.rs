@@ -19,6 +19,7 @@ use reqwest::Url;
 use crate::config::{ConnectionMode, Scenario, Target, Timeouts};
 use crate::cost::{request_cost, TokenCounts};
 use crate::probe::dialect::{self, AuthStyle, Message, OutputKind, ProbeRequest, Signal};
+use crate::probe::ratelimit::RateLimitInfo;
 use crate::probe::result::{ErrorCondition, ProbeResult, Transport};
 use crate::probe::sse::{self, SseError, StampedEvent};
 use crate::probe::trace::{
@@ -380,6 +381,7 @@ struct Run<'a> {
     usage: UsageTotals,
     response_model: Option<String>,
     finish_reason: Option<String>,
+    rate_limit: RateLimitInfo,
     connection: ConnectionInfo,
     /// Local address of the response's connection.
     local_addr: Option<SocketAddr>,
@@ -406,6 +408,7 @@ impl<'a> Run<'a> {
             usage: UsageTotals::default(),
             response_model: None,
             finish_reason: None,
+            rate_limit: RateLimitInfo::default(),
             connection: ConnectionInfo::default(),
             local_addr: None,
             keep_alive: None,
@@ -566,6 +569,8 @@ impl<'a> Run<'a> {
         self.trace.headers = Some(headers_at);
         let status = resp.status();
         self.http_status = Some(status.as_u16());
+        // Read on every response: a 429 and a rate-limit error inside a 200 stream alike.
+        self.rate_limit = RateLimitInfo::from_headers(resp.headers(), std::time::SystemTime::now());
         self.local_addr = resp
             .extensions()
             .get::<hyper_util::client::legacy::connect::HttpInfo>()
@@ -880,6 +885,7 @@ impl<'a> Run<'a> {
             response_model: self.response_model,
             finish_reason: self.finish_reason,
             answer: self.answer,
+            rate_limit: self.rate_limit,
             connection: self.connection,
         }
     }
