@@ -632,10 +632,11 @@ impl<'a> Run<'a> {
             self.trace.failed_at = Some(Instant::now());
             let detail = error_detail(&body);
             if looks_like_error(&body) {
-                return Err((
-                    ProbeResult::ApiError,
-                    format!("error body on HTTP 200: {detail}"),
-                ));
+                // The same table as an error event in a stream: a rate limit stays one.
+                let words = error_words(&body);
+                let class = ErrorCondition::of_error_words(words.iter().map(String::as_str))
+                    .result(Transport::InStream);
+                return Err((class, format!("error body on HTTP 200: {detail}")));
             }
             return Err((
                 ProbeResult::MalformedStream,
@@ -1054,6 +1055,23 @@ fn looks_like_error(body: &[u8]) -> bool {
         .is_some_and(|v| {
             v.get("error").is_some() || v.get("type").and_then(|t| t.as_str()) == Some("error")
         })
+}
+
+/// The `type` and `code` values of an error body (`{"error": {...}}` or `{"type": "error",
+/// "error": {...}}`), which say what kind of error it is; the free text is not read.
+fn error_words(body: &[u8]) -> Vec<String> {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    let err = v.get("error").unwrap_or(&v);
+    ["type", "code", "status"]
+        .iter()
+        .filter_map(|k| err.get(*k))
+        .map(|w| match w {
+            serde_json::Value::String(s) => clip(s, 80),
+            other => clip(&other.to_string(), 80),
+        })
+        .collect()
 }
 
 /// A short message from an error body: `error.message` when present, else the start of the text.
