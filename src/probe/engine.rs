@@ -89,7 +89,10 @@ pub async fn run_probe(
 
     let mut run = Run::new(target, scenario);
     let result = run.execute(req).await;
-    run.finish(result)
+    let mut outcome = run.finish(result);
+    // The one place probe outcomes are redacted: everything that shows them reads this.
+    crate::redact::redact_outcome(&mut outcome);
+    outcome
 }
 
 /// Prefixes the first user message with a short random nonce so the server's prefix cache cannot
