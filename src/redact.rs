@@ -41,6 +41,21 @@ pub const MIN_SECRET_LEN: usize = 8;
 /// Shortest leading part of a secret that is redacted where a text was cut short.
 pub const MIN_PARTIAL_LEN: usize = 6;
 
+/// Request headers whose values describe the request rather than authorize it: their values
+/// (`application/json`, `text/event-stream`, a version date) are not registered as secrets.
+const DESCRIPTIVE_HEADERS: &[&str] = &[
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "anthropic-beta",
+    "anthropic-version",
+    "cache-control",
+    "connection",
+    "content-type",
+    "openai-beta",
+    "user-agent",
+];
+
 /// Query parameter names whose values are credentials (compared without case).
 const CREDENTIAL_PARAMS: &[&str] = &[
     "key",
@@ -264,10 +279,12 @@ fn target_secrets(t: &crate::config::Target, out: &mut Vec<String>) {
     if let Some(k) = &t.api_key {
         out.push(k.expose().to_string());
     }
-    // Header values are treated as credentials throughout (the config's `Debug` hides them
-    // too): only the header author knows which ones are.
-    for v in t.headers.values() {
-        header_value_secrets(v, out);
+    // Header values are treated as credentials (the config's `Debug` hides them too): only the
+    // header's author knows which ones are. Only well-known descriptive headers are exempt.
+    for (k, v) in &t.headers {
+        if !DESCRIPTIVE_HEADERS.iter().any(|d| d.eq_ignore_ascii_case(k)) {
+            header_value_secrets(v, out);
+        }
     }
     for (k, v) in &t.query {
         if is_credential_param(k) {
@@ -424,11 +441,7 @@ pub fn current() -> Arc<Redactor> {
 
 /// `text` with every configured secret replaced by [`REDACTED`].
 pub fn redact(text: &str) -> Cow<'_, str> {
-    let r = current();
-    match r.redact(text) {
-        Cow::Borrowed(_) => Cow::Borrowed(text),
-        Cow::Owned(o) => Cow::Owned(o),
-    }
+    current().redact(text)
 }
 
 /// Redacts, in place, every string of an outcome that came from the network.
@@ -648,6 +661,30 @@ mod tests {
             Redactor::new(&s).redact("bad token tok-0123456789"),
             "bad token <redacted>"
         );
+    }
+
+    #[test]
+    fn target_secrets_skip_descriptive_headers() {
+        let loaded = crate::config::load_str_with(
+            "targets:\n  - name: t\n    dialect: openai-chat\n    base_url: http://127.0.0.1:1/v1\n    model: m\n    api_key: sk-inline-0123456789\n    headers: {Accept: text/event-stream, X-Org: org-0123456789}\n    query: {api-version: 2024-10-21, key: qk-0123456789}\n",
+            "t.yml",
+            &crate::config::Environment {
+                base_dir: std::path::Path::new("."),
+                var: &|_: &str| None,
+                secrets_required: true,
+            },
+        )
+        .unwrap();
+        let r = Redactor::from_config(&loaded);
+        assert_eq!(
+            r.redact("sk-inline-0123456789 org-0123456789 qk-0123456789"),
+            "<redacted> <redacted> <redacted>"
+        );
+        assert_eq!(
+            r.redact("text/event-stream 2024-10-21"),
+            "text/event-stream 2024-10-21"
+        );
+        assert_eq!(r.len(), 3);
     }
 
     #[test]
