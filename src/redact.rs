@@ -282,7 +282,10 @@ fn target_secrets(t: &crate::config::Target, out: &mut Vec<String>) {
     // Header values are treated as credentials (the config's `Debug` hides them too): only the
     // header's author knows which ones are. Only well-known descriptive headers are exempt.
     for (k, v) in &t.headers {
-        if !DESCRIPTIVE_HEADERS.iter().any(|d| d.eq_ignore_ascii_case(k)) {
+        if !DESCRIPTIVE_HEADERS
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(k))
+        {
             header_value_secrets(v, out);
         }
     }
@@ -614,7 +617,10 @@ mod tests {
         let r = Redactor::new(["", "  ", "abc", "1234567"]);
         assert!(r.is_empty());
         assert_eq!(r.redact("abc 1234567"), "abc 1234567");
-        assert_eq!(Redactor::new(["12345678"]).redact("x12345678y"), "x<redacted>y");
+        assert_eq!(
+            Redactor::new(["12345678"]).redact("x12345678y"),
+            "x<redacted>y"
+        );
     }
 
     #[test]
@@ -727,7 +733,10 @@ mod tests {
         let a = Redactor::new(["first-secret"]);
         let b = Redactor::new(["second-secret"]);
         let u = a.union(&b);
-        assert_eq!(u.redact("first-secret second-secret"), "<redacted> <redacted>");
+        assert_eq!(
+            u.redact("first-secret second-secret"),
+            "<redacted> <redacted>"
+        );
         assert!(!format!("{u:?}").contains("secret\""));
     }
 

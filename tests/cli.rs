@@ -380,7 +380,10 @@ fn ad_hoc_url_credentials_are_rejected_like_in_a_config() {
     // A URL that does not even parse is not echoed with its password either.
     let (code, _, err) = adhoc(&format!("http://user:{PASSWORD}@[::1/v1"), &[]);
     assert_eq!(code, 2);
-    assert!(err.contains("--url: \"http://<redacted>@[::1/v1\" is not a URL"), "{err}");
+    assert!(
+        err.contains("--url: \"http://<redacted>@[::1/v1\" is not a URL"),
+        "{err}"
+    );
     assert!(!err.contains(PASSWORD), "{err}");
 }
 
@@ -423,7 +426,10 @@ fn ad_hoc_flag_errors_name_the_flag_and_are_all_reported() {
     );
     let (code, _, err) = adhoc("http://127.0.0.1:1/v1?a=1&a=2", &[]);
     assert_eq!(code, 2);
-    assert!(err.contains("--url: query parameter \"a\" is given twice"), "{err}");
+    assert!(
+        err.contains("--url: query parameter \"a\" is given twice"),
+        "{err}"
+    );
 }
 
 /// A server that records each request's path and query and answers with a short valid stream

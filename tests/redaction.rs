@@ -43,10 +43,7 @@ const FAILING: &[(&str, &str)] = &[
 /// Fails if any secret (or a piece of one long enough to hold the marker) is in `text`.
 fn assert_clean(what: &str, text: &str) {
     for secret in [KEY, HDR, "SECRET"] {
-        assert!(
-            !text.contains(secret),
-            "{what} leaks {secret:?}:\n{text}"
-        );
+        assert!(!text.contains(secret), "{what} leaks {secret:?}:\n{text}");
     }
 }
 
@@ -227,24 +224,28 @@ async fn logs_at_every_level_in_both_formats_never_carry_the_key() {
             .await
             .unwrap();
         let metrics = format!("http://{}/metrics", running.addr);
-        eventually(Duration::from_secs(15), "every failing target probed", || {
-            let url = metrics.clone();
-            async move {
-                let (_, t) = get(&url).await;
-                FAILING
-                    .iter()
-                    .all(|(m, r)| {
-                        sample(
-                            &t,
-                            "inferprobe_probes_total",
-                            &[("target", m), ("result", r)],
-                        )
-                        .unwrap_or(0.0)
-                            >= 1.0
-                    })
-                    .then_some(())
-            }
-        })
+        eventually(
+            Duration::from_secs(15),
+            "every failing target probed",
+            || {
+                let url = metrics.clone();
+                async move {
+                    let (_, t) = get(&url).await;
+                    FAILING
+                        .iter()
+                        .all(|(m, r)| {
+                            sample(
+                                &t,
+                                "inferprobe_probes_total",
+                                &[("target", m), ("result", r)],
+                            )
+                            .unwrap_or(0.0)
+                                >= 1.0
+                        })
+                        .then_some(())
+                }
+            },
+        )
         .await;
         running.stop().await;
         // The raw echoes, logged at every level as a careless call site would.
@@ -323,8 +324,7 @@ async fn probe_endpoint_output_never_carries_the_key() {
     let addr = start_hostile().await;
     let running = daemon_with_results(&addr).await;
     for (mode, result) in FAILING.iter().chain([("ok", "success")].iter()) {
-        let (status, body) =
-            get(&format!("http://{}/probe?target={mode}", running.addr)).await;
+        let (status, body) = get(&format!("http://{}/probe?target={mode}", running.addr)).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(
             sample(
@@ -381,12 +381,22 @@ async fn probe_command_table_and_json_never_carry_the_key() {
             // The answer and the reported model echo the credentials.
             assert_eq!(v["response_model"], "Bearer <redacted>", "{jout}");
             let answer = v["answer"].as_str().unwrap();
-            assert!(answer.starts_with("you sent authorization: Bearer <redacted>; x-upstream-token: <redacted>;"), "{answer}");
+            assert!(
+                answer.starts_with(
+                    "you sent authorization: Bearer <redacted>; x-upstream-token: <redacted>;"
+                ),
+                "{answer}"
+            );
         } else {
             let error = v["error"].as_str().unwrap();
             assert!(error.contains("<redacted>"), "{mode}: {error}");
         }
-        for (what, text) in [("table", &tout), ("table stderr", &terr), ("json", &jout), ("json stderr", &jerr)] {
+        for (what, text) in [
+            ("table", &tout),
+            ("table stderr", &terr),
+            ("json", &jout),
+            ("json stderr", &jerr),
+        ] {
             assert_clean(&format!("probe --target {mode} ({what})"), text);
         }
     }
@@ -438,7 +448,10 @@ async fn daemon_logs_in_both_formats_never_carry_the_key() {
             let (tx, rx) = std::sync::mpsc::channel();
             std::thread::spawn(move || {
                 use std::io::BufRead;
-                for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                for line in std::io::BufReader::new(stderr)
+                    .lines()
+                    .map_while(Result::ok)
+                {
                     if tx.send(line).is_err() {
                         break;
                     }
@@ -471,7 +484,10 @@ async fn daemon_logs_in_both_formats_never_carry_the_key() {
         })
         .await
         .unwrap();
-        assert!(logs.matches("Probe failed.").count() >= 3, "{format}:\n{logs}");
+        assert!(
+            logs.matches("Probe failed.").count() >= 3,
+            "{format}:\n{logs}"
+        );
         assert!(logs.contains("<redacted>"), "{format}:\n{logs}");
         assert_clean(&format!("{format} daemon logs"), &logs);
     }
