@@ -5,9 +5,11 @@
 //! The hostile server's shapes follow OpenAI's published API reference: the error object
 //! `{"error": {"message", "type", "param", "code"}}` of a non-2xx answer, and
 //! `chat.completion.chunk` events (with an `error` object in place of a chunk for a failure
-//! inside a 200 stream, as OpenAI-compatible servers such as vLLM send it). OpenAI itself masks
-//! most of a wrong key in its 401 message; this server echoes it whole, as a careless proxy or
-//! gateway does.
+//! inside a 200 stream, as OpenAI-compatible servers such as vLLM send it). A real OpenAI 401
+//! (as quoted in user reports, 2023 to 2026) is `{"error": {"message": "Incorrect API key
+//! provided: sk-ab***…wxyz. …", "type": "invalid_request_error", "param": null, "code":
+//! "invalid_api_key"}}`: OpenAI masks all but the first five and last four characters. This
+//! server echoes the key whole, as a careless proxy or gateway does.
 
 mod common;
 
