@@ -926,8 +926,8 @@ fn unknown_scenario(name: &str, defined: &BTreeMap<String, Option<Arc<Scenario>>
 // ---------------------------------------------------------------------------------------------
 // Ad-hoc targets
 
-/// The flags of an ad-hoc target (`probe` and `calibrate` without a config file).
-#[derive(Debug)]
+/// The flags of an ad-hoc target (`probe` and `calibrate` without a config file). No `Debug`:
+/// header values may be credentials.
 pub struct AdHoc<'a> {
     /// `--url`.
     pub url: Option<&'a str>,
@@ -1172,6 +1172,41 @@ mod tests {
         let pattern = String::from("(");
         let e = regex::Regex::new(&pattern).unwrap_err();
         assert_eq!(regex_reason(&e), "unclosed group");
+    }
+
+    #[test]
+    fn query_strings_are_split_off_ad_hoc_urls() {
+        let (base, q) = split_query("http://h/v1?api-version=1&x=a%20b#f").unwrap();
+        assert_eq!(base, "http://h/v1#f");
+        assert_eq!(
+            q.into_iter().collect::<Vec<_>>(),
+            [
+                ("api-version".to_string(), "1".to_string()),
+                ("x".to_string(), "a b".to_string())
+            ]
+        );
+        assert_eq!(split_query("http://h/v1").unwrap().0, "http://h/v1");
+        assert!(split_query("http://h/v1?a=1&a=2").is_err());
+    }
+
+    #[test]
+    fn userinfo_is_not_shown_in_url_errors() {
+        assert_eq!(
+            without_userinfo("http://u:p@h:1/x@y"),
+            "http://<redacted>@h:1/x@y"
+        );
+        assert_eq!(without_userinfo("http://h/x@y"), "http://h/x@y");
+        assert_eq!(without_userinfo("u:p@h"), "<redacted>@h");
+    }
+
+    #[test]
+    fn ad_hoc_paths_name_flags() {
+        assert_eq!(flag_for("base_url"), "--url");
+        assert_eq!(flag_for("api_key.env"), "--api-key-env");
+        assert_eq!(flag_for("headers.X-Y"), "--header X-Y");
+        assert_eq!(flag_for("timeouts.idle"), "--idle-timeout");
+        assert_eq!(flag_for("scenario.max_tokens"), "--max-tokens");
+        assert_eq!(flag_for("scenario.prompt"), "--prompt");
     }
 
     #[test]
