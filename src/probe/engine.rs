@@ -855,7 +855,7 @@ impl<'a> Run<'a> {
             _ => None,
         };
         let completed = trace.end.is_some();
-        Outcome {
+        let mut outcome = Outcome {
             target: self.target.name.clone(),
             model: self.target.model.clone(),
             scenario: self.scenario.name.clone(),
@@ -888,7 +888,10 @@ impl<'a> Run<'a> {
             answer: self.answer,
             rate_limit: self.rate_limit,
             connection: self.connection,
-        }
+        };
+        // The one place probe outcomes are redacted: everything that shows them reads this.
+        crate::redact::redact_outcome(&mut outcome);
+        outcome
     }
 }
 
