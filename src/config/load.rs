@@ -59,7 +59,7 @@ pub fn load_for_check(path: &Path) -> Result<Loaded, ConfigErrors> {
 
 fn load_file(path: &Path, secrets_required: bool) -> Result<Loaded, ConfigErrors> {
     let source_name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+    let text = crate::fsutil::read_to_string(path, crate::fsutil::CONFIG_FILE_LIMIT).map_err(|e| ConfigErrors {
         source_name: source_name.clone(),
         errors: vec![ConfigError {
             path: String::new(),

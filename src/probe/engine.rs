@@ -332,6 +332,10 @@ impl<'a> Run<'a> {
                     self.trace.failed_at = Some(Instant::now());
                     return Err((ProbeResult::MalformedStream, e));
                 }
+                Some(Err(e @ SseError::Unterminated { .. })) => {
+                    self.trace.failed_at = Some(Instant::now());
+                    return Err((ProbeResult::StreamAborted, e.to_string()));
+                }
                 Some(Ok(ev)) => ev,
             };
             if self.trace.first_event.is_none() {

@@ -399,7 +399,7 @@ pub fn import_file(
     format: Option<Format>,
 ) -> Result<Imported, ThresholdsError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ThresholdsError::Read {
+    let text = crate::fsutil::read_to_string(path, crate::fsutil::RESULTS_FILE_LIMIT).map_err(|source| ThresholdsError::Read {
         file: file.clone(),
         source,
     })?;

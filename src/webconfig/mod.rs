@@ -350,7 +350,7 @@ impl WebConfig {
     /// Reads and validates `path`; relative paths inside are taken from its directory.
     pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| WebConfigError {
+        let text = crate::fsutil::read_to_string(path, crate::fsutil::CONFIG_FILE_LIMIT).map_err(|e| WebConfigError {
             file: file.clone(),
             path: String::new(),
             line: None,
