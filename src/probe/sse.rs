@@ -378,6 +378,8 @@ mod tests {
                 ev(ms(2), "", "b"),
                 ev(ms(2), "", "c"),
                 ev(ms(2), "", "d"),
+                // "data: e\n" without its blank line.
+                Err(unterminated(8, false)),
             ]
         );
     }
@@ -391,7 +393,12 @@ mod tests {
         let got = run(chunks(t, &[input]));
         assert_eq!(
             got,
-            vec![ev(t, "add", "1\n2"), ev(t, "", " spaced"), ev(t, "", "")]
+            vec![
+                ev(t, "add", "1\n2"),
+                ev(t, "", " spaced"),
+                ev(t, "", ""),
+                Err(unterminated(8, false)),
+            ]
         );
     }
 
