@@ -31,8 +31,7 @@ pub fn read(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
         .try_into()
         .unwrap_or(0usize);
     let mut bytes = Vec::with_capacity(hint.saturating_add(1));
-    file.take(limit.saturating_add(1))
-        .read_to_end(&mut bytes)?;
+    file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > limit {
         return Err(too_large(limit));
     }

@@ -120,7 +120,8 @@ fn odd_number() -> impl Strategy<Value = Value> {
         ]),
         any::<i64>().prop_map(Value::from),
         any::<u64>().prop_map(Value::from),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
     ]
 }
 
@@ -345,7 +346,8 @@ fn reference(input: &str) -> (Vec<(String, String)>, Option<&'static str>) {
             }
         }
     };
-    let (mut events, mut event, mut data, mut has_data) = (Vec::new(), String::new(), String::new(), false);
+    let (mut events, mut event, mut data, mut has_data) =
+        (Vec::new(), String::new(), String::new(), false);
     for line in lines {
         if line.is_empty() {
             if has_data {
@@ -376,7 +378,9 @@ fn reference(input: &str) -> (Vec<(String, String)>, Option<&'static str>) {
     }
     let cut = !partial.is_empty()
         && !partial.starts_with(':')
-        && !partial.trim_matches(|c: char| c.is_ascii_whitespace()).is_empty();
+        && !partial
+            .trim_matches(|c: char| c.is_ascii_whitespace())
+            .is_empty();
     (events, (has_data || cut).then_some("unterminated"))
 }
 
@@ -401,7 +405,11 @@ fn sse_text() -> impl Strategy<Value = String> {
         prop_oneof![Just(String::new()), "\\PC{0,8}", "data: \\PC{0,8}"],
     )
         .prop_map(|(bom, lines, tail)| {
-            let mut s = if bom { "\u{feff}".to_string() } else { String::new() };
+            let mut s = if bom {
+                "\u{feff}".to_string()
+            } else {
+                String::new()
+            };
             for (l, e) in lines {
                 s.push_str(&l);
                 s.push_str(e);
@@ -504,9 +512,12 @@ fn sse_endless_event_is_cut_off_at_the_limit() {
 // ---------------------------------------------------------------------------------------------
 // Dialect decoders
 
-/// The recorded transcripts, framed: (file name, dialect, events).
-fn transcripts() -> &'static [(String, DialectKind, Vec<(String, String)>)] {
-    static T: OnceLock<Vec<(String, DialectKind, Vec<(String, String)>)>> = OnceLock::new();
+/// A recorded transcript: file name, dialect, framed (event, data) pairs.
+type Transcript = (String, DialectKind, Vec<(String, String)>);
+
+/// The recorded transcripts, framed.
+fn transcripts() -> &'static [Transcript] {
+    static T: OnceLock<Vec<Transcript>> = OnceLock::new();
     T.get_or_init(|| {
         files(&repo("tests/fixtures/sse"), ".txt")
             .into_iter()
@@ -531,7 +542,8 @@ fn transcripts() -> &'static [(String, DialectKind, Vec<(String, String)>)] {
 fn sse_vocabulary() -> &'static (Vec<String>, Vec<String>, Vec<String>) {
     static V: OnceLock<(Vec<String>, Vec<String>, Vec<String>)> = OnceLock::new();
     V.get_or_init(|| {
-        let (mut keys, mut strings, mut names) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+        let (mut keys, mut strings, mut names) =
+            (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
         for (_, _, events) in transcripts() {
             for (event, data) in events {
                 names.insert(event.clone());
@@ -565,7 +577,10 @@ fn decode(dialect: DialectKind, events: &[(String, String)]) -> Result<(), TestC
     for (event, data) in events {
         data_bytes += data.len();
         signals.clear();
-        if decoder.decode(&SseEvent { event, data }, &mut signals).is_err() {
+        if decoder
+            .decode(&SseEvent { event, data }, &mut signals)
+            .is_err()
+        {
             break;
         }
         for s in &signals {
@@ -656,8 +671,22 @@ fn prom_names() -> &'static [String] {
 fn prom_value() -> impl Strategy<Value = String> {
     prop_oneof![
         select(vec![
-            "0", "-1", "1", "NaN", "+Inf", "-Inf", "1e308", "-1e308", "1e-320", "18446744073709551616",
-            "0.5", "-0", "1.", ".5", "1e", "--1",
+            "0",
+            "-1",
+            "1",
+            "NaN",
+            "+Inf",
+            "-Inf",
+            "1e308",
+            "-1e308",
+            "1e-320",
+            "18446744073709551616",
+            "0.5",
+            "-0",
+            "1.",
+            ".5",
+            "1e",
+            "--1",
         ])
         .prop_map(str::to_string),
         any::<f64>().prop_map(|f| f.to_string()),
@@ -668,9 +697,13 @@ fn prom_value() -> impl Strategy<Value = String> {
 fn prom_line() -> impl Strategy<Value = String> {
     let name = select(prom_names().to_vec());
     let label = prop_oneof![
-        (select(vec!["le", "quantile", "model_name", "engine", "gpu", "x"]), prom_value())
+        (
+            select(vec!["le", "quantile", "model_name", "engine", "gpu", "x"]),
+            prom_value()
+        )
             .prop_map(|(k, v)| format!("{k}=\"{v}\"")),
-        ("[a-z_]{1,6}", "\\PC{0,6}").prop_map(|(k, v)| format!("{k}=\"{}\"", v.replace(['"', '\\'], ""))),
+        ("[a-z_]{1,6}", "\\PC{0,6}")
+            .prop_map(|(k, v)| format!("{k}=\"{}\"", v.replace(['"', '\\'], ""))),
     ];
     prop_oneof![
         4 => (name.clone(), prop::collection::vec(label, 0..3), prom_value(),
@@ -791,9 +824,23 @@ fn config_json() -> BoxedStrategy<Value> {
             strings_of(v, &mut strings);
         }
         for s in [
-            "0s", "-1s", "1ns", "99999999999999h", "1.5s", "", "* * * * * *", "@every 0s",
-            "http://", "http://[::1", "http://u:p@127.0.0.1/", "/dev/zero", "/", "..", "prompts",
-            "{env: X}", "\u{0}",
+            "0s",
+            "-1s",
+            "1ns",
+            "99999999999999h",
+            "1.5s",
+            "",
+            "* * * * * *",
+            "@every 0s",
+            "http://",
+            "http://[::1",
+            "http://u:p@127.0.0.1/",
+            "/dev/zero",
+            "/",
+            "..",
+            "prompts",
+            "{env: X}",
+            "\u{0}",
         ] {
             strings.insert(s.to_string());
         }
@@ -884,21 +931,28 @@ proptest! {
 // ---------------------------------------------------------------------------------------------
 // Load-test importers
 
-/// Each recorded result file with the format it is known to be.
+/// Each recorded result file that imports, with the format it was detected as (files kept to
+/// pin an error message are left out).
 fn loadtest_docs() -> &'static [(String, Format, Value)] {
     static D: OnceLock<Vec<(String, Format, Value)>> = OnceLock::new();
     D.get_or_init(|| {
-        files(&repo("tests/fixtures/loadtest"), ".json")
+        let docs: Vec<(String, Format, Value)> = files(&repo("tests/fixtures/loadtest"), ".json")
             .into_iter()
-            .map(|p| {
+            .filter_map(|p| {
                 let text = read(&p);
                 let name = p.display().to_string();
-                let imported = formats::parse(&name, &text, None)
-                    .unwrap_or_else(|e| panic!("fixture does not import: {e}"));
-                let value: Value = serde_json::from_str(&text).unwrap();
-                (name, imported.format, value)
+                let imported = formats::parse(&name, &text, None).ok()?;
+                let value: Value = serde_json::from_str(&text).ok()?;
+                Some((name, imported.format, value))
             })
-            .collect()
+            .collect();
+        for format in Format::ALL {
+            assert!(
+                docs.iter().any(|(_, f, _)| *f == format),
+                "no recorded {format:?} result imports"
+            );
+        }
+        docs
     })
 }
 

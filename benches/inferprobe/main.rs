@@ -201,7 +201,10 @@ fn run(sections: &[String]) -> anyhow::Result<()> {
                 r.chunks.to_string(),
                 format!("{:.1}", r.best_s * 1e3),
                 format!("{:.1}", r.median_s * 1e3),
-                format!("{:.1}", r.bytes as f64 / (1024.0 * 1024.0) / r.median_s.max(1e-9)),
+                format!(
+                    "{:.1}",
+                    r.bytes as f64 / (1024.0 * 1024.0) / r.median_s.max(1e-9)
+                ),
             ]);
         }
         println!("{}", t.render());

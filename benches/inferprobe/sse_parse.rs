@@ -262,7 +262,10 @@ pub fn long_lines(passes: usize) -> anyhow::Result<Vec<LongRow>> {
             let t0 = Instant::now();
             let data = frame_only(&cs)?;
             times.push(t0.elapsed().as_secs_f64());
-            ensure!(data == payload, "framed {data} data bytes, expected {payload}");
+            ensure!(
+                data == payload,
+                "framed {data} data bytes, expected {payload}"
+            );
         }
         rows.push(LongRow {
             bytes: all.len(),

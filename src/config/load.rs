@@ -59,14 +59,17 @@ pub fn load_for_check(path: &Path) -> Result<Loaded, ConfigErrors> {
 
 fn load_file(path: &Path, secrets_required: bool) -> Result<Loaded, ConfigErrors> {
     let source_name = path.display().to_string();
-    let text = crate::fsutil::read_to_string(path, crate::fsutil::CONFIG_FILE_LIMIT).map_err(|e| ConfigErrors {
-        source_name: source_name.clone(),
-        errors: vec![ConfigError {
-            path: String::new(),
-            line: None,
-            message: format!("cannot read config file: {}", io_reason(&e)),
-        }],
-    })?;
+    let text =
+        crate::fsutil::read_to_string(path, crate::fsutil::CONFIG_FILE_LIMIT).map_err(|e| {
+            ConfigErrors {
+                source_name: source_name.clone(),
+                errors: vec![ConfigError {
+                    path: String::new(),
+                    line: None,
+                    message: format!("cannot read config file: {}", io_reason(&e)),
+                }],
+            }
+        })?;
     let base_dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

@@ -732,10 +732,6 @@ impl<'a> Run<'a> {
                     self.trace.failed_at = Some(Instant::now());
                     return Err(self.stream_error(e, over_cap.load(Ordering::Relaxed), cap));
                 }
-                Some(Err(e @ SseError::Unterminated { .. })) => {
-                    self.trace.failed_at = Some(Instant::now());
-                    return Err((ProbeResult::StreamAborted, e.to_string()));
-                }
                 Some(Ok(ev)) => ev,
             };
             if self.trace.first_event.is_none() {
@@ -813,6 +809,10 @@ impl<'a> Run<'a> {
                 format!("stream broke after {n} output events: {e}"),
             ),
             SseError::Malformed(e) => (ProbeResult::MalformedStream, e),
+            e @ SseError::Unterminated { .. } => (
+                ProbeResult::StreamAborted,
+                format!("{e} after {n} output events"),
+            ),
         }
     }
 

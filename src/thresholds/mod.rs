@@ -399,10 +399,12 @@ pub fn import_file(
     format: Option<Format>,
 ) -> Result<Imported, ThresholdsError> {
     let file = path.display().to_string();
-    let text = crate::fsutil::read_to_string(path, crate::fsutil::RESULTS_FILE_LIMIT).map_err(|source| ThresholdsError::Read {
-        file: file.clone(),
-        source,
-    })?;
+    let text = crate::fsutil::read_to_string(path, crate::fsutil::RESULTS_FILE_LIMIT).map_err(
+        |source| ThresholdsError::Read {
+            file: file.clone(),
+            source,
+        },
+    )?;
     Ok(parse(&file, &text, format)?)
 }
 

@@ -350,12 +350,15 @@ impl WebConfig {
     /// Reads and validates `path`; relative paths inside are taken from its directory.
     pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
         let file = path.display().to_string();
-        let text = crate::fsutil::read_to_string(path, crate::fsutil::CONFIG_FILE_LIMIT).map_err(|e| WebConfigError {
-            file: file.clone(),
-            path: String::new(),
-            line: None,
-            message: format!("cannot read web config file: {}", io_reason(&e)),
-        })?;
+        let text =
+            crate::fsutil::read_to_string(path, crate::fsutil::CONFIG_FILE_LIMIT).map_err(|e| {
+                WebConfigError {
+                    file: file.clone(),
+                    path: String::new(),
+                    line: None,
+                    message: format!("cannot read web config file: {}", io_reason(&e)),
+                }
+            })?;
         let base_dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
