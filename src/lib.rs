@@ -13,6 +13,7 @@ pub mod fsutil;
 pub mod logging;
 pub mod metrics;
 pub mod probe;
+pub mod redact;
 pub mod runtime;
 pub mod schedule;
 pub mod shard;

@@ -17,6 +17,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use crate::probe::ratelimit::Resource;
 use crate::probe::result::ProbeResult;
 use crate::probe::trace::{ConnectionUse, RetryReason};
 use crate::probe::Outcome;
@@ -32,6 +33,9 @@ pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// Labels of every probe family, in the order label values are passed.
 const PROBE_LABELS: [&str; 3] = ["target", "model", "scenario"];
 
+/// Labels of the rate-limit quota gauges: a quota belongs to the key and model, not a scenario.
+const RATELIMIT_LABELS: [&str; 3] = ["target", "model", "resource"];
+
 /// Reason a scheduled probe did not run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SkipReason {
@@ -41,14 +45,18 @@ pub enum SkipReason {
     Concurrency,
     /// The target's token budget for the current window was spent.
     TokenBudget,
+    /// The target answered its last probe with a rate limit and a time to retry (Retry-After or
+    /// a quota reset) that has not yet come.
+    RetryAfter,
 }
 
 impl SkipReason {
     /// Every value, in the order used for pre-creating series.
-    pub const ALL: [SkipReason; 3] = [
+    pub const ALL: [SkipReason; 4] = [
         SkipReason::Overlap,
         SkipReason::Concurrency,
         SkipReason::TokenBudget,
+        SkipReason::RetryAfter,
     ];
 
     /// The `reason` label value.
@@ -57,6 +65,7 @@ impl SkipReason {
             SkipReason::Overlap => "overlap",
             SkipReason::Concurrency => "concurrency",
             SkipReason::TokenBudget => "token_budget",
+            SkipReason::RetryAfter => "retry_after",
         }
     }
 }
@@ -216,9 +225,12 @@ pub struct ProbeMetrics {
     tokens: IntCounterVec,
     cost_total: CounterVec,
     skipped: IntCounterVec,
+    token_mismatch: IntCounterVec,
     success: GaugeVec,
     last_probe: GaugeVec,
     gpu_cost_rate: GaugeVec,
+    ratelimit_remaining: GaugeVec,
+    ratelimit_limit: GaugeVec,
     retries: IntCounterVec,
     connections: IntCounterVec,
 }
@@ -282,10 +294,19 @@ impl ProbeMetrics {
             opts(
                 "probes_skipped_total",
                 "Scheduled probes that did not run, by reason: the previous probe still running \
-                 (overlap), the global concurrency cap (concurrency) or the token budget \
-                 (token_budget).",
+                 (overlap), the global concurrency cap (concurrency), the token budget \
+                 (token_budget) or a rate limit's time to retry (retry_after).",
             ),
             &labels_plus("reason"),
+        );
+        let token_mismatch = IntCounterVec::new(
+            opts(
+                "token_count_mismatch_total",
+                "Probes whose server-reported output token count was lower than the number of \
+                 output-bearing events received (every event carries at least one token): a \
+                 tokenizer or usage bug on the server.",
+            ),
+            &PROBE_LABELS,
         );
         let success = GaugeVec::new(
             opts(
@@ -310,6 +331,22 @@ impl ProbeMetrics {
             &["target", "model"],
         );
 
+        let ratelimit_remaining = GaugeVec::new(
+            opts(
+                "ratelimit_remaining",
+                "Quota left in the provider's rate-limit window, by resource (requests, tokens, \
+                 input_tokens, output_tokens), from the last response that reported it.",
+            ),
+            &RATELIMIT_LABELS,
+        );
+        let ratelimit_limit = GaugeVec::new(
+            opts(
+                "ratelimit_limit",
+                "Size of the provider's rate-limit window, by resource (requests, tokens, \
+                 input_tokens, output_tokens), from the last response that reported it.",
+            ),
+            &RATELIMIT_LABELS,
+        );
         let retries = IntCounterVec::new(
             opts(
                 "probe_retries_total",
@@ -342,9 +379,12 @@ impl ProbeMetrics {
             tokens: register(registry, "tokens_total", tokens)?,
             cost_total: register(registry, "cost_usd_total", cost_total)?,
             skipped: register(registry, "probes_skipped_total", skipped)?,
+            token_mismatch: register(registry, "token_count_mismatch_total", token_mismatch)?,
             success: register(registry, "probe_success", success)?,
             last_probe: register(registry, "last_probe_timestamp_seconds", last_probe)?,
             gpu_cost_rate: register(registry, "gpu_cost_usd_per_hour", gpu_cost_rate)?,
+            ratelimit_remaining: register(registry, "ratelimit_remaining", ratelimit_remaining)?,
+            ratelimit_limit: register(registry, "ratelimit_limit", ratelimit_limit)?,
             retries: register(registry, "probe_retries_total", retries)?,
             connections: register(registry, "probe_connections_total", connections)?,
         };
@@ -375,6 +415,8 @@ impl ProbeMetrics {
             self.tokens.with_label_values(&[target, model, scenario, d]);
         }
         self.cost_total
+            .with_label_values(&[target, model, scenario]);
+        self.token_mismatch
             .with_label_values(&[target, model, scenario]);
         for r in SkipReason::ALL {
             self.skipped
@@ -439,6 +481,9 @@ impl ProbeMetrics {
         self.tokens
             .with_label_values(&[target, model, scenario, DIRECTION_OUTPUT])
             .inc_by(outcome.output_tokens);
+        if outcome.token_count_mismatch() {
+            self.token_mismatch.with_label_values(&l).inc();
+        }
         if let Some(r) = outcome.connection.retried {
             self.retries
                 .with_label_values(&[target, model, scenario, r.as_str()])
@@ -459,6 +504,20 @@ impl ProbeMetrics {
         self.last_probe
             .with_label_values(&l)
             .set(unix_seconds(outcome.started_at));
+        // A quota series appears once a response reported it and keeps its last value: a response
+        // without the headers (an error from a proxy in front) says nothing about the quota.
+        for r in Resource::ALL {
+            let q = outcome.rate_limit.quota(r);
+            let rl = [target, model, r.as_str()];
+            if let Some(n) = q.remaining {
+                self.ratelimit_remaining
+                    .with_label_values(&rl)
+                    .set(n as f64);
+            }
+            if let Some(n) = q.limit {
+                self.ratelimit_limit.with_label_values(&rl).set(n as f64);
+            }
+        }
     }
 
     /// Counts a scheduled probe that did not run.
@@ -512,9 +571,15 @@ impl ProbeMetrics {
                 .remove_label_values(&[target, model, scenario, c.as_str()]);
         }
         let _ = self.cost_total.remove_label_values(&l);
+        let _ = self.token_mismatch.remove_label_values(&l);
         let _ = self.success.remove_label_values(&l);
         let _ = self.last_probe.remove_label_values(&l);
         let _ = self.gpu_cost_rate.remove_label_values(&[target, model]);
+        for r in Resource::ALL {
+            let rl = [target, model, r.as_str()];
+            let _ = self.ratelimit_remaining.remove_label_values(&rl);
+            let _ = self.ratelimit_limit.remove_label_values(&rl);
+        }
     }
 }
 
@@ -665,6 +730,7 @@ mod tests {
             output_tokens_per_second: Some(2.5),
             input_tokens: Some(12),
             cached_input_tokens: Some(0),
+            reasoning_tokens: None,
             output_tokens: 4,
             token_source: TokenSource::Usage,
             output_events: 4,
@@ -672,6 +738,7 @@ mod tests {
             response_model: Some("m".to_string()),
             finish_reason: Some("stop".to_string()),
             answer: "a b c d".to_string(),
+            rate_limit: Default::default(),
             connection: Default::default(),
         }
     }
@@ -692,6 +759,7 @@ mod tests {
             output_tokens_per_second: None,
             input_tokens: None,
             cached_input_tokens: None,
+            reasoning_tokens: None,
             output_tokens: 0,
             token_source: TokenSource::CountedEvents,
             output_events: 0,
@@ -877,6 +945,37 @@ mod tests {
     }
 
     #[test]
+    fn token_count_mismatch_counts_reports_below_the_event_count() {
+        let (registry, metrics) = setup();
+        metrics.precreate("t", "m", "s");
+        let line = |n: u64| format!("inferprobe_token_count_mismatch_total{{{L}}} {n}");
+        // 4 reported for 4 events, and 9 reported for 4 events (packed events): no mismatch.
+        metrics.observe(&success("t"));
+        metrics.observe(&Outcome {
+            output_tokens: 9,
+            ..success("t")
+        });
+        // Counted events cannot disagree with themselves.
+        metrics.observe(&failed("t"));
+        assert_line(&encode(&registry), &line(0));
+        // 3 reported for 4 events, whatever field reported it.
+        for source in [TokenSource::Usage, TokenSource::Timings] {
+            metrics.observe(&Outcome {
+                output_tokens: 3,
+                token_source: source,
+                ..success("t")
+            });
+        }
+        let text = encode(&registry);
+        assert_line(&text, &line(2));
+        // The reported count is what goes into the token counter.
+        assert_line(
+            &text,
+            r#"inferprobe_tokens_total{direction="output",model="m",scenario="s",target="t"} 19"#,
+        );
+    }
+
+    #[test]
     fn precreate_makes_every_counter_series_at_zero() {
         let (registry, metrics) = setup();
         metrics.precreate("t", "m", "s");
@@ -905,6 +1004,10 @@ mod tests {
             );
         }
         assert_line(&text, &format!("inferprobe_cost_usd_total{{{L}}} 0"));
+        assert_line(
+            &text,
+            &format!("inferprobe_token_count_mismatch_total{{{L}}} 0"),
+        );
         for r in ["overlap", "concurrency", "token_budget"] {
             assert_line(
                 &text,
@@ -925,7 +1028,12 @@ mod tests {
         metrics.skipped("t", "m", "s", SkipReason::Overlap);
         metrics.skipped("t", "m", "s", SkipReason::Overlap);
         metrics.skipped("t", "m", "s", SkipReason::TokenBudget);
+        metrics.skipped("t", "m", "s", SkipReason::RetryAfter);
         let text = encode(&registry);
+        assert_line(
+            &text,
+            r#"inferprobe_probes_skipped_total{model="m",reason="retry_after",scenario="s",target="t"} 1"#,
+        );
         assert_line(
             &text,
             r#"inferprobe_probes_skipped_total{model="m",reason="overlap",scenario="s",target="t"} 2"#,
@@ -1079,6 +1187,62 @@ mod tests {
     #[test]
     fn skip_reason_labels() {
         let labels: Vec<&str> = SkipReason::ALL.iter().map(|r| r.as_str()).collect();
-        assert_eq!(labels, ["overlap", "concurrency", "token_budget"]);
+        assert_eq!(
+            labels,
+            ["overlap", "concurrency", "token_budget", "retry_after"]
+        );
+    }
+
+    #[test]
+    fn quota_gauges_appear_once_reported_and_keep_their_last_value() {
+        use crate::probe::ratelimit::{Quota, RateLimitInfo};
+        let (registry, metrics) = setup();
+        metrics.precreate("t", "m", "s");
+        metrics.observe(&success("t"));
+        let text = encode(&registry);
+        assert_no_prefix(&text, "inferprobe_ratelimit_remaining");
+        assert_no_prefix(&text, "inferprobe_ratelimit_limit");
+
+        let reported = Outcome {
+            rate_limit: RateLimitInfo {
+                requests: Quota {
+                    limit: Some(60),
+                    remaining: Some(59),
+                    reset: None,
+                },
+                output_tokens: Quota {
+                    limit: None,
+                    remaining: Some(15_000),
+                    reset: None,
+                },
+                ..RateLimitInfo::default()
+            },
+            ..success("t")
+        };
+        metrics.observe(&reported);
+        // A later response without the headers leaves the values alone.
+        metrics.observe(&failed("t"));
+        let text = encode(&registry);
+        assert_line(
+            &text,
+            r#"inferprobe_ratelimit_remaining{model="m",resource="requests",target="t"} 59"#,
+        );
+        assert_line(
+            &text,
+            r#"inferprobe_ratelimit_remaining{model="m",resource="output_tokens",target="t"} 15000"#,
+        );
+        assert_line(
+            &text,
+            r#"inferprobe_ratelimit_limit{model="m",resource="requests",target="t"} 60"#,
+        );
+        assert!(
+            !text.contains(r#"resource="tokens""#) && !text.contains(r#"resource="input_tokens""#),
+            "{text}"
+        );
+        assert!(!text.contains(r#"inferprobe_ratelimit_limit{model="m",resource="output_tokens""#));
+
+        metrics.remove("t", "m", "s");
+        let text = encode(&registry);
+        assert_no_prefix(&text, "inferprobe_ratelimit_");
     }
 }
