@@ -597,6 +597,28 @@ fn decode(dialect: DialectKind, events: &[(String, String)]) -> Result<(), TestC
     Ok(())
 }
 
+/// Found by `decoders_survive_mutated_transcripts`: a token count given as a long non-ASCII
+/// string was cut to 40 bytes inside a character for the error message, which panicked.
+#[test]
+fn usage_given_as_a_long_non_ascii_string_is_an_error_not_a_panic() {
+    let data = format!(
+        r#"{{"id":"x","object":"chat.completion.chunk","choices":[],"usage":{{"prompt_tokens":"{}","completion_tokens":1}}}}"#,
+        "é".repeat(30)
+    );
+    for dialect in [DialectKind::OpenaiChat, DialectKind::OpenaiCompletions] {
+        let mut out = Vec::new();
+        let r = dialect.decoder().decode(
+            &SseEvent {
+                event: "",
+                data: &data,
+            },
+            &mut out,
+        );
+        let e = r.expect_err("a string is not a token count").to_string();
+        assert!(e.contains("not a token count"), "{e}");
+    }
+}
+
 proptest! {
     #![proptest_config(config(256))]
 
