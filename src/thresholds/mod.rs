@@ -403,10 +403,16 @@ fn sizing_header(sizing: &Sizing, buckets: &[(String, Vec<f64>)]) -> Vec<String>
             rules::FOR
         ),
         format!(
-            "A step regression fires within about {}s; an alert clears about {} after recovery (errors: {}).",
+            "A step regression fires within about {}s; an alert clears about {} after recovery.",
             sizing.detection_delay().as_secs(),
             rules::prom_duration(sizing.short),
-            rules::prom_duration(sizing.long)
+        ),
+        format!(
+            "Error ratios: {} (at least {} failures), confirmed over the last {}, keep_firing_for {} (Prometheus 2.42 or later); they leave rate-limited probes out.",
+            rules::prom_duration(sizing.error_long),
+            rules::MIN_FAILURES,
+            rules::prom_duration(sizing.error_short),
+            rules::KEEP_FIRING_FOR
         ),
     ];
     if !buckets.is_empty() {

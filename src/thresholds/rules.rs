@@ -27,8 +27,14 @@ pub const GROUP: &str = "inferprobe-thresholds";
 /// observations is their maximum; with 20, "more than 5% above the threshold" takes at least two
 /// slow probes, so a single outlier never pages.
 pub const MIN_SAMPLES: u32 = 20;
-/// Failed probes an error-ratio rule needs in its window: one failed probe never pages.
-pub const MIN_FAILURES: u32 = 2;
+/// Failed probes an error-ratio rule needs in its window. A canary cannot measure a ratio far
+/// below (failures / probes in the window): at a 5 s interval 10 minutes hold 120 probes, and a
+/// healthy endpoint failing 0.3% of them reaches 5 failures about once in 20,000 windows, while a
+/// 10% failure rate gets there in about 4 minutes.
+pub const MIN_FAILURES: u32 = 5;
+/// `keep_firing_for:` of the error-ratio rules (Prometheus 2.42 or later): bridges a short window
+/// that holds no failure by chance while the fault goes on.
+pub const KEEP_FIRING_FOR: &str = "1m";
 /// Probe interval assumed when neither a config nor `--probe-interval` gives one (the config's
 /// default `schedule.every`).
 pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(30);
@@ -53,6 +59,11 @@ pub struct Sizing {
     pub long: Duration,
     /// Short window: the condition must still hold here (at least 2 minutes and 4 probes).
     pub short: Duration,
+    /// Window of the error-ratio rules: twice the long window (failures are rarer than slow
+    /// probes, so they need more probes to count).
+    pub error_long: Duration,
+    /// Short window of the error-ratio rules: at least 3 minutes.
+    pub error_short: Duration,
 }
 
 fn ceil_minutes(secs: f64) -> u64 {
@@ -74,6 +85,8 @@ impl Sizing {
             interval,
             long: Duration::from_secs(long * 60),
             short: Duration::from_secs(short * 60),
+            error_long: Duration::from_secs(2 * long * 60),
+            error_short: Duration::from_secs(short.max(3) * 60),
         }
     }
 
@@ -125,6 +138,8 @@ pub struct Rule {
     pub expr: String,
     /// How long `expr` must hold.
     pub for_: String,
+    /// `keep_firing_for:`, if any.
+    pub keep_firing_for: Option<&'static str>,
     /// `warning` or `critical`.
     pub severity: &'static str,
     /// The threshold in `expr`, for tests and tables.
@@ -193,12 +208,23 @@ pub fn p95_expr(family: &str, opts: &RuleOptions, threshold: f64, sizing: &Sizin
 /// alert, InferprobeRateLimited, and a different fix), over the long window, with at least
 /// [`MIN_SAMPLES`] such probes and [`MIN_FAILURES`] failures in it.
 pub fn error_expr(opts: &RuleOptions, threshold: f64, sizing: &Sizing) -> String {
-    let w = prom_duration(sizing.long);
+    let w = prom_duration(sizing.error_long);
+    let short = prom_duration(sizing.error_short);
     let failed = selector(opts, r#"result!~"success|rate_limited""#);
     let answered = selector(opts, r#"result!="rate_limited""#);
+    // The short window confirms with at least the ratio that MIN_FAILURES make in the long
+    // window: a lone background failure after recovery cannot hold the alert up.
+    let floor = f64::from(MIN_FAILURES) * sizing.interval.as_secs_f64() / sizing.error_long.as_secs_f64();
+    let ratio = |w: &str, t: f64| {
+        format!(
+            "sum by ({BY}) (rate(inferprobe_probes_total{failed}[{w}])) / sum by ({BY}) (rate(inferprobe_probes_total{answered}[{w}])) > {}",
+            fmt_num((t * 1e4).ceil() / 1e4)
+        )
+    };
     format!(
-        "sum by ({BY}) (rate(inferprobe_probes_total{failed}[{w}])) / sum by ({BY}) (rate(inferprobe_probes_total{answered}[{w}])) > {}\nand\nsum by ({BY}) (increase(inferprobe_probes_total{answered}[{w}])) >= {MIN_SAMPLES}\nand\nsum by ({BY}) (increase(inferprobe_probes_total{failed}[{w}])) >= {MIN_FAILURES}",
-        fmt_num(threshold)
+        "{}\nand\n{}\nand\nsum by ({BY}) (increase(inferprobe_probes_total{answered}[{w}])) >= {MIN_SAMPLES}\nand\nsum by ({BY}) (increase(inferprobe_probes_total{failed}[{w}])) >= {MIN_FAILURES}",
+        ratio(&w, threshold),
+        ratio(&short, threshold.max(floor))
     )
 }
 
@@ -297,6 +323,7 @@ fn baseline_rule(
         alert: format!("Inferprobe{short}p95AboveLoadTestBaseline"),
         expr: p95_expr(family, opts, value, sizing),
         for_: FOR.into(),
+        keep_firing_for: None,
         severity: "warning",
         threshold: value,
         family: Some(family),
@@ -323,6 +350,7 @@ fn slo_rule(
         alert: format!("Inferprobe{short}p95AboveSLO"),
         expr: p95_expr(family, opts, target, sizing),
         for_: FOR.into(),
+        keep_firing_for: None,
         severity: "critical",
         threshold: target,
         family: Some(family),
@@ -365,6 +393,7 @@ fn error_rule(
         alert: name.into(),
         expr: error_expr(opts, threshold, sizing),
         for_: FOR.into(),
+        keep_firing_for: Some(KEEP_FIRING_FOR),
         severity,
         threshold,
         family: None,
@@ -376,9 +405,10 @@ fn error_rule(
             (
                 "description".into(),
                 format!(
-                    "{{{{ $value | humanizePercentage }}}} of the inferprobe probes of {{{{ $labels.target }}}} (model {{{{ $labels.model }}}}, instance {{{{ $labels.instance }}}}) that were not rate limited failed over the last {}, above {} (at least {MIN_SAMPLES} probes and {MIN_FAILURES} failures).{measured} Rate limiting is left to InferprobeRateLimited.",
-                    prom_duration(sizing.long),
-                    fmt_num(threshold)
+                    "{{{{ $value | humanizePercentage }}}} of the inferprobe probes of {{{{ $labels.target }}}} (model {{{{ $labels.model }}}}, instance {{{{ $labels.instance }}}}) that were not rate limited failed over the last {}, above {} (at least {MIN_SAMPLES} probes and {MIN_FAILURES} failures), and still over the last {}.{measured} Rate limiting is left to InferprobeRateLimited.",
+                    prom_duration(sizing.error_long),
+                    fmt_num(threshold),
+                    prom_duration(sizing.error_short)
                 ),
             ),
             ("source_slo".into(), format!("error ratio <= {}", fmt_num(threshold))),
@@ -391,6 +421,7 @@ fn not_a_bucket_rule(needs: &[(&'static str, f64)], opts: &RuleOptions) -> Rule 
         alert: "InferprobeDerivedThresholdNotABucket".into(),
         expr: not_a_bucket_expr(needs, opts),
         for_: "10m".into(),
+        keep_firing_for: None,
         severity: "warning",
         threshold: 0.0,
         family: None,
@@ -539,10 +570,15 @@ pub fn bucket_check(rules: &[Rule], opts: &RuleOptions) -> Option<Rule> {
 pub const CHECK_GROUP: &str = "inferprobe-thresholds-buckets";
 
 fn rule_node(r: &Rule) -> Node {
-    Node::Map(vec![
+    let mut fields = vec![
         ("alert".into(), Node::str(&r.alert)),
         ("expr".into(), Node::str(&r.expr)),
         ("for".into(), Node::str(&r.for_)),
+    ];
+    if let Some(k) = r.keep_firing_for {
+        fields.push(("keep_firing_for".into(), Node::str(k)));
+    }
+    fields.extend([
         (
             "labels".into(),
             Node::Map(vec![("severity".into(), Node::str(r.severity))]),
@@ -556,7 +592,8 @@ fn rule_node(r: &Rule) -> Node {
                     .collect(),
             ),
         ),
-    ])
+    ]);
+    Node::Map(fields)
 }
 
 fn groups_node(rules: &[Rule], check: Option<&Rule>) -> Node {
@@ -650,11 +687,13 @@ mod tests {
         assert_eq!(
             error_expr(&RuleOptions::default(), 0.01, &sizing),
             [
-                r#"sum by (job, instance, target, model) (rate(inferprobe_probes_total{result!~"success|rate_limited"}[5m])) / sum by (job, instance, target, model) (rate(inferprobe_probes_total{result!="rate_limited"}[5m])) > 0.01"#,
+                r#"sum by (job, instance, target, model) (rate(inferprobe_probes_total{result!~"success|rate_limited"}[10m])) / sum by (job, instance, target, model) (rate(inferprobe_probes_total{result!="rate_limited"}[10m])) > 0.01"#,
                 "and",
-                r#"sum by (job, instance, target, model) (increase(inferprobe_probes_total{result!="rate_limited"}[5m])) >= 20"#,
+                r#"sum by (job, instance, target, model) (rate(inferprobe_probes_total{result!~"success|rate_limited"}[3m])) / sum by (job, instance, target, model) (rate(inferprobe_probes_total{result!="rate_limited"}[3m])) > 0.0417"#,
                 "and",
-                r#"sum by (job, instance, target, model) (increase(inferprobe_probes_total{result!~"success|rate_limited"}[5m])) >= 2"#,
+                r#"sum by (job, instance, target, model) (increase(inferprobe_probes_total{result!="rate_limited"}[10m])) >= 20"#,
+                "and",
+                r#"sum by (job, instance, target, model) (increase(inferprobe_probes_total{result!~"success|rate_limited"}[10m])) >= 5"#,
             ]
             .join("\n")
         );
@@ -682,6 +721,8 @@ mod tests {
         for (every, long, short) in cases {
             let s = Sizing::for_interval(secs(every));
             assert_eq!((s.long, s.short), (secs(long), secs(short)), "every {every}s");
+            assert_eq!(s.error_long, 2 * s.long);
+            assert_eq!(s.error_short, s.short.max(secs(180)));
             // At least 1.5 × MIN_SAMPLES probes on schedule, so jitter cannot starve the rule.
             assert!(s.expected_samples() >= 1.5 * f64::from(MIN_SAMPLES), "{s:?}");
         }
@@ -699,6 +740,7 @@ mod tests {
             alert: "X".into(),
             expr: String::new(),
             for_: FOR.into(),
+            keep_firing_for: None,
             severity: "warning",
             threshold: t,
             family: Some(family),
