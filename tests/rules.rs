@@ -190,7 +190,7 @@ fn every_alert_has_severity_annotations_and_a_runbook_section() {
             "README.md has no heading `Runbook: {alert}` (anchor #{anchor})"
         );
     }
-    assert_eq!(names.len(), 20, "{names:?}");
+    assert_eq!(names.len(), 21, "{names:?}");
     // And no runbook section for an alert that does not exist.
     for a in anchors.iter().filter_map(|a| a.strip_prefix("runbook-")) {
         assert!(
@@ -744,4 +744,91 @@ fn drill_traffic_model_is_what_it_claims() {
     let gauge: Vec<&str> = series[9].1.split(' ').collect();
     assert_eq!(gauge[2200 / 15], "0");
     assert_eq!(gauge[3000 / 15], "1");
+}
+
+// ---------------------------------------------------------------------------------------------
+// `inferprobe thresholds` with a config: the target it watches, its interval and its buckets.
+
+fn thresholds_cli(args: &[&str]) -> (i32, String, String) {
+    let fixture = root().join("tests/fixtures/loadtest/inferprobe/calibrate-local-vllm.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_inferprobe"))
+        .arg("thresholds")
+        .args(args)
+        .arg(fixture)
+        .output()
+        .expect("run inferprobe thresholds");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const TWO_TARGETS: &str = "targets:
+  - name: eu
+    dialect: openai-chat
+    base_url: http://127.0.0.1:9/v1
+    model: m
+    schedule: {every: 5s}
+  - name: us
+    dialect: openai-chat
+    base_url: http://127.0.0.1:9/v1
+    model: m
+    schedule: {every: 60s}
+buckets:
+  time_to_first_token_seconds: [0.1, 0.437, 1]
+";
+
+#[test]
+fn thresholds_needs_target_with_several_and_sizes_windows_from_its_schedule() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.yml");
+    std::fs::write(&config, TWO_TARGETS).expect("write config");
+    let config = config.to_string_lossy().into_owned();
+
+    let (code, stdout, stderr) = thresholds_cli(&["--config.file", &config]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stdout.is_empty());
+    assert!(
+        stderr.contains("--config.file has 2 targets (eu, us)") && stderr.contains("--target"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = thresholds_cli(&["--config.file", &config, "--target", "ap"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(r#"--target "ap" is not a target of --config.file (targets: eu, us)"#),
+        "{stderr}"
+    );
+
+    // `eu` probes every 5 s: 5-minute windows, scoped to it.
+    let (code, stdout, stderr) = thresholds_cli(&["--config.file", &config, "--target", "eu"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("# Windows for a probe every 5s: 5m"), "{stdout}");
+    assert!(
+        // (inside a double-quoted YAML string)
+        stdout.contains(r#"inferprobe_time_to_first_token_seconds_bucket{target=\"eu\",le=\"0.437\"}[5m]"#),
+        "{stdout}"
+    );
+    // The config has the TTFT boundary (0.437) but not the SLO's (0.4), nor ITL's or E2E's.
+    assert!(stderr.contains("warning: the config's buckets lack"), "{stderr}");
+    assert!(stderr.contains("inferprobe_time_to_first_token_seconds 0.4s"), "{stderr}");
+    assert!(!stderr.contains("inferprobe_time_to_first_token_seconds 0.437s"), "{stderr}");
+    assert!(
+        stderr.contains("    time_to_first_token_seconds: [0.1, 0.4, 0.437, 1]"),
+        "{stderr}"
+    );
+
+    // `us` probes every minute: 30-minute windows; a flag overrides the schedule.
+    let (_, stdout, _) = thresholds_cli(&["--config.file", &config, "--target", "us"]);
+    assert!(stdout.contains("# Windows for a probe every 60s: 30m"), "{stdout}");
+    let (_, stdout, _) = thresholds_cli(&[
+        "--config.file",
+        &config,
+        "--target",
+        "us",
+        "--probe-interval",
+        "15s",
+    ]);
+    assert!(stdout.contains("# Windows for a probe every 15s: 8m"), "{stdout}");
 }
