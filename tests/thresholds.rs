@@ -937,7 +937,9 @@ fn target_runbook_and_prometheus_rule_manifest() {
             &Sizing::default()
         )
     );
-    assert!(rules[0].2.contains(r#"{target="prod-llama",le="0.3319"}[15m]"#));
+    assert!(rules[0]
+        .2
+        .contains(r#"{target="prod-llama",le="0.3319"}[15m]"#));
     assert!(rules[5].2.contains(
         r#"inferprobe_probes_total{target="prod-llama",result!~"success|rate_limited"}[15m]"#
     ));

@@ -282,6 +282,11 @@ pub struct Options {
     pub buckets: BTreeMap<String, Vec<f64>>,
 }
 
+/// Bucket overrides of a config, keyed by metric name without the `inferprobe_` prefix.
+type BucketOverrides = BTreeMap<String, Vec<f64>>;
+/// Thresholds that are not a boundary: histogram family, value.
+type Missing = Vec<(String, f64)>;
+
 /// The bounds of `family` (full name) under `overrides`, else its defaults.
 fn bounds_of(family: &str, overrides: &BTreeMap<String, Vec<f64>>) -> Vec<f64> {
     let name = family.strip_prefix("inferprobe_").unwrap_or(family);
@@ -294,16 +299,18 @@ fn bounds_of(family: &str, overrides: &BTreeMap<String, Vec<f64>>) -> Vec<f64> {
 
 /// The overrides that add every needed boundary to the current bounds, and the needed
 /// boundaries the current bounds lack.
-#[allow(clippy::type_complexity)]
 fn bucket_plan(
     needs: &[(&'static str, f64)],
-    overrides: &BTreeMap<String, Vec<f64>>,
-) -> (Vec<(String, Vec<f64>)>, Vec<(String, f64)>) {
+    overrides: &BucketOverrides,
+) -> (Vec<(String, Vec<f64>)>, Missing) {
     let same = |a: f64, b: f64| fmt_num(a) == fmt_num(b);
     let mut plan: Vec<(String, Vec<f64>)> = Vec::new();
     let mut missing = Vec::new();
     for (family, t) in needs {
-        let name = family.strip_prefix("inferprobe_").unwrap_or(family).to_string();
+        let name = family
+            .strip_prefix("inferprobe_")
+            .unwrap_or(family)
+            .to_string();
         let current = bounds_of(family, overrides);
         if !current.iter().any(|b| same(*b, *t)) {
             missing.push((family.to_string(), *t));
@@ -560,12 +567,12 @@ pub fn import_file(
 /// What `--config.file` contributes: the watched target's interval and the bucket overrides.
 fn from_config(
     args: &ThresholdsArgs,
-) -> Result<(Option<Duration>, BTreeMap<String, Vec<f64>>), ThresholdsError> {
+) -> Result<(Option<Duration>, BucketOverrides), ThresholdsError> {
     let Some(path) = &args.config_file else {
         return Ok((None, BTreeMap::new()));
     };
-    let loaded = crate::config::load_for_check(path)
-        .map_err(|e| ThresholdsError::Config(e.to_string()))?;
+    let loaded =
+        crate::config::load_for_check(path).map_err(|e| ThresholdsError::Config(e.to_string()))?;
     let names = || {
         loaded
             .targets

@@ -99,7 +99,8 @@ impl Sizing {
     /// with a 15 s scrape and evaluation interval: enough probes to cross the share (2 in the
     /// short window, or [`MIN_FAILURES`] failures), a scrape and an evaluation, then `for:`.
     pub fn detection_delay(&self) -> Duration {
-        let probes = 2.0_f64.max((self.short.as_secs_f64() / self.interval.as_secs_f64() * 0.05).ceil());
+        let probes =
+            2.0_f64.max((self.short.as_secs_f64() / self.interval.as_secs_f64() * 0.05).ceil());
         Duration::from_secs_f64(probes * self.interval.as_secs_f64() + 30.0 + 60.0)
     }
 }
@@ -214,7 +215,8 @@ pub fn error_expr(opts: &RuleOptions, threshold: f64, sizing: &Sizing) -> String
     let answered = selector(opts, r#"result!="rate_limited""#);
     // The short window confirms with at least the ratio that MIN_FAILURES make in the long
     // window: a lone background failure after recovery cannot hold the alert up.
-    let floor = f64::from(MIN_FAILURES) * sizing.interval.as_secs_f64() / sizing.error_long.as_secs_f64();
+    let floor =
+        f64::from(MIN_FAILURES) * sizing.interval.as_secs_f64() / sizing.error_long.as_secs_f64();
     let ratio = |w: &str, t: f64| {
         format!(
             "sum by ({BY}) (rate(inferprobe_probes_total{failed}[{w}])) / sum by ({BY}) (rate(inferprobe_probes_total{answered}[{w}])) > {}",
@@ -443,7 +445,10 @@ pub fn needed_boundaries(rules: &[Rule]) -> Vec<(&'static str, f64)> {
     let mut out: Vec<(&'static str, f64)> = Vec::new();
     for r in rules {
         if let Some(f) = r.family {
-            if !out.iter().any(|(g, t)| *g == f && fmt_num(*t) == fmt_num(r.threshold)) {
+            if !out
+                .iter()
+                .any(|(g, t)| *g == f && fmt_num(*t) == fmt_num(r.threshold))
+            {
                 out.push((f, r.threshold));
             }
         }
@@ -720,11 +725,18 @@ mod tests {
         ];
         for (every, long, short) in cases {
             let s = Sizing::for_interval(secs(every));
-            assert_eq!((s.long, s.short), (secs(long), secs(short)), "every {every}s");
+            assert_eq!(
+                (s.long, s.short),
+                (secs(long), secs(short)),
+                "every {every}s"
+            );
             assert_eq!(s.error_long, 2 * s.long);
             assert_eq!(s.error_short, s.short.max(secs(180)));
             // At least 1.5 × MIN_SAMPLES probes on schedule, so jitter cannot starve the rule.
-            assert!(s.expected_samples() >= 1.5 * f64::from(MIN_SAMPLES), "{s:?}");
+            assert!(
+                s.expected_samples() >= 1.5 * f64::from(MIN_SAMPLES),
+                "{s:?}"
+            );
         }
         assert_eq!(Sizing::for_interval(Duration::ZERO), Sizing::default());
         assert_eq!(Sizing::default().interval, DEFAULT_PROBE_INTERVAL);
@@ -758,7 +770,9 @@ mod tests {
         );
         let check = bucket_check(&rules, &opts).expect("check");
         assert_eq!(check.expr.matches("\nor\n").count(), 2);
-        assert!(check.expr.contains(r#"inferprobe_request_duration_seconds_bucket{le=~"2|2.0"}"#));
+        assert!(check
+            .expr
+            .contains(r#"inferprobe_request_duration_seconds_bucket{le=~"2|2.0"}"#));
         assert!(bucket_check(&[], &opts).is_none());
     }
 }
