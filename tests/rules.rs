@@ -861,3 +861,36 @@ fn thresholds_needs_target_with_several_and_sizes_windows_from_its_schedule() {
         "{stdout}"
     );
 }
+
+#[test]
+fn thresholds_warn_stage_picks_the_safe_point_or_the_stage_before_the_knee() {
+    // Calibrate fixture: TTFT p95 112, 146, 321, 611, 3102 ms at 1, 2, 4, 8, 16 req/s; the SLO
+    // (400 ms) is first left at 8 req/s, so the safe point is 4 req/s. The knee is 4 req/s
+    // (321 ms > 1.5 × 112 ms), so the stage before it is 2 req/s.
+    let (code, safe, stderr) = thresholds_cli(&["--probe-interval", "5s"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(safe.contains("source_stage: rate 4 req/s"), "{safe}");
+    assert!(
+        safe.contains("source_measured: p99 TTFT = 0.437s"),
+        "{safe}"
+    );
+    assert!(safe.contains(r#"le=\"0.437\""#), "{safe}");
+    let (code, knee, stderr) =
+        thresholds_cli(&["--probe-interval", "5s", "--warn-stage", "before-knee"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(knee.contains("source_stage: rate 2 req/s"), "{knee}");
+    assert!(
+        knee.contains("source_measured: p99 TTFT = 0.188s"),
+        "{knee}"
+    );
+    assert!(knee.contains(r#"le=\"0.188\""#), "{knee}");
+    assert!(
+        knee.contains("measured at the stage before its knee (rate 2 req/s"),
+        "{knee}"
+    );
+    assert!(
+        knee.contains("time_to_first_token_seconds: [0.025, 0.05, 0.1, 0.15, 0.188, 0.2,"),
+        "{knee}"
+    );
+    assert!(!knee.contains("source_stage: rate 4 req/s"), "{knee}");
+}

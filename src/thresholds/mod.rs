@@ -18,7 +18,7 @@ use std::time::Duration;
 use clap::Args;
 
 pub use formats::{detect, parse, Format, ImportError, Imported};
-pub use rules::{Rule, RuleOptions, Sizing};
+pub use rules::{Rule, RuleOptions, Sizing, WarnStage};
 pub use stages::{classify, safe_point, Class, Classification, LoadKind, Quantiles, Slo, Stage};
 
 use stages::fmt_num;
@@ -100,6 +100,11 @@ pub struct ThresholdsArgs {
     /// `--config.file`, else 30s].
     #[arg(long = "probe-interval", value_parser = crate::cli::parse_duration)]
     pub probe_interval: Option<Duration>,
+    /// Which stage's p99 the warnings sit at: `safe-point` (the highest load within the SLO) or
+    /// `before-knee` (the stage before the first one whose TTFT p95 passes 1.5× the lowest
+    /// load's or leaves the SLO).
+    #[arg(long = "warn-stage", value_enum, default_value = "safe-point")]
+    pub warn_stage: WarnStage,
     /// Emit a Kubernetes `PrometheusRule` manifest instead of a plain rule file.
     #[arg(long = "prometheus-rule")]
     pub prometheus_rule: bool,
@@ -277,6 +282,8 @@ pub struct Options {
     pub prometheus_rule: bool,
     /// Windows of the rules.
     pub sizing: Sizing,
+    /// Which stage the warnings sit at.
+    pub warn_stage: WarnStage,
     /// The running config's bucket overrides (metric name without `inferprobe_`); families it
     /// leaves out use the defaults.
     pub buckets: BTreeMap<String, Vec<f64>>,
@@ -355,10 +362,26 @@ pub fn generate(imported: Vec<Imported>, opts: &Options) -> Result<Report, Thres
     stages.sort_by(|a, b| a.load.total_cmp(&b.load));
     let classes: Vec<Classification> = stages.iter().map(|s| classify(s, &slo)).collect();
     let safe = safe_point(&classes);
-    let rules = rules::build(&stages, safe, &slo, &opts.rules, &opts.sizing);
+    let warn = match opts.warn_stage {
+        WarnStage::SafePoint => safe,
+        WarnStage::BeforeKnee => before_knee(&stages, &classes),
+    };
+    let rules = rules::build(
+        &stages,
+        (warn, opts.warn_stage),
+        &slo,
+        &opts.rules,
+        &opts.sizing,
+    );
     let bucket_check = rules::bucket_check(&rules, &opts.rules);
     let (buckets, missing_buckets) = bucket_plan(&rules::needed_boundaries(&rules), &opts.buckets);
     let mut header = header(&stages, safe, &slo);
+    if opts.warn_stage == WarnStage::BeforeKnee {
+        header.push(match warn.and_then(|i| stages.get(i)) {
+            Some(s) => format!("Warnings sit at the stage before the knee instead: {} ({}).", s.label, s.source_file),
+            None => "Warnings sit at the stage before the knee instead: none (the knee is the lowest load); only SLO rules.".to_string(),
+        });
+    }
     header.extend(sizing_header(&opts.sizing, &buckets));
     let output = if opts.prometheus_rule {
         rules::render_prometheus_rule(&rules, bucket_check.as_ref(), &header)
@@ -379,6 +402,20 @@ pub fn generate(imported: Vec<Imported>, opts: &Options) -> Result<Report, Thres
         output,
         table,
     })
+}
+
+/// The stage before the knee: the knee is the first stage that is not normal or whose TTFT p95
+/// passes 1.5 times the lowest load's. Without a knee, the highest load measured.
+pub fn before_knee(stages: &[Stage], classes: &[Classification]) -> Option<usize> {
+    let lowest = stages.first().and_then(|s| s.ttft.p95);
+    let knee = stages.iter().zip(classes).position(|(s, c)| {
+        c.class != Class::Normal
+            || matches!((s.ttft.p95, lowest), (Some(p), Some(l)) if p > 1.5 * l)
+    });
+    match knee {
+        Some(k) => k.checked_sub(1),
+        None => stages.len().checked_sub(1),
+    }
 }
 
 /// `[0.1, 0.25]`: a YAML flow list of bounds.
@@ -628,6 +665,7 @@ fn run(args: &ThresholdsArgs) -> Result<Report, ThresholdsError> {
         },
         prometheus_rule: args.prometheus_rule,
         sizing: Sizing::for_interval(interval),
+        warn_stage: args.warn_stage,
         buckets,
     };
     let imported = args

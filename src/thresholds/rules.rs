@@ -50,6 +50,27 @@ const TTFT_FAMILY: &str = "inferprobe_time_to_first_token_seconds";
 const ITL_FAMILY: &str = "inferprobe_inter_token_latency_seconds";
 const E2E_FAMILY: &str = "inferprobe_request_duration_seconds";
 
+/// Which load-test stage's p99 becomes the warning threshold.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum WarnStage {
+    /// The safe operating point: the highest load still within the SLO.
+    #[default]
+    SafePoint,
+    /// The stage before the knee (N-1): the knee is the first stage whose TTFT p95 passes 1.5
+    /// times the lowest load's, or that leaves the SLO.
+    BeforeKnee,
+}
+
+impl WarnStage {
+    /// How annotations name the stage.
+    pub fn describe(self) -> &'static str {
+        match self {
+            WarnStage::SafePoint => "its safe operating point",
+            WarnStage::BeforeKnee => "the stage before its knee",
+        }
+    }
+}
+
 /// Windows of the rules, derived from the probe interval.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sizing {
@@ -292,6 +313,7 @@ fn baseline_rule(
     (value, which): (f64, &str),
     opts: &RuleOptions,
     sizing: &Sizing,
+    warn: WarnStage,
 ) -> Rule {
     let Baseline {
         short,
@@ -307,9 +329,10 @@ fn baseline_rule(
         (
             "description".into(),
             format!(
-                "{{{{ $value | humanizePercentage }}}} of inferprobe's {short} observations of {{{{ $labels.target }}}} (model {{{{ $labels.model }}}}, instance {{{{ $labels.instance }}}}) took longer than {}s, more than the 5% a p95 allows: the {which} {what} {} measured at its safe operating point ({}, {}). {} {SHAPE_NOTE}",
+                "{{{{ $value | humanizePercentage }}}} of inferprobe's {short} observations of {{{{ $labels.target }}}} (model {{{{ $labels.model }}}}, instance {{{{ $labels.instance }}}}) took longer than {}s, more than the 5% a p95 allows: the {which} {what} {} measured at {} ({}, {}). {} {SHAPE_NOTE}",
                 fmt_num(value),
                 stage.format.tool(),
+                warn.describe(),
                 stage.label,
                 stage.source_file,
                 window_note(sizing)
@@ -381,11 +404,13 @@ fn error_rule(
     safe: Option<&Stage>,
     opts: &RuleOptions,
     sizing: &Sizing,
+    warn: WarnStage,
 ) -> Rule {
     let measured = match safe.and_then(|s| s.error_rate.map(|e| (s, e))) {
         Some((s, e)) => format!(
-            " The load test measured an error ratio of {} at its safe operating point ({}, {}).",
+            " The load test measured an error ratio of {} at {} ({}, {}).",
             fmt_num(e),
+            warn.describe(),
             s.label,
             s.source_file
         ),
@@ -456,10 +481,11 @@ pub fn needed_boundaries(rules: &[Rule]) -> Vec<(&'static str, f64)> {
     out
 }
 
-/// Builds the rules from stages sorted by load and the index of the safe operating point.
+/// Builds the rules from stages sorted by load and the index of the stage whose p99 becomes the
+/// warning threshold (`warn` says which one it is).
 pub fn build(
     stages: &[Stage],
-    safe: Option<usize>,
+    (safe, warn): (Option<usize>, WarnStage),
     slo: &Slo,
     opts: &RuleOptions,
     sizing: &Sizing,
@@ -483,6 +509,7 @@ pub fn build(
                 t,
                 opts,
                 sizing,
+                warn,
             ));
         }
     }
@@ -507,6 +534,7 @@ pub fn build(
                 t,
                 opts,
                 sizing,
+                warn,
             ));
         }
     }
@@ -531,6 +559,7 @@ pub fn build(
                 t,
                 opts,
                 sizing,
+                warn,
             ));
         }
     }
@@ -541,6 +570,7 @@ pub fn build(
         safe_stage,
         opts,
         sizing,
+        warn,
     ));
     rules.push(error_rule(
         "InferprobeErrorRatioAboveBreach",
@@ -549,6 +579,7 @@ pub fn build(
         safe_stage,
         opts,
         sizing,
+        warn,
     ));
     if let Some(url) = &opts.runbook_url {
         for r in &mut rules {
