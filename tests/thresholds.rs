@@ -941,7 +941,7 @@ fn target_runbook_and_prometheus_rule_manifest() {
         .2
         .contains(r#"{target="prod-llama",le="0.3319"}[15m]"#));
     assert!(rules[5].2.contains(
-        r#"inferprobe_probes_total{target="prod-llama",result!~"success|rate_limited"}[15m]"#
+        r#"inferprobe_probes_total{target="prod-llama",result!~"success|rate_limited"}[30m]"#
     ));
     for r in spec["groups"][0]["rules"].as_array().expect("rules") {
         assert_eq!(
