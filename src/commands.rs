@@ -36,11 +36,12 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops the web server and the daemon.
+    /// Stops probing at once, then the web server, which gives requests in flight
+    /// `--web.shutdown-grace` to finish.
     pub async fn stop(self) {
+        self.daemon.shutdown().await;
         let _ = self.shutdown.send(());
         let _ = self.server.await;
-        self.daemon.shutdown().await;
     }
 }
 
@@ -77,6 +78,8 @@ pub async fn start_with_web(
         .local_addr()
         .context("reading the listen address")?;
     let daemon = Daemon::start(loaded, config_path, shard).await?;
+    web.register_metrics(daemon.registry())
+        .context("registering the web config metrics")?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let app = crate::web::app(daemon.clone());
     let server = tokio::spawn(crate::webconfig::serve(
@@ -109,6 +112,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         config_file: args.web_config_file.clone(),
         disable_reload: args.web_disable_reload,
         disable_probe: args.web_disable_probe,
+        max_connections: args.web_max_connections,
+        read_header_timeout: args.web_read_header_timeout,
+        idle_timeout: args.web_idle_timeout,
+        shutdown_grace: args.web_shutdown_grace,
     }) {
         Ok(w) => w,
         Err(e) => {

@@ -47,30 +47,31 @@ pub struct Daemon {
     ready: AtomicBool,
 }
 
-/// Why `/probe` could not run a probe.
+/// Why `/probe` could not run a probe. The messages name only what was asked: `/probe` may be
+/// open to clients that should not learn the other targets' names.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ProbeNowError {
     /// No target of that name.
-    #[error("unknown target {name:?}; configured targets: {known}")]
+    #[error("unknown target {name:?}")]
     UnknownTarget {
         /// The name asked for.
         name: String,
-        /// Comma-separated configured names.
-        known: String,
     },
     /// The target has no scenario of that name.
-    #[error("target {target:?} has no scenario {name:?}; its scenarios: {known}")]
+    #[error("target {target:?} has no scenario {name:?}")]
     UnknownScenario {
         /// The target.
         target: String,
         /// The name asked for.
         name: String,
-        /// Comma-separated scenario names of the target.
-        known: String,
     },
-    /// The target was busy for longer than its total timeout.
+    /// The target was busy for longer than the wait allowed.
     #[error("target {0:?} is busy with another probe")]
     Busy(String),
+    /// Every global probe permit (`max_concurrent_probes`) stayed taken for longer than the
+    /// wait allowed.
+    #[error("all {0} probe slots (global.max_concurrent_probes) are busy")]
+    NoPermit(usize),
 }
 
 /// Everything running for one loaded config.
@@ -80,6 +81,8 @@ struct Generation {
     tasks: Vec<JoinHandle<()>>,
     cron: Option<tokio_cron_scheduler::JobScheduler>,
     stop: watch::Sender<bool>,
+    /// The global probe permits (`max_concurrent_probes`), shared by the schedules and `/probe`.
+    permits: Arc<Semaphore>,
 }
 
 /// One target's runtime: its client, resolved URL, lock and counters.
@@ -144,7 +147,19 @@ impl TargetRuntime {
 
     /// Runs one probe with the target lock held.
     async fn probe(&self, scenario: &Scenario) -> Outcome {
-        let outcome = engine::run_probe(&self.client, &self.target, &self.base_url, scenario).await;
+        self.probe_within(scenario, None).await
+    }
+
+    /// Runs one probe with its total timeout cut to `limit` when that is shorter.
+    async fn probe_within(&self, scenario: &Scenario, limit: Option<Duration>) -> Outcome {
+        let outcome = match limit.filter(|l| *l < self.target.timeouts.total) {
+            None => engine::run_probe(&self.client, &self.target, &self.base_url, scenario).await,
+            Some(l) => {
+                let mut t = (*self.target).clone();
+                t.timeouts.total = l;
+                engine::run_probe(&self.client, &t, &self.base_url, scenario).await
+            }
+        };
         if let Ok(mut b) = self.budget.lock() {
             b.spend(Instant::now(), outcome.output_tokens);
         }
@@ -282,6 +297,7 @@ impl Daemon {
                 tasks: Vec::new(),
                 cron: None,
                 stop,
+                permits: Arc::new(Semaphore::new(1)),
             }),
             ready: AtomicBool::new(false),
         });
@@ -307,6 +323,11 @@ impl Daemon {
     /// The in-process simulator, if one runs.
     pub fn simulator(&self) -> Option<&SimHandle> {
         self.sim.as_ref()
+    }
+
+    /// The global probe permits of the running generation (`global.max_concurrent_probes`).
+    pub async fn probe_permits(&self) -> Arc<Semaphore> {
+        self.generation.lock().await.permits.clone()
     }
 
     /// Histogram bucket overrides of the current config (for `/probe`'s fresh registry).
@@ -439,11 +460,14 @@ impl Daemon {
             tasks,
             cron,
             stop,
+            permits: semaphore,
         })
     }
 
     /// Re-reads the config file and swaps generations. A config that does not load leaves the
-    /// running one untouched and sets `inferprobe_config_last_reload_successful 0`.
+    /// running one untouched and sets `inferprobe_config_last_reload_successful 0`. So does a
+    /// config with no targets while targets are running (an emptied or truncated file), unless
+    /// the file says `targets: []`.
     pub async fn reload(self: &Arc<Daemon>) -> Result<String, String> {
         let Some(path) = &self.config_path else {
             return Err("no config file to reload (started without --config.file)".to_string());
@@ -459,6 +483,28 @@ impl Daemon {
                 return Err(e.to_string());
             }
         };
+        if loaded.targets.is_empty() {
+            let running = self.generation.lock().await.targets.len();
+            let explicit = std::fs::read_to_string(path)
+                .map(|text| config::declares_no_targets(&text))
+                .unwrap_or(false);
+            if running > 0 && !explicit {
+                let e = format!(
+                    "{}: the new config has no targets and would stop all {running} running \
+                     ones; write `targets: []` to remove them all on purpose",
+                    path.display()
+                );
+                error!(error = %e, "Reload refused; keeping the running config.");
+                self.self_metrics.config_reloaded(false, SystemTime::now());
+                return Err(e);
+            }
+            if running > 0 {
+                warn!(
+                    stopped = running,
+                    "The new config says `targets: []`: every target is removed."
+                );
+            }
+        }
         match self.swap(loaded).await {
             Ok(summary) => {
                 info!(%summary, "Config reloaded.");
@@ -499,20 +545,26 @@ impl Daemon {
         Ok(summary)
     }
 
-    /// Runs one probe now, outside the schedule (waits while a scheduled probe of the target runs).
+    /// Runs one probe now, outside the schedule: waits while a scheduled probe of the target
+    /// runs, then for one of the global probe permits, both within the target's total timeout
+    /// or `deadline` if shorter; the probe itself gets what is left of `deadline`.
     pub async fn probe_now(
         &self,
         target: &str,
         scenario: Option<&str>,
+        deadline: Option<Duration>,
     ) -> Result<Outcome, ProbeNowError> {
-        let rt = {
+        let (rt, permits, slots) = {
             let g = self.generation.lock().await;
             match g.targets.get(target) {
-                Some(rt) => rt.clone(),
+                Some(rt) => (
+                    rt.clone(),
+                    g.permits.clone(),
+                    g.loaded.global.max_concurrent_probes.max(1),
+                ),
                 None => {
                     return Err(ProbeNowError::UnknownTarget {
                         name: target.to_string(),
-                        known: g.targets.keys().cloned().collect::<Vec<_>>().join(", "),
                     })
                 }
             }
@@ -524,20 +576,21 @@ impl Daemon {
                     .ok_or_else(|| ProbeNowError::UnknownScenario {
                         target: target.to_string(),
                         name: name.to_string(),
-                        known: rt
-                            .target
-                            .scenarios
-                            .iter()
-                            .map(|(s, _)| s.name.clone())
-                            .collect::<Vec<_>>()
-                            .join(", "),
                     })?
             }
         };
-        let _guard = tokio::time::timeout(rt.target.timeouts.total, rt.busy.clone().lock_owned())
+        let total = rt.target.timeouts.total;
+        let start = tokio::time::Instant::now();
+        let wait_until = start + deadline.map_or(total, |d| d.min(total));
+        let _guard = tokio::time::timeout_at(wait_until, rt.busy.clone().lock_owned())
             .await
             .map_err(|_| ProbeNowError::Busy(target.to_string()))?;
-        let mut outcome = rt.probe(&scenario).await;
+        let _permit = tokio::time::timeout_at(wait_until, permits.acquire_owned())
+            .await
+            .map_err(|_| ProbeNowError::NoPermit(slots))?
+            .map_err(|_| ProbeNowError::NoPermit(slots))?;
+        let left = deadline.map(|d| (start + d).saturating_duration_since(tokio::time::Instant::now()));
+        let mut outcome = rt.probe_within(&scenario, left).await;
         self.apply_self_hosted_cost(&rt.target, &mut outcome);
         Ok(outcome)
     }
@@ -588,6 +641,7 @@ impl Daemon {
                 tasks: Vec::new(),
                 cron: None,
                 stop,
+                permits: Arc::new(Semaphore::new(1)),
             },
         );
         stop_generation(old).await;

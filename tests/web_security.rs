@@ -96,6 +96,7 @@ async fn start(dir: &Path, web_yaml: &str, disable_reload: bool, disable_probe: 
         config_file: Some(web_file),
         disable_reload,
         disable_probe,
+        ..WebOptions::default()
     })
     .unwrap_or_else(|e| panic!("{e}"));
     commands::start_with_web(

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-pub use load::{load, load_for_check, load_str, load_str_with, Environment};
+pub use load::{declares_no_targets, load, load_for_check, load_str, load_str_with, Environment};
 pub use resolve::{parse_cron, BUCKET_METRICS};
 pub use types::*;
 
