@@ -547,7 +547,7 @@ impl Daemon {
 
     /// Runs one probe now, outside the schedule: waits while a scheduled probe of the target
     /// runs, then for one of the global probe permits, both within the target's total timeout
-    /// or `deadline` if shorter; the probe itself gets what is left of `deadline`.
+    /// or half of `deadline` if shorter; the probe itself gets what is left of `deadline`.
     pub async fn probe_now(
         &self,
         target: &str,
@@ -581,7 +581,9 @@ impl Daemon {
         };
         let total = rt.target.timeouts.total;
         let start = tokio::time::Instant::now();
-        let wait_until = start + deadline.map_or(total, |d| d.min(total));
+        // With a deadline, waiting may use half of it: a probe started with a sliver of time
+        // left would only be cut off (and leave the upstream working for nobody).
+        let wait_until = start + deadline.map_or(total, |d| (d / 2).min(total));
         let _guard = tokio::time::timeout_at(wait_until, rt.busy.clone().lock_owned())
             .await
             .map_err(|_| ProbeNowError::Busy(target.to_string()))?;
