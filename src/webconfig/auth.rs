@@ -172,10 +172,13 @@ async fn authorized(
     if known && cache.contains(&key) {
         return Login::Ok;
     }
-    if !cache.failures.has_token(client, Instant::now()) {
+    // A failed login is charged before bcrypt runs (and refunded on success), so a burst of
+    // concurrent wrong passwords cannot all pass the check before the first one fails.
+    if !cache.failures.allow(client, Instant::now()) {
         return Login::Throttled;
     }
     let Ok(Ok(_permit)) = tokio::time::timeout(BCRYPT_WAIT, cache.bcrypt.acquire()).await else {
+        cache.failures.refund(client, Instant::now());
         return Login::Busy;
     };
     let ok = tokio::task::spawn_blocking(move || bcrypt::verify(&password, &hash).unwrap_or(false))
@@ -183,9 +186,9 @@ async fn authorized(
         .unwrap_or(false);
     if ok && known {
         cache.insert(key);
+        cache.failures.refund(client, Instant::now());
         Login::Ok
     } else {
-        cache.failures.allow(client, Instant::now());
         Login::Denied
     }
 }

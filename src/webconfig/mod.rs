@@ -53,7 +53,9 @@ use tracing::{error, info, warn};
 use crate::config::types::humantime_serde_compat;
 
 use auth::AuthCache;
-pub use auth::CHALLENGE;
+pub use auth::{
+    BCRYPT_CONCURRENCY, BCRYPT_WAIT, CHALLENGE, FAILED_LOGIN_BURST, FAILED_LOGIN_INTERVAL,
+};
 pub use serve::{connection_cap, raise_fd_limit, serve, ServeLimits};
 
 /// The web config file as written: the exporter-toolkit schema.
@@ -404,7 +406,7 @@ impl WebConfig {
                     path,
                     format!(
                         "bcrypt cost {cost} is above the limit of {MAX_BCRYPT_COST}: every login \
-                         that is not cached, and every wrong password, would take seconds of CPU \
+                         that is not cached, and every wrong password, would take seconds of CPU or more \
                          (each step of cost doubles it); make the hash with a cost of 10 to \
                          {WARN_BCRYPT_COST}: htpasswd -nBC 10 \"\" | tr -d ':\\n'"
                     ),
@@ -639,8 +641,15 @@ impl RateLimiter {
     }
 
     /// Whether `client` has a token, without taking it.
-    pub(crate) fn has_token(&self, client: IpAddr, now: Instant) -> bool {
+    #[cfg(test)]
+    fn has_token(&self, client: IpAddr, now: Instant) -> bool {
         self.with_bucket(client, now, |b| b.tokens >= 1.0)
+    }
+
+    /// Gives `client` back a token taken by [`RateLimiter::allow`].
+    pub(crate) fn refund(&self, client: IpAddr, now: Instant) {
+        let full = f64::from(self.burst);
+        self.with_bucket(client, now, |b| b.tokens = (b.tokens + 1.0).min(full));
     }
 
     /// Clients remembered.
