@@ -495,3 +495,25 @@ async fn probe_flood_never_exceeds_the_probe_permits() {
     assert!(total < 200, "{total} upstream requests");
     running.stop().await;
 }
+
+/// The packaged unit leaves the daemon enough descriptors for the default connection cap and
+/// its probes.
+#[test]
+fn systemd_unit_sets_a_file_limit_above_twice_the_connection_cap() {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/systemd/inferprobe.service"),
+    )
+    .unwrap();
+    let limit: u64 = unit
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("LimitNOFILE="))
+        .expect("LimitNOFILE= in the unit")
+        .parse()
+        .unwrap();
+    let cap = inferprobe::webconfig::DEFAULT_MAX_CONNECTIONS as u64;
+    assert!(limit >= 2 * cap, "LimitNOFILE={limit}");
+    assert_eq!(
+        inferprobe::webconfig::connection_cap(512, Some(limit)),
+        512
+    );
+}

@@ -29,6 +29,11 @@
 //! - `client_allowed_sans` is rejected: a client-certificate rule that is not enforced must not
 //!   look as if it were.
 //! - `client_auth_type` values that verify certificates need `client_ca_file` or `client_ca`.
+//! - `rate_limit` is a token bucket per client address (IPv6 by /64), not one for the whole
+//!   server, so a flood from one client cannot get every scrape answered 429.
+//! - bcrypt costs above [`WARN_BCRYPT_COST`] load with a warning, above [`MAX_BCRYPT_COST`] they
+//!   are refused; failed logins are limited per client address and bcrypt runs at most
+//!   [`BCRYPT_CONCURRENCY`] at a time (see `auth`).
 //!
 //! `/-/reload` and `/probe` change state or send traffic, so beyond the file format there are two
 //! flags, `--web.disable-reload` and `--web.disable-probe`, that make those endpoints answer 403.
