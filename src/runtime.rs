@@ -591,7 +591,8 @@ impl Daemon {
             .await
             .map_err(|_| ProbeNowError::NoPermit(slots))?
             .map_err(|_| ProbeNowError::NoPermit(slots))?;
-        let left = deadline.map(|d| (start + d).saturating_duration_since(tokio::time::Instant::now()));
+        let left =
+            deadline.map(|d| (start + d).saturating_duration_since(tokio::time::Instant::now()));
         let mut outcome = rt.probe_within(&scenario, left).await;
         self.apply_self_hosted_cost(&rt.target, &mut outcome);
         Ok(outcome)

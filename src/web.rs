@@ -102,7 +102,11 @@ fn probe_deadline(header: &str) -> Option<Duration> {
         return None;
     }
     let timeout = Duration::from_secs_f64(secs);
-    Some(timeout.saturating_sub(SCRAPE_TIMEOUT_OFFSET).max(timeout / 2))
+    Some(
+        timeout
+            .saturating_sub(SCRAPE_TIMEOUT_OFFSET)
+            .max(timeout / 2),
+    )
 }
 
 /// `GET /probe?target=NAME[&scenario=S]`: runs one probe now and answers with its metrics from a
@@ -122,19 +126,18 @@ async fn probe(
             "missing query parameter: target\n".to_string(),
         );
     };
-    let deadline = match headers.get(SCRAPE_TIMEOUT_HEADER) {
-        None => None,
-        Some(v) => match v.to_str().ok().and_then(probe_deadline) {
-            Some(d) => Some(d),
-            None => {
-                return text(
+    let deadline =
+        match headers.get(SCRAPE_TIMEOUT_HEADER) {
+            None => None,
+            Some(v) => match v.to_str().ok().and_then(probe_deadline) {
+                Some(d) => Some(d),
+                None => return text(
                     StatusCode::BAD_REQUEST,
                     "X-Prometheus-Scrape-Timeout-Seconds: expected a positive number of seconds\n"
                         .to_string(),
-                )
-            }
-        },
-    };
+                ),
+            },
+        };
     let outcome = match d
         .probe_now(target, q.get("scenario").map(String::as_str), deadline)
         .await
@@ -143,7 +146,10 @@ async fn probe(
         Err(ProbeNowError::UnknownTarget { name }) => {
             return text(
                 StatusCode::BAD_REQUEST,
-                format!("unknown target {:?}\n", crate::probe::clip(&name, ECHO_CHARS)),
+                format!(
+                    "unknown target {:?}\n",
+                    crate::probe::clip(&name, ECHO_CHARS)
+                ),
             );
         }
         Err(ProbeNowError::UnknownScenario { target, name }) => {

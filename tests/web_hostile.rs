@@ -69,7 +69,10 @@ impl Proc {
             Ok(a) => a.parse().expect("listen address"),
             Err(_) => {
                 let _ = child.kill();
-                panic!("no listen address; log:\n{}", log.lock().unwrap().join("\n"));
+                panic!(
+                    "no listen address; log:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
             }
         };
         Proc { child, addr, log }
@@ -423,12 +426,24 @@ async fn probe_flood_never_exceeds_the_probe_permits() {
         .unwrap();
 
     // HEAD and POST run nothing; an unknown target's 400 names only what was asked.
-    let head = http.head(format!("{base}/probe?target=t0")).send().await.unwrap();
+    let head = http
+        .head(format!("{base}/probe?target=t0"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(head.status().as_u16(), 405);
     assert_eq!(head.headers()["allow"], "GET");
-    let post = http.post(format!("{base}/probe?target=t0")).send().await.unwrap();
+    let post = http
+        .post(format!("{base}/probe?target=t0"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(post.status().as_u16(), 405);
-    let unknown = http.get(format!("{base}/probe?target=nope")).send().await.unwrap();
+    let unknown = http
+        .get(format!("{base}/probe?target=nope"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(unknown.status().as_u16(), 400);
     let body = unknown.text().await.unwrap();
     assert_eq!(body, "unknown target \"nope\"\n");
@@ -483,7 +498,10 @@ async fn probe_flood_never_exceeds_the_probe_permits() {
         "probe flood: {PROBE_FLOOD} requests in {took:?}: {by_status:?}; {success} probes \
          succeeded; upstream saw {total} requests, at most {max} at once"
     );
-    assert!(max <= MAX_CONCURRENT_PROBES, "{max} upstream requests at once");
+    assert!(
+        max <= MAX_CONCURRENT_PROBES,
+        "{max} upstream requests at once"
+    );
     assert!(max >= 1 && success >= 1, "some probes ran");
     // Only answers, no dropped connections: 200 for probes that ran, 503 when no permit came.
     assert_eq!(
@@ -512,8 +530,5 @@ fn systemd_unit_sets_a_file_limit_above_twice_the_connection_cap() {
         .unwrap();
     let cap = inferprobe::webconfig::DEFAULT_MAX_CONNECTIONS as u64;
     assert!(limit >= 2 * cap, "LimitNOFILE={limit}");
-    assert_eq!(
-        inferprobe::webconfig::connection_cap(512, Some(limit)),
-        512
-    );
+    assert_eq!(inferprobe::webconfig::connection_cap(512, Some(limit)), 512);
 }

@@ -547,7 +547,11 @@ async fn reload_rereads_the_web_config_and_keeps_it_when_bad() {
         Some(1.0)
     );
     assert_eq!(
-        common::sample(&metrics, "inferprobe_web_config_last_reload_successful", &[]),
+        common::sample(
+            &metrics,
+            "inferprobe_web_config_last_reload_successful",
+            &[]
+        ),
         Some(0.0)
     );
     std::fs::write(dir.path().join("web.yml"), users_yaml(&[("bob", "two")])).unwrap();
@@ -562,7 +566,11 @@ async fn reload_rereads_the_web_config_and_keeps_it_when_bad() {
         .await
         .unwrap();
     assert_eq!(
-        common::sample(&metrics, "inferprobe_web_config_last_reload_successful", &[]),
+        common::sample(
+            &metrics,
+            "inferprobe_web_config_last_reload_successful",
+            &[]
+        ),
         Some(1.0)
     );
 
@@ -741,10 +749,19 @@ async fn wrong_password_flood_is_throttled_per_address() {
     let bcrypts = by_status.get(&401).copied().unwrap_or(0);
     let allowed = f64::from(FAILED_LOGIN_BURST) + secs / FAILED_LOGIN_INTERVAL.as_secs_f64() + 1.0;
     eprintln!("wrong-password flood: {by_status:?} in {secs:.2}s");
-    assert!(f64::from(bcrypts) <= allowed, "{bcrypts} bcrypt checks in {secs:.1}s");
-    assert!(by_status.get(&429).copied().unwrap_or(0) >= 150, "{by_status:?}");
+    assert!(
+        f64::from(bcrypts) <= allowed,
+        "{bcrypts} bcrypt checks in {secs:.1}s"
+    );
+    assert!(
+        by_status.get(&429).copied().unwrap_or(0) >= 150,
+        "{by_status:?}"
+    );
     assert_eq!(
-        by_status.keys().filter(|s| ![401, 429].contains(*s)).count(),
+        by_status
+            .keys()
+            .filter(|s| ![401, 429].contains(*s))
+            .count(),
         0,
         "{by_status:?}"
     );

@@ -560,10 +560,7 @@ fn decode<T: DeserializeOwned>(node: &Node, path: &YamlPath, diag: &mut Diag<'_>
 
 /// The field named by serde's "missing field `x`" message.
 fn missing_field(message: &str) -> Option<&str> {
-    message
-        .strip_prefix("missing field `")?
-        .split('`')
-        .next()
+    message.strip_prefix("missing field `")?.split('`').next()
 }
 
 /// Removes the value at `path` (a mapping entry); false when there is none.

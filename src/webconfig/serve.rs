@@ -84,6 +84,8 @@ pub fn raise_fd_limit() -> Option<u64> {
                 lim.rlim_cur = lim.rlim_max;
             }
         }
+        // `rlim_t` is not u64 on every Unix.
+        #[allow(clippy::useless_conversion)]
         Some(u64::try_from(lim.rlim_cur).unwrap_or(u64::MAX))
     }
 }
@@ -98,7 +100,11 @@ pub fn raise_fd_limit() -> Option<u64> {
 pub fn connection_cap(flag: usize, fd_limit: Option<u64>) -> usize {
     let flag = flag.max(1);
     match fd_limit {
-        Some(l) => flag.min(usize::try_from(l / FD_SHARE_DIVISOR).unwrap_or(usize::MAX).max(1)),
+        Some(l) => flag.min(
+            usize::try_from(l / FD_SHARE_DIVISOR)
+                .unwrap_or(usize::MAX)
+                .max(1),
+        ),
         None => flag,
     }
 }
@@ -551,16 +557,13 @@ impl Conn {
 
     /// Runs a connection until it ends, is displaced or killed, or sits idle too long; on
     /// shutdown, asks it to finish its requests and close.
-    async fn drive<C>(
-        &mut self,
-        conn: C,
-        graceful: impl Fn(Pin<&mut C>),
-    ) -> Result<(), BoxError>
+    async fn drive<C>(&mut self, conn: C, graceful: impl Fn(Pin<&mut C>)) -> Result<(), BoxError>
     where
         C: Future<Output = Result<(), BoxError>>,
     {
         tokio::pin!(conn);
-        let tick = (self.limits.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let tick =
+            (self.limits.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stopping = false;
@@ -599,12 +602,7 @@ mod tests {
     #[test]
     fn the_longest_waiting_idle_connection_is_displaced() {
         let table = ConnTable::default();
-        let mk = || {
-            (
-                Arc::new(Track::new(table.epoch)),
-                Arc::new(Notify::new()),
-            )
-        };
+        let mk = || (Arc::new(Track::new(table.epoch)), Arc::new(Notify::new()));
         let (t1, k1) = mk();
         let (t2, k2) = mk();
         let (t3, k3) = mk();
