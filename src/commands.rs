@@ -412,6 +412,7 @@ pub fn adhoc_target(a: &AdHoc<'_>) -> anyhow::Result<(Target, Scenario)> {
         price: None,
         self_hosted: None,
         production: false,
+        connection: Default::default(),
     };
     Ok((target, scenario))
 }
@@ -466,6 +467,9 @@ pub fn outcome_json(o: &Outcome, dialect: DialectKind) -> serde_json::Value {
         "response_model": o.response_model,
         "finish_reason": o.finish_reason,
         "answer": clip(&o.answer, 2000),
+        "connection": o.connection.used.map(|c| c.as_str()),
+        "retried": o.connection.retried.map(|r| r.as_str()),
+        "redirects": o.connection.redirects,
     })
 }
 
@@ -554,6 +558,16 @@ pub fn outcome_table(o: &Outcome, dialect: DialectKind, base_url: &str) -> Strin
             o.response_model.as_deref().unwrap_or("?"),
             o.finish_reason.as_deref().unwrap_or("?")
         );
+    }
+    if let Some(c) = o.connection.used {
+        let mut line = format!("connection           {}", c.as_str());
+        if let Some(r) = o.connection.retried {
+            line.push_str(&format!(", retried once ({})", r.as_str()));
+        }
+        if o.connection.redirects > 0 {
+            line.push_str(&format!(", {} redirects followed", o.connection.redirects));
+        }
+        let _ = writeln!(s, "{line}");
     }
     s
 }

@@ -88,7 +88,7 @@ struct Generation {
 /// One target's runtime: its client, resolved URL, lock and counters.
 pub struct TargetRuntime {
     target: Arc<Target>,
-    client: reqwest::Client,
+    client: engine::ProbeClient,
     base_url: String,
     /// Held while a probe of this target runs: never two at once.
     busy: Arc<tokio::sync::Mutex<()>>,
@@ -105,7 +105,7 @@ impl TargetRuntime {
         target: Arc<Target>,
         sim: Option<&SimHandle>,
         loaded: &Loaded,
-        clients: &mut HashMap<Duration, reqwest::Client>,
+        clients: &mut HashMap<Duration, engine::ProbeClient>,
     ) -> anyhow::Result<TargetRuntime> {
         let client = match clients.get(&target.timeouts.connect) {
             Some(c) => c.clone(),

@@ -40,6 +40,7 @@ fn outcome(result: ProbeResult) -> Outcome {
         response_model: Some("llama".to_string()),
         finish_reason: Some("length".to_string()),
         answer: "one two three four".to_string(),
+        connection: Default::default(),
     }
 }
 

@@ -86,7 +86,7 @@ impl Counters {
 /// Everything needed to send one request; cheap to clone into tasks.
 #[derive(Clone)]
 pub struct Shooter {
-    client: reqwest::Client,
+    client: engine::ProbeClient,
     target: Arc<Target>,
     base_url: Arc<str>,
     scenarios: Arc<Vec<Scenario>>,
@@ -97,7 +97,7 @@ pub struct Shooter {
 impl Shooter {
     /// A shooter rotating through `scenarios` (never empty).
     pub fn new(
-        client: reqwest::Client,
+        client: engine::ProbeClient,
         target: Target,
         base_url: String,
         scenarios: Vec<Scenario>,

@@ -15,6 +15,7 @@ pub mod types;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use load::{declares_no_targets, load, load_for_check, load_str, load_str_with, Environment};
 pub use resolve::{parse_cron, BUCKET_METRICS};
@@ -151,6 +152,29 @@ pub struct Target {
     pub self_hosted: Option<SelfHostedConfig>,
     /// Marks a production endpoint.
     pub production: bool,
+    /// Connection reuse and redirects.
+    pub connection: ConnectionSettings,
+}
+
+/// How a target's probes use connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnectionSettings {
+    /// Reuse pooled connections or open a fresh one per probe.
+    pub mode: ConnectionMode,
+    /// Longest idle time of a pooled connection that a probe reuses.
+    pub idle_timeout: Duration,
+    /// Follow redirects (same method; credentials only to the same origin).
+    pub follow_redirects: bool,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        ConnectionSettings {
+            mode: ConnectionMode::Reuse,
+            idle_timeout: default_connection_idle_timeout(),
+            follow_redirects: false,
+        }
+    }
 }
 
 impl fmt::Debug for Target {
@@ -174,6 +198,7 @@ impl fmt::Debug for Target {
             .field("max_response_bytes", &self.max_response_bytes)
             .field("price", &self.price)
             .field("production", &self.production)
+            .field("connection", &self.connection)
             .finish()
     }
 }

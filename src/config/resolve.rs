@@ -13,10 +13,11 @@ use super::load::{io_reason, one_of, Decoded, Diag, Environment, YamlPath};
 use super::servers::ServerConfig;
 use super::simulator::SimulatorConfig;
 use super::types::{
-    ChecksConfig, GlobalConfig, PriceConfig, ScenarioConfig, ScenarioRef, ScenarioSelection,
-    ScheduleConfig, Secret, SecretRef, SelfHostedConfig, TargetConfig, Timeouts, TimeoutsConfig,
+    default_connection_idle_timeout, ChecksConfig, GlobalConfig, PriceConfig, ScenarioConfig,
+    ScenarioRef, ScenarioSelection, ScheduleConfig, Secret, SecretRef, SelfHostedConfig,
+    TargetConfig, Timeouts, TimeoutsConfig,
 };
-use super::{BaseUrl, Checks, Loaded, Scenario, Target};
+use super::{BaseUrl, Checks, ConnectionSettings, Loaded, Scenario, Target};
 use crate::probe::dialect::Message;
 
 /// Histogram metrics whose buckets the `buckets:` section may override, without the
@@ -566,6 +567,18 @@ fn resolve_target(
     if t.max_response_bytes == Some(0) {
         diag.error(&path.key("max_response_bytes"), "must be at least 1");
     }
+    let idle_timeout = t
+        .connection_idle_timeout
+        .unwrap_or_else(default_connection_idle_timeout);
+    if idle_timeout.is_zero() || idle_timeout > MAX_CONNECTION_IDLE_TIMEOUT {
+        diag.error(
+            &path.key("connection_idle_timeout"),
+            format!(
+                "must be greater than 0 and at most {}",
+                fmt_duration(MAX_CONNECTION_IDLE_TIMEOUT)
+            ),
+        );
+    }
     let price = match &t.price {
         Some(p) => {
             check_price(p, &path.key("price"), diag);
@@ -611,8 +624,17 @@ fn resolve_target(
         price,
         self_hosted,
         production: t.production,
+        connection: ConnectionSettings {
+            mode: t.connection,
+            idle_timeout,
+            follow_redirects: t.follow_redirects,
+        },
     })
 }
+
+/// Longest `connection_idle_timeout`: servers and load balancers close idle connections long
+/// before this, so a longer pool life would only keep dead sockets.
+const MAX_CONNECTION_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
 fn check_self_hosted(
     sh: &SelfHostedConfig,

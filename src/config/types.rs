@@ -287,6 +287,47 @@ pub struct TargetConfig {
     /// Marks a production endpoint (used by tools that generate load).
     #[serde(default)]
     pub production: bool,
+    /// `reuse` (default): keep the connection for the next probe, as most clients do; `fresh`:
+    /// open a new connection (TCP, TLS) for every probe, so set-up time is inside every TTFB.
+    #[serde(default)]
+    pub connection: ConnectionMode,
+    /// How long a reused connection may sit idle before the next probe opens a new one. Below the
+    /// common server keep-alive timeouts (5 s in uvicorn, cpp-httplib and Node) by default, so a
+    /// probe never reuses a connection the server is closing; a shorter `Keep-Alive: timeout=N`
+    /// from the server wins.
+    #[serde(default, with = "humantime_serde_compat::option")]
+    pub connection_idle_timeout: Option<Duration>,
+    /// Follow HTTP redirects (same method and body; credentials and custom headers only to the
+    /// same origin). Off by default: a redirect is a failed probe naming the new location's host.
+    #[serde(default)]
+    pub follow_redirects: bool,
+}
+
+/// Whether a target's probes reuse connections.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConnectionMode {
+    /// Keep connections in a pool between probes (idle at most `connection_idle_timeout`).
+    #[default]
+    Reuse,
+    /// A new connection for every probe.
+    Fresh,
+}
+
+impl ConnectionMode {
+    /// The config name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionMode::Reuse => "reuse",
+            ConnectionMode::Fresh => "fresh",
+        }
+    }
+}
+
+/// Default for `connection_idle_timeout`: 4 s, below the 5 s keep-alive of uvicorn (vLLM,
+/// SGLang), cpp-httplib (llama.cpp) and Node.
+pub fn default_connection_idle_timeout() -> Duration {
+    Duration::from_secs(4)
 }
 
 /// The cost model of a self-hosted endpoint: what its GPUs cost per hour, shared by the requests

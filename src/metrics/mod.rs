@@ -18,6 +18,7 @@ use prometheus::{
 };
 
 use crate::probe::result::ProbeResult;
+use crate::probe::trace::{ConnectionUse, RetryReason};
 use crate::probe::Outcome;
 
 pub use buckets::BucketsError;
@@ -218,6 +219,8 @@ pub struct ProbeMetrics {
     success: GaugeVec,
     last_probe: GaugeVec,
     gpu_cost_rate: GaugeVec,
+    retries: IntCounterVec,
+    connections: IntCounterVec,
 }
 
 impl std::fmt::Debug for ProbeMetrics {
@@ -307,6 +310,24 @@ impl ProbeMetrics {
             &["target", "model"],
         );
 
+        let retries = IntCounterVec::new(
+            opts(
+                "probe_retries_total",
+                "Probes sent a second time, by reason: stale_connection when the request failed \
+                 on a reused connection before any response byte (the server had closed it). \
+                 The probe's timings are those of the retry.",
+            ),
+            &labels_plus("reason"),
+        );
+        let connections = IntCounterVec::new(
+            opts(
+                "probe_connections_total",
+                "Probes that got a response, by the connection it came on: new (TCP and TLS \
+                 set-up inside TTFB and TTFT) or reused from an earlier probe.",
+            ),
+            &labels_plus("connection"),
+        );
+
         let metrics = ProbeMetrics {
             ttft: histogram(&TTFT)?,
             ttfat: histogram(&TTFAT)?,
@@ -324,6 +345,8 @@ impl ProbeMetrics {
             success: register(registry, "probe_success", success)?,
             last_probe: register(registry, "last_probe_timestamp_seconds", last_probe)?,
             gpu_cost_rate: register(registry, "gpu_cost_usd_per_hour", gpu_cost_rate)?,
+            retries: register(registry, "probe_retries_total", retries)?,
+            connections: register(registry, "probe_connections_total", connections)?,
         };
         Ok(metrics)
     }
@@ -356,6 +379,14 @@ impl ProbeMetrics {
         for r in SkipReason::ALL {
             self.skipped
                 .with_label_values(&[target, model, scenario, r.as_str()]);
+        }
+        for r in RetryReason::ALL {
+            self.retries
+                .with_label_values(&[target, model, scenario, r.as_str()]);
+        }
+        for c in ConnectionUse::ALL {
+            self.connections
+                .with_label_values(&[target, model, scenario, c.as_str()]);
         }
     }
 
@@ -408,6 +439,16 @@ impl ProbeMetrics {
         self.tokens
             .with_label_values(&[target, model, scenario, DIRECTION_OUTPUT])
             .inc_by(outcome.output_tokens);
+        if let Some(r) = outcome.connection.retried {
+            self.retries
+                .with_label_values(&[target, model, scenario, r.as_str()])
+                .inc();
+        }
+        if let Some(c) = outcome.connection.used {
+            self.connections
+                .with_label_values(&[target, model, scenario, c.as_str()])
+                .inc();
+        }
         self.success
             .with_label_values(&l)
             .set(if outcome.result.is_success() {
@@ -459,6 +500,16 @@ impl ProbeMetrics {
             let _ = self
                 .skipped
                 .remove_label_values(&[target, model, scenario, r.as_str()]);
+        }
+        for r in RetryReason::ALL {
+            let _ = self
+                .retries
+                .remove_label_values(&[target, model, scenario, r.as_str()]);
+        }
+        for c in ConnectionUse::ALL {
+            let _ = self
+                .connections
+                .remove_label_values(&[target, model, scenario, c.as_str()]);
         }
         let _ = self.cost_total.remove_label_values(&l);
         let _ = self.success.remove_label_values(&l);
@@ -655,6 +706,7 @@ mod tests {
             response_model: Some("m".to_string()),
             finish_reason: Some("stop".to_string()),
             answer: "a b c d".to_string(),
+            connection: Default::default(),
         }
     }
 
@@ -681,6 +733,7 @@ mod tests {
             response_model: None,
             finish_reason: None,
             answer: String::new(),
+            connection: Default::default(),
             ..success(target)
         }
     }

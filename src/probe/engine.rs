@@ -5,35 +5,229 @@
 //! it is read from the socket, and each SSE event carries the stamp of the chunk that completed it
 //! (see [`crate::probe::sse`]). Timeouts are deadlines on that same clock.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use rand::Rng;
+use reqwest::header::{self, HeaderMap};
+use reqwest::Url;
 
-use crate::config::{Scenario, Target, Timeouts};
+use crate::config::{ConnectionMode, Scenario, Target, Timeouts};
 use crate::cost::{request_cost, TokenCounts};
 use crate::probe::dialect::{
     AuthStyle, Message, OutputKind, ProbeRequest, Signal, StreamErrorKind,
 };
 use crate::probe::result::ProbeResult;
-use crate::probe::sse::{self, SseError};
-use crate::probe::trace::{Outcome, TokenSource, Trace};
+use crate::probe::sse::{self, SseError, StampedEvent};
+use crate::probe::trace::{
+    ConnectionInfo, ConnectionUse, Outcome, RetryReason, TokenSource, Trace,
+};
 use crate::probe::{check, clip};
 
 /// Most bytes of a non-2xx or non-SSE body read to find an error message.
 const ERROR_BODY_CAP: usize = 8 * 1024;
 
-/// Builds the HTTP client for one target: connect timeout, no overall timeout (the engine keeps
-/// its own deadlines), rustls, HTTP/1.1 and HTTP/2 as the server offers.
-pub fn client_for(timeouts: &Timeouts) -> Result<reqwest::Client, reqwest::Error> {
+/// Most redirects followed by a target with `follow_redirects: true`.
+const MAX_REDIRECTS: u32 = 5;
+
+/// Longest wait for the body's own end after the dialect's end marker. The probe's timings are
+/// final at the marker; reading on lets the connection go back to the pool.
+const DRAIN_MAX: Duration = Duration::from_secs(2);
+
+/// A server's `Keep-Alive: timeout=N` is honoured with this margin: a connection idle for
+/// longer than N minus the margin is not reused, since the server may be closing it.
+const KEEP_ALIVE_MARGIN: Duration = Duration::from_secs(1);
+
+/// Most idle pooled connections remembered (one per target and host in practice).
+const MAX_TRACKED_CONNECTIONS: usize = 4096;
+
+/// The HTTP clients probes are sent with, shared by targets with the same connect timeout.
+///
+/// A pooled client exists per idle timeout (the pool's own eviction does the "idle at most N"
+/// rule), and one client never keeps a connection (`connection: fresh`, retries, and servers
+/// whose `Keep-Alive` timeout is shorter than one second). No client follows redirects: the
+/// engine does, when a target asks, so that no credential reaches another origin and the
+/// method never changes.
+#[derive(Clone)]
+pub struct ProbeClient {
+    inner: Arc<ClientInner>,
+}
+
+struct ClientInner {
+    connect_timeout: Duration,
+    fresh: reqwest::Client,
+    pooled: Mutex<HashMap<Duration, reqwest::Client>>,
+    conns: Mutex<ConnTracker>,
+}
+
+impl std::fmt::Debug for ProbeClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProbeClient")
+            .field("connect_timeout", &self.inner.connect_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the HTTP clients for targets with these timeouts: connect timeout, no overall timeout
+/// (the engine keeps its own deadlines), rustls, HTTP/1.1 and HTTP/2 as the server offers.
+pub fn client_for(timeouts: &Timeouts) -> Result<ProbeClient, reqwest::Error> {
     install_crypto_provider();
+    let fresh = builder(timeouts.connect)
+        .pool_max_idle_per_host(0)
+        .build()?;
+    Ok(ProbeClient {
+        inner: Arc::new(ClientInner {
+            connect_timeout: timeouts.connect,
+            fresh,
+            pooled: Mutex::new(HashMap::new()),
+            conns: Mutex::new(ConnTracker::default()),
+        }),
+    })
+}
+
+fn builder(connect_timeout: Duration) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
-        .connect_timeout(timeouts.connect)
-        .pool_idle_timeout(Duration::from_secs(90))
+        .connect_timeout(connect_timeout)
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("inferprobe/", env!("CARGO_PKG_VERSION")))
-        .build()
+}
+
+/// Which client a probe goes out on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    /// The pooled client whose idle timeout is this; `may_reuse` when a connection to the host
+    /// was put back into that pool recently enough to still be there.
+    Pooled { idle: Duration, may_reuse: bool },
+    /// The client that never pools.
+    Fresh,
+}
+
+impl ProbeClient {
+    fn route(&self, authority: &str, mode: ConnectionMode, idle: Duration) -> Route {
+        if mode == ConnectionMode::Fresh {
+            return Route::Fresh;
+        }
+        let Ok(mut conns) = self.inner.conns.lock() else {
+            return Route::Fresh;
+        };
+        let now = Instant::now();
+        let idle = match conns.keep_alive.get(authority) {
+            Some(hint) => {
+                let usable = hint.saturating_sub(KEEP_ALIVE_MARGIN);
+                if usable.is_zero() {
+                    return Route::Fresh;
+                }
+                idle.min(usable)
+            }
+            None => idle,
+        };
+        // Whole milliseconds, so a few pools serve every target.
+        let idle = Duration::from_millis(idle.as_millis().max(1) as u64);
+        conns.prune(now);
+        let may_reuse = conns
+            .idle
+            .values()
+            .any(|c| c.authority == authority && c.pool == idle);
+        Route::Pooled { idle, may_reuse }
+    }
+
+    fn http(&self, route: Route) -> Result<reqwest::Client, reqwest::Error> {
+        let Route::Pooled { idle, .. } = route else {
+            return Ok(self.inner.fresh.clone());
+        };
+        let mut pools = match self.inner.pooled.lock() {
+            Ok(p) => p,
+            Err(_) => return Ok(self.inner.fresh.clone()),
+        };
+        if let Some(c) = pools.get(&idle) {
+            return Ok(c.clone());
+        }
+        let c = builder(self.inner.connect_timeout)
+            .pool_idle_timeout(idle)
+            .build()?;
+        pools.insert(idle, c.clone());
+        Ok(c)
+    }
+
+    /// Whether the response on local address `local` came over a pooled connection.
+    fn took(&self, local: SocketAddr) -> ConnectionUse {
+        let reused = self
+            .inner
+            .conns
+            .lock()
+            .map(|mut c| c.idle.remove(&local).is_some())
+            .unwrap_or(false);
+        if reused {
+            ConnectionUse::Reused
+        } else {
+            ConnectionUse::New
+        }
+    }
+
+    /// The connection on `local` went back to the pool of `route` after a complete body.
+    fn released(
+        &self,
+        local: SocketAddr,
+        authority: &str,
+        route: Route,
+        keep_alive: Option<Duration>,
+    ) {
+        let Ok(mut c) = self.inner.conns.lock() else {
+            return;
+        };
+        match keep_alive {
+            Some(k) => {
+                c.keep_alive.insert(authority.to_string(), k);
+            }
+            None => {
+                c.keep_alive.remove(authority);
+            }
+        }
+        if let Route::Pooled { idle, .. } = route {
+            let now = Instant::now();
+            c.prune(now);
+            if c.idle.len() < MAX_TRACKED_CONNECTIONS {
+                c.idle.insert(
+                    local,
+                    IdleConn {
+                        authority: authority.to_string(),
+                        pool: idle,
+                        released: now,
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// What the engine knows of pooled connections: the local address of each connection it put
+/// back into a pool (a response on that address again came over a reused connection), and the
+/// keep-alive timeout each server announced.
+#[derive(Default)]
+struct ConnTracker {
+    idle: HashMap<SocketAddr, IdleConn>,
+    keep_alive: HashMap<String, Duration>,
+}
+
+struct IdleConn {
+    authority: String,
+    pool: Duration,
+    released: Instant,
+}
+
+impl ConnTracker {
+    /// Forgets connections their pool has already evicted.
+    fn prune(&mut self, now: Instant) {
+        self.idle
+            .retain(|_, c| now.saturating_duration_since(c.released) < c.pool);
+        if self.keep_alive.len() > MAX_TRACKED_CONNECTIONS {
+            self.keep_alive.clear();
+        }
+    }
 }
 
 /// Installs the process-wide rustls crypto provider (ring) once; later calls are no-ops.
@@ -45,8 +239,11 @@ pub fn install_crypto_provider() {
 /// Runs one probe of `scenario` against `target`, whose base URL has been resolved to
 /// `base_url` (no trailing slash). Never panics and never returns an error: every failure is an
 /// [`Outcome`] with a `result`.
+///
+/// A request that fails on a reused connection before any response byte arrived is sent once
+/// more on a new connection; the outcome then has the retry's timings and says it was retried.
 pub async fn run_probe(
-    client: &reqwest::Client,
+    client: &ProbeClient,
     target: &Target,
     base_url: &str,
     scenario: &Scenario,
@@ -61,20 +258,92 @@ pub async fn run_probe(
         extra_body: &scenario.extra_body,
         include_usage: target.include_usage,
     });
-    let url = format!(
+    let body = bytes::Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
+    let url = match request_url(base_url, target) {
+        Ok(u) => u,
+        Err(e) => {
+            let mut run = Run::new(target, scenario);
+            run.trace.failed_at = Some(Instant::now());
+            return run.finish(Err((ProbeResult::ConnectError, e)));
+        }
+    };
+    let authority = authority(&url);
+    let mut route = client.route(
+        &authority,
+        target.connection.mode,
+        target.connection.idle_timeout,
+    );
+    let mut retried = None;
+    loop {
+        let mut run = Run::new(target, scenario);
+        run.connection.retried = retried;
+        let result = run.execute(client, route, &url, &body).await;
+        if result.is_err() && run.stale_candidate && retried.is_none() {
+            // The server closed an idle pooled connection as we reused it: nothing of this
+            // request reached it. Once more, on a connection of its own.
+            retried = Some(RetryReason::StaleConnection);
+            route = Route::Fresh;
+            continue;
+        }
+        if result.is_ok() && run.body_complete && run.connection.redirects == 0 {
+            if let Some(local) = run.local_addr {
+                client.released(local, &authority, route, run.keep_alive);
+            }
+        }
+        return run.finish(result);
+    }
+}
+
+/// The request URL: base URL, the dialect's path, then the target's query parameters after any
+/// the base URL already carries.
+fn request_url(base_url: &str, target: &Target) -> Result<Url, String> {
+    let mut url = Url::parse(base_url).map_err(|e| format!("invalid base URL: {e}"))?;
+    let path = format!(
         "{}{}",
-        base_url.trim_end_matches('/'),
+        url.path().trim_end_matches('/'),
         target.dialect.path()
     );
-    let mut req = client
-        .post(&url)
-        .header(reqwest::header::ACCEPT, "text/event-stream")
-        .json(&body);
+    url.set_path(&path);
     if !target.query.is_empty() {
-        req = req.query(&target.query);
+        let mut q = url.query_pairs_mut();
+        for (k, v) in &target.query {
+            q.append_pair(k, v);
+        }
     }
+    Ok(url)
+}
+
+/// `host:port` of a URL, the key of connection pools.
+fn authority(url: &Url) -> String {
+    format!(
+        "{}://{}:{}",
+        url.scheme(),
+        url.host_str().unwrap_or(""),
+        url.port_or_known_default().unwrap_or(0)
+    )
+}
+
+/// One request of a probe. Credentials and custom headers go only to `credentials: true`
+/// (the target's own origin); the dialect's fixed headers go everywhere.
+fn request(
+    http: &reqwest::Client,
+    target: &Target,
+    url: Url,
+    body: &bytes::Bytes,
+    credentials: bool,
+) -> reqwest::RequestBuilder {
+    let mut req = http
+        .post(url)
+        .header(header::ACCEPT, "text/event-stream")
+        // Compressed event streams are not decoded: ask for none, and report one that comes.
+        .header(header::ACCEPT_ENCODING, "identity")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body.clone());
     for (k, v) in target.dialect.fixed_headers() {
         req = req.header(*k, *v);
+    }
+    if !credentials {
+        return req;
     }
     if let Some(key) = &target.api_key {
         req = match target.auth {
@@ -86,10 +355,7 @@ pub async fn run_probe(
     for (k, v) in &target.headers {
         req = req.header(k.as_str(), v.as_str());
     }
-
-    let mut run = Run::new(target, scenario);
-    let result = run.execute(req).await;
-    run.finish(result)
+    req
 }
 
 /// Prefixes the first user message with a short random nonce so the server's prefix cache cannot
@@ -118,6 +384,15 @@ struct Run<'a> {
     usage_cached: Option<u64>,
     response_model: Option<String>,
     finish_reason: Option<String>,
+    connection: ConnectionInfo,
+    /// Local address of the response's connection.
+    local_addr: Option<SocketAddr>,
+    /// The server's `Keep-Alive: timeout=N`.
+    keep_alive: Option<Duration>,
+    /// The body was read to its own end (the connection can go back to the pool).
+    body_complete: bool,
+    /// The request failed before any response byte on a connection that may have been reused.
+    stale_candidate: bool,
 }
 
 /// How the request/stream phase ended.
@@ -137,6 +412,11 @@ impl<'a> Run<'a> {
             usage_cached: None,
             response_model: None,
             finish_reason: None,
+            connection: ConnectionInfo::default(),
+            local_addr: None,
+            keep_alive: None,
+            body_complete: false,
+            stale_candidate: false,
         }
     }
 
@@ -181,35 +461,140 @@ impl<'a> Run<'a> {
         None
     }
 
-    async fn execute(&mut self, req: reqwest::RequestBuilder) -> PhaseResult {
+    /// Sends the request (following redirects when the target allows) and waits for headers.
+    async fn send(
+        &mut self,
+        client: &ProbeClient,
+        route: Route,
+        url: &Url,
+        body: &bytes::Bytes,
+    ) -> Result<reqwest::Response, (ProbeResult, String)> {
+        let http = client.http(route).map_err(|e| {
+            (
+                ProbeResult::ConnectError,
+                format!("building the HTTP client failed: {}", e.without_url()),
+            )
+        })?;
         let header_deadline = self.first_token_deadline().min(self.total_deadline());
-        let resp = match tokio::time::timeout_at(header_deadline.into(), req.send()).await {
-            Err(_) => {
-                self.trace.failed_at = Some(Instant::now());
-                return Err(self
-                    .deadline_result(None)
-                    .unwrap_or((ProbeResult::TimeoutFirstToken, "no response headers".into())));
+        let origin = url.origin();
+        let mut current = url.clone();
+        loop {
+            let credentials = current.origin() == origin;
+            let req = request(&http, self.target, current.clone(), body, credentials);
+            let resp = match tokio::time::timeout_at(header_deadline.into(), req.send()).await {
+                Err(_) => {
+                    return Err(self
+                        .deadline_result(None)
+                        .unwrap_or((ProbeResult::TimeoutFirstToken, "no response headers".into())))
+                }
+                Ok(Err(e)) => {
+                    // Only the first hop can have taken a pooled connection to the target.
+                    self.stale_candidate = self.connection.redirects == 0
+                        && matches!(
+                            route,
+                            Route::Pooled {
+                                may_reuse: true,
+                                ..
+                            }
+                        )
+                        && is_stale_connection(&e);
+                    return Err(classify_send_error(&e));
+                }
+                Ok(Ok(r)) => r,
+            };
+            if !is_redirect(resp.status()) {
+                return Ok(resp);
             }
-            Ok(Err(e)) => {
-                self.trace.failed_at = Some(Instant::now());
-                return Err(classify_send_error(&e));
+            let status = resp.status().as_u16();
+            let next = resp
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| current.join(l).ok());
+            // Host and port only: the rest of a location may carry tokens.
+            let host = next
+                .as_ref()
+                .and_then(|u| {
+                    let h = u.host_str()?;
+                    Some(match u.port() {
+                        Some(p) => format!("{h}:{p}"),
+                        None => h.to_string(),
+                    })
+                })
+                .unwrap_or_else(|| "an invalid location".to_string());
+            self.http_status = Some(status);
+            if !self.target.connection.follow_redirects {
+                return Err((
+                    ProbeResult::Http4xx,
+                    format!(
+                        "HTTP {status} redirect to {host} (redirects are not followed; set \
+                         follow_redirects: true to follow them)"
+                    ),
+                ));
             }
-            Ok(Ok(r)) => r,
+            let next = match next {
+                Some(u) if matches!(u.scheme(), "http" | "https") => u,
+                _ => {
+                    return Err((
+                        ProbeResult::Http4xx,
+                        format!("HTTP {status} redirect to {host}: not an http(s) URL"),
+                    ))
+                }
+            };
+            if self.connection.redirects >= MAX_REDIRECTS {
+                return Err((
+                    ProbeResult::Http4xx,
+                    format!(
+                        "HTTP {status} redirect to {host}: more than {MAX_REDIRECTS} redirects"
+                    ),
+                ));
+            }
+            self.connection.redirects += 1;
+            current = next;
+        }
+    }
+
+    async fn execute(
+        &mut self,
+        client: &ProbeClient,
+        route: Route,
+        url: &Url,
+        body: &bytes::Bytes,
+    ) -> PhaseResult {
+        let resp = match self.send(client, route, url, body).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.trace.failed_at = Some(Instant::now());
+                return Err(e);
+            }
         };
         let headers_at = Instant::now();
         self.trace.headers = Some(headers_at);
         let status = resp.status();
         self.http_status = Some(status.as_u16());
+        self.local_addr = resp
+            .extensions()
+            .get::<hyper_util::client::legacy::connect::HttpInfo>()
+            .map(|i| i.local_addr());
+        self.connection.used = Some(match (route, self.local_addr) {
+            (Route::Pooled { .. }, Some(local)) => client.took(local),
+            _ => ConnectionUse::New,
+        });
+        self.keep_alive = keep_alive_timeout(resp.headers());
+        let encoding = content_encoding(resp.headers());
 
         if !status.is_success() {
             let retry_after = resp
                 .headers()
-                .get(reqwest::header::RETRY_AFTER)
+                .get(header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .map(|s| s.to_string());
             let body = read_capped(resp, ERROR_BODY_CAP, self.total_deadline()).await;
             self.trace.failed_at = Some(Instant::now());
-            let detail = error_detail(&body);
+            let detail = match &encoding {
+                Some(enc) => format!("body in {enc} encoding, not decoded"),
+                None => error_detail(&body),
+            };
             let class = match status.as_u16() {
                 429 => ProbeResult::RateLimited,
                 500..=599 => ProbeResult::Http5xx,
@@ -217,7 +602,7 @@ impl<'a> Run<'a> {
             };
             let mut msg = format!("HTTP {}", status.as_u16());
             if let Some(ra) = retry_after {
-                msg.push_str(&format!(" (Retry-After: {ra})"));
+                msg.push_str(&format!(" (Retry-After: {})", clip(&ra, 40)));
             }
             if !detail.is_empty() {
                 msg.push_str(": ");
@@ -226,18 +611,28 @@ impl<'a> Run<'a> {
             return Err((class, msg));
         }
 
+        if let Some(enc) = encoding {
+            self.trace.failed_at = Some(Instant::now());
+            return Err((
+                ProbeResult::MalformedStream,
+                format!(
+                    "response has Content-Encoding {enc} although identity was asked for; \
+                     the stream cannot be read"
+                ),
+            ));
+        }
         let is_sse = resp
             .headers()
-            .get(reqwest::header::CONTENT_TYPE)
+            .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("text/event-stream"));
         if !is_sse {
             let ct = resp
                 .headers()
-                .get(reqwest::header::CONTENT_TYPE)
+                .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
-                .unwrap_or("none")
-                .to_string();
+                .map(|s| clip(s, 80))
+                .unwrap_or_else(|| "none".to_string());
             let body = read_capped(resp, ERROR_BODY_CAP, self.total_deadline()).await;
             self.trace.failed_at = Some(Instant::now());
             let detail = error_detail(&body);
@@ -290,6 +685,9 @@ impl<'a> Run<'a> {
         let mut events = Box::pin(sse::frame(Box::pin(chunks)));
         let mut decoder = self.target.dialect.decoder();
         let mut signals = Vec::with_capacity(4);
+        // A finish reason ends an OpenAI stream when the body then ends cleanly.
+        let finish_ends = self.target.dialect.finish_reason_ends_stream();
+        let mut finished = false;
 
         loop {
             let last = last_read.lock().map(|l| *l).unwrap_or(headers_at);
@@ -313,24 +711,26 @@ impl<'a> Run<'a> {
             };
             let ev = match next {
                 None => {
-                    // Clean EOF: the stream ends at the last read.
+                    // The body ended cleanly. Complete only if the dialect's end had arrived.
                     let end = last_read.lock().map(|l| *l).unwrap_or(headers_at);
-                    self.trace.end = Some(end);
-                    return Ok(());
-                }
-                Some(Err(SseError::Transport(e))) => {
-                    self.trace.failed_at = Some(Instant::now());
-                    if over_cap.load(Ordering::Relaxed) {
-                        return Err((
-                            ProbeResult::StreamAborted,
-                            format!("response exceeded {cap} bytes"),
-                        ));
+                    self.body_complete = true;
+                    if finish_ends && finished {
+                        self.trace.end = Some(end);
+                        return Ok(());
                     }
-                    return Err((ProbeResult::StreamAborted, format!("stream broke: {e}")));
+                    self.trace.failed_at = Some(end);
+                    return Err((
+                        ProbeResult::StreamAborted,
+                        format!(
+                            "body ended without {} after {} output events",
+                            self.target.dialect.end_marker(),
+                            self.trace.outputs.len()
+                        ),
+                    ));
                 }
-                Some(Err(SseError::Malformed(e))) => {
+                Some(Err(e)) => {
                     self.trace.failed_at = Some(Instant::now());
-                    return Err((ProbeResult::MalformedStream, e));
+                    return Err(self.stream_error(e, over_cap.load(Ordering::Relaxed), cap));
                 }
                 Some(Ok(ev)) => ev,
             };
@@ -368,12 +768,16 @@ impl<'a> Run<'a> {
                         self.usage_cached = cached_input_tokens.or(self.usage_cached);
                     }
                     Signal::Model(m) => self.response_model = Some(m),
-                    Signal::FinishReason(r) => self.finish_reason = Some(r),
+                    Signal::FinishReason(r) => {
+                        finished = true;
+                        self.finish_reason = Some(r);
+                    }
                     Signal::Done => {
                         if let Some(kind) = event_output.take() {
                             self.trace.outputs.push((ev.at, kind));
                         }
                         self.trace.end = Some(ev.at);
+                        self.body_complete = drain(&mut events, self.total_deadline()).await;
                         return Ok(());
                     }
                     Signal::Error { kind, message } => {
@@ -389,6 +793,22 @@ impl<'a> Run<'a> {
             if let Some(kind) = event_output {
                 self.trace.outputs.push((ev.at, kind));
             }
+        }
+    }
+
+    /// The result of a body that could not be read to the dialect's end.
+    fn stream_error(&self, e: SseError, over_cap: bool, cap: u64) -> (ProbeResult, String) {
+        let n = self.trace.outputs.len();
+        match e {
+            SseError::Transport(_) if over_cap => (
+                ProbeResult::StreamAborted,
+                format!("response exceeded {cap} bytes after {n} output events"),
+            ),
+            SseError::Transport(e) => (
+                ProbeResult::StreamAborted,
+                format!("stream broke after {n} output events: {e}"),
+            ),
+            SseError::Malformed(e) => (ProbeResult::MalformedStream, e),
         }
     }
 
@@ -462,8 +882,88 @@ impl<'a> Run<'a> {
             response_model: self.response_model,
             finish_reason: self.finish_reason,
             answer: self.answer,
+            connection: self.connection,
         }
     }
+}
+
+/// Reads on after the end marker until the body's own end (at most [`DRAIN_MAX`], never past
+/// `deadline`), so the connection can be reused. True when the body ended cleanly.
+async fn drain<S>(events: &mut S, deadline: Instant) -> bool
+where
+    S: Stream<Item = Result<StampedEvent, SseError>> + Unpin,
+{
+    let until = deadline.min(Instant::now() + DRAIN_MAX);
+    loop {
+        match tokio::time::timeout_at(until.into(), events.next()).await {
+            Ok(None) => return true,
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(_))) | Err(_) => return false,
+        }
+    }
+}
+
+/// 301, 302, 303, 307 and 308: the statuses that carry a `Location` to follow.
+fn is_redirect(status: reqwest::StatusCode) -> bool {
+    matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308)
+}
+
+/// A `Content-Encoding` other than identity.
+fn content_encoding(headers: &HeaderMap) -> Option<String> {
+    let enc = headers
+        .get(header::CONTENT_ENCODING)?
+        .to_str()
+        .unwrap_or("?");
+    let enc = enc.trim();
+    if enc.is_empty() || enc.eq_ignore_ascii_case("identity") {
+        return None;
+    }
+    Some(clip(enc, 40))
+}
+
+/// The `timeout=N` of a `Keep-Alive` response header.
+fn keep_alive_timeout(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get("keep-alive")?.to_str().ok()?;
+    v.split(',').find_map(|part| {
+        let (k, n) = part.split_once('=')?;
+        if !k.trim().eq_ignore_ascii_case("timeout") {
+            return None;
+        }
+        let secs: u64 = n.trim().parse().ok()?;
+        Some(Duration::from_secs(secs.min(86_400)))
+    })
+}
+
+/// True when a request failed because the connection was closed or reset under it before any
+/// response: what a server closing an idle keep-alive connection looks like to the client.
+fn is_stale_connection(e: &reqwest::Error) -> bool {
+    if e.is_connect() || e.is_timeout() {
+        return false;
+    }
+    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    let mut depth = 0;
+    while let Some(s) = src {
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
+                return true;
+            }
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            if matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+            ) {
+                return true;
+            }
+        }
+        depth += 1;
+        if depth > 16 {
+            break;
+        }
+        src = s.source();
+    }
+    false
 }
 
 /// Maps a failure to send the request (or to receive headers) to a result class. The message

@@ -214,6 +214,62 @@ pub struct Outcome {
     pub finish_reason: Option<String>,
     /// The answer text (kept for checks and `probe` output; bounded by the response byte cap).
     pub answer: String,
+    /// Which connection the probe used and whether it was retried.
+    pub connection: ConnectionInfo,
+}
+
+/// Whether the response came over a new connection or one kept from an earlier probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionUse {
+    /// Opened for this request: TCP (and TLS) set-up is inside TTFB and every later milestone.
+    New,
+    /// Taken from the pool: no set-up time.
+    Reused,
+}
+
+impl ConnectionUse {
+    /// Both values, for pre-creating series.
+    pub const ALL: [ConnectionUse; 2] = [ConnectionUse::New, ConnectionUse::Reused];
+
+    /// The `connection` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionUse::New => "new",
+            ConnectionUse::Reused => "reused",
+        }
+    }
+}
+
+/// Why a probe was sent a second time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryReason {
+    /// The request failed on a pooled connection before any response byte arrived: the server
+    /// had closed the idle connection as it was reused. Retried once on a new connection.
+    StaleConnection,
+}
+
+impl RetryReason {
+    /// Every value, for pre-creating series.
+    pub const ALL: [RetryReason; 1] = [RetryReason::StaleConnection];
+
+    /// The `reason` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetryReason::StaleConnection => "stale_connection",
+        }
+    }
+}
+
+/// How a probe used the network.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// The connection the response came on; `None` when no response arrived (or the transport
+    /// does not say).
+    pub used: Option<ConnectionUse>,
+    /// Set when the probe was retried; its timings are those of the retry.
+    pub retried: Option<RetryReason>,
+    /// Redirects followed (only with `follow_redirects: true`).
+    pub redirects: u32,
 }
 
 impl Outcome {

@@ -192,6 +192,24 @@ impl DialectKind {
         }
     }
 
+    /// True when a non-null finish reason followed by a clean end of body completes a stream
+    /// (OpenAI dialects: some servers and proxies omit `[DONE]`). Anthropic streams are complete
+    /// only at `message_stop`.
+    pub fn finish_reason_ends_stream(self) -> bool {
+        match self {
+            DialectKind::OpenaiChat | DialectKind::OpenaiCompletions => true,
+            DialectKind::AnthropicMessages => false,
+        }
+    }
+
+    /// What completes a stream of this dialect, for error messages.
+    pub fn end_marker(self) -> &'static str {
+        match self {
+            DialectKind::OpenaiChat | DialectKind::OpenaiCompletions => "[DONE] or a finish_reason",
+            DialectKind::AnthropicMessages => "message_stop",
+        }
+    }
+
     /// A fresh decoder for one probe.
     pub fn decoder(self) -> Box<dyn StreamDecoder> {
         match self {
