@@ -813,6 +813,77 @@ mod tests {
     }
 
     #[test]
+    fn only_an_empty_sequence_declares_no_targets() {
+        assert!(declares_no_targets("targets: []\n"));
+        assert!(declares_no_targets(
+            "global: {}\ntargets: []  # moved away\n"
+        ));
+        for text in [
+            "",
+            "# nothing\n",
+            "targets:\n",
+            "targets: ~\n",
+            "x: [\n",
+            "targets: [{name: a}]\n",
+        ] {
+            assert!(!declares_no_targets(text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn several_mistakes_in_one_section_are_all_reported() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Inner {
+            n: u32,
+            #[serde(default)]
+            m: Option<u32>,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Section {
+            name: String,
+            #[serde(default)]
+            count: u32,
+            inner: Inner,
+            #[serde(default)]
+            list: Vec<u32>,
+        }
+        let root = tree(
+            "s:\n  name: 5\n  count: x\n  inner:\n    n: bad\n    m: z\n  list: [1, q, r]\n  extra: 1\n",
+        );
+        let mut diag = Diag::new(&root);
+        let path = YamlPath::root().key("s");
+        let node = root.get(&path).unwrap();
+        assert!(decode::<Section>(node, &path, &mut diag).is_none());
+        let (errors, _) = diag.finish();
+        let got: Vec<String> = errors.iter().map(|e| e.path.clone()).collect();
+        // Required fields that were removed (name, inner.n) do not come back as "missing".
+        assert_eq!(
+            got,
+            [
+                "s.name",
+                "s.count",
+                "s.inner.n",
+                "s.inner.m",
+                "s.list[1]",
+                "s.extra"
+            ],
+            "{errors:?}"
+        );
+        // A field that is really missing is reported once.
+        let root = tree("s: {count: 1}\n");
+        let mut diag = Diag::new(&root);
+        let node = root.get(&path).unwrap();
+        assert!(decode::<Section>(node, &path, &mut diag).is_none());
+        let (errors, _) = diag.finish();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].message, "missing field `name`");
+    }
+
+    #[test]
     fn duplicate_keys_are_a_syntax_error() {
         let err = parse_tree("a: 1\na: 2\n").unwrap_err();
         assert_eq!(err.line, Some(2));
