@@ -3,27 +3,25 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::collect::nvml::{self, GpuCollectorHandle};
 use crate::collect::server::{self as server_collector, ServerCollectorHandle};
 use crate::config::gpus::GpusConfig;
 use crate::config::servers::ServerConfig;
-use crate::config::{self, BaseUrl, Loaded, Scenario, ScenarioSelection, Target};
+use crate::config::{self, BaseUrl, Loaded, Scenario, Target};
 use crate::cost;
 use crate::metrics::gpu::GpuMetrics;
 use crate::metrics::server::ServerMetrics;
 use crate::metrics::{ProbeMetrics, SelfMetrics, SkipReason};
 use crate::probe::engine;
 use crate::probe::Outcome;
-use crate::schedule::{self, TokenBudget};
+use crate::schedule::{Plan, ProbeReport, Prober, Scheduler, TargetState};
 use crate::shard::Shard;
 use crate::sim::{self, SimHandle};
 
@@ -78,23 +76,16 @@ pub enum ProbeNowError {
 struct Generation {
     loaded: Loaded,
     targets: BTreeMap<String, Arc<TargetRuntime>>,
-    tasks: Vec<JoinHandle<()>>,
-    cron: Option<tokio_cron_scheduler::JobScheduler>,
-    stop: watch::Sender<bool>,
-    /// The global probe permits (`max_concurrent_probes`), shared by the schedules and `/probe`.
-    permits: Arc<Semaphore>,
+    schedule: Scheduler,
 }
 
-/// One target's runtime: its client, resolved URL, lock and counters.
+/// One target's runtime: its client, resolved URL and scheduling state.
 pub struct TargetRuntime {
     target: Arc<Target>,
     client: engine::ProbeClient,
     base_url: String,
-    /// Held while a probe of this target runs: never two at once.
-    busy: Arc<tokio::sync::Mutex<()>>,
-    turn: AtomicUsize,
-    budget: Mutex<TokenBudget>,
-    max_output_tokens_per_hour: u64,
+    /// Probe lock, scenario turn, token budget and rate-limit hold.
+    state: Arc<TargetState>,
 }
 
 impl TargetRuntime {
@@ -118,23 +109,23 @@ impl TargetRuntime {
             }
         };
         let base_url = resolve_base_url(&target, sim)?;
+        let state = Arc::new(TargetState::new(Plan::for_target(&target, &loaded.global)));
         Ok(TargetRuntime {
             target,
             client,
             base_url,
-            busy: Arc::new(tokio::sync::Mutex::new(())),
-            turn: AtomicUsize::new(0),
-            budget: Mutex::new(TokenBudget::default()),
-            max_output_tokens_per_hour: loaded.global.max_output_tokens_per_hour,
+            state,
         })
     }
 
+    /// The scenario at index `i` (as the schedule picks them), clamped to the list.
+    fn scenario_at(&self, i: usize) -> Arc<Scenario> {
+        let last = self.target.scenarios.len().saturating_sub(1);
+        self.target.scenarios[i.min(last)].0.clone()
+    }
+
     fn next_scenario(&self) -> Arc<Scenario> {
-        let weights: Vec<u32> = self.target.scenarios.iter().map(|(_, w)| *w).collect();
-        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
-        let weighted = self.target.scenario_selection == ScenarioSelection::Weighted;
-        let i = schedule::pick_scenario(&weights, weighted, turn, &mut rand::rng());
-        self.target.scenarios[i].0.clone()
+        self.scenario_at(self.state.next_scenario())
     }
 
     fn scenario_named(&self, name: &str) -> Option<Arc<Scenario>> {
@@ -145,25 +136,47 @@ impl TargetRuntime {
             .map(|(s, _)| s.clone())
     }
 
-    /// Runs one probe with the target lock held.
-    async fn probe(&self, scenario: &Scenario) -> Outcome {
-        self.probe_within(scenario, None).await
+    /// Runs one probe (the caller holds the target lock).
+    async fn run(&self, scenario: &Scenario) -> Outcome {
+        self.run_within(scenario, None).await
     }
 
     /// Runs one probe with its total timeout cut to `limit` when that is shorter.
-    async fn probe_within(&self, scenario: &Scenario, limit: Option<Duration>) -> Outcome {
-        let outcome = match limit.filter(|l| *l < self.target.timeouts.total) {
+    async fn run_within(&self, scenario: &Scenario, limit: Option<Duration>) -> Outcome {
+        match limit.filter(|l| *l < self.target.timeouts.total) {
             None => engine::run_probe(&self.client, &self.target, &self.base_url, scenario).await,
             Some(l) => {
                 let mut t = (*self.target).clone();
                 t.timeouts.total = l;
                 engine::run_probe(&self.client, &t, &self.base_url, scenario).await
             }
-        };
-        if let Ok(mut b) = self.budget.lock() {
-            b.spend(Instant::now(), outcome.output_tokens);
         }
-        outcome
+    }
+}
+
+/// The daemon's side of a target's schedule: probes over HTTP, records into metrics and the
+/// status board.
+struct ScheduledTarget {
+    daemon: Arc<Daemon>,
+    rt: Arc<TargetRuntime>,
+}
+
+impl Prober for ScheduledTarget {
+    async fn probe(&self, scenario: usize) -> ProbeReport {
+        let scenario = self.rt.scenario_at(scenario);
+        let mut outcome = self.rt.run(&scenario).await;
+        self.daemon
+            .apply_self_hosted_cost(&self.rt.target, &mut outcome);
+        self.daemon.record(&outcome);
+        ProbeReport::of(&outcome)
+    }
+
+    fn skipped(&self, scenario: usize, reason: SkipReason) {
+        let t = &self.rt.target;
+        let scenario = self.rt.scenario_at(scenario);
+        self.daemon
+            .probes
+            .skipped(&t.name, &t.model, &scenario.name, reason);
     }
 }
 
@@ -275,7 +288,6 @@ impl Daemon {
         for w in &loaded.warnings {
             warn!(path = %w.path, "{}", w.message);
         }
-        let (stop, _) = watch::channel(false);
         let daemon = Arc::new(Daemon {
             registry,
             probes,
@@ -294,10 +306,7 @@ impl Daemon {
             generation: tokio::sync::Mutex::new(Generation {
                 loaded: loaded.clone(),
                 targets: BTreeMap::new(),
-                tasks: Vec::new(),
-                cron: None,
-                stop,
-                permits: Arc::new(Semaphore::new(1)),
+                schedule: Scheduler::idle(),
             }),
             ready: AtomicBool::new(false),
         });
@@ -323,11 +332,6 @@ impl Daemon {
     /// The in-process simulator, if one runs.
     pub fn simulator(&self) -> Option<&SimHandle> {
         self.sim.as_ref()
-    }
-
-    /// The global probe permits of the running generation (`global.max_concurrent_probes`).
-    pub async fn probe_permits(&self) -> Arc<Semaphore> {
-        self.generation.lock().await.permits.clone()
     }
 
     /// Histogram bucket overrides of the current config (for `/probe`'s fresh registry).
@@ -388,67 +392,33 @@ impl Daemon {
     async fn build_generation(self: &Arc<Daemon>, loaded: Loaded) -> anyhow::Result<Generation> {
         let mut clients = HashMap::new();
         let mut targets = BTreeMap::new();
+        // A reload keeps what each target's schedule knew: the tokens spent this hour (else every
+        // reload would reset the budget) and a rate-limit hold, while the endpoint is the same.
+        let previous = self.generation.lock().await.targets.clone();
         for t in &loaded.targets {
             let rt = TargetRuntime::new(t.clone(), self.sim.as_ref(), &loaded, &mut clients)?;
+            if let Some(old) = previous.get(&t.name) {
+                let same_endpoint = old.base_url == rt.base_url && old.target.model == t.model;
+                rt.state.inherit(&old.state, same_endpoint);
+            }
             for (s, _) in &t.scenarios {
                 self.probes.precreate(&t.name, &t.model, &s.name);
             }
             targets.insert(t.name.clone(), Arc::new(rt));
         }
-        let semaphore = Arc::new(Semaphore::new(loaded.global.max_concurrent_probes.max(1)));
-        let (stop, _) = watch::channel(false);
-        let mut tasks = Vec::new();
-        let mut cron: Option<tokio_cron_scheduler::JobScheduler> = None;
-        for rt in targets.values() {
-            let sched = &rt.target.schedule;
-            match &sched.cron {
-                None => {
-                    tasks.push(tokio::spawn(interval_loop(
-                        self.clone(),
-                        rt.clone(),
-                        semaphore.clone(),
-                        stop.subscribe(),
-                    )));
-                }
-                Some(expr) => {
-                    if cron.is_none() {
-                        cron = Some(
-                            tokio_cron_scheduler::JobScheduler::new()
-                                .await
-                                .context("starting the cron scheduler")?,
-                        );
-                    }
-                    let daemon = self.clone();
-                    let rt2 = rt.clone();
-                    let sem = semaphore.clone();
-                    let stop_rx = stop.subscribe();
-                    let job =
-                        tokio_cron_scheduler::Job::new_async(expr.as_str(), move |_id, _sched| {
-                            let daemon = daemon.clone();
-                            let rt = rt2.clone();
-                            let sem = sem.clone();
-                            let stop_rx = stop_rx.clone();
-                            Box::pin(async move {
-                                // A cron tick may wait for a permit up to one minute, the finest
-                                // granularity most cron schedules use.
-                                fire(&daemon, &rt, &sem, Duration::from_secs(60), stop_rx);
-                            })
-                        })
-                        .with_context(|| {
-                            format!(
-                                "target {:?}: invalid cron expression {expr:?}",
-                                rt.target.name
-                            )
-                        })?;
-                    if let Some(c) = &cron {
-                        c.add(job).await.context("adding a cron job")?;
-                    }
-                }
-            }
-        }
-        if let Some(c) = &cron {
-            c.start().await.context("starting the cron scheduler")?;
-        }
+        let scheduled = targets
+            .values()
+            .map(|rt| {
+                let prober = ScheduledTarget {
+                    daemon: self.clone(),
+                    rt: rt.clone(),
+                };
+                (rt.state.clone(), Arc::new(prober))
+            })
+            .collect();
+        let schedule = Scheduler::start(scheduled, loaded.global.max_concurrent_probes)
+            .await
+            .context("starting the schedules")?;
         info!(
             targets = targets.len(),
             max_concurrent_probes = loaded.global.max_concurrent_probes,
@@ -457,10 +427,7 @@ impl Daemon {
         Ok(Generation {
             loaded,
             targets,
-            tasks,
-            cron,
-            stop,
-            permits: semaphore,
+            schedule,
         })
     }
 
@@ -559,7 +526,7 @@ impl Daemon {
             match g.targets.get(target) {
                 Some(rt) => (
                     rt.clone(),
-                    g.permits.clone(),
+                    g.schedule.permits(),
                     g.loaded.global.max_concurrent_probes.max(1),
                 ),
                 None => {
@@ -583,17 +550,23 @@ impl Daemon {
         let start = tokio::time::Instant::now();
         // With a deadline, waiting may use half of it: a probe started with a sliver of time
         // left would only be cut off (and leave the upstream working for nobody).
-        let wait_until = start + deadline.map_or(total, |d| (d / 2).min(total));
-        let _guard = tokio::time::timeout_at(wait_until, rt.busy.clone().lock_owned())
+        let wait = deadline.map_or(total, |d| (d / 2).min(total));
+        let _guard = rt
+            .state
+            .lock_within(wait)
             .await
-            .map_err(|_| ProbeNowError::Busy(target.to_string()))?;
-        let _permit = tokio::time::timeout_at(wait_until, permits.acquire_owned())
+            .ok_or_else(|| ProbeNowError::Busy(target.to_string()))?;
+        // On-demand probes share the schedule's concurrency permits.
+        let _permit = tokio::time::timeout_at(start + wait, permits.acquire_owned())
             .await
-            .map_err(|_| ProbeNowError::NoPermit(slots))?
-            .map_err(|_| ProbeNowError::NoPermit(slots))?;
+            .ok()
+            .and_then(Result::ok)
+            .ok_or(ProbeNowError::NoPermit(slots))?;
         let left =
             deadline.map(|d| (start + d).saturating_duration_since(tokio::time::Instant::now()));
-        let mut outcome = rt.probe_within(&scenario, left).await;
+        let mut outcome = rt.run_within(&scenario, left).await;
+        // What the server said (tokens spent, a rate limit) counts for the schedule too.
+        rt.state.record(&ProbeReport::of(&outcome));
         self.apply_self_hosted_cost(&rt.target, &mut outcome);
         Ok(outcome)
     }
@@ -635,16 +608,12 @@ impl Daemon {
 
     /// Stops every schedule and the simulator.
     pub async fn shutdown(&self) {
-        let (stop, _) = watch::channel(true);
         let old = std::mem::replace(
             &mut *self.generation.lock().await,
             Generation {
                 loaded: empty_loaded(),
                 targets: BTreeMap::new(),
-                tasks: Vec::new(),
-                cron: None,
-                stop,
-                permits: Arc::new(Semaphore::new(1)),
+                schedule: Scheduler::idle(),
             },
         );
         stop_generation(old).await;
@@ -737,103 +706,6 @@ fn empty_loaded() -> Loaded {
 }
 
 /// Stops a generation's loops and cancels its probes in flight.
-async fn stop_generation(mut g: Generation) {
-    let _ = g.stop.send(true);
-    for t in g.tasks.drain(..) {
-        t.abort();
-    }
-    if let Some(mut c) = g.cron.take() {
-        if let Err(e) = c.shutdown().await {
-            warn!(error = %e, "Cron scheduler did not shut down cleanly.");
-        }
-    }
-}
-
-/// The interval schedule of one target: first start spread by name, then every interval ±
-/// jitter. A probe runs in its own task, so a slow probe never delays the clock of the loop.
-async fn interval_loop(
-    daemon: Arc<Daemon>,
-    rt: Arc<TargetRuntime>,
-    semaphore: Arc<Semaphore>,
-    stop: watch::Receiver<bool>,
-) {
-    let every = rt.target.schedule.every;
-    let jitter = rt.target.schedule.jitter;
-    let mut next = tokio::time::Instant::now() + schedule::first_delay(&rt.target.name, every);
-    loop {
-        tokio::time::sleep_until(next).await;
-        if *stop.borrow() {
-            return;
-        }
-        let interval = schedule::jittered(every, jitter, &mut rand::rng());
-        fire(&daemon, &rt, &semaphore, interval, stop.clone());
-        next += interval;
-        let now = tokio::time::Instant::now();
-        if next < now {
-            // Fell behind (e.g. the machine was suspended): restart the clock rather than burst.
-            next = now + interval;
-        }
-    }
-}
-
-/// One scheduled tick: picks a scenario, applies the token budget and overlap rule, then waits
-/// up to `permit_wait` for a global concurrency permit and runs the probe.
-fn fire(
-    daemon: &Arc<Daemon>,
-    rt: &Arc<TargetRuntime>,
-    semaphore: &Arc<Semaphore>,
-    permit_wait: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    let scenario = rt.next_scenario();
-    let t = &rt.target;
-    let allowed = rt
-        .budget
-        .lock()
-        .map(|mut b| b.allows(Instant::now(), rt.max_output_tokens_per_hour))
-        .unwrap_or(true);
-    if !allowed {
-        daemon
-            .probes
-            .skipped(&t.name, &t.model, &scenario.name, SkipReason::TokenBudget);
-        debug!(target = %t.name, reason = "token_budget", "Probe skipped.");
-        return;
-    }
-    let Ok(guard) = rt.busy.clone().try_lock_owned() else {
-        daemon
-            .probes
-            .skipped(&t.name, &t.model, &scenario.name, SkipReason::Overlap);
-        warn!(target = %t.name, reason = "overlap", "Probe skipped: the previous probe is still running.");
-        return;
-    };
-    let daemon = daemon.clone();
-    let rt = rt.clone();
-    let semaphore = semaphore.clone();
-    tokio::spawn(async move {
-        let _guard = guard;
-        let permit: OwnedSemaphorePermit = match tokio::time::timeout(
-            permit_wait,
-            semaphore.acquire_owned(),
-        )
-        .await
-        {
-            Ok(Ok(p)) => p,
-            _ => {
-                let t = &rt.target;
-                daemon
-                    .probes
-                    .skipped(&t.name, &t.model, &scenario.name, SkipReason::Concurrency);
-                warn!(target = %t.name, reason = "concurrency", "Probe skipped: concurrency cap reached.");
-                return;
-            }
-        };
-        tokio::select! {
-            mut outcome = rt.probe(&scenario) => {
-                daemon.apply_self_hosted_cost(&rt.target, &mut outcome);
-                daemon.record(&outcome);
-            }
-            _ = stop.wait_for(|s| *s) => {}
-        }
-        drop(permit);
-    });
+async fn stop_generation(g: Generation) {
+    g.schedule.stop().await;
 }

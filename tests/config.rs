@@ -229,6 +229,10 @@ fn example_config_loads_and_resolves() {
 
     assert_eq!(loaded.global.max_output_tokens_per_hour, 20_000);
     assert_eq!(
+        loaded.global.max_retry_after,
+        std::time::Duration::from_secs(600)
+    );
+    assert_eq!(
         loaded.buckets.keys().collect::<Vec<_>>(),
         ["inter_token_latency_seconds", "time_to_first_token_seconds"]
     );
@@ -260,6 +264,7 @@ fn example_config_mentions_every_option() {
         "total",
         "max_response_bytes",
         "max_output_tokens_per_hour",
+        "max_retry_after",
         // scenarios
         "system",
         "messages",

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use inferprobe::metrics::{encode, ProbeMetrics, SelfMetrics, SkipReason};
+use inferprobe::probe::ratelimit::{Quota, RateLimitInfo};
 use inferprobe::probe::trace::TokenSource;
 use inferprobe::probe::{Outcome, ProbeResult};
 
@@ -40,6 +41,19 @@ fn outcome(result: ProbeResult) -> Outcome {
         response_model: Some("llama".to_string()),
         finish_reason: Some("length".to_string()),
         answer: "one two three four".to_string(),
+        rate_limit: RateLimitInfo {
+            requests: Quota {
+                limit: Some(60),
+                remaining: Some(59),
+                reset: Some(ms(1000)),
+            },
+            tokens: Quota {
+                limit: Some(150_000),
+                remaining: Some(149_984),
+                reset: None,
+            },
+            ..RateLimitInfo::default()
+        },
         connection: Default::default(),
     }
 }
@@ -57,6 +71,7 @@ fn promtool_check_metrics_is_silent() {
     probes.skipped("remote", "gpt", "short_chat", SkipReason::Overlap);
     let text = encode(&registry);
     assert!(text.contains("inferprobe_inter_token_latency_seconds_bucket"));
+    assert!(text.contains("inferprobe_ratelimit_remaining{"));
 
     let mut child = match Command::new("promtool")
         .args(["check", "metrics"])

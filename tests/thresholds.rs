@@ -263,7 +263,7 @@ const TPOT: &str = "inferprobe_time_per_output_token_seconds";
 #[test]
 fn vllm_bench_serve() {
     let report = check(
-        "vllm",
+        "vllm/sweep",
         Format::Vllm,
         &[
             Want {
@@ -327,7 +327,7 @@ fn vllm_bench_serve() {
 #[test]
 fn aiperf() {
     check(
-        "aiperf",
+        "aiperf/sweep",
         Format::Aiperf,
         &[
             Want {
@@ -373,7 +373,7 @@ fn aiperf() {
 #[test]
 fn genai_perf() {
     check(
-        "genai-perf",
+        "genai-perf/sweep",
         Format::GenaiPerf,
         &[
             Want {
@@ -422,7 +422,7 @@ fn genai_perf() {
 #[test]
 fn guidellm() {
     check(
-        "guidellm",
+        "guidellm/sweep",
         Format::Guidellm,
         &[
             Want {
@@ -467,7 +467,7 @@ fn guidellm() {
 #[test]
 fn inference_perf() {
     check(
-        "inference-perf",
+        "inference-perf/sweep",
         Format::InferencePerf,
         &[
             Want {
@@ -512,7 +512,7 @@ fn inference_perf() {
 #[test]
 fn llmperf() {
     check(
-        "llmperf",
+        "llmperf/sweep",
         Format::Llmperf,
         &[
             Want {
@@ -561,7 +561,7 @@ fn llmperf() {
 #[test]
 fn k6_summary_export_with_custom_trends() {
     check(
-        "k6",
+        "k6/sweep",
         Format::K6,
         &[
             Want {
@@ -753,14 +753,14 @@ fn missing_percentiles_name_the_file_and_key() {
     let e = parse("run.json", text, None).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "run.json: vllm result has no `p95_ttft_ms`; run `vllm bench serve` with `--percentile-metrics ttft,tpot,itl,e2el --metric-percentiles 50,95,99 --save-result`"
+        "run.json: vLLM bench serve result: no `p95_ttft_ms`; run `vllm bench serve` with `--percentile-metrics ttft,tpot,itl,e2el --metric-percentiles 50,95,99 --save-result`"
     );
     // A forced format that does not fit names what it looked for.
-    let vllm = &fixtures("vllm")[0];
+    let vllm = &fixtures("vllm/sweep")[0];
     let e = import_file(vllm, Some(Format::Llmperf)).unwrap_err();
     assert!(
         e.to_string()
-            .ends_with("llmperf result has no `num_concurrent_requests`"),
+            .ends_with("LLMPerf result (no version field): no `num_concurrent_requests`"),
         "{e}"
     );
     let e = import_file(Path::new("/nonexistent/x.json"), None).unwrap_err();
@@ -878,8 +878,8 @@ fn guidellm_sweep_is_ordered_on_the_measured_rate() {
 
 #[test]
 fn concurrency_and_rate_stages_do_not_mix() {
-    let mut imported = import("vllm", Format::Vllm);
-    imported.extend(import("inference-perf", Format::InferencePerf));
+    let mut imported = import("vllm/sweep", Format::Vllm);
+    imported.extend(import("inference-perf/sweep", Format::InferencePerf));
     let e = generate(imported, &Options::default()).unwrap_err();
     assert!(matches!(e, ThresholdsError::MixedLoad { .. }), "{e}");
     assert!(e.to_string().starts_with("stages mix concurrency ("), "{e}");
@@ -894,7 +894,7 @@ fn no_safe_point_leaves_only_slo_rules() {
         },
         ..Options::default()
     };
-    let report = generate(import("vllm", Format::Vllm), &opts).expect("generate");
+    let report = generate(import("vllm/sweep", Format::Vllm), &opts).expect("generate");
     assert_eq!(report.safe, None);
     let rules = parsed_rules(&yaml(&report.output));
     let names: Vec<&str> = rules.iter().map(|r| r.0.as_str()).collect();
@@ -921,7 +921,7 @@ fn target_runbook_and_prometheus_rule_manifest() {
         prometheus_rule: true,
         ..Options::default()
     };
-    let report = generate(import("aiperf", Format::Aiperf), &opts).expect("generate");
+    let report = generate(import("aiperf/sweep", Format::Aiperf), &opts).expect("generate");
     let doc = yaml(&report.output);
     assert_eq!(doc["apiVersion"], "monitoring.coreos.com/v1");
     assert_eq!(doc["kind"], "PrometheusRule");
@@ -944,7 +944,7 @@ fn target_runbook_and_prometheus_rule_manifest() {
     }
     // The wrapped groups are a valid rule file on their own.
     let plain = generate(
-        import("aiperf", Format::Aiperf),
+        import("aiperf/sweep", Format::Aiperf),
         &Options {
             prometheus_rule: false,
             ..opts
@@ -959,7 +959,7 @@ fn target_runbook_and_prometheus_rule_manifest() {
 fn cli_writes_rules_for_vllm_results() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("rules.yml");
-    let files = fixtures("vllm");
+    let files = fixtures("vllm/sweep");
     let res = Command::new(BIN)
         .arg("thresholds")
         .args(&files)
@@ -1002,7 +1002,7 @@ fn cli_exit_codes() {
             .output()
             .expect("run")
     };
-    let vllm = fixtures("vllm")[0].display().to_string();
+    let vllm = fixtures("vllm/sweep")[0].display().to_string();
 
     let res = run(&[random.path().to_str().expect("utf-8 path")]);
     assert_eq!(res.status.code(), Some(1));
@@ -1029,4 +1029,672 @@ fn cli_exit_codes() {
     assert_eq!(run(&["--slo.ttft-p95=soon", &vllm]).status.code(), Some(2));
     assert_eq!(run(&["--format=jmeter", &vllm]).status.code(), Some(2));
     assert_eq!(run(&[]).status.code(), Some(2));
+}
+
+// ---------------------------------------------------------------------------------------------
+// One fixture per tool release whose layout differs (see tests/fixtures/loadtest/SOURCES.md).
+
+/// Imports `tests/fixtures/loadtest/<rel>` by detection and checks the format and the tool
+/// version the file names.
+fn import_version(rel: &str, format: Format, tool_version: Option<&str>) -> Imported {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/loadtest")
+        .join(rel);
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    let doc: Value = serde_json::from_str(&text).expect("fixture is JSON");
+    assert_eq!(detect(&doc), Some(format), "detected format of {rel}");
+    let imported = import_file(&p, None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(imported.format, format, "{rel}");
+    assert_eq!(imported.tool_version.as_deref(), tool_version, "{rel}");
+    imported
+}
+
+/// Checks every normalized value of one stage.
+fn assert_stage(s: &inferprobe::thresholds::Stage, kind: LoadKind, w: &Want) {
+    assert_eq!(s.label, w.label);
+    assert_eq!((s.load_kind, s.load), (kind, w.load), "{}", w.label);
+    assert_eq!(s.ttft, w.ttft, "ttft of {}", w.label);
+    assert_eq!(s.itl, w.itl, "itl of {}", w.label);
+    assert_eq!(s.e2e, w.e2e, "e2e of {}", w.label);
+    assert_eq!(s.error_rate, w.error_rate, "error rate of {}", w.label);
+    assert_eq!(s.requests, w.requests, "requests of {}", w.label);
+}
+
+fn only_stage(imported: &Imported) -> &inferprobe::thresholds::Stage {
+    assert_eq!(imported.stages.len(), 1, "{:?}", imported.stages);
+    &imported.stages[0]
+}
+
+fn p50_p95(p50: f64, p95: f64) -> Quantiles {
+    Quantiles {
+        p50: Some(p50),
+        p95: Some(p95),
+        p99: None,
+    }
+}
+
+#[test]
+fn aiperf_0_13_reads_the_profiling_phase_not_the_warmup() {
+    let imported = import_version(
+        "aiperf/profile_export_aiperf-0.13.0.json",
+        Format::Aiperf,
+        Some("0.13.0"),
+    );
+    let s = only_stage(&imported);
+    assert_stage(
+        s,
+        LoadKind::Concurrency,
+        &Want {
+            // The warm-up phase ran at concurrency 4; the profiling phase at 32.
+            label: "concurrency 32",
+            load: 32.0,
+            ttft: q(0.2124, 0.3886, 0.4719),
+            itl: q(0.0213, 0.0278, 0.0314),
+            e2e: q(5.6402, 6.8905, 7.4158),
+            error_rate: Some(1.0 / 2000.0),
+            requests: Some(2000),
+        },
+    );
+    assert_eq!(
+        (s.first_metric, s.gap_metric),
+        (FirstMetric::Ttft, GapMetric::Tpot)
+    );
+}
+
+#[test]
+fn aiperf_0_13_rate_phase() {
+    let imported = import_version(
+        "aiperf/profile_export_aiperf-0.13.0-poisson.json",
+        Format::Aiperf,
+        Some("0.13.0"),
+    );
+    assert_stage(
+        only_stage(&imported),
+        LoadKind::Rate,
+        &Want {
+            label: "rate 12.5 req/s",
+            load: 12.5,
+            ttft: q(0.1402, 0.3017, 0.4225),
+            itl: q(0.0182, 0.0239, 0.0272),
+            e2e: q(4.8206, 6.0884, 6.7029),
+            error_rate: Some(18.0 / 1500.0),
+            requests: Some(1500),
+        },
+    );
+}
+
+#[test]
+fn aiperf_0_8_loadgen_rate_with_concurrency_cap() {
+    let imported = import_version(
+        "aiperf/profile_export_aiperf-0.8.0.json",
+        Format::Aiperf,
+        Some("0.8.0"),
+    );
+    assert_stage(
+        only_stage(&imported),
+        LoadKind::Rate,
+        &Want {
+            label: "rate 6 req/s (max concurrency 48)",
+            load: 6.0,
+            ttft: q(0.1827, 0.3472, 0.4551),
+            itl: q(0.0199, 0.0262, 0.0296),
+            e2e: q(5.2904, 6.6409, 7.2883),
+            error_rate: Some(3.0 / 600.0),
+            requests: Some(600),
+        },
+    );
+    // The 0.3.0 sweep names no version.
+    for i in import("aiperf/sweep", Format::Aiperf) {
+        assert_eq!(i.tool_version, None);
+    }
+}
+
+/// The 0.13.0 fixture with `input_config` replaced by `input_config` and `aiperf_version`
+/// set as given.
+fn aiperf_with(input_config: Value, version: Option<&str>) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/loadtest/aiperf/profile_export_aiperf-0.13.0.json");
+    let mut doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(p).expect("read")).expect("JSON");
+    let obj = doc.as_object_mut().expect("object");
+    match version {
+        Some(v) => obj.insert("aiperf_version".into(), Value::from(v)),
+        None => obj.remove("aiperf_version"),
+    };
+    if input_config.is_null() {
+        obj.remove("input_config");
+    } else {
+        obj.insert("input_config".into(), input_config);
+    }
+    doc.to_string()
+}
+
+#[test]
+fn aiperf_unknown_layouts_name_the_version_and_the_keys() {
+    let err = |input_config: Value, version: Option<&str>| {
+        parse("p.json", &aiperf_with(input_config, version), None).unwrap_err()
+    };
+    // A release that moved the load somewhere new.
+    let e = err(
+        serde_json::json!({"load": {"concurrency": 8}}),
+        Some("0.4.0"),
+    );
+    assert!(matches!(e, ImportError::UnknownLayout { .. }), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "p.json: AIPerf result (aiperf_version 0.4.0): no concurrency or request rate found: \
+         expected `input_config.phases[].concurrency`, `input_config.phases[].rate`, \
+         `input_config.loadgen.concurrency` or `input_config.loadgen.request_rate`"
+    );
+    // No input_config at all, and no version field (AIPerf before 0.8).
+    assert_eq!(
+        err(Value::Null, None).to_string(),
+        "p.json: AIPerf result (no aiperf_version field): no concurrency or request rate found: \
+         expected `input_config.phases[].concurrency`, `input_config.phases[].rate`, \
+         `input_config.loadgen.concurrency` or `input_config.loadgen.request_rate`"
+    );
+    // An old loadgen without either key.
+    assert!(
+        err(
+            serde_json::json!({"loadgen": {"request_count": 10}}),
+            Some("0.8.0")
+        )
+        .to_string()
+        .starts_with("p.json: AIPerf result (aiperf_version 0.8.0): no concurrency or request rate found: expected `input_config.phases[].concurrency`"),
+    );
+    // A profiling phase of a type with neither (trace replay).
+    assert_eq!(
+        err(
+            serde_json::json!({"phases": [
+                {"name": "warmup", "kind": "warmup", "type": "concurrency", "concurrency": 2, "requests": 10},
+                {"name": "replay", "kind": "profiling", "type": "fixed_schedule"}]}),
+            Some("0.13.0")
+        )
+        .to_string(),
+        "p.json: AIPerf result (aiperf_version 0.13.0): no concurrency or request rate found: \
+         expected `input_config.phases[1].concurrency` or `input_config.phases[1].rate`; \
+         the profiling phase is of type `fixed_schedule`"
+    );
+    // Only a warm-up phase.
+    assert_eq!(
+        err(
+            serde_json::json!({"phases": [{"name": "warmup", "type": "concurrency", "concurrency": 2}]}),
+            Some("0.10.0")
+        )
+        .to_string(),
+        "p.json: AIPerf result (aiperf_version 0.10.0): no profiling phase found: \
+         expected `input_config.phases[].kind = \"profiling\"`"
+    );
+    // Two profiling phases at different loads are pooled in the top-level metrics.
+    let e = err(
+        serde_json::json!({"phases": [
+            {"name": "low", "kind": "profiling", "type": "concurrency", "concurrency": 4, "requests": 100},
+            {"name": "high", "kind": "profiling", "type": "poisson", "rate": 9.0, "requests": 100}]}),
+        Some("0.13.0"),
+    );
+    assert!(matches!(e, ImportError::Invalid { .. }), "{e}");
+    assert!(
+        e.to_string().starts_with(
+            "p.json: AIPerf result (aiperf_version 0.13.0): `input_config.phases[1]` runs at another load than input_config.phases[0] (concurrency 4)"
+        ),
+        "{e}"
+    );
+    // A version string from the file is bounded and stripped of control characters.
+    let e = err(
+        Value::Null,
+        Some("0.99.0\u{1b}[31m-a-very-long-suffix-that-keeps-going-on"),
+    );
+    assert!(
+        e.to_string().starts_with(
+            "p.json: AIPerf result (aiperf_version 0.99.0?[31m-a-very-long-suffix-that-keep…): "
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn aiperf_phase_without_concurrency_ran_at_the_default_of_one() {
+    // The export leaves out unset fields; `aiperf profile` without `--concurrency` runs one
+    // request at a time.
+    let text = aiperf_with(
+        serde_json::json!({"phases": [{"name": "profiling", "kind": "profiling", "type": "concurrency", "requests": 50}]}),
+        Some("0.13.0"),
+    );
+    let imported = parse("p.json", &text, None).expect("parse");
+    let s = only_stage(&imported);
+    assert_eq!(
+        (s.label.as_str(), s.load_kind, s.load),
+        ("concurrency 1", LoadKind::Concurrency, 1.0)
+    );
+    // A phase named `warmup` without `kind` (0.9, 0.10) is a warm-up too.
+    let text = aiperf_with(
+        serde_json::json!({"phases": [
+            {"name": "warmup", "type": "concurrency", "concurrency": 2, "requests": 10},
+            {"name": "profiling", "type": "gamma", "rate": 3.0, "concurrency": 16, "requests": 50}]}),
+        Some("0.10.0"),
+    );
+    let imported = parse("p.json", &text, None).expect("parse");
+    assert_eq!(
+        only_stage(&imported).label,
+        "rate 3 req/s (max concurrency 16)"
+    );
+}
+
+#[test]
+fn vllm_0_33_and_0_11() {
+    let imported = import_version("vllm/bench_serve-0.33.0.json", Format::Vllm, None);
+    let s = only_stage(&imported);
+    assert_stage(
+        s,
+        LoadKind::Rate,
+        &Want {
+            label: "rate 8 req/s (max concurrency 64)",
+            load: 8.0,
+            ttft: q(0.1496094, 0.2270831, 0.2940527),
+            itl: q(0.0183971, 0.0254898, 0.0282679),
+            e2e: q(2.4675585, 2.8495575, 2.9825178),
+            error_rate: Some(2.0 / 200.0),
+            requests: Some(200),
+        },
+    );
+    assert_eq!(s.first_metric, FirstMetric::FirstEvent);
+    // 0.11.0 writes no `failed`: num_prompts - completed failed.
+    let imported = import_version("vllm/bench_serve-0.11.0.json", Format::Vllm, None);
+    assert_stage(
+        only_stage(&imported),
+        LoadKind::Concurrency,
+        &Want {
+            label: "concurrency 24",
+            load: 24.0,
+            ttft: q(0.20187, 0.41763, 0.55208),
+            itl: q(0.01875, 0.03126, 0.04481),
+            e2e: q(5.2885, 6.2549, 6.7903),
+            error_rate: Some(3.0 / 300.0),
+            requests: Some(300),
+        },
+    );
+}
+
+#[test]
+fn genai_perf_0_0_16_and_0_0_12() {
+    let imported = import_version(
+        "genai-perf/profile_export_genai_perf-0.0.16.json",
+        Format::GenaiPerf,
+        None,
+    );
+    assert_stage(
+        only_stage(&imported),
+        LoadKind::Rate,
+        &Want {
+            label: "rate 4 req/s",
+            load: 4.0,
+            ttft: q(0.0884, 0.1629, 0.2143),
+            itl: q(0.0152, 0.0183, 0.0201),
+            e2e: q(3.0558, 3.6447, 3.9026),
+            error_rate: None,
+            requests: Some(240),
+        },
+    );
+    let imported = import_version(
+        "genai-perf/profile_export_genai_perf-0.0.12.json",
+        Format::GenaiPerf,
+        None,
+    );
+    assert_stage(
+        only_stage(&imported),
+        LoadKind::Concurrency,
+        &Want {
+            label: "concurrency 16",
+            load: 16.0,
+            ttft: q(0.1627, 0.3126, 0.4018),
+            itl: q(0.0115, 0.0144, 0.0162),
+            e2e: q(2.488, 3.0449, 3.3912),
+            error_rate: None,
+            requests: Some(480),
+        },
+    );
+    // A stimulus no release has written.
+    let text = r#"{"time_to_first_token": {"unit": "ms", "p50": 1.0, "p95": 2.0},
+        "inter_token_latency": {"unit": "ms", "p50": 1.0, "p95": 2.0},
+        "input_config": {"perf_analyzer": {"stimulus": {"fixed_schedule": true}}}}"#;
+    assert_eq!(
+        parse("g.json", text, None).unwrap_err().to_string(),
+        "g.json: GenAI-Perf result: no concurrency or request rate found: expected \
+         `input_config.perf_analyzer.stimulus.concurrency`, `input_config.perf_analyzer.stimulus.request_rate`, \
+         `input_config.perf_analyzer.stimulus.session_concurrency`, `input_config.perf_analyzer.stimulus.session_request_rate`, \
+         `input_config.concurrency` or `input_config.request_rate`"
+    );
+}
+
+#[test]
+fn guidellm_0_8_sweep_and_0_3_concurrent() {
+    let imported = import_version(
+        "guidellm/benchmarks-0.8.1.json",
+        Format::Guidellm,
+        Some("0.8.1"),
+    );
+    let want = [
+        Want {
+            label: "synchronous (measured 1.04 req/s)",
+            load: 1.04,
+            ttft: q(0.0746, 0.1013, 0.1188),
+            itl: q(0.0141, 0.0162, 0.0175),
+            e2e: q(1.8977, 2.0718, 2.1544),
+            error_rate: Some(0.0),
+            requests: Some(125),
+        },
+        Want {
+            label: "rate 2.5 req/s",
+            load: 2.5,
+            ttft: q(0.1048, 0.1715, 0.2152),
+            itl: q(0.0165, 0.0194, 0.0213),
+            e2e: q(2.2302, 2.5588, 2.7207),
+            error_rate: Some(0.0),
+            requests: Some(300),
+        },
+        Want {
+            label: "rate 4 req/s",
+            load: 4.0,
+            ttft: q(0.1764, 0.3529, 0.4681),
+            itl: q(0.0217, 0.0289, 0.0336),
+            e2e: q(3.0104, 3.9022, 4.4517),
+            error_rate: Some(3.0 / 475.0),
+            requests: Some(480),
+        },
+        Want {
+            label: "throughput (measured 6.12 req/s)",
+            load: 6.12,
+            ttft: q(1.3882, 3.3106, 4.1023),
+            itl: q(0.0399, 0.0552, 0.063),
+            e2e: q(6.4093, 9.8025, 11.2233),
+            error_rate: Some(14.0 / 715.0),
+            requests: Some(724),
+        },
+    ];
+    assert_eq!(imported.stages.len(), want.len());
+    for (s, w) in imported.stages.iter().zip(&want) {
+        assert_stage(s, LoadKind::Rate, w);
+    }
+    let report = generate(vec![imported], &Options::default()).expect("generate");
+    assert_eq!(report.safe, Some(1));
+
+    let imported = import_version("guidellm/benchmarks-0.3.1.json", Format::Guidellm, None);
+    let want = [
+        Want {
+            label: "concurrency 4",
+            load: 4.0,
+            ttft: q(0.1195, 0.2138, 0.2804),
+            itl: q(0.0174, 0.0209, 0.0231),
+            e2e: q(2.4019, 2.8113, 3.0225),
+            error_rate: Some(0.0),
+            requests: Some(423),
+        },
+        Want {
+            label: "concurrency 8",
+            load: 8.0,
+            ttft: q(0.2153, 0.4417, 0.5629),
+            itl: q(0.0238, 0.0317, 0.0364),
+            e2e: q(3.3302, 4.2915, 4.8221),
+            error_rate: Some(6.0 / 722.0),
+            requests: Some(729),
+        },
+    ];
+    assert_eq!(imported.stages.len(), want.len());
+    for (s, w) in imported.stages.iter().zip(&want) {
+        assert_stage(s, LoadKind::Concurrency, w);
+    }
+}
+
+#[test]
+fn guidellm_trace_replay_sits_on_the_measured_rate_and_unknown_layouts_are_named() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/loadtest/guidellm/benchmarks-0.8.1.json");
+    let original: Value =
+        serde_json::from_str(&std::fs::read_to_string(p).expect("read")).expect("JSON");
+    // GuideLLM 0.7 added `trace`, which replays recorded arrivals: no rate of its own.
+    let mut doc = original.clone();
+    doc["benchmarks"][1]["config"]["strategy"] =
+        serde_json::json!({"type_": "trace", "worker_count": 8, "max_concurrency": null});
+    let imported = parse("b.json", &doc.to_string(), None).expect("parse");
+    assert_eq!(
+        imported.stages[1].label,
+        "trace replay (measured 2.49 req/s)"
+    );
+    assert_eq!(imported.stages[1].load, 2.49);
+
+    let mut doc = original.clone();
+    doc["benchmarks"][2]["config"]
+        .as_object_mut()
+        .expect("config")
+        .remove("strategy");
+    assert_eq!(
+        parse("b.json", &doc.to_string(), None)
+            .unwrap_err()
+            .to_string(),
+        "b.json: GuideLLM result (metadata.guidellm_version 0.8.1): no load strategy found: \
+         expected `benchmarks[2].config.strategy` or `benchmarks[2].args.strategy`"
+    );
+    let mut doc = original;
+    doc["benchmarks"][0]["metrics"]
+        .as_object_mut()
+        .expect("metrics")
+        .remove("request_totals");
+    doc["metadata"]
+        .as_object_mut()
+        .expect("metadata")
+        .remove("guidellm_version");
+    assert_eq!(
+        parse("b.json", &doc.to_string(), None)
+            .unwrap_err()
+            .to_string(),
+        "b.json: GuideLLM result (no metadata.guidellm_version field): no request counts found: \
+         expected `benchmarks[0].metrics.request_totals` or `benchmarks[0].request_totals`"
+    );
+}
+
+#[test]
+fn inference_perf_0_7_concurrency_and_0_2_rate() {
+    let imported = import_version(
+        "inference-perf/stage_0_lifecycle_metrics-0.7.0.json",
+        Format::InferencePerf,
+        None,
+    );
+    // Its requested_rate (400) is the request budget, not a rate: the label says concurrency.
+    assert_stage(
+        only_stage(&imported),
+        LoadKind::Concurrency,
+        &Want {
+            label: "concurrency 16",
+            load: 16.0,
+            ttft: q(0.2218, 0.4316, 0.5521),
+            itl: q(0.0288, 0.0497, 0.0702),
+            e2e: q(4.2105, 5.1092, 5.6613),
+            error_rate: Some(2.0 / 400.0),
+            requests: Some(400),
+        },
+    );
+    let imported = import_version(
+        "inference-perf/stage_0_lifecycle_metrics-0.2.0.json",
+        Format::InferencePerf,
+        None,
+    );
+    assert_stage(
+        only_stage(&imported),
+        LoadKind::Rate,
+        &Want {
+            label: "rate 5 req/s",
+            load: 5.0,
+            ttft: q(0.1873, 0.3528, 0.4411),
+            itl: q(0.0243, 0.0412, 0.0583),
+            e2e: q(3.5502, 4.3011, 4.7706),
+            error_rate: Some(1.0 / 300.0),
+            requests: Some(300),
+        },
+    );
+    let text = r#"{"load_summary": {"count": 3, "schedule_delay": null},
+        "successes": {"count": 3, "latency": {}}, "failures": {"count": 0}}"#;
+    assert_eq!(
+        parse("s.json", text, None).unwrap_err().to_string(),
+        "s.json: inference-perf result: no concurrency or request rate found: expected \
+         `load_summary.concurrency` or `load_summary.requested_rate`"
+    );
+}
+
+#[test]
+fn llmperf_results_version_2023_08_31() {
+    let imported = import_version(
+        "llmperf/Qwen-Qwen2-5-7B-Instruct_1024_256_summary-2023-08-31.json",
+        Format::Llmperf,
+        Some("2023-08-31"),
+    );
+    assert_stage(
+        only_stage(&imported),
+        LoadKind::Concurrency,
+        &Want {
+            label: "concurrency 4",
+            load: 4.0,
+            ttft: q(0.1047, 0.1839, 0.2371),
+            itl: q(0.0166, 0.0197, 0.0214),
+            e2e: q(4.1802, 4.7512, 5.0127),
+            error_rate: Some(1.0 / 200.0),
+            requests: Some(200),
+        },
+    );
+}
+
+#[test]
+fn k6_2_2_legacy_and_machine_readable_summaries() {
+    let legacy = import_version("k6/summary-export-2.2.0.json", Format::K6, None);
+    let want = Want {
+        label: "concurrency 30",
+        load: 30.0,
+        ttft: q(0.2046, 0.4127, 0.5483),
+        itl: q(0.0181, 0.0348, 0.0512),
+        e2e: q(3.9503, 5.1029, 5.6881),
+        error_rate: Some(0.005),
+        requests: Some(1800),
+    };
+    assert_stage(only_stage(&legacy), LoadKind::Concurrency, &want);
+    // The machine-readable summary carries no p99 and counts rates as matches of a total.
+    let mr = import_version(
+        "k6/summary-machine-readable-2.2.0.json",
+        Format::K6,
+        Some("2.2.0"),
+    );
+    let s = only_stage(&mr);
+    assert_stage(
+        s,
+        LoadKind::Concurrency,
+        &Want {
+            ttft: p50_p95(0.2046, 0.4127),
+            itl: p50_p95(0.0181, 0.0348),
+            e2e: p50_p95(3.9503, 5.1029),
+            ..want
+        },
+    );
+    assert_eq!(
+        (s.first_metric, s.gap_metric),
+        (FirstMetric::Ttft, GapMetric::Itl)
+    );
+    // Without p99 the warning baseline falls back to the measured p95 (the 0.5% errors are
+    // within a warning level of 1% here, so the stage is the safe point).
+    let opts = Options {
+        slo: SloFlags {
+            error_rate_warn: Some(0.01),
+            error_rate_breach: Some(0.02),
+            ..SloFlags::default()
+        },
+        ..Options::default()
+    };
+    let report = generate(vec![mr], &opts).expect("generate");
+    assert_eq!(report.safe, Some(0));
+    assert_eq!(
+        parsed_rules(&yaml(&report.output))[0].2,
+        baseline(TTFT, "0.4127")
+    );
+
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/loadtest/k6/summary-machine-readable-2.2.0.json");
+    let original: Value =
+        serde_json::from_str(&std::fs::read_to_string(p).expect("read")).expect("JSON");
+    let without = |name: &str| {
+        let mut doc = original.clone();
+        doc["results"]["metrics"]
+            .as_array_mut()
+            .expect("metrics")
+            .retain(|m| m["name"] != name);
+        doc.to_string()
+    };
+    // Without http_reqs the request count comes from http_req_failed's total.
+    let imported = parse("k.json", &without("http_reqs"), None).expect("parse");
+    assert_eq!(imported.stages[0].requests, Some(1800));
+    assert_eq!(
+        parse("k.json", &without("vus_max"), None)
+            .unwrap_err()
+            .to_string(),
+        "k.json: k6 result (metadata.k6Version 2.2.0): no `results.metrics[name=vus_max]`"
+    );
+}
+
+#[test]
+fn cli_derives_thresholds_from_a_current_aiperf_export() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("rules.yml");
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/loadtest/aiperf/profile_export_aiperf-0.13.0.json");
+    let res = Command::new(BIN)
+        .arg("thresholds")
+        .arg(&file)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .expect("run inferprobe");
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("concurrency 32") && stderr.contains("normal (safe)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("wrote 7 rules to "), "{stderr}");
+    let text = std::fs::read_to_string(&out).expect("rules written");
+    let doc = yaml(&text);
+    let want: Vec<(String, String, String)> = slo_rules(
+        ("InferprobeTTFTp95AboveLoadTestBaseline", TTFT, "0.4719"),
+        ("InferprobeTPOTp95AboveLoadTestBaseline", TPOT, "0.0314"),
+        "7.4158",
+    )
+    .into_iter()
+    .map(|(a, s, e)| (a.to_string(), s.to_string(), e))
+    .collect();
+    assert_eq!(parsed_rules(&doc), want);
+    let first = &doc["groups"][0]["rules"][0]["annotations"];
+    assert_eq!(first["source_file"], file.display().to_string().as_str());
+    assert_eq!(first["source_stage"], "concurrency 32");
+    assert_eq!(first["source_tool"], "AIPerf");
+    assert_eq!(first["source_measured"], "p99 TTFT = 0.4719s");
+    promtool_check(&text);
+
+    // The same file with its load moved somewhere unknown fails with the tool, version and keys.
+    let broken = dir.path().join("profile_export_aiperf.json");
+    std::fs::write(
+        &broken,
+        aiperf_with(serde_json::json!({"load": 8}), Some("0.14.0")),
+    )
+    .expect("write");
+    let res = Command::new(BIN)
+        .arg("thresholds")
+        .arg(&broken)
+        .output()
+        .expect("run inferprobe");
+    assert_eq!(res.status.code(), Some(1));
+    assert!(res.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&res.stderr),
+        format!(
+            "error: {}: AIPerf result (aiperf_version 0.14.0): no concurrency or request rate found: \
+             expected `input_config.phases[].concurrency`, `input_config.phases[].rate`, \
+             `input_config.loadgen.concurrency` or `input_config.loadgen.request_rate`\n",
+            broken.display()
+        )
+    );
 }

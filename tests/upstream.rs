@@ -29,7 +29,6 @@ enum Step {
 /// One request as the server saw it.
 #[derive(Clone, Debug)]
 struct Seen {
-    conn: usize,
     method: String,
     path: String,
     headers: Vec<(String, String)>,
@@ -70,12 +69,8 @@ impl Upstream {
                     let Ok((sock, _)) = listener.accept().await else {
                         return;
                     };
-                    let conn = {
-                        let mut c = conns.lock().unwrap();
-                        *c += 1;
-                        *c - 1
-                    };
-                    tokio::spawn(serve(sock, conn, script.clone(), seen.clone()));
+                    *conns.lock().unwrap() += 1;
+                    tokio::spawn(serve(sock, script.clone(), seen.clone()));
                 }
             })
         };
@@ -106,7 +101,7 @@ impl Drop for Upstream {
     }
 }
 
-async fn serve(mut sock: TcpStream, conn: usize, script: Script, seen: Arc<Mutex<Vec<Seen>>>) {
+async fn serve(mut sock: TcpStream, script: Script, seen: Arc<Mutex<Vec<Seen>>>) {
     let mut buf = Vec::new();
     let mut n_on_conn = 0;
     loop {
@@ -145,7 +140,6 @@ async fn serve(mut sock: TcpStream, conn: usize, script: Script, seen: Arc<Mutex
         let body = buf[head_end..head_end + len].to_vec();
         buf.drain(..head_end + len);
         let req = Seen {
-            conn,
             method,
             path,
             headers,

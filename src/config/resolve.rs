@@ -15,7 +15,7 @@ use super::simulator::SimulatorConfig;
 use super::types::{
     default_connection_idle_timeout, ChecksConfig, GlobalConfig, PriceConfig, ScenarioConfig,
     ScenarioRef, ScenarioSelection, ScheduleConfig, Secret, SecretRef, SelfHostedConfig,
-    TargetConfig, Timeouts, TimeoutsConfig,
+    TargetConfig, Timeouts, TimeoutsConfig, MAX_RETRY_AFTER_LIMIT,
 };
 use super::{BaseUrl, Checks, ConnectionSettings, Loaded, Scenario, Target};
 use crate::probe::dialect::Message;
@@ -214,6 +214,16 @@ fn check_global(g: &GlobalConfig, path: &YamlPath, diag: &mut Diag<'_>) {
     }
     if g.max_response_bytes == 0 {
         diag.error(&path.key("max_response_bytes"), "must be at least 1");
+    }
+    if g.max_retry_after > MAX_RETRY_AFTER_LIMIT {
+        // MAX_RETRY_AFTER_LIMIT is 24h; humantime would print it as "1day".
+        diag.error(
+            &path.key("max_retry_after"),
+            format!(
+                "must be at most 24h (got {}); a longer hold would hide an outage",
+                fmt_duration(g.max_retry_after)
+            ),
+        );
     }
     check_schedule(&g.schedule, &path.key("schedule"), diag);
     check_timeouts(&g.timeouts, &path.key("timeouts"), diag);

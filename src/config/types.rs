@@ -63,6 +63,11 @@ pub struct GlobalConfig {
     /// reason `token_budget`.
     #[serde(default)]
     pub max_output_tokens_per_hour: u64,
+    /// Longest wait honoured after a rate limit: a target whose probe ends `rate_limited` with a
+    /// Retry-After (or a quota reset) is not probed again before that time, capped by this
+    /// (`0s` = ignore Retry-After); skipped ticks count as `reason="retry_after"`.
+    #[serde(default = "default_max_retry_after", with = "humantime_serde_compat")]
+    pub max_retry_after: Duration,
 }
 
 impl Default for GlobalConfig {
@@ -73,6 +78,7 @@ impl Default for GlobalConfig {
             timeouts: TimeoutsConfig::default(),
             max_response_bytes: default_max_response_bytes(),
             max_output_tokens_per_hour: 0,
+            max_retry_after: default_max_retry_after(),
         }
     }
 }
@@ -81,6 +87,15 @@ impl Default for GlobalConfig {
 pub fn default_max_concurrent_probes() -> usize {
     4
 }
+
+/// Default for `global.max_retry_after`: long enough for a per-minute quota to refill, short
+/// enough that a bogus Retry-After does not silence a canary for long.
+pub fn default_max_retry_after() -> Duration {
+    Duration::from_secs(600)
+}
+
+/// Upper bound of `global.max_retry_after`.
+pub const MAX_RETRY_AFTER_LIMIT: Duration = Duration::from_secs(24 * 3600);
 
 /// Default for `global.max_response_bytes`: 4 MiB, far above any canary answer.
 pub fn default_max_response_bytes() -> u64 {

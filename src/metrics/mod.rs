@@ -17,6 +17,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use crate::probe::ratelimit::Resource;
 use crate::probe::result::ProbeResult;
 use crate::probe::trace::{ConnectionUse, RetryReason};
 use crate::probe::Outcome;
@@ -32,6 +33,9 @@ pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// Labels of every probe family, in the order label values are passed.
 const PROBE_LABELS: [&str; 3] = ["target", "model", "scenario"];
 
+/// Labels of the rate-limit quota gauges: a quota belongs to the key and model, not a scenario.
+const RATELIMIT_LABELS: [&str; 3] = ["target", "model", "resource"];
+
 /// Reason a scheduled probe did not run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SkipReason {
@@ -41,14 +45,18 @@ pub enum SkipReason {
     Concurrency,
     /// The target's token budget for the current window was spent.
     TokenBudget,
+    /// The target answered its last probe with a rate limit and a time to retry (Retry-After or
+    /// a quota reset) that has not yet come.
+    RetryAfter,
 }
 
 impl SkipReason {
     /// Every value, in the order used for pre-creating series.
-    pub const ALL: [SkipReason; 3] = [
+    pub const ALL: [SkipReason; 4] = [
         SkipReason::Overlap,
         SkipReason::Concurrency,
         SkipReason::TokenBudget,
+        SkipReason::RetryAfter,
     ];
 
     /// The `reason` label value.
@@ -57,6 +65,7 @@ impl SkipReason {
             SkipReason::Overlap => "overlap",
             SkipReason::Concurrency => "concurrency",
             SkipReason::TokenBudget => "token_budget",
+            SkipReason::RetryAfter => "retry_after",
         }
     }
 }
@@ -219,6 +228,8 @@ pub struct ProbeMetrics {
     success: GaugeVec,
     last_probe: GaugeVec,
     gpu_cost_rate: GaugeVec,
+    ratelimit_remaining: GaugeVec,
+    ratelimit_limit: GaugeVec,
     retries: IntCounterVec,
     connections: IntCounterVec,
 }
@@ -282,8 +293,8 @@ impl ProbeMetrics {
             opts(
                 "probes_skipped_total",
                 "Scheduled probes that did not run, by reason: the previous probe still running \
-                 (overlap), the global concurrency cap (concurrency) or the token budget \
-                 (token_budget).",
+                 (overlap), the global concurrency cap (concurrency), the token budget \
+                 (token_budget) or a rate limit's time to retry (retry_after).",
             ),
             &labels_plus("reason"),
         );
@@ -310,6 +321,22 @@ impl ProbeMetrics {
             &["target", "model"],
         );
 
+        let ratelimit_remaining = GaugeVec::new(
+            opts(
+                "ratelimit_remaining",
+                "Quota left in the provider's rate-limit window, by resource (requests, tokens, \
+                 input_tokens, output_tokens), from the last response that reported it.",
+            ),
+            &RATELIMIT_LABELS,
+        );
+        let ratelimit_limit = GaugeVec::new(
+            opts(
+                "ratelimit_limit",
+                "Size of the provider's rate-limit window, by resource (requests, tokens, \
+                 input_tokens, output_tokens), from the last response that reported it.",
+            ),
+            &RATELIMIT_LABELS,
+        );
         let retries = IntCounterVec::new(
             opts(
                 "probe_retries_total",
@@ -345,6 +372,8 @@ impl ProbeMetrics {
             success: register(registry, "probe_success", success)?,
             last_probe: register(registry, "last_probe_timestamp_seconds", last_probe)?,
             gpu_cost_rate: register(registry, "gpu_cost_usd_per_hour", gpu_cost_rate)?,
+            ratelimit_remaining: register(registry, "ratelimit_remaining", ratelimit_remaining)?,
+            ratelimit_limit: register(registry, "ratelimit_limit", ratelimit_limit)?,
             retries: register(registry, "probe_retries_total", retries)?,
             connections: register(registry, "probe_connections_total", connections)?,
         };
@@ -459,6 +488,20 @@ impl ProbeMetrics {
         self.last_probe
             .with_label_values(&l)
             .set(unix_seconds(outcome.started_at));
+        // A quota series appears once a response reported it and keeps its last value: a response
+        // without the headers (an error from a proxy in front) says nothing about the quota.
+        for r in Resource::ALL {
+            let q = outcome.rate_limit.quota(r);
+            let rl = [target, model, r.as_str()];
+            if let Some(n) = q.remaining {
+                self.ratelimit_remaining
+                    .with_label_values(&rl)
+                    .set(n as f64);
+            }
+            if let Some(n) = q.limit {
+                self.ratelimit_limit.with_label_values(&rl).set(n as f64);
+            }
+        }
     }
 
     /// Counts a scheduled probe that did not run.
@@ -515,6 +558,11 @@ impl ProbeMetrics {
         let _ = self.success.remove_label_values(&l);
         let _ = self.last_probe.remove_label_values(&l);
         let _ = self.gpu_cost_rate.remove_label_values(&[target, model]);
+        for r in Resource::ALL {
+            let rl = [target, model, r.as_str()];
+            let _ = self.ratelimit_remaining.remove_label_values(&rl);
+            let _ = self.ratelimit_limit.remove_label_values(&rl);
+        }
     }
 }
 
@@ -706,6 +754,7 @@ mod tests {
             response_model: Some("m".to_string()),
             finish_reason: Some("stop".to_string()),
             answer: "a b c d".to_string(),
+            rate_limit: Default::default(),
             connection: Default::default(),
         }
     }
@@ -959,7 +1008,12 @@ mod tests {
         metrics.skipped("t", "m", "s", SkipReason::Overlap);
         metrics.skipped("t", "m", "s", SkipReason::Overlap);
         metrics.skipped("t", "m", "s", SkipReason::TokenBudget);
+        metrics.skipped("t", "m", "s", SkipReason::RetryAfter);
         let text = encode(&registry);
+        assert_line(
+            &text,
+            r#"inferprobe_probes_skipped_total{model="m",reason="retry_after",scenario="s",target="t"} 1"#,
+        );
         assert_line(
             &text,
             r#"inferprobe_probes_skipped_total{model="m",reason="overlap",scenario="s",target="t"} 2"#,
@@ -1113,6 +1167,62 @@ mod tests {
     #[test]
     fn skip_reason_labels() {
         let labels: Vec<&str> = SkipReason::ALL.iter().map(|r| r.as_str()).collect();
-        assert_eq!(labels, ["overlap", "concurrency", "token_budget"]);
+        assert_eq!(
+            labels,
+            ["overlap", "concurrency", "token_budget", "retry_after"]
+        );
+    }
+
+    #[test]
+    fn quota_gauges_appear_once_reported_and_keep_their_last_value() {
+        use crate::probe::ratelimit::{Quota, RateLimitInfo};
+        let (registry, metrics) = setup();
+        metrics.precreate("t", "m", "s");
+        metrics.observe(&success("t"));
+        let text = encode(&registry);
+        assert_no_prefix(&text, "inferprobe_ratelimit_remaining");
+        assert_no_prefix(&text, "inferprobe_ratelimit_limit");
+
+        let reported = Outcome {
+            rate_limit: RateLimitInfo {
+                requests: Quota {
+                    limit: Some(60),
+                    remaining: Some(59),
+                    reset: None,
+                },
+                output_tokens: Quota {
+                    limit: None,
+                    remaining: Some(15_000),
+                    reset: None,
+                },
+                ..RateLimitInfo::default()
+            },
+            ..success("t")
+        };
+        metrics.observe(&reported);
+        // A later response without the headers leaves the values alone.
+        metrics.observe(&failed("t"));
+        let text = encode(&registry);
+        assert_line(
+            &text,
+            r#"inferprobe_ratelimit_remaining{model="m",resource="requests",target="t"} 59"#,
+        );
+        assert_line(
+            &text,
+            r#"inferprobe_ratelimit_remaining{model="m",resource="output_tokens",target="t"} 15000"#,
+        );
+        assert_line(
+            &text,
+            r#"inferprobe_ratelimit_limit{model="m",resource="requests",target="t"} 60"#,
+        );
+        assert!(
+            !text.contains(r#"resource="tokens""#) && !text.contains(r#"resource="input_tokens""#),
+            "{text}"
+        );
+        assert!(!text.contains(r#"inferprobe_ratelimit_limit{model="m",resource="output_tokens""#));
+
+        metrics.remove("t", "m", "s");
+        let text = encode(&registry);
+        assert_no_prefix(&text, "inferprobe_ratelimit_");
     }
 }

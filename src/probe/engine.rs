@@ -21,6 +21,7 @@ use crate::cost::{request_cost, TokenCounts};
 use crate::probe::dialect::{
     AuthStyle, Message, OutputKind, ProbeRequest, Signal, StreamErrorKind,
 };
+use crate::probe::ratelimit::RateLimitInfo;
 use crate::probe::result::ProbeResult;
 use crate::probe::sse::{self, SseError, StampedEvent};
 use crate::probe::trace::{
@@ -384,6 +385,7 @@ struct Run<'a> {
     usage_cached: Option<u64>,
     response_model: Option<String>,
     finish_reason: Option<String>,
+    rate_limit: RateLimitInfo,
     connection: ConnectionInfo,
     /// Local address of the response's connection.
     local_addr: Option<SocketAddr>,
@@ -412,6 +414,7 @@ impl<'a> Run<'a> {
             usage_cached: None,
             response_model: None,
             finish_reason: None,
+            rate_limit: RateLimitInfo::default(),
             connection: ConnectionInfo::default(),
             local_addr: None,
             keep_alive: None,
@@ -572,6 +575,8 @@ impl<'a> Run<'a> {
         self.trace.headers = Some(headers_at);
         let status = resp.status();
         self.http_status = Some(status.as_u16());
+        // Read on every response: a 429 and a rate-limit error inside a 200 stream alike.
+        self.rate_limit = RateLimitInfo::from_headers(resp.headers(), std::time::SystemTime::now());
         self.local_addr = resp
             .extensions()
             .get::<hyper_util::client::legacy::connect::HttpInfo>()
@@ -882,6 +887,7 @@ impl<'a> Run<'a> {
             response_model: self.response_model,
             finish_reason: self.finish_reason,
             answer: self.answer,
+            rate_limit: self.rate_limit,
             connection: self.connection,
         }
     }

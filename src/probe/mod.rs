@@ -3,6 +3,7 @@
 pub mod check;
 pub mod dialect;
 pub mod engine;
+pub mod ratelimit;
 pub mod result;
 pub mod sse;
 pub mod trace;

@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::probe::dialect::OutputKind;
+use crate::probe::ratelimit::RateLimitInfo;
 use crate::probe::result::ProbeResult;
 
 /// Timestamps and counts collected while one probe runs.
@@ -214,6 +215,8 @@ pub struct Outcome {
     pub finish_reason: Option<String>,
     /// The answer text (kept for checks and `probe` output; bounded by the response byte cap).
     pub answer: String,
+    /// Rate-limit headers of the response (retry-after, remaining quota), when any came.
+    pub rate_limit: RateLimitInfo,
     /// Which connection the probe used and whether it was retried.
     pub connection: ConnectionInfo,
 }

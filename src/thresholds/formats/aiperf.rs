@@ -2,8 +2,15 @@
 //!
 //! Each metric is an object with its `unit` and statistics (`avg`, `p50`, `p90`, `p95`,
 //! `p99`, ...). `request_count` counts successful requests and `error_request_count` failed
-//! ones (`null` or absent when there were none); the load is `input_config.loadgen.concurrency`
-//! or `.request_rate`.
+//! ones (`null` or absent when there were none).
+//!
+//! Where the load sits depends on the release:
+//! - up to 0.8: `input_config` is the user config, the load is `input_config.loadgen.concurrency`
+//!   or `.request_rate` (0.8 added the top-level `aiperf_version` and `schema_version`);
+//! - from 0.9: `input_config` is the benchmark config, an ordered list `input_config.phases[]`
+//!   of `{name, kind, type, concurrency, rate, ...}`. The top-level metrics cover the profiling
+//!   phases only, so warm-up phases are skipped. Unset fields are left out of the export, and a
+//!   `concurrency` phase without `concurrency` ran at AIPerf's default of 1.
 
 use serde_json::Value;
 
@@ -60,23 +67,112 @@ pub(crate) fn unit_count(cx: &Cx<'_>, doc: &Value, name: &str) -> Result<Option<
     }
 }
 
+/// Every place a release has written the load, newest first.
+const LOAD_KEYS: [&str; 4] = [
+    "input_config.phases[].concurrency",
+    "input_config.phases[].rate",
+    "input_config.loadgen.concurrency",
+    "input_config.loadgen.request_rate",
+];
+
+/// `rate R req/s`, with the concurrency cap when one was set.
+fn rate_with_cap(r: f64, cap: Option<f64>) -> String {
+    match cap {
+        Some(c) => format!("{} (max {})", rate_label(r), concurrency_label(c)),
+        None => rate_label(r),
+    }
+}
+
+/// Whether a phase is a warm-up, whose requests are not in the top-level metrics.
+fn is_warmup(phase: &Value) -> bool {
+    let s = |k: &str| phase.get(k).and_then(Value::as_str);
+    s("kind") == Some("warmup")
+        || (s("kind").is_none() && s("name") == Some("warmup"))
+        || phase.get("exclude_from_results").and_then(Value::as_bool) == Some(true)
+}
+
+/// The load of the profiling phase in `input_config.phases` (AIPerf 0.9 and later).
+fn phases_load(cx: &Cx<'_>, phases: &Value) -> Result<(LoadKind, f64, String), ImportError> {
+    let list = phases
+        .as_array()
+        .ok_or_else(|| cx.invalid("input_config.phases", "is not a list"))?;
+    let mut loads = Vec::new();
+    for (i, phase) in list.iter().enumerate() {
+        if is_warmup(phase) {
+            continue;
+        }
+        let prefix = format!("input_config.phases[{i}]");
+        let rate = cx.opt_num(phase, &prefix, &["rate"])?;
+        let concurrency = cx.opt_num(phase, &prefix, &["concurrency"])?;
+        let kind = phase.get("type").and_then(Value::as_str);
+        let load = match (rate, concurrency, kind) {
+            (Some(r), cap, _) => (LoadKind::Rate, r, rate_with_cap(r, cap)),
+            (None, Some(c), _) => (LoadKind::Concurrency, c, concurrency_label(c)),
+            // The export leaves out fields the user did not set; 1 is AIPerf's default.
+            (None, None, Some("concurrency")) => {
+                (LoadKind::Concurrency, 1.0, concurrency_label(1.0))
+            }
+            (None, None, _) => {
+                return Err(cx.unknown_layout_note(
+                    "concurrency or request rate",
+                    &[&format!("{prefix}.concurrency"), &format!("{prefix}.rate")],
+                    &format!(
+                        "the profiling phase is of type `{}`",
+                        kind.map_or_else(|| "(none)".to_string(), printable_type)
+                    ),
+                ))
+            }
+        };
+        loads.push((prefix, load));
+    }
+    let Some((_, first)) = loads.first() else {
+        return Err(cx.unknown_layout(
+            "profiling phase",
+            &["input_config.phases[].kind = \"profiling\""],
+        ));
+    };
+    // Several profiling phases are pooled into the top-level metrics; only one load makes a stage.
+    if let Some((other, _)) = loads.iter().find(|(_, l)| (l.0, l.1) != (first.0, first.1)) {
+        return Err(cx.invalid(
+            other,
+            format!(
+                "runs at another load than {} ({}); the top-level metrics pool both, so give the \
+                 phase-scoped exports (`phases/<name>/profile_export_aiperf.json`)",
+                loads[0].0, first.2
+            ),
+        ));
+    }
+    Ok(first.clone())
+}
+
+/// A phase `type` from the file, bounded for a message.
+fn printable_type(t: &str) -> String {
+    t.chars().take(32).filter(|c| !c.is_control()).collect()
+}
+
+/// The load of `input_config.loadgen` (AIPerf 0.8 and earlier).
+fn loadgen_load(cx: &Cx<'_>, l: &Value) -> Result<(LoadKind, f64, String), ImportError> {
+    let prefix = "input_config.loadgen";
+    let rate = cx.opt_num(l, prefix, &["request_rate"])?;
+    let concurrency = cx.opt_num(l, prefix, &["concurrency"])?;
+    match (rate, concurrency) {
+        (Some(r), cap) => Ok((LoadKind::Rate, r, rate_with_cap(r, cap))),
+        (None, Some(c)) => Ok((LoadKind::Concurrency, c, concurrency_label(c))),
+        (None, None) => Err(cx.unknown_layout("concurrency or request rate", &LOAD_KEYS)),
+    }
+}
+
 /// Parses one AIPerf result file.
 pub(crate) fn parse(cx: &Cx<'_>, doc: &Value) -> Result<Stage, ImportError> {
     let ok = unit_count(cx, doc, "request_count")?;
     let failed = unit_count(cx, doc, "error_request_count")?.unwrap_or(0);
-    let loadgen = get(doc, &["input_config", "loadgen"]);
-    let rate = match loadgen {
-        Some(l) => cx.opt_num(l, "input_config.loadgen", &["request_rate"])?,
-        None => None,
-    };
-    let concurrency = match loadgen {
-        Some(l) => cx.opt_num(l, "input_config.loadgen", &["concurrency"])?,
-        None => None,
-    };
-    let (load_kind, load, label) = match (rate, concurrency) {
-        (Some(r), _) => (LoadKind::Rate, r, rate_label(r)),
-        (None, Some(c)) => (LoadKind::Concurrency, c, concurrency_label(c)),
-        (None, None) => return Err(cx.missing("input_config.loadgen.concurrency", "")),
+    let (load_kind, load, label) = match (
+        get(doc, &["input_config", "phases"]),
+        get(doc, &["input_config", "loadgen"]),
+    ) {
+        (Some(phases), _) => phases_load(cx, phases)?,
+        (None, Some(loadgen)) => loadgen_load(cx, loadgen)?,
+        (None, None) => return Err(cx.unknown_layout("concurrency or request rate", &LOAD_KEYS)),
     };
     Ok(Stage {
         source_file: cx.file.to_string(),

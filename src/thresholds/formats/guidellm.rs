@@ -5,8 +5,11 @@
 //! distribution summaries with `percentiles.{p50, p95, p99, ...}`. Latency keys carry their
 //! unit: `time_to_first_token_ms` and `inter_token_latency_ms` in milliseconds,
 //! `request_latency` in seconds. The strategy (`type_` and `streams` or `rate`) sits in
-//! `config.strategy` in current releases and `args.strategy` in older ones; request counts in
-//! `metrics.request_totals` (current) or `request_totals` (older).
+//! `config.strategy` from 0.4 on and `args.strategy` before; request counts in
+//! `metrics.request_totals` (0.4 on) or `request_totals` (before). 0.5 added the report's
+//! `metadata.guidellm_version`; 0.7 (report schema `version` 2) added the `trace` strategy,
+//! which replays recorded arrival times and so, like `throughput`, has no load of its own: it
+//! is placed by its measured rate.
 
 use serde_json::Value;
 
@@ -66,7 +69,15 @@ fn strategy(cx: &Cx<'_>, bench: &Value, prefix: &str) -> Result<Strategy, Import
         Some(s) => (display(prefix, &["config", "strategy"]), s),
         None => match get(bench, &["args", "strategy"]) {
             Some(s) => (display(prefix, &["args", "strategy"]), s),
-            None => return Err(cx.missing(&display(prefix, &["config", "strategy"]), "")),
+            None => {
+                return Err(cx.unknown_layout(
+                    "load strategy",
+                    &[
+                        &display(prefix, &["config", "strategy"]),
+                        &display(prefix, &["args", "strategy"]),
+                    ],
+                ))
+            }
         },
     };
     let kind = get(s, &["type_"])
@@ -80,6 +91,7 @@ fn strategy(cx: &Cx<'_>, bench: &Value, prefix: &str) -> Result<Strategy, Import
             cx.opt_num(s, &sp, &["max_concurrency"])?,
         ),
         "constant" | "poisson" => Strategy::Rate(cx.num(s, &sp, &["rate"], "")?),
+        "trace" => Strategy::Other("trace replay".into(), None),
         other => {
             return Err(cx.invalid(
                 &format!("{sp}.type_"),
@@ -108,7 +120,15 @@ pub(crate) fn parse(cx: &Cx<'_>, doc: &Value) -> Result<Vec<Stage>, ImportError>
             Some(t) => (format!("{prefix}.metrics.request_totals"), t),
             None => match bench.get("request_totals") {
                 Some(t) => (format!("{prefix}.request_totals"), t),
-                None => return Err(cx.missing(&format!("{prefix}.metrics.request_totals"), "")),
+                None => {
+                    return Err(cx.unknown_layout(
+                        "request counts",
+                        &[
+                            &format!("{prefix}.metrics.request_totals"),
+                            &format!("{prefix}.request_totals"),
+                        ],
+                    ))
+                }
             },
         };
         let ok = cx.count(totals.1, &totals.0, &["successful"])?;

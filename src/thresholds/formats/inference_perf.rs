@@ -3,12 +3,17 @@
 //! Latency summaries sit in `successes.latency.<metric>` in seconds, with `mean`, `min`, `max`,
 //! `median` and `p<P>` keys for the configured percentiles (`p95`, `p99`, ...). The load is
 //! `load_summary.requested_rate` (requests per second), with `load_summary.concurrency` in
-//! concurrency mode; failures are counted in `failures.count`.
+//! concurrency mode (0.3 on); failures are counted in `failures.count`. The file names no
+//! inference-perf version.
+//!
+//! In concurrency mode inference-perf schedules a stage's whole request budget within one
+//! second, so its `requested_rate` is the request count, not a rate: such a stage is labelled by
+//! its concurrency alone.
 
 use serde_json::Value;
 
 use super::{concurrency_label, error_rate, get, quantiles, rate_label, round_ns, Cx, ImportError};
-use crate::thresholds::stages::{fmt_num, FirstMetric, GapMetric, LoadKind, Quantiles, Stage};
+use crate::thresholds::stages::{FirstMetric, GapMetric, LoadKind, Quantiles, Stage};
 
 const TTFT: &str =
     "inference-perf: time from sending the request to the first streamed chunk with output text";
@@ -49,14 +54,14 @@ pub(crate) fn parse(cx: &Cx<'_>, doc: &Value) -> Result<Stage, ImportError> {
     let rate = cx.opt_num(doc, "", &["load_summary", "requested_rate"])?;
     let concurrency = cx.opt_num(doc, "", &["load_summary", "concurrency"])?;
     let (load_kind, load, label) = match (concurrency, rate) {
-        (Some(c), Some(r)) => (
-            LoadKind::Concurrency,
-            c,
-            format!("{} (rate {} req/s)", concurrency_label(c), fmt_num(r)),
-        ),
-        (Some(c), None) => (LoadKind::Concurrency, c, concurrency_label(c)),
+        (Some(c), _) => (LoadKind::Concurrency, c, concurrency_label(c)),
         (None, Some(r)) => (LoadKind::Rate, r, rate_label(r)),
-        (None, None) => return Err(cx.missing("load_summary.requested_rate", "")),
+        (None, None) => {
+            return Err(cx.unknown_layout(
+                "concurrency or request rate",
+                &["load_summary.concurrency", "load_summary.requested_rate"],
+            ))
+        }
     };
     Ok(Stage {
         source_file: cx.file.to_string(),

@@ -1,7 +1,14 @@
-//! k6 summary JSON: `--summary-export` (statistics flat on each metric: `med`, `p(95)`, ...)
-//! or a `handleSummary` dump (statistics under `values`). One run, one stage.
+//! k6 summary JSON, one run, one stage, in three layouts:
+//! - legacy `--summary-export` (the default through k6 2.x): statistics flat on each metric
+//!   (`metrics.<name>.med`, `p(95)`, ...; a rate's ratio in `value`);
+//! - a legacy `handleSummary` dump: statistics under `metrics.<name>.values`;
+//! - the machine-readable summary 1.0.0 (k6 1.5 on, `--new-machine-readable-summary`, for both
+//!   `--summary-export` and `handleSummary`): `version`, `metadata.k6Version` and a list
+//!   `results.metrics[]` of `{name, type, contains, values}`. Its trends carry only `avg`, `min`,
+//!   `med`, `max`, `p(90)` and `p(95)`, so it has no p99, and its rates carry
+//!   `{matches, total, rate}` instead of `passes`/`fails`.
 //!
-//! Time trends are in milliseconds; `p(99)` is there only with
+//! Time trends are in milliseconds; a legacy `p(99)` is there only with
 //! `--summary-trend-stats="avg,min,med,max,p(90),p(95),p(99)"`. A script that measures TTFT or
 //! ITL itself records custom trends, looked up as `ttft` / `time_to_first_token` and `itl` /
 //! `inter_token_latency`; without one, TTFT falls back to `http_req_waiting`, which is time to
@@ -20,13 +27,33 @@ const ITL_TREND: &str =
 const NO_ITL: &str = "not measured (no `itl` trend in the k6 summary)";
 const HINT: &str = "run k6 with `--summary-trend-stats=\"avg,min,med,max,p(90),p(95),p(99)\"`";
 
-/// The statistics object of metric `name`: `metrics.<name>.values` or `metrics.<name>`.
+/// The statistics object of metric `name`: `results.metrics[i].values` (machine-readable),
+/// `metrics.<name>.values` (`handleSummary`) or `metrics.<name>` (`--summary-export`).
 fn stats<'v>(doc: &'v Value, name: &str) -> Option<(String, &'v Value)> {
+    if let Some(list) = get(doc, &["results", "metrics"]).and_then(Value::as_array) {
+        return list.iter().enumerate().find_map(|(i, m)| {
+            (m.get("name").and_then(Value::as_str) == Some(name))
+                .then(|| {
+                    m.get("values")
+                        .map(|v| (format!("results.metrics[{i}].values"), v))
+                })
+                .flatten()
+        });
+    }
     let m = get(doc, &["metrics", name])?;
     Some(match m.get("values") {
         Some(v) => (format!("metrics.{name}.values"), v),
         None => (format!("metrics.{name}"), m),
     })
+}
+
+/// Where metric `name` would be in this file's layout, for messages.
+fn metric_path(doc: &Value, name: &str) -> String {
+    if get(doc, &["results", "metrics"]).is_some() {
+        format!("results.metrics[name={name}]")
+    } else {
+        format!("metrics.{name}")
+    }
 }
 
 fn trend(cx: &Cx<'_>, doc: &Value, name: &str, required: bool) -> Result<Quantiles, ImportError> {
@@ -59,7 +86,7 @@ pub(crate) fn parse(cx: &Cx<'_>, doc: &Value) -> Result<Stage, ImportError> {
         None => {
             if stats(doc, "http_req_waiting").is_none() {
                 return Err(cx.missing(
-                    "metrics.ttft",
+                    &metric_path(doc, "ttft"),
                     "record a `ttft` Trend in the script, or keep `http_req_waiting`",
                 ));
             }
@@ -83,20 +110,26 @@ pub(crate) fn parse(cx: &Cx<'_>, doc: &Value) -> Result<Stage, ImportError> {
             Some(v) => v,
             None => cx.num(s, &p, &["max"], "")?,
         },
-        None => return Err(cx.missing("metrics.vus_max", "")),
+        None => return Err(cx.missing(&metric_path(doc, "vus_max"), "")),
     };
+    // `(failed, succeeded)` request counts of `http_req_failed`, whose true samples are failures.
     let (error_rate, failed_count) = match stats(doc, "http_req_failed") {
         Some((p, s)) => {
             let rate = match cx.opt_num(s, &p, &["value"])? {
                 Some(v) => Some(v),
                 None => cx.opt_num(s, &p, &["rate"])?,
             };
-            // For `http_req_failed`, `passes` counts true samples, i.e. failed requests.
-            (
-                rate,
-                cx.opt_count(s, &p, &["passes"])?
+            let counts = match cx.opt_count(s, &p, &["matches"])? {
+                // Machine-readable: `matches` true samples out of `total`.
+                Some(m) => cx
+                    .opt_count(s, &p, &["total"])?
+                    .map(|t| (m, t.saturating_sub(m))),
+                // Legacy: `passes` true samples, `fails` false ones.
+                None => cx
+                    .opt_count(s, &p, &["passes"])?
                     .zip(cx.opt_count(s, &p, &["fails"])?),
-            )
+            };
+            (rate, counts)
         }
         None => (None, None),
     };

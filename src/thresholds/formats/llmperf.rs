@@ -3,7 +3,8 @@
 //! Flat keys in seconds: `results_ttft_s_quantiles_p50` ... `_p99`, likewise
 //! `results_inter_token_latency_s_*` and `results_end_to_end_latency_s_*`. The load is
 //! `num_concurrent_requests`; failures are `results_number_errors` out of
-//! `results_num_requests_started`.
+//! `results_num_requests_started`. The layout has not changed since its results `version`
+//! `2023-08-31`, which every file carries.
 
 use serde_json::Value;
 

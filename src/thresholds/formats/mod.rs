@@ -3,6 +3,10 @@
 //! Every parser is a pure function from the file's JSON to [`Stage`]s; reading files is the
 //! caller's business. Units are read from the file where it states them (AIPerf, GenAI-Perf)
 //! and from the key names or the tool's documentation elsewhere (`_ms`, `_s`).
+//!
+//! Tools change their layouts between releases, so each parser reads every layout listed in
+//! `tests/fixtures/loadtest/SOURCES.md`, and an error names the tool, the version field the file
+//! carries (where the tool writes one) and the key or keys it looked for.
 
 mod aiperf;
 mod genai_perf;
@@ -86,13 +90,15 @@ impl Format {
         match self {
             Format::Vllm => "`completed` and `*_ttft_ms` keys",
             Format::Aiperf => {
-                "`time_to_first_token.unit` with `input_config.loadgen` or `error_summary`"
+                "`time_to_first_token.unit` with `aiperf_version`, `input_config.phases`, `input_config.loadgen` or `error_summary`"
             }
             Format::GenaiPerf => "`time_to_first_token.unit` with `input_config`",
             Format::Guidellm => "`benchmarks[].metrics.time_to_first_token_ms`",
             Format::InferencePerf => "`load_summary` and `successes.latency`",
             Format::Llmperf => "`results_ttft_s_*` keys",
-            Format::K6 => "`metrics.http_req_duration` or `metrics.iterations`",
+            Format::K6 => {
+                "`metrics.http_req_duration` or `metrics.iterations`, or `results.metrics[]` with `metadata.k6Version`"
+            }
             Format::Inferprobe => "`\"tool\": \"inferprobe\"` with `stages`",
         }
     }
@@ -112,7 +118,9 @@ impl Format {
             }
             Format::Aiperf => {
                 has_unit_metric(doc, "time_to_first_token")
-                    && (get(doc, &["input_config", "loadgen"]).is_some()
+                    && (obj.contains_key("aiperf_version")
+                        || get(doc, &["input_config", "phases"]).is_some()
+                        || get(doc, &["input_config", "loadgen"]).is_some()
                         || obj.contains_key("error_summary")
                         || get(doc, &["input_config", "cli_command"])
                             .and_then(Value::as_str)
@@ -134,9 +142,58 @@ impl Format {
             Format::K6 => {
                 get(doc, &["metrics", "http_req_duration"]).is_some()
                     || get(doc, &["metrics", "iterations"]).is_some()
+                    || (get(doc, &["metadata", "k6Version"]).is_some()
+                        && get(doc, &["results", "metrics"]).is_some_and(Value::is_array))
             }
         }
     }
+
+    /// Where the tool writes its own version in a result file, if it writes one at all.
+    ///
+    /// vLLM bench, GenAI-Perf and inference-perf write none; k6 writes one only in its
+    /// machine-readable summary (`--new-machine-readable-summary`), not in the legacy one.
+    fn version_path(self, doc: &Value) -> Option<&'static [&'static str]> {
+        match self {
+            Format::Aiperf => Some(&["aiperf_version"]),
+            Format::Guidellm => Some(&["metadata", "guidellm_version"]),
+            Format::Llmperf | Format::Inferprobe => Some(&["version"]),
+            Format::K6 => get(doc, &["results", "metrics"])
+                .is_some_and(Value::is_array)
+                .then_some(&["metadata", "k6Version"][..]),
+            Format::Vllm | Format::GenaiPerf | Format::InferencePerf => None,
+        }
+    }
+
+    /// The version the file says it was written by, as ` (key value)`, ` (no key field)` where
+    /// the tool writes one but this file has none, or empty where the tool writes none.
+    fn version_tag(self, doc: &Value) -> (String, Option<String>) {
+        let Some(path) = self.version_path(doc) else {
+            return (String::new(), None);
+        };
+        let key = path.join(".");
+        match get(doc, path) {
+            Some(Value::String(s)) => {
+                let v = printable(s);
+                (format!(" ({key} {v})"), Some(v))
+            }
+            Some(Value::Number(n)) => (format!(" ({key} {n})"), Some(n.to_string())),
+            _ => (format!(" (no {key} field)"), None),
+        }
+    }
+}
+
+/// A string from the file made safe and short for an error message.
+fn printable(s: &str) -> String {
+    const MAX: usize = 40;
+    let mut out: String = s
+        .chars()
+        .take(MAX)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if s.chars().count() > MAX {
+        out.push('…');
+    }
+    out
 }
 
 impl fmt::Display for Format {
@@ -163,6 +220,9 @@ pub struct Imported {
     pub stages: Vec<Stage>,
     /// SLO targets recorded in the file (only `inferprobe calibrate` records them).
     pub slo: Option<Slo>,
+    /// The tool version the file names (`aiperf_version`, `metadata.guidellm_version`, ...),
+    /// where the tool writes one.
+    pub tool_version: Option<String>,
 }
 
 /// Why a result file could not be imported.
@@ -187,29 +247,60 @@ pub enum ImportError {
         file: String,
     },
     /// A needed key is absent.
-    #[error("{file}: {format} result has no `{key}`{hint}")]
+    #[error("{file}: {} result{version}: no `{key}`{hint}", .format.tool())]
     MissingKey {
         /// The file.
         file: String,
         /// The format the file was read as.
         format: Format,
+        /// The version the file names, as ` (aiperf_version 0.13.0)`, or empty.
+        version: String,
         /// Dotted path of the key.
         key: String,
         /// How to get the key written, starting with `; ` (or empty).
         hint: String,
     },
+    /// None of the places where the tool's releases write a value holds it: a layout this
+    /// version of inferprobe does not know.
+    #[error("{file}: {} result{version}: no {what} found: expected {}{note}", .format.tool(), alternatives(.expected))]
+    UnknownLayout {
+        /// The file.
+        file: String,
+        /// The format the file was read as.
+        format: Format,
+        /// The version the file names, as ` (aiperf_version 0.13.0)`, or empty.
+        version: String,
+        /// What was looked for, e.g. `concurrency or request rate`.
+        what: &'static str,
+        /// Dotted paths of every place looked at, newest layout first.
+        expected: Vec<String>,
+        /// What else the file says about it, starting with `; ` (or empty).
+        note: String,
+    },
     /// A key holds something unusable.
-    #[error("{file}: {format} result: `{key}` {problem}")]
+    #[error("{file}: {} result{version}: `{key}` {problem}", .format.tool())]
     Invalid {
         /// The file.
         file: String,
         /// The format the file was read as.
         format: Format,
+        /// The version the file names, as ` (aiperf_version 0.13.0)`, or empty.
+        version: String,
         /// Dotted path of the key.
         key: String,
         /// What is wrong with it.
         problem: String,
     },
+}
+
+/// `` `a` ``, `` `a` or `b` ``, `` `a`, `b` or `c` ``.
+fn alternatives(keys: &[String]) -> String {
+    let quoted: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
+    match quoted.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+    }
 }
 
 fn signatures() -> String {
@@ -232,7 +323,12 @@ pub fn parse(file: &str, text: &str, format: Option<Format>) -> Result<Imported,
             file: file.to_string(),
         })?,
     };
-    let cx = Cx { file, format };
+    let (version, tool_version) = format.version_tag(&doc);
+    let cx = Cx {
+        file,
+        format,
+        version,
+    };
     let mut slo = None;
     let stages = match format {
         Format::Vllm => vec![vllm::parse(&cx, &doc)?],
@@ -252,6 +348,7 @@ pub fn parse(file: &str, text: &str, format: Option<Format>) -> Result<Imported,
         format,
         stages,
         slo,
+        tool_version,
     })
 }
 
@@ -264,6 +361,8 @@ pub(crate) fn get<'v>(v: &'v Value, path: &[&str]) -> Option<&'v Value> {
 pub(crate) struct Cx<'a> {
     pub file: &'a str,
     pub format: Format,
+    /// ` (aiperf_version 0.13.0)`, ` (no aiperf_version field)` or empty.
+    pub version: String,
 }
 
 impl Cx<'_> {
@@ -271,6 +370,7 @@ impl Cx<'_> {
         ImportError::MissingKey {
             file: self.file.to_string(),
             format: self.format,
+            version: self.version.clone(),
             key: key.to_string(),
             hint: if hint.is_empty() {
                 String::new()
@@ -284,8 +384,35 @@ impl Cx<'_> {
         ImportError::Invalid {
             file: self.file.to_string(),
             format: self.format,
+            version: self.version.clone(),
             key: key.to_string(),
             problem: problem.into(),
+        }
+    }
+
+    /// No layout the tool has written holds `what`; `expected` lists where each one puts it.
+    pub fn unknown_layout(&self, what: &'static str, expected: &[&str]) -> ImportError {
+        self.unknown_layout_note(what, expected, "")
+    }
+
+    /// [`Cx::unknown_layout`] with a note on what the file holds instead.
+    pub fn unknown_layout_note(
+        &self,
+        what: &'static str,
+        expected: &[&str],
+        note: &str,
+    ) -> ImportError {
+        ImportError::UnknownLayout {
+            file: self.file.to_string(),
+            format: self.format,
+            version: self.version.clone(),
+            what,
+            expected: expected.iter().map(|k| k.to_string()).collect(),
+            note: if note.is_empty() {
+                String::new()
+            } else {
+                format!("; {note}")
+            },
         }
     }
 

@@ -5,7 +5,9 @@
 //! `--metric-percentiles` value, likewise `itl`, `e2el` (only with
 //! `--percentile-metrics ...,e2el`). The default percentile list is `99` only, so p95 needs
 //! `--metric-percentiles 50,95,99`. Load: `max_concurrency` (null when unlimited) and
-//! `request_rate` (the string `"inf"` when unlimited).
+//! `request_rate` (the string `"inf"` when unlimited). Failures: `failed`; vLLM 0.11.0 and earlier
+//! do not write it, and there `num_prompts - completed` failed. The file names no vLLM version (unless the user added one
+//! with `--metadata`).
 
 use serde_json::Value;
 
