@@ -137,6 +137,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         shard = %shard,
         "Starting inferprobe."
     );
+    let signals = install_signals();
     let running = start_with_web(
         loaded,
         Some(args.config_file.clone()),
@@ -146,19 +147,37 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
     )
     .await?;
     info!(address = %running.addr, "Listening; metrics at /metrics.");
-    wait_for_signals(&running.daemon, &running.web).await;
+    wait_for_signals(signals, &running.daemon, &running.web).await;
     info!("Shutting down.");
     running.stop().await;
     Ok(0)
 }
 
+/// SIGHUP and SIGTERM, taken over before the daemon says it listens: a SIGTERM right after
+/// start-up then stops it cleanly (exit 0) instead of killing it.
 #[cfg(unix)]
-async fn wait_for_signals(daemon: &Arc<Daemon>, web: &WebSecurity) {
+type Signals = Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>;
+#[cfg(not(unix))]
+type Signals = ();
+
+#[cfg(unix)]
+fn install_signals() -> Signals {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut hup), Ok(mut term)) = (
+    match (
         signal(SignalKind::hangup()),
         signal(SignalKind::terminate()),
-    ) else {
+    ) {
+        (Ok(hup), Ok(term)) => Some((hup, term)),
+        _ => None,
+    }
+}
+
+#[cfg(not(unix))]
+fn install_signals() -> Signals {}
+
+#[cfg(unix)]
+async fn wait_for_signals(signals: Signals, daemon: &Arc<Daemon>, web: &WebSecurity) {
+    let Some((mut hup, mut term)) = signals else {
         warn!("Cannot install signal handlers; stop with Ctrl-C.");
         let _ = tokio::signal::ctrl_c().await;
         return;
@@ -178,7 +197,7 @@ async fn wait_for_signals(daemon: &Arc<Daemon>, web: &WebSecurity) {
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signals(_daemon: &Arc<Daemon>, _web: &WebSecurity) {
+async fn wait_for_signals(_signals: Signals, _daemon: &Arc<Daemon>, _web: &WebSecurity) {
     let _ = tokio::signal::ctrl_c().await;
 }
 

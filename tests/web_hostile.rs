@@ -310,6 +310,7 @@ fn sigterm_with_a_long_probe_in_flight_exits_after_the_grace() {
     let dir = tempfile::tempdir().unwrap();
     let mut d = Proc::start(dir.path(), SLOW_TARGET, &["--web.shutdown-grace=2s"]);
     let url = d.url("/probe?target=slow");
+    inferprobe::probe::engine::install_crypto_provider();
     let probe = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
