@@ -1,6 +1,5 @@
 //! The subcommands behind `main`: each returns an exit code, or an error `main` prints.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,9 +10,10 @@ use anyhow::{bail, Context};
 use tracing::{info, warn};
 
 use crate::cli::{self, CheckConfigArgs, ProbeArgs, RunArgs};
-use crate::config::{self, BaseUrl, Loaded, Scenario, Secret, Target, Timeouts};
-use crate::probe::dialect::{DialectKind, Message};
+use crate::config::{self, BaseUrl, Loaded, Scenario, Target, Timeouts};
+use crate::probe::dialect::DialectKind;
 use crate::probe::{clip, engine, Outcome};
+use crate::redact::{self, Redactor};
 use crate::runtime::{self, Daemon};
 use crate::shard::Shard;
 use crate::webconfig::{WebOptions, WebSecurity};
@@ -104,7 +104,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let loaded = match config::load(&args.config_file) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("{e}");
+            redact::eprint(format_args!("{e}"));
             return Ok(EXIT_FAILURE);
         }
     };
@@ -119,14 +119,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
     }) {
         Ok(w) => w,
         Err(e) => {
-            eprintln!("{e}");
+            redact::eprint(format_args!("{e}"));
             return Ok(EXIT_FAILURE);
         }
     };
     let shard = match Shard::new(args.shard_index, args.shard_count) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e}");
+            redact::eprint(format_args!("error: {e}"));
             return Ok(EXIT_USAGE);
         }
     };
@@ -207,13 +207,13 @@ pub fn check_config(args: CheckConfigArgs) -> u8 {
     match config::load_for_check(&args.file) {
         Ok(l) => {
             for w in &l.warnings {
-                eprintln!("warning: {w}");
+                redact::eprint(format_args!("warning: {w}"));
             }
-            println!("{}", config::summary(&l));
+            redact::print(format_args!("{}\n", config::summary(&l)));
             0
         }
         Err(e) => {
-            eprintln!("{e}");
+            redact::eprint(format_args!("{e}"));
             EXIT_FAILURE
         }
     }
@@ -225,7 +225,7 @@ pub async fn probe(args: ProbeArgs) -> anyhow::Result<u8> {
     let (target, scenario, sim) = match probe_setup(&args).await {
         Ok(x) => x,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            redact::eprint(format_args!("error: {e:#}"));
             return Ok(EXIT_USAGE);
         }
     };
@@ -249,12 +249,15 @@ pub async fn probe(args: ProbeArgs) -> anyhow::Result<u8> {
         ));
     }
     if args.json {
-        println!(
-            "{}",
+        redact::print(format_args!(
+            "{}\n",
             serde_json::to_string_pretty(&outcome_json(&outcome, target.dialect))?
-        );
+        ));
     } else {
-        print!("{}", outcome_table(&outcome, target.dialect, &base_url));
+        redact::print(format_args!(
+            "{}",
+            outcome_table(&outcome, target.dialect, &base_url)
+        ));
     }
     if let Some(s) = sim {
         s.shutdown().await;
@@ -307,12 +310,14 @@ async fn probe_setup(args: &ProbeArgs) -> anyhow::Result<ProbeSetup> {
 
 /// The target `--target` names (else the config's first) and the scenarios `--scenario` names
 /// (else all of the target's, in order). Errors name the flag and list what the config defines.
+/// The config's secrets are registered with the redactor.
 pub fn select_from_config<'a>(
     loaded: &'a Loaded,
     path: &std::path::Path,
     target: Option<&str>,
     scenario: Option<&str>,
 ) -> Result<(&'a Arc<Target>, Vec<Arc<Scenario>>), String> {
+    redact::install(Redactor::from_config(loaded));
     let target = match target {
         Some(name) => loaded
             .targets
@@ -348,91 +353,14 @@ pub fn select_from_config<'a>(
     Ok((target, scenarios))
 }
 
-/// The flags of an ad-hoc target (`probe` and `calibrate` without a config file).
-pub struct AdHoc<'a> {
-    /// `--url`.
-    pub url: Option<&'a str>,
-    /// `--dialect`.
-    pub dialect: Option<&'a str>,
-    /// `--model`.
-    pub model: Option<&'a str>,
-    /// `--prompt`.
-    pub prompt: Option<&'a str>,
-    /// `--max-tokens`.
-    pub max_tokens: u32,
-    /// `--api-key-env`.
-    pub api_key_env: Option<&'a str>,
-    /// `--header NAME: VALUE`, repeated.
-    pub headers: &'a [String],
-    /// `--no-usage`.
-    pub no_usage: bool,
-    /// Timeouts after any `--*-timeout` flags.
-    pub timeouts: Timeouts,
-}
+pub use crate::config::AdHoc;
 
-/// Builds a target and its one scenario from ad-hoc flags; errors name the flag.
+/// Builds a target and its one scenario from ad-hoc flags, through the config's resolver (so
+/// the config's rules apply to `--url` and the rest; errors name the flag), and registers the
+/// target's secrets with the redactor.
 pub fn adhoc_target(a: &AdHoc<'_>) -> anyhow::Result<(Target, Scenario)> {
-    let (Some(url), Some(dialect), Some(model)) = (a.url, a.dialect, a.model) else {
-        bail!("give either --config.file, or --url, --dialect and --model");
-    };
-    let dialect = DialectKind::parse(dialect).with_context(|| {
-        format!(
-            "--dialect={dialect}: unknown dialect; one of {}",
-            DialectKind::ALL
-                .iter()
-                .map(|d| d.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    })?;
-    let parsed =
-        reqwest::Url::parse(url).with_context(|| format!("--url={url}: not a valid URL"))?;
-    if parsed.scheme() != "http" && parsed.scheme() != "https" {
-        bail!("--url={url}: scheme must be http or https");
-    }
-    let api_key = match a.api_key_env {
-        None => None,
-        Some(var) => match std::env::var(var) {
-            Ok(v) if !v.is_empty() => Some(Secret::new(v)),
-            _ => bail!("--api-key-env={var}: environment variable {var} is not set or empty"),
-        },
-    };
-    let mut headers = BTreeMap::new();
-    for h in a.headers {
-        let (k, v) = h
-            .split_once(':')
-            .with_context(|| format!("--header={h:?}: expected \"NAME: VALUE\""))?;
-        headers.insert(k.trim().to_string(), v.trim().to_string());
-    }
-    let mut scenario = Scenario::builtin_default();
-    scenario.name = "adhoc".to_string();
-    scenario.max_tokens = a.max_tokens;
-    if let Some(p) = a.prompt {
-        scenario.messages = vec![Message {
-            role: "user".to_string(),
-            content: p.to_string(),
-        }];
-    }
-    let target = Target {
-        name: "adhoc".to_string(),
-        dialect,
-        base_url: BaseUrl::Url(url.trim_end_matches('/').to_string()),
-        model: model.to_string(),
-        api_key,
-        auth: dialect.default_auth(),
-        headers,
-        query: BTreeMap::new(),
-        include_usage: !a.no_usage,
-        scenarios: vec![(Arc::new(scenario.clone()), 1)],
-        scenario_selection: Default::default(),
-        schedule: Default::default(),
-        timeouts: a.timeouts,
-        max_response_bytes: config::default_max_response_bytes(),
-        price: None,
-        self_hosted: None,
-        production: false,
-        connection: Default::default(),
-    };
+    let (target, scenario) = config::resolve_adhoc(a)?;
+    redact::install(Redactor::from_target(&target));
     Ok((target, scenario))
 }
 
@@ -479,9 +407,11 @@ pub fn outcome_json(o: &Outcome, dialect: DialectKind) -> serde_json::Value {
         "output_tokens_per_second": o.output_tokens_per_second,
         "input_tokens": o.input_tokens,
         "cached_input_tokens": o.cached_input_tokens,
+        "reasoning_tokens": o.reasoning_tokens,
         "output_tokens": o.output_tokens,
         "output_events": o.output_events,
         "token_source": o.token_source.as_str(),
+        "token_count_mismatch": o.token_count_mismatch(),
         "cost_usd": o.cost_usd,
         "response_model": o.response_model,
         "finish_reason": o.finish_reason,
@@ -554,10 +484,10 @@ pub fn outcome_table(o: &Outcome, dialect: DialectKind, base_url: &str) -> Strin
             .map(|n| n.to_string())
             .unwrap_or_else(|| "?".into()),
         o.output_tokens,
-        if o.token_source == crate::probe::trace::TokenSource::Usage {
-            "from usage"
+        if o.token_source.is_reported() {
+            format!("from {}", o.token_source.as_str())
         } else {
-            "counted from events: the server reported no usage"
+            "counted from events: the server reported no usage".to_string()
         },
         o.cached_input_tokens
             .map(|c| format!(", {c} cached"))

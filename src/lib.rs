@@ -12,6 +12,7 @@ pub mod cost;
 pub mod logging;
 pub mod metrics;
 pub mod probe;
+pub mod redact;
 pub mod runtime;
 pub mod schedule;
 pub mod shard;

@@ -5,9 +5,13 @@ use std::fmt;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::EnvFilter;
+
+use crate::redact::RedactingMakeWriter;
 
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -21,22 +25,39 @@ pub enum LogFormat {
 /// Installs the global subscriber writing to stderr. `level` is a level (`debug`, `info`, `warn`,
 /// `error`) or an `EnvFilter` directive list. Returns an error naming the flag on a bad level.
 pub fn init(format: LogFormat, level: &str) -> Result<(), String> {
+    let sub = subscriber(format, level, std::io::stderr)?;
+    // `try_init` also forwards the `log` records of dependencies. Already installed (e.g. by a
+    // test harness): keep the existing one.
+    let _ = sub.try_init();
+    Ok(())
+}
+
+/// The subscriber [`init`] installs, writing to `writer`. Every formatted line passes through
+/// the secret redactor ([`crate::redact`]) before it reaches `writer`, whatever its level or
+/// format.
+pub fn subscriber<W>(
+    format: LogFormat,
+    level: &str,
+    writer: W,
+) -> Result<Box<dyn Subscriber + Send + Sync>, String>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_new(level)
         .map_err(|e| format!("--log.level={level:?} is not a valid level or filter: {e}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let res = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .try_init(),
-        LogFormat::Logfmt => builder.event_format(Logfmt).try_init(),
-    };
-    // Already installed (e.g. by a test harness): keep the existing one.
-    let _ = res;
-    Ok(())
+        .with_writer(RedactingMakeWriter::new(writer));
+    Ok(match format {
+        LogFormat::Json => Box::new(
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .finish(),
+        ),
+        LogFormat::Logfmt => Box::new(builder.event_format(Logfmt).finish()),
+    })
 }
 
 /// A logfmt event formatter.

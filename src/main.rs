@@ -1,16 +1,18 @@
 //! `inferprobe`: parses flags, sets up logging, runs a subcommand and maps the result to an exit
-//! code (0 success, 1 failed probe or invalid config, 2 bad usage).
+//! code (0 success, 1 failed probe or invalid config, 2 bad usage). What it prints passes
+//! through the secret redactor, panics included.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use inferprobe::cli::{Cli, Command};
-use inferprobe::{commands, logging};
+use inferprobe::{commands, logging, redact};
 
 fn main() -> ExitCode {
+    redact::install_panic_hook();
     let cli = Cli::parse();
     if let Err(e) = logging::init(cli.log_format, &cli.log_level) {
-        eprintln!("error: {e}");
+        redact::eprint(format_args!("error: {e}"));
         return ExitCode::from(commands::EXIT_USAGE);
     }
     if let Command::CheckConfig(args) = cli.command {
@@ -25,7 +27,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            redact::eprint(format_args!("error: cannot start the async runtime: {e}"));
             return ExitCode::from(commands::EXIT_FAILURE);
         }
     };
@@ -41,7 +43,7 @@ fn main() -> ExitCode {
     match res {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            redact::eprint(format_args!("error: {e:#}"));
             ExitCode::from(commands::EXIT_FAILURE)
         }
     }

@@ -263,6 +263,7 @@ impl Daemon {
         shard: Shard,
     ) -> anyhow::Result<Arc<Daemon>> {
         apply_shard(&mut loaded, shard);
+        crate::redact::install(crate::redact::Redactor::from_config(&loaded));
         engine::install_crypto_provider();
         let registry = prometheus::Registry::new();
         let probes = ProbeMetrics::register(&registry, &loaded.buckets)
@@ -490,6 +491,9 @@ impl Daemon {
     /// scenario) combinations that disappear are removed.
     pub async fn swap(self: &Arc<Daemon>, mut loaded: Loaded) -> anyhow::Result<String> {
         apply_shard(&mut loaded, self.shard);
+        // Old and new secrets are both matched until the old generation has stopped.
+        let redactor = crate::redact::Redactor::from_config(&loaded);
+        crate::redact::extend(&redactor);
         for w in &loaded.warnings {
             warn!(path = %w.path, "{}", w.message);
         }
@@ -509,6 +513,7 @@ impl Daemon {
         }
         self.board.retain_targets(&names);
         stop_generation(old).await;
+        crate::redact::install(redactor);
         Ok(summary)
     }
 

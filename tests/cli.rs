@@ -298,7 +298,10 @@ fn probe_usage_errors_exit_2_with_the_flag_named() {
         &[],
     );
     assert_eq!(code, 2);
-    assert!(err.contains("--dialect=grpc"), "{err}");
+    assert!(
+        err.contains("--dialect: unknown variant `grpc`, expected one of `openai-chat`"),
+        "{err}"
+    );
     let (code, _, err) = run(
         &[
             "probe",
@@ -330,6 +333,150 @@ fn probe_usage_errors_exit_2_with_the_flag_named() {
     );
     assert_eq!(code, 1);
     assert!(out.contains("\"connect_error\""), "{out}");
+}
+
+/// Runs an ad-hoc `probe` with `args` after `--dialect openai-chat --model m` and returns
+/// (exit code, stdout, stderr).
+fn adhoc(url: &str, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec![
+        "probe",
+        "--url",
+        url,
+        "--dialect",
+        "openai-chat",
+        "--model",
+        "m",
+    ];
+    args.extend_from_slice(extra);
+    run(&args, &[])
+}
+
+#[test]
+fn ad_hoc_url_credentials_are_rejected_like_in_a_config() {
+    const PASSWORD: &str = "pa55-w0rd-adhoc";
+    let url = format!("http://user:{PASSWORD}@127.0.0.1:1/v1");
+    let (code, out, err) = adhoc(&url, &[]);
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert_eq!(
+        err.trim(),
+        "error: --url: must not contain credentials; use --api-key-env NAME"
+    );
+    assert!(!out.contains(PASSWORD) && !err.contains(PASSWORD));
+    // The config rule, same message but for the hint.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yml");
+    std::fs::write(
+        &cfg,
+        format!("targets:\n  - {{name: t, dialect: openai-chat, base_url: \"{url}\", model: m}}\n"),
+    )
+    .unwrap();
+    let (code, _, err) = run(&["check-config", cfg.to_str().unwrap()], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("targets[0].base_url (line 2): must not contain credentials; use `api_key` with {env: NAME}"),
+        "{err}"
+    );
+    assert!(!err.contains(PASSWORD), "{err}");
+    // A URL that does not even parse is not echoed with its password either.
+    let (code, _, err) = adhoc(&format!("http://user:{PASSWORD}@[::1/v1"), &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--url: \"http://<redacted>@[::1/v1\" is not a URL"),
+        "{err}"
+    );
+    assert!(!err.contains(PASSWORD), "{err}");
+}
+
+#[test]
+fn ad_hoc_flag_errors_name_the_flag_and_are_all_reported() {
+    let (code, _, err) = adhoc(
+        "http://127.0.0.1:1/v1#frag",
+        &[
+            "--max-tokens",
+            "0",
+            "--connect-timeout",
+            "0s",
+            "--header",
+            "Bad Name: x",
+            "--header",
+            "no-colon-value",
+            "--first-token-timeout",
+            "9s",
+            "--total-timeout",
+            "3s",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(!err.contains("no-colon-value"), "{err}");
+    for line in [
+        "--url: \"http://127.0.0.1:1/v1#frag\" must not carry a #fragment",
+        "--max-tokens: must be at least 1",
+        "--connect-timeout: must be greater than 0",
+        "--header Bad Name: \"Bad Name\" is not a valid HTTP header name",
+        "--first-token-timeout/--total-timeout: first_token (9s) is longer than total (3s)",
+        "--header (#2): expected \"NAME: VALUE\" (the value is not shown: it may be a credential)",
+    ] {
+        assert!(err.contains(line), "missing {line:?} in:\n{err}");
+    }
+    let (code, _, err) = adhoc("ftp://127.0.0.1/v1", &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--url: \"ftp://127.0.0.1/v1\" is not an http:// or https:// URL"),
+        "{err}"
+    );
+    let (code, _, err) = adhoc("http://127.0.0.1:1/v1?a=1&a=2", &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--url: query parameter \"a\" is given twice"),
+        "{err}"
+    );
+}
+
+/// A server that records each request's path and query and answers with a short valid stream
+/// (OpenAI `chat.completion.chunk` events, `[DONE]`).
+async fn recorder() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::http::Uri;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let app = axum::Router::new().fallback(move |uri: Uri| {
+        let log = log.clone();
+        async move {
+            log.lock().unwrap().push(uri.to_string());
+            let chunk = |delta: &str, finish: &str| {
+                format!(
+                    "data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":0,\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{delta},\"finish_reason\":{finish}}}]}}\n\n"
+                )
+            };
+            let body = format!(
+                "{}{}data: [DONE]\n\n",
+                chunk(r#"{"role":"assistant","content":"one two"}"#, "null"),
+                chunk("{}", r#""stop""#)
+            );
+            ([("content-type", "text/event-stream")], body)
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ad_hoc_url_query_is_sent_as_query_parameters_after_the_dialect_path() {
+    let (addr, seen) = recorder().await;
+    let url = format!("http://{addr}/openai/deployments/d1?api-version=2024-10-21&x=a%20b");
+    let (code, out, err) = tokio::task::spawn_blocking(move || adhoc(&url, &["--json"]))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["result"], "success", "{v}");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["/openai/deployments/d1/chat/completions?api-version=2024-10-21&x=a+b"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

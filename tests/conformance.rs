@@ -64,7 +64,11 @@ async fn every_dialect_streams_counts_and_times_the_same_way() {
         assert_eq!(o.result, ProbeResult::Success, "{dialect:?}: {:?}", o.error);
         assert_eq!(o.output_tokens, 20, "{dialect:?}");
         assert_eq!(o.output_events, 20, "{dialect:?}");
-        assert_eq!(o.token_source, TokenSource::Usage, "{dialect:?}");
+        let source = match dialect {
+            DialectKind::AnthropicMessages => TokenSource::MessageDeltaUsage,
+            _ => TokenSource::Usage,
+        };
+        assert_eq!(o.token_source, source, "{dialect:?}");
         assert!(o.input_tokens.unwrap_or(0) > 0, "{dialect:?} input tokens");
         assert_eq!(o.inter_token_latencies.len(), 19, "{dialect:?}");
         let (ttfb, first_event, ttft, answer, e2e) = (
@@ -288,4 +292,384 @@ async fn api_key_is_sent_the_dialects_way() {
         );
     }
     sim.shutdown().await;
+}
+
+/// A loopback server that answers every request with one recorded response, so the real engine
+/// runs on real provider transcripts. Dropped with the returned guard.
+struct Replay {
+    base_url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Replay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn replay(status: u16, reason: &str, content_type: &str, body: String) -> Replay {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\
+         connection: close\r\n\r\n",
+        body.len()
+    );
+    let response: std::sync::Arc<[u8]> = [head.as_bytes(), body.as_bytes()].concat().into();
+    let task = tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let response = response.clone();
+            tokio::spawn(async move {
+                // Read the request head and body before answering.
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = sock.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf);
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse::<usize>().ok())?
+                            })
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                let _ = sock.write_all(&response).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    let base_url = format!("http://{addr}/v1");
+    Replay { base_url, task }
+}
+
+fn sse_fixture(name: &str) -> String {
+    let path = format!("{}/tests/fixtures/sse/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+async fn probe_replay(dialect: DialectKind, r: &Replay, scenario: &Scenario) -> Outcome {
+    let base = match dialect {
+        DialectKind::AnthropicMessages => r.base_url.trim_end_matches("/v1").to_string(),
+        _ => r.base_url.clone(),
+    };
+    probe(&target(dialect, base), scenario).await
+}
+
+#[tokio::test]
+async fn recorded_streams_report_the_servers_token_count_and_its_field() {
+    let cases = [
+        (
+            DialectKind::OpenaiChat,
+            "groq_x_groq_usage.txt",
+            8,
+            3,
+            TokenSource::XGroqUsage,
+            Some(43),
+        ),
+        (
+            DialectKind::OpenaiChat,
+            "llamacpp_timings_only.txt",
+            6,
+            5,
+            TokenSource::Timings,
+            Some(33),
+        ),
+        (
+            DialectKind::OpenaiChat,
+            "llamacpp_usage_and_timings.txt",
+            2,
+            2,
+            TokenSource::Usage,
+            Some(21),
+        ),
+        (
+            DialectKind::OpenaiChat,
+            "deepseek_reasoner.txt",
+            9,
+            3,
+            TokenSource::Usage,
+            Some(74),
+        ),
+        (
+            DialectKind::OpenaiChat,
+            "mistral_chat.txt",
+            4,
+            2,
+            TokenSource::Usage,
+            Some(11),
+        ),
+        (
+            DialectKind::OpenaiChat,
+            "ollama_chat.txt",
+            3,
+            3,
+            TokenSource::Usage,
+            Some(30),
+        ),
+        (
+            DialectKind::OpenaiCompletions,
+            "ollama_completions.txt",
+            3,
+            2,
+            TokenSource::Usage,
+            Some(12),
+        ),
+        (
+            DialectKind::OpenaiChat,
+            "gemini_usage_running_total.txt",
+            7,
+            3,
+            TokenSource::Usage,
+            Some(8),
+        ),
+        (
+            DialectKind::AnthropicMessages,
+            "anthropic_text.txt",
+            12,
+            3,
+            TokenSource::MessageDeltaUsage,
+            Some(25),
+        ),
+    ];
+    for (dialect, name, tokens, events, source, input) in cases {
+        let r = replay(200, "OK", "text/event-stream", sse_fixture(name)).await;
+        let o = probe_replay(dialect, &r, &Scenario::builtin_default()).await;
+        assert_eq!(o.result, ProbeResult::Success, "{name}: {:?}", o.error);
+        assert_eq!(
+            (
+                o.output_tokens,
+                o.output_events,
+                o.token_source,
+                o.input_tokens
+            ),
+            (tokens, events, source, input),
+            "{name}"
+        );
+        assert!(!o.token_count_mismatch(), "{name}");
+        let json = inferprobe::commands::outcome_json(&o, dialect);
+        assert_eq!(json["token_source"], source.as_str(), "{name}");
+        assert_eq!(json["token_count_mismatch"], false, "{name}");
+    }
+    // DeepSeek's cache hits and reasoning tokens reach the outcome.
+    let r = replay(
+        200,
+        "OK",
+        "text/event-stream",
+        sse_fixture("deepseek_reasoner.txt"),
+    )
+    .await;
+    let o = probe_replay(DialectKind::OpenaiChat, &r, &Scenario::builtin_default()).await;
+    assert_eq!(
+        (o.cached_input_tokens, o.reasoning_tokens),
+        (Some(64), Some(7))
+    );
+}
+
+/// A stream of four answer events whose final chunk reports `usage` with `completion` tokens.
+fn chat_with_usage(completion: &str) -> String {
+    let mut s = String::new();
+    for word in ["one", " two", " three", " four"] {
+        s.push_str(&format!(
+            "data: {{\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{word}\"}}}}]}}\n\n"
+        ));
+    }
+    s.push_str(
+        "data: {\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+    );
+    s.push_str(&format!(
+        "data: {{\"model\":\"m\",\"choices\":[],\"usage\":{{\"prompt_tokens\":10,\"completion_tokens\":{completion}}}}}\n\ndata: [DONE]\n\n"
+    ));
+    s
+}
+
+fn observe(o: &Outcome) -> String {
+    let registry = prometheus::Registry::new();
+    let metrics =
+        inferprobe::metrics::ProbeMetrics::register(&registry, &std::collections::BTreeMap::new())
+            .expect("register");
+    metrics.precreate(&o.target, &o.model, &o.scenario);
+    metrics.observe(o);
+    prometheus::TextEncoder::new()
+        .encode_to_string(&registry.gather())
+        .expect("encode")
+}
+
+#[tokio::test]
+async fn usage_below_the_event_count_is_a_counted_mismatch() {
+    let r = replay(200, "OK", "text/event-stream", chat_with_usage("2")).await;
+    let o = probe_replay(DialectKind::OpenaiChat, &r, &Scenario::builtin_default()).await;
+    assert_eq!(o.result, ProbeResult::Success, "{:?}", o.error);
+    assert_eq!((o.output_tokens, o.output_events), (2, 4));
+    assert!(o.token_count_mismatch());
+    let text = observe(&o);
+    let line = format!(
+        "inferprobe_token_count_mismatch_total{{model=\"{}\",scenario=\"{}\",target=\"{}\"}} 1",
+        o.model, o.scenario, o.target
+    );
+    assert!(
+        text.lines().any(|l| l == line),
+        "missing {line} in:\n{text}"
+    );
+
+    // Packed events (more tokens than events) are no mismatch.
+    let r = replay(200, "OK", "text/event-stream", chat_with_usage("9")).await;
+    let o = probe_replay(DialectKind::OpenaiChat, &r, &Scenario::builtin_default()).await;
+    assert_eq!((o.output_tokens, o.output_events), (9, 4));
+    assert!(!o.token_count_mismatch());
+    assert!(observe(&o).contains("inferprobe_token_count_mismatch_total{model=\"sim-llm\",scenario=\"default\",target=\"t-openai-chat\"} 0"));
+}
+
+#[tokio::test]
+async fn implausible_usage_is_a_malformed_stream_and_never_reaches_the_counters() {
+    let mut scenario = Scenario::builtin_default();
+    scenario.max_tokens = 64;
+    let cases = [
+        (
+            u64::MAX.to_string(),
+            "usage.completion_tokens = 18446744073709551615 (more than 100000000 tokens)",
+        ),
+        (
+            "5000".to_string(),
+            "implausible usage: usage reports 5000 output tokens for a request limited to 64",
+        ),
+    ];
+    for (completion, reason) in cases {
+        let r = replay(200, "OK", "text/event-stream", chat_with_usage(&completion)).await;
+        let o = probe_replay(DialectKind::OpenaiChat, &r, &scenario).await;
+        assert_eq!(o.result, ProbeResult::MalformedStream, "{completion}");
+        let error = o.error.clone().unwrap_or_default();
+        assert!(error.contains(reason), "{completion}: {error}");
+        assert_eq!(o.token_source, TokenSource::CountedEvents, "{completion}");
+        assert_eq!(o.output_tokens, 4, "{completion}: counted, not reported");
+        let text = observe(&o);
+        let line = format!(
+            "inferprobe_tokens_total{{direction=\"output\",model=\"{}\",scenario=\"{}\",target=\"{}\"}} 4",
+            o.model, o.scenario, o.target
+        );
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line} in:\n{text}"
+        );
+    }
+    // Within the slack (4 x 64 + 64 = 320) a count is believed.
+    let r = replay(200, "OK", "text/event-stream", chat_with_usage("320")).await;
+    let o = probe_replay(DialectKind::OpenaiChat, &r, &scenario).await;
+    assert_eq!(o.result, ProbeResult::Success, "{:?}", o.error);
+    assert_eq!(o.output_tokens, 320);
+}
+
+/// Every row of the result table, through the engine: statuses with recorded error bodies, and
+/// recorded streams that carry an error.
+#[tokio::test]
+async fn one_condition_one_result_whatever_the_transport() {
+    let anthropic_overloaded = r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"},"request_id":"req_011CSHoEeqs5C35K2UUqR7Fy"}"#;
+    let statuses = [
+        (
+            DialectKind::OpenaiChat,
+            429,
+            "Too Many Requests",
+            r#"{"error":{"message":"Rate limit reached for requests","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#,
+            ProbeResult::RateLimited,
+        ),
+        (
+            DialectKind::AnthropicMessages,
+            529,
+            "Site Overloaded",
+            anthropic_overloaded,
+            ProbeResult::Http5xx,
+        ),
+        (
+            DialectKind::OpenaiChat,
+            503,
+            "Service Unavailable",
+            r#"{"error":{"message":"The server is overloaded or not ready yet.","type":"server_error","param":null,"code":null}}"#,
+            ProbeResult::Http5xx,
+        ),
+        (
+            DialectKind::OpenaiChat,
+            500,
+            "Internal Server Error",
+            r#"{"error":{"message":"boom","type":"InternalServerError","param":null,"code":500}}"#,
+            ProbeResult::Http5xx,
+        ),
+        (
+            DialectKind::OpenaiChat,
+            400,
+            "Bad Request",
+            r#"{"error":{"message":"bad","type":"BadRequestError","param":null,"code":400}}"#,
+            ProbeResult::Http4xx,
+        ),
+    ];
+    for (dialect, status, reason, body, want) in statuses {
+        let r = replay(status, reason, "application/json", body.to_string()).await;
+        let o = probe_replay(dialect, &r, &Scenario::builtin_default()).await;
+        assert_eq!(o.result, want, "HTTP {status}: {:?}", o.error);
+        assert_eq!(o.http_status, Some(status));
+    }
+    let streams = [
+        (
+            DialectKind::OpenaiChat,
+            "openai_stream_error.txt",
+            ProbeResult::RateLimited,
+        ),
+        (
+            DialectKind::AnthropicMessages,
+            "anthropic_rate_limited.txt",
+            ProbeResult::RateLimited,
+        ),
+        (
+            DialectKind::OpenaiChat,
+            "groq_stream_error.txt",
+            ProbeResult::RateLimited,
+        ),
+        (
+            DialectKind::AnthropicMessages,
+            "anthropic_overloaded.txt",
+            ProbeResult::ApiError,
+        ),
+        (
+            DialectKind::OpenaiChat,
+            "vllm_stream_error_current.txt",
+            ProbeResult::ApiError,
+        ),
+        (
+            DialectKind::OpenaiChat,
+            "tgi_stream_error.txt",
+            ProbeResult::ApiError,
+        ),
+        (
+            DialectKind::OpenaiChat,
+            "openrouter_midstream_error.txt",
+            ProbeResult::ApiError,
+        ),
+    ];
+    for (dialect, name, want) in streams {
+        let r = replay(200, "OK", "text/event-stream", sse_fixture(name)).await;
+        let o = probe_replay(dialect, &r, &Scenario::builtin_default()).await;
+        assert_eq!(o.result, want, "{name}: {:?}", o.error);
+        assert!(
+            o.error
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with("error in stream: "),
+            "{name}: {:?}",
+            o.error
+        );
+    }
 }

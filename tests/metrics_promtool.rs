@@ -34,6 +34,7 @@ fn outcome(result: ProbeResult) -> Outcome {
         output_tokens_per_second: Some(13.3),
         input_tokens: Some(20),
         cached_input_tokens: None,
+        reasoning_tokens: None,
         output_tokens: 4,
         token_source: TokenSource::Usage,
         output_events: 4,

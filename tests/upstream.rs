@@ -704,3 +704,44 @@ async fn a_compressed_stream_is_malformed_not_empty() {
     assert!(o.error.as_deref().unwrap_or("").contains("gzip"));
     assert_eq!(up.seen()[0].header("accept-encoding"), Some("identity"));
 }
+
+#[tokio::test]
+async fn an_error_body_on_http_200_is_classified_by_the_same_table() {
+    let dialect = DialectKind::AnthropicMessages;
+    for (body, want) in [
+        (
+            r#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#,
+            ProbeResult::RateLimited,
+        ),
+        (
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+            ProbeResult::ApiError,
+        ),
+        (
+            r#"{"error":{"message":"bad things","type":"server_error","code":null}}"#,
+            ProbeResult::ApiError,
+        ),
+    ] {
+        let up = Upstream::start(move |_, _| {
+            vec![
+                Step::Write(
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .into_bytes(),
+                ),
+                Step::Close,
+            ]
+        })
+        .await;
+        let t = one_target(dialect, &up.base(), "");
+        let o = probe(&client(), &t).await;
+        assert_eq!(o.result, want, "{body}: {:?}", o.error);
+        assert!(o
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("error body on HTTP 200"));
+    }
+}

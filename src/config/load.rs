@@ -456,7 +456,7 @@ pub(crate) struct Diag<'a> {
 }
 
 impl<'a> Diag<'a> {
-    fn new(root: &'a Node) -> Diag<'a> {
+    pub(crate) fn new(root: &'a Node) -> Diag<'a> {
         Diag {
             root,
             errors: Vec::new(),
@@ -499,7 +499,7 @@ impl<'a> Diag<'a> {
     }
 
     /// Errors and warnings in document order (by line; file-level problems first).
-    fn finish(self) -> (Vec<ConfigError>, Vec<ConfigWarning>) {
+    pub(crate) fn finish(self) -> (Vec<ConfigError>, Vec<ConfigWarning>) {
         let mut errors = self.errors;
         errors.sort_by_key(|e| e.line);
         let mut warnings = self.warnings;

@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use load::{declares_no_targets, load, load_for_check, load_str, load_str_with, Environment};
-pub use resolve::{parse_cron, BUCKET_METRICS};
+pub use resolve::{
+    parse_cron, resolve_adhoc, resolve_adhoc_with, AdHoc, AdHocErrors, BUCKET_METRICS,
+};
 pub use types::*;
 
 use crate::probe::dialect::{AuthStyle, DialectKind, Message};

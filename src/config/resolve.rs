@@ -111,6 +111,7 @@ pub(crate) fn resolve(
         scenarios: &scenarios,
         default_scenario: Arc::new(Scenario::builtin_default()),
         prices: &d.prices,
+        adhoc: false,
     };
     let mut targets = Vec::new();
     let mut first_index: HashMap<&str, usize> = HashMap::new();
@@ -540,6 +541,8 @@ struct TargetContext<'a> {
     scenarios: &'a BTreeMap<String, Option<Arc<Scenario>>>,
     default_scenario: Arc<Scenario>,
     prices: &'a BTreeMap<String, Option<PriceConfig>>,
+    /// An ad-hoc target built from flags: no simulator, hints name flags.
+    adhoc: bool,
 }
 
 fn resolve_target(
@@ -550,7 +553,7 @@ fn resolve_target(
 ) -> Option<Target> {
     let before = diag.error_count();
     check_label("target", &t.name, &path.key("name"), diag);
-    let base_url = check_base_url(&t.base_url, ctx.has_simulator, &path.key("base_url"), diag);
+    let base_url = check_base_url(&t.base_url, ctx, &path.key("base_url"), diag);
     if t.model.trim().is_empty() {
         diag.error(&path.key("model"), "must not be empty");
     }
@@ -686,12 +689,19 @@ fn check_self_hosted(
 
 fn check_base_url(
     raw: &str,
-    has_simulator: bool,
+    ctx: &TargetContext<'_>,
     path: &YamlPath,
     diag: &mut Diag<'_>,
 ) -> Option<BaseUrl> {
+    let has_simulator = ctx.has_simulator;
     let raw = raw.trim();
-    if raw == "simulator" {
+    // The same rules for `--url`, with hints in terms of flags.
+    let credential_hint = if ctx.adhoc {
+        "--api-key-env NAME"
+    } else {
+        "`api_key` with {env: NAME}"
+    };
+    if raw == "simulator" && !ctx.adhoc {
         if has_simulator {
             return Some(BaseUrl::Simulator);
         }
@@ -707,7 +717,8 @@ fn check_base_url(
             diag.error(
                 path,
                 format!(
-                    "{raw:?} is not a URL ({e}); write e.g. \"http://127.0.0.1:8000/v1\" or `simulator`"
+                        "{:?} is not a URL ({e}); write e.g. \"http://127.0.0.1:8000/v1\" or `simulator`",
+                    without_userinfo(raw)
                 ),
             );
             return None;
@@ -717,15 +728,23 @@ fn check_base_url(
         // The URL is not echoed: it holds a credential.
         diag.error(
             path,
-            "must not contain credentials; use `api_key` with {env: NAME}",
+            format!("must not contain credentials; use {credential_hint}"),
         );
         return None;
     }
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         diag.error(
             path,
-            format!("{raw:?} is not an http:// or https:// URL (or `simulator`)"),
+            format!(
+                "{:?} is not an http:// or https:// URL (or `simulator`)",
+                without_userinfo(raw)
+            ),
         );
+        return None;
+    }
+    if ctx.adhoc && url.fragment().is_some() {
+        // The query of `--url` was already taken apart into query parameters.
+        diag.error(path, format!("{raw:?} must not carry a #fragment"));
         return None;
     }
     if url.query().is_some() || url.fragment().is_some() {
@@ -738,6 +757,19 @@ fn check_base_url(
         return None;
     }
     Some(BaseUrl::Url(raw.trim_end_matches('/').to_string()))
+}
+
+/// `raw` with anything before an `@` in its authority replaced, for error messages: a URL that
+/// fails to parse may still carry a password.
+fn without_userinfo(raw: &str) -> std::borrow::Cow<'_, str> {
+    let start = raw.find("://").map_or(0, |i| i + 3);
+    let end = raw[start..]
+        .find(['/', '?', '#'])
+        .map_or(raw.len(), |i| start + i);
+    match raw[start..end].rfind('@') {
+        Some(at) => format!("{}<redacted>{}", &raw[..start], &raw[start + at..]).into(),
+        None => raw.into(),
+    }
 }
 
 /// An API key that cannot be read: an error, or (for `check-config`) a warning that says what
@@ -901,6 +933,236 @@ fn unknown_scenario(name: &str, defined: &BTreeMap<String, Option<Arc<Scenario>>
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Ad-hoc targets
+
+/// The flags of an ad-hoc target (`probe` and `calibrate` without a config file). No `Debug`:
+/// header values may be credentials.
+pub struct AdHoc<'a> {
+    /// `--url`.
+    pub url: Option<&'a str>,
+    /// `--dialect`.
+    pub dialect: Option<&'a str>,
+    /// `--model`.
+    pub model: Option<&'a str>,
+    /// `--prompt`.
+    pub prompt: Option<&'a str>,
+    /// `--max-tokens`.
+    pub max_tokens: u32,
+    /// `--api-key-env`.
+    pub api_key_env: Option<&'a str>,
+    /// `--header NAME: VALUE`, repeated.
+    pub headers: &'a [String],
+    /// `--no-usage`.
+    pub no_usage: bool,
+    /// Timeouts after any `--*-timeout` flags.
+    pub timeouts: Timeouts,
+}
+
+/// Every problem with the flags of an ad-hoc target, one per line, each naming its flag.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.join("\n"))]
+pub struct AdHocErrors(pub Vec<String>);
+
+/// Builds a target named `adhoc` and its one scenario from flags, through the same checks and
+/// resolution as a config target (URL rules, header names and values, the API key, timeouts,
+/// `max_tokens`). A query string in `--url` becomes the target's query parameters (as a
+/// config's `query:`), so the dialect's path is appended to the URL's path. `{env: NAME}` is read
+/// from the process environment.
+pub fn resolve_adhoc(a: &AdHoc<'_>) -> Result<(Target, Scenario), AdHocErrors> {
+    resolve_adhoc_with(a, &|name: &str| std::env::var(name).ok())
+}
+
+/// Like [`resolve_adhoc`], with an explicit environment-variable lookup.
+pub fn resolve_adhoc_with(
+    a: &AdHoc<'_>,
+    var: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Target, Scenario), AdHocErrors> {
+    let (Some(url), Some(dialect), Some(model)) = (a.url, a.dialect, a.model) else {
+        return Err(AdHocErrors(vec![
+            "give either --config.file, or --url, --dialect and --model".to_string(),
+        ]));
+    };
+    let mut errors = Vec::new();
+    let dialect = match serde_json::from_value::<crate::probe::dialect::DialectKind>(
+        serde_json::Value::String(dialect.to_string()),
+    ) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            errors.push(format!("--dialect: {e}"));
+            None
+        }
+    };
+    let (base_url, query) = match split_query(url) {
+        Ok(x) => x,
+        Err(e) => {
+            errors.push(format!("--url: {e}"));
+            (url.to_string(), BTreeMap::new())
+        }
+    };
+    let mut headers = BTreeMap::new();
+    for (i, h) in a.headers.iter().enumerate() {
+        match h.split_once(':') {
+            Some((k, v)) => {
+                headers.insert(k.trim().to_string(), v.trim().to_string());
+            }
+            // Not echoed: a malformed header may be a bare credential.
+            None => errors.push(format!(
+                "--header (#{}): expected \"NAME: VALUE\" (the value is not shown: it may be a credential)",
+                i + 1
+            )),
+        }
+    }
+    let Some(dialect) = dialect else {
+        return Err(AdHocErrors(errors));
+    };
+
+    let t = TargetConfig {
+        name: "adhoc".to_string(),
+        dialect,
+        base_url,
+        model: model.to_string(),
+        api_key: a.api_key_env.map(|v| SecretRef::Env { env: v.to_string() }),
+        auth: None,
+        headers,
+        query,
+        include_usage: !a.no_usage,
+        scenarios: vec![ScenarioRef::Name("adhoc".to_string())],
+        scenario_selection: ScenarioSelection::default(),
+        schedule: None,
+        timeouts: TimeoutsConfig {
+            connect: Some(a.timeouts.connect),
+            first_token: Some(a.timeouts.first_token),
+            idle: Some(a.timeouts.idle),
+            total: Some(a.timeouts.total),
+        },
+        max_response_bytes: None,
+        price: None,
+        self_hosted: None,
+        production: false,
+        connection: Default::default(),
+        connection_idle_timeout: None,
+        follow_redirects: false,
+    };
+    let builtin = Scenario::builtin_default();
+    let prompt = match a.prompt {
+        Some(p) => p.to_string(),
+        None => builtin
+            .messages
+            .iter()
+            .find(|m| m.role == "user")
+            .map(|m| m.content.clone())
+            .unwrap_or_default(),
+    };
+    let sc = ScenarioConfig {
+        system: None,
+        messages: Vec::new(),
+        prompt: Some(prompt),
+        prompt_file: None,
+        context_tokens: 0,
+        max_tokens: a.max_tokens,
+        temperature: builtin.temperature,
+        stop: Vec::new(),
+        extra_body: serde_json::Map::new(),
+        cache_bust: builtin.cache_bust,
+        checks: ChecksConfig::default(),
+    };
+
+    // There is no document: paths are reported relative to the target, then named as flags.
+    let root = super::load::Node {
+        line: None,
+        kind: super::load::Kind::Null,
+    };
+    let mut diag = Diag::new(&root);
+    let env = Environment {
+        base_dir: std::path::Path::new("."),
+        var,
+        secrets_required: true,
+    };
+    let scenario_path = YamlPath::root().key("scenario");
+    let scenario = resolve_scenario("adhoc", &sc, &scenario_path, &env, &mut diag).map(Arc::new);
+    let mut scenarios = BTreeMap::new();
+    scenarios.insert("adhoc".to_string(), scenario.clone());
+    let global = GlobalConfig::default();
+    let prices = BTreeMap::new();
+    let ctx = TargetContext {
+        env: &env,
+        global: &global,
+        global_timeouts: Timeouts::default(),
+        has_simulator: false,
+        server_names: Default::default(),
+        scenarios: &scenarios,
+        default_scenario: Arc::new(builtin),
+        prices: &prices,
+        adhoc: true,
+    };
+    let target = resolve_target(&t, &YamlPath::root(), &ctx, &mut diag);
+    // Warnings are about what to write in a config file; flags have nothing to warn about.
+    let (config_errors, _warnings) = diag.finish();
+    errors.extend(
+        config_errors
+            .iter()
+            .map(|e| format!("{}: {}", flag_for(&e.path), e.message)),
+    );
+    match (target, scenario) {
+        (Some(t), Some(s)) if errors.is_empty() => Ok((t, (*s).clone())),
+        _ => {
+            if errors.is_empty() {
+                errors.push("invalid ad-hoc target".to_string());
+            }
+            Err(AdHocErrors(errors))
+        }
+    }
+}
+
+/// Splits a query string off `--url`: the URL without it, and its parameters. A parameter given
+/// twice is an error, since a target's query parameters are a map.
+fn split_query(url: &str) -> Result<(String, BTreeMap<String, String>), String> {
+    let url = url.trim();
+    let Some(q) = url.find('?') else {
+        return Ok((url.to_string(), BTreeMap::new()));
+    };
+    let (head, rest) = url.split_at(q);
+    let (query, fragment) = match rest.find('#') {
+        Some(f) => (&rest[1..f], &rest[f..]),
+        None => (&rest[1..], ""),
+    };
+    let mut params = BTreeMap::new();
+    // Parameters are decoded here and encoded again when the request is built.
+    let parsed = reqwest::Url::parse(&format!("http://x/?{query}"))
+        .map_err(|e| format!("cannot read the query string ({e})"))?;
+    for (k, v) in parsed.query_pairs() {
+        if params.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(format!("query parameter {k:?} is given twice"));
+        }
+    }
+    Ok((format!("{head}{fragment}"), params))
+}
+
+/// The flag behind a path of the ad-hoc target.
+fn flag_for(path: &str) -> String {
+    let first = path.split(['.', '[']).next().unwrap_or("");
+    match (first, path) {
+        (_, "timeouts.connect") => "--connect-timeout".to_string(),
+        (_, "timeouts.first_token") => "--first-token-timeout".to_string(),
+        (_, "timeouts.idle") => "--idle-timeout".to_string(),
+        (_, "timeouts.total") => "--total-timeout".to_string(),
+        (_, "scenario.max_tokens") => "--max-tokens".to_string(),
+        ("timeouts", _) => "--first-token-timeout/--total-timeout".to_string(),
+        ("scenario", _) => "--prompt".to_string(),
+        ("base_url" | "query", _) => "--url".to_string(),
+        ("model", _) => "--model".to_string(),
+        ("dialect", _) => "--dialect".to_string(),
+        ("api_key", _) => "--api-key-env".to_string(),
+        ("headers", _) => match path.strip_prefix("headers.") {
+            Some(name) => format!("--header {name}"),
+            None => "--header".to_string(),
+        },
+        ("include_usage", _) => "--no-usage".to_string(),
+        _ => path.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -920,6 +1182,41 @@ mod tests {
         let pattern = String::from("(");
         let e = regex::Regex::new(&pattern).unwrap_err();
         assert_eq!(regex_reason(&e), "unclosed group");
+    }
+
+    #[test]
+    fn query_strings_are_split_off_ad_hoc_urls() {
+        let (base, q) = split_query("http://h/v1?api-version=1&x=a%20b#f").unwrap();
+        assert_eq!(base, "http://h/v1#f");
+        assert_eq!(
+            q.into_iter().collect::<Vec<_>>(),
+            [
+                ("api-version".to_string(), "1".to_string()),
+                ("x".to_string(), "a b".to_string())
+            ]
+        );
+        assert_eq!(split_query("http://h/v1").unwrap().0, "http://h/v1");
+        assert!(split_query("http://h/v1?a=1&a=2").is_err());
+    }
+
+    #[test]
+    fn userinfo_is_not_shown_in_url_errors() {
+        assert_eq!(
+            without_userinfo("http://u:p@h:1/x@y"),
+            "http://<redacted>@h:1/x@y"
+        );
+        assert_eq!(without_userinfo("http://h/x@y"), "http://h/x@y");
+        assert_eq!(without_userinfo("u:p@h"), "<redacted>@h");
+    }
+
+    #[test]
+    fn ad_hoc_paths_name_flags() {
+        assert_eq!(flag_for("base_url"), "--url");
+        assert_eq!(flag_for("api_key.env"), "--api-key-env");
+        assert_eq!(flag_for("headers.X-Y"), "--header X-Y");
+        assert_eq!(flag_for("timeouts.idle"), "--idle-timeout");
+        assert_eq!(flag_for("scenario.max_tokens"), "--max-tokens");
+        assert_eq!(flag_for("scenario.prompt"), "--prompt");
     }
 
     #[test]

@@ -225,6 +225,7 @@ pub struct ProbeMetrics {
     tokens: IntCounterVec,
     cost_total: CounterVec,
     skipped: IntCounterVec,
+    token_mismatch: IntCounterVec,
     success: GaugeVec,
     last_probe: GaugeVec,
     gpu_cost_rate: GaugeVec,
@@ -298,6 +299,15 @@ impl ProbeMetrics {
             ),
             &labels_plus("reason"),
         );
+        let token_mismatch = IntCounterVec::new(
+            opts(
+                "token_count_mismatch_total",
+                "Probes whose server-reported output token count was lower than the number of \
+                 output-bearing events received (every event carries at least one token): a \
+                 tokenizer or usage bug on the server.",
+            ),
+            &PROBE_LABELS,
+        );
         let success = GaugeVec::new(
             opts(
                 "probe_success",
@@ -369,6 +379,7 @@ impl ProbeMetrics {
             tokens: register(registry, "tokens_total", tokens)?,
             cost_total: register(registry, "cost_usd_total", cost_total)?,
             skipped: register(registry, "probes_skipped_total", skipped)?,
+            token_mismatch: register(registry, "token_count_mismatch_total", token_mismatch)?,
             success: register(registry, "probe_success", success)?,
             last_probe: register(registry, "last_probe_timestamp_seconds", last_probe)?,
             gpu_cost_rate: register(registry, "gpu_cost_usd_per_hour", gpu_cost_rate)?,
@@ -404,6 +415,8 @@ impl ProbeMetrics {
             self.tokens.with_label_values(&[target, model, scenario, d]);
         }
         self.cost_total
+            .with_label_values(&[target, model, scenario]);
+        self.token_mismatch
             .with_label_values(&[target, model, scenario]);
         for r in SkipReason::ALL {
             self.skipped
@@ -468,6 +481,9 @@ impl ProbeMetrics {
         self.tokens
             .with_label_values(&[target, model, scenario, DIRECTION_OUTPUT])
             .inc_by(outcome.output_tokens);
+        if outcome.token_count_mismatch() {
+            self.token_mismatch.with_label_values(&l).inc();
+        }
         if let Some(r) = outcome.connection.retried {
             self.retries
                 .with_label_values(&[target, model, scenario, r.as_str()])
@@ -555,6 +571,7 @@ impl ProbeMetrics {
                 .remove_label_values(&[target, model, scenario, c.as_str()]);
         }
         let _ = self.cost_total.remove_label_values(&l);
+        let _ = self.token_mismatch.remove_label_values(&l);
         let _ = self.success.remove_label_values(&l);
         let _ = self.last_probe.remove_label_values(&l);
         let _ = self.gpu_cost_rate.remove_label_values(&[target, model]);
@@ -747,6 +764,7 @@ mod tests {
             output_tokens_per_second: Some(2.5),
             input_tokens: Some(12),
             cached_input_tokens: Some(0),
+            reasoning_tokens: None,
             output_tokens: 4,
             token_source: TokenSource::Usage,
             output_events: 4,
@@ -775,6 +793,7 @@ mod tests {
             output_tokens_per_second: None,
             input_tokens: None,
             cached_input_tokens: None,
+            reasoning_tokens: None,
             output_tokens: 0,
             token_source: TokenSource::CountedEvents,
             output_events: 0,
@@ -960,6 +979,37 @@ mod tests {
     }
 
     #[test]
+    fn token_count_mismatch_counts_reports_below_the_event_count() {
+        let (registry, metrics) = setup();
+        metrics.precreate("t", "m", "s");
+        let line = |n: u64| format!("inferprobe_token_count_mismatch_total{{{L}}} {n}");
+        // 4 reported for 4 events, and 9 reported for 4 events (packed events): no mismatch.
+        metrics.observe(&success("t"));
+        metrics.observe(&Outcome {
+            output_tokens: 9,
+            ..success("t")
+        });
+        // Counted events cannot disagree with themselves.
+        metrics.observe(&failed("t"));
+        assert_line(&encode(&registry), &line(0));
+        // 3 reported for 4 events, whatever field reported it.
+        for source in [TokenSource::Usage, TokenSource::Timings] {
+            metrics.observe(&Outcome {
+                output_tokens: 3,
+                token_source: source,
+                ..success("t")
+            });
+        }
+        let text = encode(&registry);
+        assert_line(&text, &line(2));
+        // The reported count is what goes into the token counter.
+        assert_line(
+            &text,
+            r#"inferprobe_tokens_total{direction="output",model="m",scenario="s",target="t"} 19"#,
+        );
+    }
+
+    #[test]
     fn precreate_makes_every_counter_series_at_zero() {
         let (registry, metrics) = setup();
         metrics.precreate("t", "m", "s");
@@ -988,6 +1038,10 @@ mod tests {
             );
         }
         assert_line(&text, &format!("inferprobe_cost_usd_total{{{L}}} 0"));
+        assert_line(
+            &text,
+            &format!("inferprobe_token_count_mismatch_total{{{L}}} 0"),
+        );
         for r in ["overlap", "concurrency", "token_budget"] {
             assert_line(
                 &text,

@@ -18,14 +18,12 @@ use reqwest::Url;
 
 use crate::config::{ConnectionMode, Scenario, Target, Timeouts};
 use crate::cost::{request_cost, TokenCounts};
-use crate::probe::dialect::{
-    AuthStyle, Message, OutputKind, ProbeRequest, Signal, StreamErrorKind,
-};
+use crate::probe::dialect::{self, AuthStyle, Message, OutputKind, ProbeRequest, Signal};
 use crate::probe::ratelimit::RateLimitInfo;
-use crate::probe::result::ProbeResult;
+use crate::probe::result::{ErrorCondition, ProbeResult, Transport};
 use crate::probe::sse::{self, SseError, StampedEvent};
 use crate::probe::trace::{
-    ConnectionInfo, ConnectionUse, Outcome, RetryReason, TokenSource, Trace,
+    ConnectionInfo, ConnectionUse, Outcome, RetryReason, TokenSource, Trace, UsageTotals,
 };
 use crate::probe::{check, clip};
 
@@ -380,9 +378,7 @@ struct Run<'a> {
     trace: Trace,
     http_status: Option<u16>,
     answer: String,
-    usage_input: Option<u64>,
-    usage_output: Option<u64>,
-    usage_cached: Option<u64>,
+    usage: UsageTotals,
     response_model: Option<String>,
     finish_reason: Option<String>,
     rate_limit: RateLimitInfo,
@@ -409,9 +405,7 @@ impl<'a> Run<'a> {
             trace: Trace::new(Instant::now()),
             http_status: None,
             answer: String::new(),
-            usage_input: None,
-            usage_output: None,
-            usage_cached: None,
+            usage: UsageTotals::default(),
             response_model: None,
             finish_reason: None,
             rate_limit: RateLimitInfo::default(),
@@ -600,11 +594,7 @@ impl<'a> Run<'a> {
                 Some(enc) => format!("body in {enc} encoding, not decoded"),
                 None => error_detail(&body),
             };
-            let class = match status.as_u16() {
-                429 => ProbeResult::RateLimited,
-                500..=599 => ProbeResult::Http5xx,
-                _ => ProbeResult::Http4xx,
-            };
+            let class = ErrorCondition::of_status(status.as_u16()).result(Transport::HttpStatus);
             let mut msg = format!("HTTP {}", status.as_u16());
             if let Some(ra) = retry_after {
                 msg.push_str(&format!(" (Retry-After: {})", clip(&ra, 40)));
@@ -642,10 +632,11 @@ impl<'a> Run<'a> {
             self.trace.failed_at = Some(Instant::now());
             let detail = error_detail(&body);
             if looks_like_error(&body) {
-                return Err((
-                    ProbeResult::ApiError,
-                    format!("error body on HTTP 200: {detail}"),
-                ));
+                // The same table as an error event in a stream: a rate limit stays one.
+                let words = error_words(&body);
+                let class = ErrorCondition::of_error_words(words.iter().map(String::as_str))
+                    .result(Transport::InStream);
+                return Err((class, format!("error body on HTTP 200: {detail}")));
             }
             return Err((
                 ProbeResult::MalformedStream,
@@ -763,15 +754,7 @@ impl<'a> Run<'a> {
                             other => other,
                         };
                     }
-                    Signal::Usage {
-                        input_tokens,
-                        output_tokens,
-                        cached_input_tokens,
-                    } => {
-                        self.usage_input = input_tokens.or(self.usage_input);
-                        self.usage_output = output_tokens.or(self.usage_output);
-                        self.usage_cached = cached_input_tokens.or(self.usage_cached);
-                    }
+                    Signal::Usage(report) => self.usage.merge(&report),
                     Signal::Model(m) => self.response_model = Some(m),
                     Signal::FinishReason(r) => {
                         finished = true;
@@ -787,10 +770,7 @@ impl<'a> Run<'a> {
                     }
                     Signal::Error { kind, message } => {
                         self.trace.failed_at = Some(ev.at);
-                        let class = match kind {
-                            StreamErrorKind::RateLimited => ProbeResult::RateLimited,
-                            StreamErrorKind::Other => ProbeResult::ApiError,
-                        };
+                        let class = kind.result(Transport::InStream);
                         return Err((class, format!("error in stream: {}", clip(&message, 200))));
                     }
                 }
@@ -817,16 +797,34 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn finish(self, phase: PhaseResult) -> Outcome {
+    fn finish(mut self, phase: PhaseResult) -> Outcome {
         let trace = self.trace;
         let output_events = trace.outputs.len() as u64;
-        let (output_tokens, token_source) = match self.usage_output {
-            Some(n) => (n, TokenSource::Usage),
-            None => (output_events, TokenSource::CountedEvents),
-        };
         let (mut result, mut error) = match phase {
             Ok(()) => (ProbeResult::Success, None),
             Err((r, e)) => (r, Some(e)),
+        };
+        // A reported output count far beyond the request's limit is a broken report: the stream
+        // is malformed (unless it already failed otherwise), and the count is not used.
+        let limit =
+            dialect::requested_output_limit(self.scenario.max_tokens, &self.scenario.extra_body);
+        if let Some((n, source)) = self.usage.output() {
+            if dialect::output_count_is_implausible(n, limit) {
+                self.usage.drop_output();
+                if result.is_success() {
+                    result = ProbeResult::MalformedStream;
+                    error = Some(format!(
+                        "implausible usage: {} reports {n} output tokens for a request limited \
+                         to {} (more than 4 x limit + 64)",
+                        source.as_str(),
+                        limit.unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        let (output_tokens, token_source) = match self.usage.output() {
+            Some((n, source)) => (n, source),
+            None => (output_events, TokenSource::CountedEvents),
         };
         if result.is_success() && output_events == 0 {
             result = ProbeResult::EmptyResponse;
@@ -844,8 +842,8 @@ impl<'a> Run<'a> {
             }
         }
         let tokens = TokenCounts {
-            input: self.usage_input,
-            cached_input: self.usage_cached,
+            input: self.usage.input(),
+            cached_input: self.usage.cached(),
             output: output_tokens,
         };
         // A request that reported no tokens at all (refused, failed before output) has no token
@@ -857,7 +855,7 @@ impl<'a> Run<'a> {
             _ => None,
         };
         let completed = trace.end.is_some();
-        Outcome {
+        let mut outcome = Outcome {
             target: self.target.name.clone(),
             model: self.target.model.clone(),
             scenario: self.scenario.name.clone(),
@@ -878,8 +876,9 @@ impl<'a> Run<'a> {
             e2e: trace.e2e(),
             elapsed: trace.elapsed(),
             output_tokens_per_second: trace.output_rate(output_tokens),
-            input_tokens: self.usage_input,
-            cached_input_tokens: self.usage_cached,
+            input_tokens: self.usage.input(),
+            cached_input_tokens: self.usage.cached(),
+            reasoning_tokens: self.usage.reasoning(),
             output_tokens,
             token_source,
             output_events,
@@ -889,7 +888,10 @@ impl<'a> Run<'a> {
             answer: self.answer,
             rate_limit: self.rate_limit,
             connection: self.connection,
-        }
+        };
+        // The one place probe outcomes are redacted: everything that shows them reads this.
+        crate::redact::redact_outcome(&mut outcome);
+        outcome
     }
 }
 
@@ -1056,6 +1058,23 @@ fn looks_like_error(body: &[u8]) -> bool {
         .is_some_and(|v| {
             v.get("error").is_some() || v.get("type").and_then(|t| t.as_str()) == Some("error")
         })
+}
+
+/// The `type` and `code` values of an error body (`{"error": {...}}` or `{"type": "error",
+/// "error": {...}}`), which say what kind of error it is; the free text is not read.
+fn error_words(body: &[u8]) -> Vec<String> {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    let err = v.get("error").unwrap_or(&v);
+    ["type", "code", "status"]
+        .iter()
+        .filter_map(|k| err.get(*k))
+        .map(|w| match w {
+            serde_json::Value::String(s) => clip(s, 80),
+            other => clip(&other.to_string(), 80),
+        })
+        .collect()
 }
 
 /// A short message from an error body: `error.message` when present, else the start of the text.

@@ -112,22 +112,120 @@ impl Trace {
     }
 }
 
-/// Where the output-token count came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where the output-token count came from: the field the server reported it in, or the
+/// fallback of counting events. The label (`probe --json` `token_source`) names the field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TokenSource {
-    /// The server's `usage` report.
+    /// OpenAI-style top-level `usage` (`completion_tokens`): OpenAI, vLLM, SGLang, TGI,
+    /// llama.cpp with `include_usage`, Ollama, LiteLLM, OpenRouter, DeepSeek, Mistral, Gemini.
     Usage,
+    /// Groq's `x_groq.usage`, sent in the final chunk when `usage` is not.
+    XGroqUsage,
+    /// llama.cpp's `timings.predicted_n`, sent in the final chunk when no `usage` is.
+    Timings,
+    /// Anthropic's cumulative `message_delta.usage.output_tokens`.
+    MessageDeltaUsage,
     /// Counted as one token per output-bearing event (the server reported no usage).
     CountedEvents,
 }
 
 impl TokenSource {
-    /// For logs and probe output.
+    /// For logs and probe output (`token_source`).
     pub fn as_str(self) -> &'static str {
         match self {
             TokenSource::Usage => "usage",
+            TokenSource::XGroqUsage => "x_groq.usage",
+            TokenSource::Timings => "timings",
+            TokenSource::MessageDeltaUsage => "message_delta.usage",
             TokenSource::CountedEvents => "counted_events",
         }
+    }
+
+    /// True when the count came from the server rather than from counting events.
+    pub fn is_reported(self) -> bool {
+        self != TokenSource::CountedEvents
+    }
+
+    /// Which report wins when one stream carries several: the standard `usage` over a
+    /// provider extension over server timings.
+    fn rank(self) -> u8 {
+        match self {
+            TokenSource::Usage | TokenSource::MessageDeltaUsage => 3,
+            TokenSource::XGroqUsage => 2,
+            TokenSource::Timings => 1,
+            TokenSource::CountedEvents => 0,
+        }
+    }
+}
+
+/// One usage report of a stream, from one field. Counts the report does not carry are `None`.
+/// `input_tokens` is the whole prompt, cached part included; `cached_input_tokens` is the part
+/// served from the prompt cache; `reasoning_tokens` is the part of the output spent reasoning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UsageReport {
+    /// The field the report came from.
+    pub source: TokenSource,
+    /// Prompt tokens, cached ones included.
+    pub input_tokens: Option<u64>,
+    /// Generated tokens.
+    pub output_tokens: Option<u64>,
+    /// Prompt tokens served from the prompt cache.
+    pub cached_input_tokens: Option<u64>,
+    /// Generated tokens spent on reasoning (part of `output_tokens`).
+    pub reasoning_tokens: Option<u64>,
+}
+
+/// The usage of one probe, merged from every report of its stream. Per count, a report from a
+/// better-ranked field ([`TokenSource::Usage`] > `x_groq.usage` > `timings`) replaces a worse
+/// one, and among equals the later report wins (reports are cumulative).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UsageTotals {
+    input: Option<(u64, TokenSource)>,
+    output: Option<(u64, TokenSource)>,
+    cached: Option<(u64, TokenSource)>,
+    reasoning: Option<(u64, TokenSource)>,
+}
+
+impl UsageTotals {
+    /// Merges one report.
+    pub fn merge(&mut self, r: &UsageReport) {
+        fn put(slot: &mut Option<(u64, TokenSource)>, v: Option<u64>, src: TokenSource) {
+            if let Some(v) = v {
+                if slot.is_none_or(|(_, s)| src.rank() >= s.rank()) {
+                    *slot = Some((v, src));
+                }
+            }
+        }
+        put(&mut self.input, r.input_tokens, r.source);
+        put(&mut self.output, r.output_tokens, r.source);
+        put(&mut self.cached, r.cached_input_tokens, r.source);
+        put(&mut self.reasoning, r.reasoning_tokens, r.source);
+    }
+
+    /// Reported input tokens.
+    pub fn input(&self) -> Option<u64> {
+        self.input.map(|(n, _)| n)
+    }
+
+    /// Reported output tokens and the field they came from.
+    pub fn output(&self) -> Option<(u64, TokenSource)> {
+        self.output
+    }
+
+    /// Reported cached input tokens.
+    pub fn cached(&self) -> Option<u64> {
+        self.cached.map(|(n, _)| n)
+    }
+
+    /// Reported reasoning tokens.
+    pub fn reasoning(&self) -> Option<u64> {
+        self.reasoning.map(|(n, _)| n)
+    }
+
+    /// Forgets the reported output count (after it was found implausible).
+    pub fn drop_output(&mut self) {
+        self.output = None;
+        self.reasoning = None;
     }
 }
 
@@ -201,6 +299,8 @@ pub struct Outcome {
     pub input_tokens: Option<u64>,
     /// Cached input tokens, where reported.
     pub cached_input_tokens: Option<u64>,
+    /// Reasoning tokens (part of `output_tokens`), where reported.
+    pub reasoning_tokens: Option<u64>,
     /// Output tokens (usage, else counted events).
     pub output_tokens: u64,
     /// Where `output_tokens` came from.
@@ -280,6 +380,13 @@ impl Outcome {
     pub fn itl_summary(&self) -> Option<ItlSummary> {
         ItlSummary::of(&self.inter_token_latencies)
     }
+
+    /// True when the server reported fewer output tokens than output-bearing events arrived: a
+    /// tokenizer or usage bug on the server, since every such event carries at least one token
+    /// (an event carrying several is fine, so only "reported < events" counts).
+    pub fn token_count_mismatch(&self) -> bool {
+        self.token_source.is_reported() && self.output_tokens < self.output_events
+    }
 }
 
 #[cfg(test)]
@@ -350,6 +457,64 @@ mod tests {
         assert_eq!(t.tpot(3), None);
         assert!(t.inter_token_latencies().is_empty());
         assert_eq!(t.elapsed(), ms(40));
+    }
+
+    fn report(source: TokenSource, input: Option<u64>, output: Option<u64>) -> UsageReport {
+        UsageReport {
+            source,
+            input_tokens: input,
+            output_tokens: output,
+            cached_input_tokens: None,
+            reasoning_tokens: None,
+        }
+    }
+
+    #[test]
+    fn usage_prefers_the_standard_field_then_the_latest_report() {
+        let mut u = UsageTotals::default();
+        // llama.cpp: timings in one chunk, usage in a later one; usage wins whatever the order.
+        u.merge(&report(TokenSource::Usage, Some(17), Some(4)));
+        u.merge(&report(TokenSource::Timings, Some(99), Some(99)));
+        assert_eq!(u.output(), Some((4, TokenSource::Usage)));
+        assert_eq!(u.input(), Some(17));
+        // A later report of the same rank overwrites (cumulative counts).
+        u.merge(&report(TokenSource::Usage, None, Some(5)));
+        assert_eq!(u.output(), Some((5, TokenSource::Usage)));
+        assert_eq!(u.input(), Some(17), "a count the report lacks is kept");
+        // A worse-ranked field fills a count nobody else reported.
+        let mut g = UsageTotals::default();
+        g.merge(&report(TokenSource::Timings, Some(3), Some(8)));
+        g.merge(&report(TokenSource::XGroqUsage, None, Some(9)));
+        assert_eq!(g.output(), Some((9, TokenSource::XGroqUsage)));
+        assert_eq!(g.input(), Some(3));
+        g.drop_output();
+        assert_eq!(g.output(), None);
+    }
+
+    #[test]
+    fn token_source_labels_name_the_field() {
+        let labels: Vec<&str> = [
+            TokenSource::Usage,
+            TokenSource::XGroqUsage,
+            TokenSource::Timings,
+            TokenSource::MessageDeltaUsage,
+            TokenSource::CountedEvents,
+        ]
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
+        assert_eq!(
+            labels,
+            [
+                "usage",
+                "x_groq.usage",
+                "timings",
+                "message_delta.usage",
+                "counted_events"
+            ]
+        );
+        assert!(!TokenSource::CountedEvents.is_reported());
+        assert!(TokenSource::Timings.is_reported());
     }
 
     #[test]

@@ -7,15 +7,20 @@
 //! Token usage is normalized to the OpenAI meaning, so cost and token counters need one rule:
 //! `input_tokens` is the whole prompt, i.e. Anthropic's `input_tokens` (the uncached part) plus
 //! `cache_read_input_tokens` plus `cache_creation_input_tokens`; `cached_input_tokens` is
-//! `cache_read_input_tokens`. `message_start` reports an early `output_tokens` (usually 1) that
-//! the cumulative count in `message_delta` later overwrites.
+//! `cache_read_input_tokens`. `message_start.message.usage` carries the input and cache counts;
+//! its `output_tokens` is an early placeholder (0 to a few tokens) and is not reported, so a
+//! stream cut before `message_delta` falls back to counting events. `message_delta.usage` carries
+//! the cumulative `output_tokens` ([`TokenSource::MessageDeltaUsage`]) and, on current API
+//! versions, cumulative input and cache counts too. Every count is checked with
+//! [`super::token_count`].
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::openai_chat::{merge_extra, truncate, Text};
 use super::{
-    DecodeError, OutputKind, ProbeRequest, Signal, SseEvent, StreamDecoder, StreamErrorKind,
+    token_count, DecodeError, ErrorCondition, OutputKind, ProbeRequest, Signal, SseEvent,
+    StreamDecoder, TokenSource, UsageReport,
 };
 
 /// Headers every Anthropic request carries.
@@ -75,7 +80,7 @@ struct Event<'a> {
     message: Option<MessageStart<'a>>,
     #[serde(borrow)]
     delta: Option<Delta<'a>>,
-    usage: Option<Usage>,
+    usage: Option<Value>,
     #[serde(borrow)]
     error: Option<ErrorBody<'a>>,
 }
@@ -84,7 +89,7 @@ struct Event<'a> {
 struct MessageStart<'a> {
     #[serde(borrow)]
     model: Option<Text<'a>>,
-    usage: Option<Usage>,
+    usage: Option<Value>,
 }
 
 /// The `delta` of `content_block_delta` and of `message_delta`, in one shape.
@@ -103,14 +108,6 @@ struct Delta<'a> {
 }
 
 #[derive(Deserialize)]
-struct Usage {
-    input_tokens: Option<u64>,
-    output_tokens: Option<u64>,
-    cache_read_input_tokens: Option<u64>,
-    cache_creation_input_tokens: Option<u64>,
-}
-
-#[derive(Deserialize)]
 struct ErrorBody<'a> {
     #[serde(borrow, rename = "type")]
     kind: Option<Text<'a>>,
@@ -122,25 +119,50 @@ struct ErrorBody<'a> {
 const MAX_ERROR_MESSAGE: usize = 300;
 
 impl Decoder {
-    fn usage(&mut self, u: Usage, out: &mut Vec<Signal>) {
-        if u.cache_read_input_tokens.is_some() {
-            self.cache_read = u.cache_read_input_tokens;
+    /// Reads a usage object at `prefix`; `with_output` is false for `message_start`, whose
+    /// `output_tokens` is a placeholder.
+    fn usage(
+        &mut self,
+        u: &Value,
+        prefix: &str,
+        with_output: bool,
+        out: &mut Vec<Signal>,
+    ) -> Result<(), DecodeError> {
+        if u.is_null() {
+            return Ok(());
         }
-        if u.cache_creation_input_tokens.is_some() {
-            self.cache_creation = u.cache_creation_input_tokens;
+        let count = |field: &str| token_count(DIALECT, u, prefix, field);
+        let uncached = count("input_tokens")?;
+        let output = if with_output {
+            count("output_tokens")?
+        } else {
+            // Still validated: an absurd placeholder is as malformed as an absurd total.
+            count("output_tokens")?;
+            None
+        };
+        let cache_read = count("cache_read_input_tokens")?;
+        let cache_creation = count("cache_creation_input_tokens")?;
+        if cache_read.is_some() {
+            self.cache_read = cache_read;
         }
-        let input = u.input_tokens.map(|n| {
+        if cache_creation.is_some() {
+            self.cache_creation = cache_creation;
+        }
+        let input = uncached.map(|n| {
             n.saturating_add(self.cache_read.unwrap_or(0))
                 .saturating_add(self.cache_creation.unwrap_or(0))
         });
-        if input.is_none() && u.output_tokens.is_none() && u.cache_read_input_tokens.is_none() {
-            return;
+        if input.is_none() && output.is_none() && cache_read.is_none() {
+            return Ok(());
         }
-        out.push(Signal::Usage {
+        out.push(Signal::Usage(UsageReport {
+            source: TokenSource::MessageDeltaUsage,
             input_tokens: input,
-            output_tokens: u.output_tokens,
-            cached_input_tokens: u.cache_read_input_tokens,
-        });
+            output_tokens: output,
+            cached_input_tokens: cache_read,
+            reasoning_tokens: None,
+        }));
+        Ok(())
     }
 }
 
@@ -179,8 +201,8 @@ impl StreamDecoder for Decoder {
                     if let Some(Text(model)) = m.model.filter(|m| !m.0.is_empty()) {
                         out.push(Signal::Model(model.into_owned()));
                     }
-                    if let Some(u) = m.usage {
-                        self.usage(u, out);
+                    if let Some(u) = &m.usage {
+                        self.usage(u, "message_start.message.usage", false, out)?;
                     }
                 }
             }
@@ -205,8 +227,8 @@ impl StreamDecoder for Decoder {
                 {
                     out.push(Signal::FinishReason(reason.into_owned()));
                 }
-                if let Some(u) = ev.usage {
-                    self.usage(u, out);
+                if let Some(u) = &ev.usage {
+                    self.usage(u, "message_delta.usage", true, out)?;
                 }
             }
             "message_stop" => out.push(Signal::Done),
@@ -229,7 +251,7 @@ impl StreamDecoder for Decoder {
 }
 
 fn error_signal(kind: Option<&str>, message: Option<&str>) -> Signal {
-    let rate_limited = matches!(kind, Some("rate_limit_error" | "overloaded_error"));
+    let condition = ErrorCondition::of_error_words(kind);
     let kind = kind.filter(|k| !k.is_empty());
     let message = message.map(str::trim).filter(|m| !m.is_empty());
     let text = match (kind, message) {
@@ -239,11 +261,7 @@ fn error_signal(kind: Option<&str>, message: Option<&str>) -> Signal {
         (None, None) => "unknown error".to_string(),
     };
     Signal::Error {
-        kind: if rate_limited {
-            StreamErrorKind::RateLimited
-        } else {
-            StreamErrorKind::Other
-        },
+        kind: condition,
         message: text,
     }
 }
@@ -254,6 +272,16 @@ mod tests {
 
     fn decode_all(events: &[(&str, &str)]) -> Result<Vec<Signal>, DecodeError> {
         super::super::decode_all::<Decoder>(events)
+    }
+
+    fn usage(input: Option<u64>, output: Option<u64>, cached: Option<u64>) -> Signal {
+        Signal::Usage(UsageReport {
+            source: TokenSource::MessageDeltaUsage,
+            input_tokens: input,
+            output_tokens: output,
+            cached_input_tokens: cached,
+            reasoning_tokens: None,
+        })
     }
 
     fn out(kind: OutputKind, text: &str) -> Signal {
@@ -301,23 +329,12 @@ mod tests {
             got,
             Ok(vec![
                 Signal::Model("claude-x".into()),
-                Signal::Usage {
-                    input_tokens: Some(42),
-                    output_tokens: Some(1),
-                    cached_input_tokens: Some(30)
-                },
+                // message_start's output_tokens placeholder is not reported.
+                usage(Some(42), None, Some(30)),
                 out(OutputKind::Answer, "Hi"),
                 Signal::FinishReason("end_turn".into()),
-                Signal::Usage {
-                    input_tokens: None,
-                    output_tokens: Some(15),
-                    cached_input_tokens: None
-                },
-                Signal::Usage {
-                    input_tokens: Some(43),
-                    output_tokens: Some(16),
-                    cached_input_tokens: None
-                },
+                usage(None, Some(15), None),
+                usage(Some(43), Some(16), None),
                 Signal::Done,
             ])
         );
@@ -374,22 +391,47 @@ mod tests {
             got,
             Ok(vec![
                 Signal::Error {
-                    kind: StreamErrorKind::RateLimited,
+                    kind: ErrorCondition::Overloaded,
                     message: "overloaded_error: Overloaded".into()
                 },
                 Signal::Error {
-                    kind: StreamErrorKind::RateLimited,
+                    kind: ErrorCondition::RateLimited,
                     message: "rate_limit_error: slow".into()
                 },
                 Signal::Error {
-                    kind: StreamErrorKind::Other,
+                    kind: ErrorCondition::Other,
                     message: "api_error: Internal".into()
                 },
                 Signal::Error {
-                    kind: StreamErrorKind::Other,
+                    kind: ErrorCondition::Other,
                     message: "unknown error".into()
                 },
             ])
+        );
+    }
+
+    #[test]
+    fn implausible_usage_names_the_field() {
+        let got = decode_all(&[(
+            "message_delta",
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":18446744073709551615}}"#,
+        )]);
+        assert_eq!(
+            got,
+            Err(DecodeError {
+                dialect: "anthropic-messages",
+                reason: "implausible usage: message_delta.usage.output_tokens = \
+                         18446744073709551615 (more than 100000000 tokens)"
+                    .into()
+            })
+        );
+        let got = decode_all(&[(
+            "message_start",
+            r#"{"type":"message_start","message":{"model":"m","usage":{"input_tokens":-3,"output_tokens":1}}}"#,
+        )]);
+        assert!(
+            matches!(&got, Err(e) if e.reason == "implausible usage: message_start.message.usage.input_tokens = -3 (not a token count)"),
+            "{got:?}"
         );
     }
 

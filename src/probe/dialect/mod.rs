@@ -10,6 +10,10 @@ pub mod openai_chat;
 pub mod openai_completions;
 
 use serde::Deserialize;
+use serde_json::{Map, Value};
+
+pub use crate::probe::result::ErrorCondition;
+pub use crate::probe::trace::{TokenSource, UsageReport};
 
 /// The API dialects inferprobe speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
@@ -83,29 +87,21 @@ pub enum OutputKind {
     ToolCall,
 }
 
-/// Whether an in-stream error means "slow down" or something else.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StreamErrorKind {
-    /// Rate limit or overload (e.g. Anthropic `overloaded_error`, `rate_limit_error`).
-    RateLimited,
-    /// Any other error object.
-    Other,
-}
+/// What an in-stream error means: the decoders classify the error's `type`/`code` with
+/// [`ErrorCondition::of_error_words`], and the engine maps the condition to a result through the
+/// one table, [`crate::probe::result::CONDITIONS`].
+pub type StreamErrorKind = ErrorCondition;
 
 /// What one SSE event meant. A single event may produce several signals.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Signal {
     /// Generated output. `text` is the delta; the engine accumulates answer text for checks.
     Output { kind: OutputKind, text: String },
-    /// Token usage reported by the server. Fields the event does not carry are `None`; later
-    /// reports overwrite earlier ones field by field. `input_tokens` is the whole prompt, cached
-    /// part included (OpenAI `prompt_tokens`; Anthropic `input_tokens` + cache reads + cache
-    /// writes), and `cached_input_tokens` is the part served from the provider's prompt cache.
-    Usage {
-        input_tokens: Option<u64>,
-        output_tokens: Option<u64>,
-        cached_input_tokens: Option<u64>,
-    },
+    /// Token usage reported by the server, with the field it came from. Counts the event does
+    /// not carry are `None`; the engine merges reports with [`crate::probe::trace::UsageTotals`].
+    /// `input_tokens` is the whole prompt, cached part included (OpenAI `prompt_tokens`;
+    /// Anthropic `input_tokens` + cache reads + cache writes; llama.cpp `prompt_n` + `cache_n`).
+    Usage(UsageReport),
     /// The model name the server says it used.
     Model(String),
     /// Why generation stopped (`stop`, `length`, `end_turn`, ...).
@@ -114,7 +110,7 @@ pub enum Signal {
     Done,
     /// An error object inside a 200 stream.
     Error {
-        kind: StreamErrorKind,
+        kind: ErrorCondition,
         message: String,
     },
 }
@@ -134,6 +130,96 @@ pub trait StreamDecoder: Send {
     /// Interprets one event, appending what it meant to `out`. Keep-alive or unknown-but-valid
     /// events append nothing.
     fn decode(&mut self, event: &SseEvent<'_>, out: &mut Vec<Signal>) -> Result<(), DecodeError>;
+}
+
+/// Largest token count a usage report may carry: ten times the largest context window any model
+/// offers today (10M tokens). A larger value (e.g. `u64::MAX` from a broken server) is a
+/// malformed stream, so that it can never wrap `inferprobe_tokens_total` or inflate cost.
+pub const MAX_PLAUSIBLE_TOKENS: u64 = 100_000_000;
+
+/// Reads the token count at `path` (dot-separated keys) under `v`, naming `prefix.path` in the
+/// error. Missing or `null` is `None`; the count must be a non-negative integer (an integral
+/// float such as `12.0` is accepted) of at most [`MAX_PLAUSIBLE_TOKENS`].
+pub(crate) fn token_count(
+    dialect: &'static str,
+    v: &Value,
+    prefix: &str,
+    path: &str,
+) -> Result<Option<u64>, DecodeError> {
+    let mut cur = v;
+    for key in path.split('.') {
+        match cur.get(key) {
+            Some(next) => cur = next,
+            None => return Ok(None),
+        }
+    }
+    let bad = |what: String| DecodeError {
+        dialect,
+        reason: format!("implausible usage: {prefix}.{path} = {what}"),
+    };
+    let too_many =
+        |n: &dyn std::fmt::Display| bad(format!("{n} (more than {MAX_PLAUSIBLE_TOKENS} tokens)"));
+    let n = match cur {
+        Value::Null => return Ok(None),
+        Value::Number(n) => match (n.as_u64(), n.as_f64()) {
+            (Some(u), _) => u,
+            (None, Some(f)) if f >= 0.0 && f.fract() == 0.0 => {
+                if f > MAX_PLAUSIBLE_TOKENS as f64 {
+                    return Err(too_many(n));
+                }
+                f as u64
+            }
+            _ => return Err(bad(format!("{n} (not a token count)"))),
+        },
+        other => {
+            let mut text = other.to_string();
+            text.truncate(40);
+            return Err(bad(format!("{text} (not a token count)")));
+        }
+    };
+    if n > MAX_PLAUSIBLE_TOKENS {
+        return Err(too_many(&n));
+    }
+    Ok(Some(n))
+}
+
+/// Output-limit fields a request body may carry: OpenAI, OpenAI reasoning models, TGI,
+/// llama.cpp, Ollama and Gemini spellings.
+const OUTPUT_LIMIT_FIELDS: [&str; 6] = [
+    "max_tokens",
+    "max_completion_tokens",
+    "max_new_tokens",
+    "n_predict",
+    "num_predict",
+    "max_output_tokens",
+];
+
+/// The largest output limit a request carries: the scenario's `max_tokens` unless `extra_body`
+/// removes it (`null`) or overrides it, and any other limit field `extra_body` adds. `None` when
+/// the request sets no limit (or an unlimited one, e.g. llama.cpp `n_predict: -1`).
+pub fn requested_output_limit(max_tokens: u32, extra_body: &Map<String, Value>) -> Option<u64> {
+    let mut limit = Some(u64::from(max_tokens));
+    for key in OUTPUT_LIMIT_FIELDS {
+        match extra_body.get(key) {
+            None => {}
+            Some(Value::Null) if key == "max_tokens" => limit = None,
+            Some(v) => match v.as_u64() {
+                Some(n) if key == "max_tokens" => limit = Some(n),
+                Some(n) => limit = Some(limit.map_or(n, |l| l.max(n))),
+                // A negative or non-integer limit means "no limit" to the servers that take it.
+                None => return None,
+            },
+        }
+    }
+    limit
+}
+
+/// Whether a reported output count is beyond what the request allowed: more than four times
+/// its output limit plus 64. Servers stop at the limit; the slack absorbs counting quirks
+/// (end-of-sequence tokens, speculative decoding, a reasoning budget counted apart) so that only
+/// absurd reports are rejected.
+pub fn output_count_is_implausible(output_tokens: u64, limit: Option<u64>) -> bool {
+    limit.is_some_and(|l| output_tokens > l.saturating_mul(4).saturating_add(64))
 }
 
 impl DialectKind {
@@ -231,4 +317,86 @@ pub(crate) fn decode_all<D: StreamDecoder + Default>(
         d.decode(&SseEvent { event, data }, &mut out)?;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn extra(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+
+    #[test]
+    fn output_limit_follows_the_body_sent() {
+        assert_eq!(requested_output_limit(64, &Map::new()), Some(64));
+        assert_eq!(
+            requested_output_limit(64, &extra(json!({"max_tokens": 2048}))),
+            Some(2048)
+        );
+        // A reasoning model: max_tokens removed, max_completion_tokens set.
+        assert_eq!(
+            requested_output_limit(
+                64,
+                &extra(json!({"max_tokens": null, "max_completion_tokens": 4096}))
+            ),
+            Some(4096)
+        );
+        assert_eq!(
+            requested_output_limit(64, &extra(json!({"max_tokens": null}))),
+            None
+        );
+        assert_eq!(
+            requested_output_limit(64, &extra(json!({"n_predict": -1}))),
+            None,
+            "llama.cpp's unlimited"
+        );
+        assert_eq!(
+            requested_output_limit(64, &extra(json!({"num_predict": 32}))),
+            Some(64),
+            "the largest limit the body carries"
+        );
+    }
+
+    #[test]
+    fn only_absurd_output_counts_are_implausible() {
+        assert!(!output_count_is_implausible(320, Some(64)));
+        assert!(output_count_is_implausible(321, Some(64)));
+        assert!(!output_count_is_implausible(64, Some(0)));
+        assert!(output_count_is_implausible(65, Some(0)));
+        assert!(!output_count_is_implausible(MAX_PLAUSIBLE_TOKENS, None));
+        assert!(!output_count_is_implausible(u64::MAX, Some(u64::MAX)));
+    }
+
+    #[test]
+    fn token_counts_are_bounded_non_negative_integers() {
+        let v = json!({"a": {"b": 7}, "f": 12.0, "n": null, "neg": -2, "s": "3", "big": 1e9});
+        let c = |path| token_count("d", &v, "u", path);
+        assert_eq!(c("a.b"), Ok(Some(7)));
+        assert_eq!(c("f"), Ok(Some(12)));
+        assert_eq!(c("n"), Ok(None));
+        assert_eq!(c("missing"), Ok(None));
+        assert_eq!(c("a.missing"), Ok(None));
+        for (path, reason) in [
+            ("neg", "implausible usage: u.neg = -2 (not a token count)"),
+            ("s", "implausible usage: u.s = \"3\" (not a token count)"),
+            (
+                "big",
+                "implausible usage: u.big = 1000000000.0 (more than 100000000 tokens)",
+            ),
+        ] {
+            assert_eq!(
+                c(path),
+                Err(DecodeError {
+                    dialect: "d",
+                    reason: reason.to_string()
+                }),
+                "{path}"
+            );
+        }
+    }
 }

@@ -11,8 +11,22 @@
 //!   reasoning is `delta.reasoning_content`, or `delta.reasoning` when the former is absent (vLLM
 //!   renamed the field; servers sending both send the same text twice); tool-call text is
 //!   `delta.tool_calls[].function.arguments` (and the legacy `delta.function_call.arguments`).
-//! - Errors: a top-level `error` (object or string), an object whose `object` is `"error"`, or
-//!   any data under `event: error`. Other named events are ignored.
+//! - Errors: a top-level `error` (object or string), an object whose `object` is `"error"`,
+//!   Groq's `x_groq.error`, or any data under `event: error`. Other named events are ignored.
+//!   The error's `type`/`code` pick its [`ErrorCondition`] (rate limit, overload, other).
+//! - Usage, from every place servers put it, in any chunk (a `choices: []` chunk, the chunk with
+//!   `finish_reason`, or every chunk as a running total):
+//!   - `usage` ([`TokenSource::Usage`]): `prompt_tokens`, `completion_tokens`, cached prompt
+//!     tokens from `prompt_tokens_details.cached_tokens` or DeepSeek's
+//!     `prompt_cache_hit_tokens`, reasoning from `completion_tokens_details.reasoning_tokens` or
+//!     SGLang's top-level `reasoning_tokens`. An all-zero `usage` is a placeholder (Ollama's
+//!     completions endpoint puts one on every chunk before the real one) and is skipped.
+//!   - `x_groq.usage` ([`TokenSource::XGroqUsage`]): Groq's final chunk, same fields.
+//!   - `timings` ([`TokenSource::Timings`]): llama.cpp's final chunk; `predicted_n` output,
+//!     `prompt_n` (tokens processed) + `cache_n` (tokens reused from the cache) input.
+//!
+//!   Every count is checked with [`super::token_count`]: a negative, non-numeric or absurd
+//!   count (above [`super::MAX_PLAUSIBLE_TOKENS`]) is a decode error naming the field.
 
 use std::borrow::Cow;
 
@@ -20,7 +34,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::{
-    DecodeError, OutputKind, ProbeRequest, Signal, SseEvent, StreamDecoder, StreamErrorKind,
+    token_count, DecodeError, ErrorCondition, OutputKind, ProbeRequest, Signal, SseEvent,
+    StreamDecoder, TokenSource, UsageReport,
 };
 
 /// Builds the streaming request body.
@@ -120,7 +135,9 @@ struct Chunk<'a> {
     object: Option<Text<'a>>,
     #[serde(borrow)]
     choices: Option<Vec<Choice<'a>>>,
-    usage: Option<Usage>,
+    usage: Option<Value>,
+    x_groq: Option<XGroq>,
+    timings: Option<Value>,
     /// An object `{message, type, code}` or, on some servers, a plain string.
     error: Option<Value>,
     // Top-level error fields of `{"object": "error", ...}` (vLLM) and TGI's `error_type`.
@@ -171,16 +188,11 @@ struct Function<'a> {
     arguments: Option<Text<'a>>,
 }
 
+/// Groq's extension object: `usage` in the final chunk, `error` when it stops a stream early.
 #[derive(Deserialize)]
-struct Usage {
-    prompt_tokens: Option<u64>,
-    completion_tokens: Option<u64>,
-    prompt_tokens_details: Option<PromptDetails>,
-}
-
-#[derive(Deserialize)]
-struct PromptDetails {
-    cached_tokens: Option<u64>,
+struct XGroq {
+    usage: Option<Value>,
+    error: Option<Value>,
 }
 
 /// Output texts of one event, by kind.
@@ -267,6 +279,21 @@ impl State {
             ));
             return Ok(());
         }
+        if let Some(message) = chunk
+            .x_groq
+            .as_ref()
+            .and_then(|x| x.error.as_ref())
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+        {
+            // A short reason string, the only thing Groq says about it: classify it as a type.
+            out.push(Signal::Error {
+                kind: ErrorCondition::of_error_words([message]),
+                message: format!("x_groq.error: {}", truncate(message, MAX_ERROR_MESSAGE)),
+            });
+            return Ok(());
+        }
 
         let mut outputs = Outputs::default();
         let mut finish = None;
@@ -299,18 +326,87 @@ impl State {
         if let Some(Text(reason)) = finish {
             out.push(Signal::FinishReason(reason.into_owned()));
         }
-        if let Some(u) = chunk.usage {
-            let cached = u.prompt_tokens_details.and_then(|d| d.cached_tokens);
-            if u.prompt_tokens.is_some() || u.completion_tokens.is_some() || cached.is_some() {
-                out.push(Signal::Usage {
-                    input_tokens: u.prompt_tokens,
-                    output_tokens: u.completion_tokens,
-                    cached_input_tokens: cached,
-                });
+        let dialect = mode.dialect();
+        if let Some(t) = &chunk.timings {
+            if let Some(r) = timings_report(dialect, t)? {
+                out.push(Signal::Usage(r));
+            }
+        }
+        if let Some(u) = chunk.x_groq.as_ref().and_then(|x| x.usage.as_ref()) {
+            if let Some(r) = usage_report(dialect, u, "x_groq.usage", TokenSource::XGroqUsage)? {
+                out.push(Signal::Usage(r));
+            }
+        }
+        if let Some(u) = &chunk.usage {
+            if let Some(r) = usage_report(dialect, u, "usage", TokenSource::Usage)? {
+                out.push(Signal::Usage(r));
             }
         }
         Ok(())
     }
+}
+
+/// Reads an OpenAI-shaped usage object found at `prefix`.
+fn usage_report(
+    dialect: &'static str,
+    u: &Value,
+    prefix: &str,
+    source: TokenSource,
+) -> Result<Option<UsageReport>, DecodeError> {
+    if u.is_null() {
+        return Ok(None);
+    }
+    if !u.is_object() {
+        return Err(DecodeError {
+            dialect,
+            reason: format!("implausible usage: {prefix} is not an object"),
+        });
+    }
+    let count = |path: &str| token_count(dialect, u, prefix, path);
+    let input = count("prompt_tokens")?;
+    let output = count("completion_tokens")?;
+    let cached = match count("prompt_tokens_details.cached_tokens")? {
+        Some(n) => Some(n),
+        None => count("prompt_cache_hit_tokens")?,
+    };
+    let reasoning = match count("completion_tokens_details.reasoning_tokens")? {
+        Some(n) => Some(n),
+        None => count("reasoning_tokens")?,
+    };
+    if [input, output, cached, reasoning]
+        .iter()
+        .all(|n| n.unwrap_or(0) == 0)
+    {
+        return Ok(None);
+    }
+    Ok(Some(UsageReport {
+        source,
+        input_tokens: input,
+        output_tokens: output,
+        cached_input_tokens: cached,
+        reasoning_tokens: reasoning,
+    }))
+}
+
+/// Reads llama.cpp's `timings` object. Anything but an object is ignored: `timings` is
+/// informational, and only its counts matter here.
+fn timings_report(dialect: &'static str, t: &Value) -> Result<Option<UsageReport>, DecodeError> {
+    if !t.is_object() {
+        return Ok(None);
+    }
+    let output = token_count(dialect, t, "timings", "predicted_n")?;
+    let processed = token_count(dialect, t, "timings", "prompt_n")?;
+    let cache = token_count(dialect, t, "timings", "cache_n")?;
+    if output.is_none() && processed.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(UsageReport {
+        source: TokenSource::Timings,
+        input_tokens: processed.map(|p| p.saturating_add(cache.unwrap_or(0))),
+        output_tokens: output,
+        cached_input_tokens: cache,
+        reasoning_tokens: None,
+    }))
 }
 
 /// The error signal for data under `event: error`: a JSON error body when it is one, else the
@@ -359,10 +455,8 @@ pub(super) fn stream_error(
         Some(Value::Number(n)) => Some(Cow::Owned(n.to_string())),
         _ => None,
     };
-    let rate_limited = [kind, code_text.as_deref()]
-        .into_iter()
-        .flatten()
-        .any(is_rate_limit_word);
+    let condition =
+        ErrorCondition::of_error_words([kind, code_text.as_deref()].into_iter().flatten());
     let kind = kind.filter(|k| !k.is_empty());
     let code = code_text.as_deref().filter(|c| !c.is_empty());
     let mut text = match (kind, code) {
@@ -382,30 +476,9 @@ pub(super) fn stream_error(
         None => {}
     }
     Signal::Error {
-        kind: if rate_limited {
-            StreamErrorKind::RateLimited
-        } else {
-            StreamErrorKind::Other
-        },
+        kind: condition,
         message: text,
     }
-}
-
-/// Whether an error type or code means "slow down": rate limits and overload.
-pub(super) fn is_rate_limit_word(s: &str) -> bool {
-    let s = s.to_ascii_lowercase();
-    s == "429"
-        || s == "529"
-        || [
-            "rate_limit",
-            "rate limit",
-            "ratelimit",
-            "too_many_requests",
-            "too many requests",
-            "overloaded",
-        ]
-        .iter()
-        .any(|w| s.contains(w))
 }
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
@@ -477,21 +550,141 @@ mod tests {
             one(
                 r#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17,"prompt_tokens_details":{"cached_tokens":8}}}"#
             ),
-            vec![Signal::Usage {
-                input_tokens: Some(12),
-                output_tokens: Some(5),
-                cached_input_tokens: Some(8)
-            }]
+            vec![usage(TokenSource::Usage, Some(12), Some(5), Some(8), None)]
         );
         assert_eq!(
             one(
                 r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1,"prompt_tokens_details":null}}"#
             ),
-            vec![Signal::Usage {
-                input_tokens: Some(3),
-                output_tokens: Some(1),
-                cached_input_tokens: None
-            }]
+            vec![usage(TokenSource::Usage, Some(3), Some(1), None, None)]
+        );
+    }
+
+    fn usage(
+        source: TokenSource,
+        input: Option<u64>,
+        output: Option<u64>,
+        cached: Option<u64>,
+        reasoning: Option<u64>,
+    ) -> Signal {
+        Signal::Usage(UsageReport {
+            source,
+            input_tokens: input,
+            output_tokens: output,
+            cached_input_tokens: cached,
+            reasoning_tokens: reasoning,
+        })
+    }
+
+    #[test]
+    fn usage_in_the_finish_chunk_and_provider_fields() {
+        // Usage riding on the chunk that carries finish_reason (Mistral, DeepSeek, Gemini).
+        assert_eq!(
+            one(
+                r#"{"choices":[{"index":0,"delta":{"content":"."},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":4,"total_tokens":13,"prompt_cache_hit_tokens":8,"prompt_cache_miss_tokens":1,"completion_tokens_details":{"reasoning_tokens":2}}}"#
+            ),
+            vec![
+                answer("."),
+                Signal::FinishReason("stop".into()),
+                usage(TokenSource::Usage, Some(9), Some(4), Some(8), Some(2)),
+            ]
+        );
+        // SGLang's top-level reasoning_tokens; OpenAI's cached_tokens wins over DeepSeek's.
+        assert_eq!(
+            one(
+                r#"{"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":4,"reasoning_tokens":3,"prompt_tokens_details":{"cached_tokens":5},"prompt_cache_hit_tokens":8}}"#
+            ),
+            vec![usage(
+                TokenSource::Usage,
+                Some(9),
+                Some(4),
+                Some(5),
+                Some(3)
+            )]
+        );
+        // Groq: x_groq.usage; both present in one chunk, each is reported with its source.
+        assert_eq!(
+            one(
+                r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"x_groq":{"id":"req_1","usage":{"queue_time":0.01,"prompt_tokens":40,"prompt_time":0.002,"completion_tokens":7,"completion_time":0.01,"total_tokens":47,"total_time":0.012}}}"#
+            ),
+            vec![
+                Signal::FinishReason("stop".into()),
+                usage(TokenSource::XGroqUsage, Some(40), Some(7), None, None),
+            ]
+        );
+        // llama.cpp timings: prompt_n processed + cache_n reused.
+        assert_eq!(
+            one(
+                r#"{"choices":[{"finish_reason":"stop","index":0,"delta":{}}],"timings":{"cache_n":12,"prompt_n":5,"prompt_ms":3.1,"predicted_n":6,"predicted_ms":40.2}}"#
+            ),
+            vec![
+                Signal::FinishReason("stop".into()),
+                usage(TokenSource::Timings, Some(17), Some(6), Some(12), None),
+            ]
+        );
+        // Ollama's all-zero placeholder on every completions chunk is not a report.
+        assert_eq!(
+            one(
+                r#"{"choices":[{"index":0,"text":"x","finish_reason":null}],"usage":{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0}}"#
+            ),
+            vec![]
+        );
+        // An integral float is a count.
+        assert_eq!(
+            one(r#"{"choices":[],"usage":{"prompt_tokens":3.0,"completion_tokens":1}}"#),
+            vec![usage(TokenSource::Usage, Some(3), Some(1), None, None)]
+        );
+    }
+
+    #[test]
+    fn implausible_usage_is_a_decode_error_naming_the_field() {
+        let cases = [
+            (
+                r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":18446744073709551615}}"#,
+                "implausible usage: usage.completion_tokens = 18446744073709551615 (more than 100000000 tokens)",
+            ),
+            (
+                r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1e30}}"#,
+                "implausible usage: usage.completion_tokens = 1e+30 (more than 100000000 tokens)",
+            ),
+            (
+                r#"{"choices":[],"usage":{"prompt_tokens":-1,"completion_tokens":2}}"#,
+                "implausible usage: usage.prompt_tokens = -1 (not a token count)",
+            ),
+            (
+                r#"{"choices":[],"x_groq":{"usage":{"completion_tokens":"many"}}}"#,
+                "implausible usage: x_groq.usage.completion_tokens = \"many\" (not a token count)",
+            ),
+            (
+                r#"{"choices":[],"timings":{"prompt_n":1,"predicted_n":100000001}}"#,
+                "implausible usage: timings.predicted_n = 100000001 (more than 100000000 tokens)",
+            ),
+            (
+                r#"{"choices":[],"usage":7}"#,
+                "implausible usage: usage is not an object",
+            ),
+        ];
+        for (data, want) in cases {
+            let got = decode_all(&[("", data)]);
+            assert_eq!(
+                got,
+                Err(DecodeError {
+                    dialect: "openai-chat",
+                    reason: want.to_string()
+                }),
+                "{data}"
+            );
+        }
+        // The bound itself is accepted.
+        assert_eq!(
+            one(r#"{"choices":[],"usage":{"completion_tokens":100000000}}"#),
+            vec![usage(
+                TokenSource::Usage,
+                None,
+                Some(100_000_000),
+                None,
+                None
+            )]
         );
     }
 
@@ -552,7 +745,7 @@ mod tests {
                 r#"{"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#
             ),
             vec![Signal::Error {
-                kind: StreamErrorKind::RateLimited,
+                kind: ErrorCondition::RateLimited,
                 message: "requests (rate_limit_exceeded): Rate limit reached".into()
             }]
         );
@@ -561,7 +754,7 @@ mod tests {
                 r#"{"object":"error","message":"boom","type":"InternalServerError","param":null,"code":500}"#
             ),
             vec![Signal::Error {
-                kind: StreamErrorKind::Other,
+                kind: ErrorCondition::Other,
                 message: "InternalServerError (500): boom".into()
             }]
         );
@@ -570,14 +763,14 @@ mod tests {
                 r#"{"error":"Request failed during generation: overloaded","error_type":"generation"}"#
             ),
             vec![Signal::Error {
-                kind: StreamErrorKind::Other,
+                kind: ErrorCondition::Other,
                 message: "generation: Request failed during generation: overloaded".into()
             }]
         );
         assert_eq!(
             one(r#"{"error":{"code":429,"message":"slow down"}}"#),
             vec![Signal::Error {
-                kind: StreamErrorKind::RateLimited,
+                kind: ErrorCondition::RateLimited,
                 message: "429: slow down".into()
             }]
         );
@@ -587,14 +780,32 @@ mod tests {
                 r#"{"error":{"type":"overloaded_error","message":"Overloaded"}}"#
             )]),
             Ok(vec![Signal::Error {
-                kind: StreamErrorKind::RateLimited,
+                kind: ErrorCondition::Overloaded,
                 message: "overloaded_error: Overloaded".into()
             }])
         );
         assert_eq!(
+            one(
+                r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"x_groq":{"id":"req_2","error":"over capacity"}}"#
+            ),
+            vec![Signal::Error {
+                kind: ErrorCondition::Other,
+                message: "x_groq.error: over capacity".into()
+            }]
+        );
+        assert_eq!(
+            one(
+                r#"{"error":{"message":"Service Unavailable","type":"server_error","code":"service_unavailable"}}"#
+            ),
+            vec![Signal::Error {
+                kind: ErrorCondition::Overloaded,
+                message: "server_error (service_unavailable): Service Unavailable".into()
+            }]
+        );
+        assert_eq!(
             decode_all(&[("error", "upstream went away")]),
             Ok(vec![Signal::Error {
-                kind: StreamErrorKind::Other,
+                kind: ErrorCondition::Other,
                 message: "upstream went away".into()
             }])
         );

@@ -94,11 +94,13 @@ mod tests {
                     text: " Hello".into()
                 },
                 Signal::FinishReason("stop".into()),
-                Signal::Usage {
+                Signal::Usage(super::super::UsageReport {
+                    source: super::super::TokenSource::Usage,
                     input_tokens: Some(4),
                     output_tokens: Some(2),
-                    cached_input_tokens: None
-                },
+                    cached_input_tokens: None,
+                    reasoning_tokens: None,
+                }),
                 Signal::Done,
             ]
         );
