@@ -73,6 +73,22 @@ pub struct RunArgs {
     /// Answer 403 on /probe (no probes on demand).
     #[arg(long = "web.disable-probe")]
     pub web_disable_probe: bool,
+    /// Most web connections open at once; never more than half the open-files limit, which is
+    /// raised to its hard limit at start. At the cap, a new connection displaces the one that
+    /// has waited longest without a request in flight.
+    #[arg(long = "web.max-connections", default_value_t = crate::webconfig::DEFAULT_MAX_CONNECTIONS)]
+    pub web_max_connections: usize,
+    /// Time a client has to send a request's headers (on HTTP/1.1 also the longest wait for the
+    /// next request on a kept-alive connection).
+    #[arg(long = "web.read-header-timeout", default_value = "10s", value_parser = parse_duration)]
+    pub web_read_header_timeout: Duration,
+    /// A web connection with no traffic and no request in flight for this long is closed.
+    #[arg(long = "web.idle-timeout", default_value = "60s", value_parser = parse_duration)]
+    pub web_idle_timeout: Duration,
+    /// On SIGTERM, time requests in flight get to finish before their connections are closed.
+    /// Probing stops at once.
+    #[arg(long = "web.shutdown-grace", default_value = "10s", value_parser = parse_duration)]
+    pub web_shutdown_grace: Duration,
     /// This replica's index when several replicas share the targets (`0..shard.count`); each
     /// replica probes only the targets that rendezvous hashing of their names assigns to it.
     #[arg(long = "shard.index", default_value_t = 0)]

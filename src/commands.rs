@@ -36,11 +36,12 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops the web server and the daemon.
+    /// Stops probing at once, then the web server, which gives requests in flight
+    /// `--web.shutdown-grace` to finish.
     pub async fn stop(self) {
+        self.daemon.shutdown().await;
         let _ = self.shutdown.send(());
         let _ = self.server.await;
-        self.daemon.shutdown().await;
     }
 }
 
@@ -77,6 +78,8 @@ pub async fn start_with_web(
         .local_addr()
         .context("reading the listen address")?;
     let daemon = Daemon::start(loaded, config_path, shard).await?;
+    web.register_metrics(daemon.registry())
+        .context("registering the web config metrics")?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let app = crate::web::app(daemon.clone());
     let server = tokio::spawn(crate::webconfig::serve(
@@ -109,6 +112,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         config_file: args.web_config_file.clone(),
         disable_reload: args.web_disable_reload,
         disable_probe: args.web_disable_probe,
+        max_connections: args.web_max_connections,
+        read_header_timeout: args.web_read_header_timeout,
+        idle_timeout: args.web_idle_timeout,
+        shutdown_grace: args.web_shutdown_grace,
     }) {
         Ok(w) => w,
         Err(e) => {
@@ -130,6 +137,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         shard = %shard,
         "Starting inferprobe."
     );
+    let signals = install_signals();
     let running = start_with_web(
         loaded,
         Some(args.config_file.clone()),
@@ -139,19 +147,37 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
     )
     .await?;
     info!(address = %running.addr, "Listening; metrics at /metrics.");
-    wait_for_signals(&running.daemon, &running.web).await;
+    wait_for_signals(signals, &running.daemon, &running.web).await;
     info!("Shutting down.");
     running.stop().await;
     Ok(0)
 }
 
+/// SIGHUP and SIGTERM, taken over before the daemon says it listens: a SIGTERM right after
+/// start-up then stops it cleanly (exit 0) instead of killing it.
 #[cfg(unix)]
-async fn wait_for_signals(daemon: &Arc<Daemon>, web: &WebSecurity) {
+type Signals = Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>;
+#[cfg(not(unix))]
+type Signals = ();
+
+#[cfg(unix)]
+fn install_signals() -> Signals {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut hup), Ok(mut term)) = (
+    match (
         signal(SignalKind::hangup()),
         signal(SignalKind::terminate()),
-    ) else {
+    ) {
+        (Ok(hup), Ok(term)) => Some((hup, term)),
+        _ => None,
+    }
+}
+
+#[cfg(not(unix))]
+fn install_signals() -> Signals {}
+
+#[cfg(unix)]
+async fn wait_for_signals(signals: Signals, daemon: &Arc<Daemon>, web: &WebSecurity) {
+    let Some((mut hup, mut term)) = signals else {
         warn!("Cannot install signal handlers; stop with Ctrl-C.");
         let _ = tokio::signal::ctrl_c().await;
         return;
@@ -171,7 +197,7 @@ async fn wait_for_signals(daemon: &Arc<Daemon>, web: &WebSecurity) {
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signals(_daemon: &Arc<Daemon>, _web: &WebSecurity) {
+async fn wait_for_signals(_signals: Signals, _daemon: &Arc<Daemon>, _web: &WebSecurity) {
     let _ = tokio::signal::ctrl_c().await;
 }
 

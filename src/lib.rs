@@ -9,6 +9,7 @@ pub mod collect;
 pub mod commands;
 pub mod config;
 pub mod cost;
+pub mod fsutil;
 pub mod logging;
 pub mod metrics;
 pub mod probe;

@@ -45,31 +45,31 @@ pub struct Daemon {
     ready: AtomicBool,
 }
 
-/// Why `/probe` could not run a probe.
+/// Why `/probe` could not run a probe. The messages name only what was asked: `/probe` may be
+/// open to clients that should not learn the other targets' names.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ProbeNowError {
     /// No target of that name.
-    #[error("unknown target {name:?}; configured targets: {known}")]
+    #[error("unknown target {name:?}")]
     UnknownTarget {
         /// The name asked for.
         name: String,
-        /// Comma-separated configured names.
-        known: String,
     },
     /// The target has no scenario of that name.
-    #[error("target {target:?} has no scenario {name:?}; its scenarios: {known}")]
+    #[error("target {target:?} has no scenario {name:?}")]
     UnknownScenario {
         /// The target.
         target: String,
         /// The name asked for.
         name: String,
-        /// Comma-separated scenario names of the target.
-        known: String,
     },
-    /// The target's previous probe, or every probe permit (`global.max_concurrent_probes`), stayed
-    /// taken for longer than the target's total timeout.
-    #[error("target {0:?} is busy: its previous probe or every probe permit stayed taken")]
+    /// The target was busy for longer than the wait allowed.
+    #[error("target {0:?} is busy with another probe")]
     Busy(String),
+    /// Every global probe permit (`max_concurrent_probes`) stayed taken for longer than the
+    /// wait allowed.
+    #[error("all {0} probe slots (global.max_concurrent_probes) are busy")]
+    NoPermit(usize),
 }
 
 /// Everything running for one loaded config.
@@ -138,7 +138,19 @@ impl TargetRuntime {
 
     /// Runs one probe (the caller holds the target lock).
     async fn run(&self, scenario: &Scenario) -> Outcome {
-        engine::run_probe(&self.client, &self.target, &self.base_url, scenario).await
+        self.run_within(scenario, None).await
+    }
+
+    /// Runs one probe with its total timeout cut to `limit` when that is shorter.
+    async fn run_within(&self, scenario: &Scenario, limit: Option<Duration>) -> Outcome {
+        match limit.filter(|l| *l < self.target.timeouts.total) {
+            None => engine::run_probe(&self.client, &self.target, &self.base_url, scenario).await,
+            Some(l) => {
+                let mut t = (*self.target).clone();
+                t.timeouts.total = l;
+                engine::run_probe(&self.client, &t, &self.base_url, scenario).await
+            }
+        }
     }
 }
 
@@ -421,7 +433,9 @@ impl Daemon {
     }
 
     /// Re-reads the config file and swaps generations. A config that does not load leaves the
-    /// running one untouched and sets `inferprobe_config_last_reload_successful 0`.
+    /// running one untouched and sets `inferprobe_config_last_reload_successful 0`. So does a
+    /// config with no targets while targets are running (an emptied or truncated file), unless
+    /// the file says `targets: []`.
     pub async fn reload(self: &Arc<Daemon>) -> Result<String, String> {
         let Some(path) = &self.config_path else {
             return Err("no config file to reload (started without --config.file)".to_string());
@@ -437,6 +451,28 @@ impl Daemon {
                 return Err(e.to_string());
             }
         };
+        if loaded.targets.is_empty() {
+            let running = self.generation.lock().await.targets.len();
+            let explicit = std::fs::read_to_string(path)
+                .map(|text| config::declares_no_targets(&text))
+                .unwrap_or(false);
+            if running > 0 && !explicit {
+                let e = format!(
+                    "{}: the new config has no targets and would stop all {running} running \
+                     ones; write `targets: []` to remove them all on purpose",
+                    path.display()
+                );
+                error!(error = %e, "Reload refused; keeping the running config.");
+                self.self_metrics.config_reloaded(false, SystemTime::now());
+                return Err(e);
+            }
+            if running > 0 {
+                warn!(
+                    stopped = running,
+                    "The new config says `targets: []`: every target is removed."
+                );
+            }
+        }
         match self.swap(loaded).await {
             Ok(summary) => {
                 info!(%summary, "Config reloaded.");
@@ -481,20 +517,26 @@ impl Daemon {
         Ok(summary)
     }
 
-    /// Runs one probe now, outside the schedule (waits while a scheduled probe of the target runs).
+    /// Runs one probe now, outside the schedule: waits while a scheduled probe of the target
+    /// runs, then for one of the global probe permits, both within the target's total timeout
+    /// or half of `deadline` if shorter; the probe itself gets what is left of `deadline`.
     pub async fn probe_now(
         &self,
         target: &str,
         scenario: Option<&str>,
+        deadline: Option<Duration>,
     ) -> Result<Outcome, ProbeNowError> {
-        let (rt, permits) = {
+        let (rt, permits, slots) = {
             let g = self.generation.lock().await;
             match g.targets.get(target) {
-                Some(rt) => (rt.clone(), g.schedule.permits()),
+                Some(rt) => (
+                    rt.clone(),
+                    g.schedule.permits(),
+                    g.loaded.global.max_concurrent_probes.max(1),
+                ),
                 None => {
                     return Err(ProbeNowError::UnknownTarget {
                         name: target.to_string(),
-                        known: g.targets.keys().cloned().collect::<Vec<_>>().join(", "),
                     })
                 }
             }
@@ -506,29 +548,28 @@ impl Daemon {
                     .ok_or_else(|| ProbeNowError::UnknownScenario {
                         target: target.to_string(),
                         name: name.to_string(),
-                        known: rt
-                            .target
-                            .scenarios
-                            .iter()
-                            .map(|(s, _)| s.name.clone())
-                            .collect::<Vec<_>>()
-                            .join(", "),
                     })?
             }
         };
-        let wait = rt.target.timeouts.total;
+        let total = rt.target.timeouts.total;
+        let start = tokio::time::Instant::now();
+        // With a deadline, waiting may use half of it: a probe started with a sliver of time
+        // left would only be cut off (and leave the upstream working for nobody).
+        let wait = deadline.map_or(total, |d| (d / 2).min(total));
         let _guard = rt
             .state
             .lock_within(wait)
             .await
             .ok_or_else(|| ProbeNowError::Busy(target.to_string()))?;
         // On-demand probes share the schedule's concurrency permits.
-        let _permit = tokio::time::timeout(wait, permits.acquire_owned())
+        let _permit = tokio::time::timeout_at(start + wait, permits.acquire_owned())
             .await
             .ok()
             .and_then(Result::ok)
-            .ok_or_else(|| ProbeNowError::Busy(target.to_string()))?;
-        let mut outcome = rt.run(&scenario).await;
+            .ok_or(ProbeNowError::NoPermit(slots))?;
+        let left =
+            deadline.map(|d| (start + d).saturating_duration_since(tokio::time::Instant::now()));
+        let mut outcome = rt.run_within(&scenario, left).await;
         // What the server said (tokens spent, a rate limit) counts for the schedule too.
         rt.state.record(&ProbeReport::of(&outcome));
         self.apply_self_hosted_cost(&rt.target, &mut outcome);

@@ -20,7 +20,9 @@ pub fn app(daemon: Arc<Daemon>) -> Router {
     Router::new()
         .route("/", get(status_page))
         .route("/metrics", get(metrics_page))
-        .route("/probe", get(probe))
+        // GET only: axum would otherwise run the GET handler for HEAD, a real probe whose
+        // answer nobody reads.
+        .route("/probe", get(probe).head(get_only))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload).put(reload))
@@ -68,25 +70,99 @@ async fn reload(State(d): State<Arc<Daemon>>) -> Response {
     }
 }
 
+async fn get_only() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [
+            (header::ALLOW, "GET"),
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+        ],
+        "Method Not Allowed: /probe answers GET only.\n",
+    )
+        .into_response()
+}
+
+/// The scrape timeout Prometheus sends with every scrape.
+const SCRAPE_TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
+
+/// How much of the scrape timeout a probe leaves unused, so that Prometheus reads the failed
+/// probe's answer instead of giving up on the scrape (blackbox_exporter's `--timeout-offset`
+/// default).
+const SCRAPE_TIMEOUT_OFFSET: Duration = Duration::from_millis(500);
+
+/// The longest a target or scenario name is echoed back in an error.
+const ECHO_CHARS: usize = 100;
+
+/// The deadline a scrape timeout (seconds, as Prometheus sends it) leaves a probe: the timeout
+/// less [`SCRAPE_TIMEOUT_OFFSET`], but never less than half of it (blackbox_exporter falls back
+/// to the module's own timeout there, which would outlast the scrape).
+fn probe_deadline(header: &str) -> Option<Duration> {
+    let secs: f64 = header.trim().parse().ok()?;
+    if !secs.is_finite() || secs <= 0.0 || secs > 1e6 {
+        return None;
+    }
+    let timeout = Duration::from_secs_f64(secs);
+    Some(
+        timeout
+            .saturating_sub(SCRAPE_TIMEOUT_OFFSET)
+            .max(timeout / 2),
+    )
+}
+
 /// `GET /probe?target=NAME[&scenario=S]`: runs one probe now and answers with its metrics from a
 /// fresh registry (blackbox_exporter style). The status code is 200 whether the probe succeeded
-/// or not: a failed probe is data (`inferprobe_probe_success 0`).
-async fn probe(State(d): State<Arc<Daemon>>, Query(q): Query<HashMap<String, String>>) -> Response {
+/// or not: a failed probe is data (`inferprobe_probe_success 0`). The probe takes one of the
+/// global probe permits (`global.max_concurrent_probes`) like a scheduled one; when none frees
+/// up in time the answer is 503. With `X-Prometheus-Scrape-Timeout-Seconds`, waiting and
+/// probing end half a second before Prometheus would give up.
+async fn probe(
+    State(d): State<Arc<Daemon>>,
+    headers: axum::http::HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let Some(target) = q.get("target") else {
         return text(
             StatusCode::BAD_REQUEST,
             "missing query parameter: target\n".to_string(),
         );
     };
+    let deadline =
+        match headers.get(SCRAPE_TIMEOUT_HEADER) {
+            None => None,
+            Some(v) => match v.to_str().ok().and_then(probe_deadline) {
+                Some(d) => Some(d),
+                None => return text(
+                    StatusCode::BAD_REQUEST,
+                    "X-Prometheus-Scrape-Timeout-Seconds: expected a positive number of seconds\n"
+                        .to_string(),
+                ),
+            },
+        };
     let outcome = match d
-        .probe_now(target, q.get("scenario").map(String::as_str))
+        .probe_now(target, q.get("scenario").map(String::as_str), deadline)
         .await
     {
         Ok(o) => o,
-        Err(e @ (ProbeNowError::UnknownTarget { .. } | ProbeNowError::UnknownScenario { .. })) => {
-            return text(StatusCode::BAD_REQUEST, format!("{e}\n"));
+        Err(ProbeNowError::UnknownTarget { name }) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "unknown target {:?}\n",
+                    crate::probe::clip(&name, ECHO_CHARS)
+                ),
+            );
         }
-        Err(e @ ProbeNowError::Busy(_)) => {
+        Err(ProbeNowError::UnknownScenario { target, name }) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "target {:?} has no scenario {:?}\n",
+                    crate::probe::clip(&target, ECHO_CHARS),
+                    crate::probe::clip(&name, ECHO_CHARS)
+                ),
+            );
+        }
+        Err(e @ (ProbeNowError::Busy(_) | ProbeNowError::NoPermit(_))) => {
             return text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"))
         }
     };
@@ -204,5 +280,16 @@ mod tests {
         );
         assert_eq!(ms(Some(Duration::from_micros(12_345))), "12.3 ms");
         assert_eq!(ms(None), "–");
+    }
+
+    #[test]
+    fn scrape_timeout_leaves_half_a_second() {
+        assert_eq!(probe_deadline("10"), Some(Duration::from_millis(9500)));
+        assert_eq!(probe_deadline(" 2.5 "), Some(Duration::from_secs(2)));
+        // Short timeouts keep at least half.
+        assert_eq!(probe_deadline("0.6"), Some(Duration::from_millis(300)));
+        for bad in ["", "x", "0", "-1", "NaN", "inf", "1e9"] {
+            assert_eq!(probe_deadline(bad), None, "{bad}");
+        }
     }
 }

@@ -190,7 +190,7 @@ fn every_alert_has_severity_annotations_and_a_runbook_section() {
             "README.md has no heading `Runbook: {alert}` (anchor #{anchor})"
         );
     }
-    assert_eq!(names.len(), 20, "{names:?}");
+    assert_eq!(names.len(), 21, "{names:?}");
     // And no runbook section for an alert that does not exist.
     for a in anchors.iter().filter_map(|a| a.strip_prefix("runbook-")) {
         assert!(
@@ -338,4 +338,559 @@ fn heading_anchors_follow_github() {
             "runbook-inferprobeprobesfailing".to_string()
         ])
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fire drills: promtool unit tests generated from a model of canary traffic.
+//
+// Each drill is one target probed every 5 s (±10% jitter), scraped and evaluated every 15 s
+// (Prometheus' default configuration), with TTFT drawn from a log-normal distribution. After a
+// healthy stretch long enough for every baseline (70 minutes), a fault starts; the drill asserts,
+// every minute, on the `ALERTS` series of the bundled rules and of the rules `inferprobe
+// thresholds` derives from the calibrate fixture at a 5 s probe interval:
+// - before the fault nothing fires;
+// - during the fault nothing fires but the alerts the drill allows, and each alert it is about
+//   has fired by its deadline;
+// - after recovery no alert fires that was not already firing at recovery, and 5 minutes after
+//   recovery nothing fires at all.
+// The healthy drills assert that nothing fires for two hours.
+
+/// Seconds between probes, scrapes and rule evaluations in the drills.
+const PROBE_EVERY_S: f64 = 5.0;
+const SCRAPE_EVERY_S: u64 = 15;
+/// Healthy time before a fault: the relative TTFT baseline needs an hour of history.
+const FAULT_AT_S: u64 = 70 * 60;
+/// Every alert must have cleared this long after recovery.
+const CLEAR_WITHIN_S: u64 = 5 * 60;
+
+/// xorshift64*: a small deterministic generator, so the drills are the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next_f64(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Standard normal (Box-Muller).
+    fn normal(&mut self) -> f64 {
+        let u1 = self.next_f64().max(f64::MIN_POSITIVE);
+        let u2 = self.next_f64();
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// Every probe fails to connect.
+    Down,
+    /// TTFT multiplied by this factor.
+    Slow(f64),
+    /// This share of probes is rate limited.
+    RateLimited(f64),
+    /// This share of probes fails with a 5xx.
+    Errors(f64),
+}
+
+struct Drill {
+    target: &'static str,
+    /// Median TTFT in seconds and the log-normal sigma.
+    ttft: (f64, f64),
+    /// Background shares of 5xx and of 429 on a healthy endpoint.
+    background: (f64, f64),
+    /// The fault, its start and end (seconds), or none.
+    fault: Option<(Fault, u64, u64)>,
+    /// The alert the drill is about and its deadline after the fault starts (seconds).
+    must: Vec<(&'static str, u64)>,
+    /// Alerts that may also fire during the fault (they must clear like the others).
+    may: Vec<&'static str>,
+    /// Length of the drill in seconds.
+    length_s: u64,
+    seed: u64,
+}
+
+const RESULTS: [&str; 4] = ["success", "connect_error", "rate_limited", "http_5xx"];
+
+/// Input series of one drill: (series selector, space-separated values), one value per scrape.
+fn drill_series(d: &Drill, ttft_buckets: &[f64]) -> Vec<(String, String)> {
+    let mut rng = Rng(d.seed);
+    let labels = format!(
+        r#"job="inferprobe",instance="canary:10048",target="{}",model="m",scenario="chat""#,
+        d.target
+    );
+    let scrapes = d.length_s / SCRAPE_EVERY_S + 1;
+    let mut results = [0u64; 4];
+    let mut buckets = vec![0u64; ttft_buckets.len()];
+    let (mut count, mut sum) = (0u64, 0.0f64);
+    let mut last_success = 1u8;
+    let mut next_probe = rng.next_f64() * PROBE_EVERY_S;
+    let mut cols: Vec<Vec<String>> = vec![Vec::new(); 4 + ttft_buckets.len() + 4];
+    for i in 0..scrapes {
+        let now = (i * SCRAPE_EVERY_S) as f64;
+        while next_probe <= now {
+            let t = next_probe as u64;
+            let fault = d
+                .fault
+                .filter(|(_, from, to)| (*from..*to).contains(&t))
+                .map(|(f, _, _)| f);
+            let u = rng.next_f64();
+            let result = match fault {
+                Some(Fault::Down) => 1,
+                Some(Fault::RateLimited(p)) if u < p => 2,
+                Some(Fault::Errors(p)) if u < p => 3,
+                _ if u < d.background.0 => 3,
+                _ if u > 1.0 - d.background.1 => 2,
+                _ => 0,
+            };
+            results[result] += 1;
+            last_success = u8::from(result == 0);
+            if result == 0 {
+                let factor = match fault {
+                    Some(Fault::Slow(f)) => f,
+                    _ => 1.0,
+                };
+                let v = d.ttft.0 * (d.ttft.1 * rng.normal()).exp() * factor;
+                for (b, le) in buckets.iter_mut().zip(ttft_buckets) {
+                    if v <= *le {
+                        *b += 1;
+                    }
+                }
+                count += 1;
+                sum += v;
+            }
+            next_probe += PROBE_EVERY_S * (0.9 + 0.2 * rng.next_f64());
+        }
+        let mut row: Vec<String> = results.iter().map(u64::to_string).collect();
+        row.extend(buckets.iter().map(u64::to_string));
+        row.push(count.to_string());
+        row.push(count.to_string());
+        row.push(format!("{sum:.4}"));
+        row.push(last_success.to_string());
+        for (c, v) in cols.iter_mut().zip(row) {
+            c.push(v);
+        }
+    }
+    let mut names: Vec<String> = RESULTS
+        .iter()
+        .map(|r| format!(r#"inferprobe_probes_total{{{labels},result="{r}"}}"#))
+        .collect();
+    names.extend(ttft_buckets.iter().map(|le| {
+        format!(r#"inferprobe_time_to_first_token_seconds_bucket{{{labels},le="{le}"}}"#)
+    }));
+    names.push(format!(
+        r#"inferprobe_time_to_first_token_seconds_bucket{{{labels},le="+Inf"}}"#
+    ));
+    names.push(format!(
+        "inferprobe_time_to_first_token_seconds_count{{{labels}}}"
+    ));
+    names.push(format!(
+        "inferprobe_time_to_first_token_seconds_sum{{{labels}}}"
+    ));
+    names.push(format!("inferprobe_probe_success{{{labels}}}"));
+    names
+        .into_iter()
+        .zip(cols.into_iter().map(|c| c.join(" ")))
+        .collect()
+}
+
+const FIRING: &str = r#"group by (alertname, target) (ALERTS{alertstate="firing"})"#;
+
+fn expr_test(out: &mut String, expr: &str, at_s: u64, firing: &[(&str, &str)]) {
+    out.push_str(&format!(
+        "      - expr: '{expr}'\n        eval_time: {at_s}s\n"
+    ));
+    if firing.is_empty() {
+        out.push_str("        exp_samples: []\n");
+    } else {
+        out.push_str("        exp_samples:\n");
+        for (alert, target) in firing {
+            out.push_str(&format!(
+                "          - labels: '{{alertname=\"{alert}\", target=\"{target}\"}}'\n            value: 1\n"
+            ));
+        }
+    }
+}
+
+/// The promtool test group of one drill.
+fn drill_group(d: &Drill, ttft_buckets: &[f64]) -> String {
+    let mut out = format!(
+        "  # Drill `{}`: {:?}, TTFT median {}s sigma {}.\n  - interval: {SCRAPE_EVERY_S}s\n    input_series:\n",
+        d.target, d.fault, d.ttft.0, d.ttft.1
+    );
+    for (series, values) in drill_series(d, ttft_buckets) {
+        out.push_str(&format!(
+            "      - series: '{series}'\n        values: '{values}'\n"
+        ));
+    }
+    out.push_str("    promql_expr_test:\n");
+    let allowed: Vec<&str> = d
+        .may
+        .iter()
+        .copied()
+        .chain(d.must.iter().map(|(a, _)| *a))
+        .collect();
+    let unexpected = format!(
+        r#"group by (alertname, target) (ALERTS{{alertstate="firing",alertname!~"{}"}})"#,
+        allowed.join("|")
+    );
+    for t in (60..=d.length_s).step_by(60) {
+        match d.fault {
+            None => expr_test(&mut out, FIRING, t, &[]),
+            Some((_, from, _)) if t < from => expr_test(&mut out, FIRING, t, &[]),
+            Some((_, from, to)) if t <= to => {
+                expr_test(&mut out, &unexpected, t, &[]);
+                for (alert, deadline) in &d.must {
+                    // Fired by its deadline (a ratio alert may flap later in a noisy fault).
+                    if t == from + deadline {
+                        expr_test(
+                            &mut out,
+                            &format!(
+                                r#"group by (alertname, target) (max_over_time(ALERTS{{alertstate="firing",alertname="{alert}"}}[{deadline}s]))"#
+                            ),
+                            t,
+                            &[(alert, d.target)],
+                        );
+                    }
+                }
+            }
+            Some((_, _, to)) if t < to + CLEAR_WITHIN_S => {
+                // Whatever fires now was already firing at recovery.
+                let since = t - to;
+                expr_test(
+                    &mut out,
+                    &format!(
+                        r#"{FIRING} unless group by (alertname, target) (ALERTS{{alertstate="firing"}} offset {since}s)"#
+                    ),
+                    t,
+                    &[],
+                );
+            }
+            Some(_) => expr_test(&mut out, FIRING, t, &[]),
+        }
+    }
+    out
+}
+
+fn drills() -> Vec<Drill> {
+    let fault = |f, minutes: u64| Some((f, FAULT_AT_S, FAULT_AT_S + minutes * 60));
+    let after = |minutes: u64| FAULT_AT_S + minutes * 60 + 15 * 60;
+    vec![
+        Drill {
+            target: "steady",
+            ttft: (0.201, 0.002),
+            background: (0.0, 0.0),
+            fault: None,
+            must: vec![],
+            may: vec![],
+            length_s: 120 * 60,
+            seed: 1,
+        },
+        Drill {
+            target: "jittery",
+            ttft: (0.15, 0.35),
+            background: (0.003, 0.003),
+            fault: None,
+            must: vec![],
+            may: vec![],
+            length_s: 120 * 60,
+            seed: 2,
+        },
+        Drill {
+            target: "down",
+            ttft: (0.15, 0.35),
+            background: (0.003, 0.003),
+            fault: fault(Fault::Down, 10),
+            must: vec![("InferprobeProbesFailing", 2 * 60)],
+            may: vec![
+                "InferprobeErrorRatioHigh",
+                "InferprobeAvailabilityBudgetBurnFast",
+                "InferprobeAvailabilityBudgetBurnSlow",
+                "InferprobeErrorRatioAboveWarn",
+                "InferprobeErrorRatioAboveBreach",
+            ],
+            length_s: after(10),
+            seed: 3,
+        },
+        Drill {
+            target: "slow",
+            ttft: (0.15, 0.35),
+            background: (0.003, 0.003),
+            fault: fault(Fault::Slow(3.0), 15),
+            must: vec![
+                ("InferprobeTTFTp95AboveRecentBaseline", 5 * 60),
+                ("InferprobeTTFTp95AboveLoadTestBaseline", 5 * 60),
+            ],
+            may: vec!["InferprobeTTFTp95AboveSLO", "InferprobeTTFTp95High"],
+            length_s: after(15),
+            seed: 4,
+        },
+        Drill {
+            target: "limited",
+            ttft: (0.15, 0.35),
+            background: (0.003, 0.003),
+            fault: fault(Fault::RateLimited(0.5), 15),
+            must: vec![("InferprobeRateLimited", 5 * 60)],
+            may: vec![],
+            length_s: after(15),
+            seed: 5,
+        },
+        Drill {
+            target: "erroring",
+            ttft: (0.15, 0.35),
+            background: (0.003, 0.003),
+            fault: fault(Fault::Errors(0.1), 15),
+            must: vec![
+                ("InferprobeErrorRatioHigh", 10 * 60),
+                ("InferprobeErrorRatioAboveBreach", 10 * 60),
+            ],
+            may: vec![
+                "InferprobeErrorRatioAboveWarn",
+                "InferprobeAvailabilityBudgetBurnFast",
+                "InferprobeAvailabilityBudgetBurnSlow",
+            ],
+            length_s: after(15),
+            seed: 6,
+        },
+    ]
+}
+
+/// Rules `inferprobe thresholds` derives from the calibrate fixture for a 5 s probe interval,
+/// and the TTFT buckets its overrides ask for.
+fn derived_rules() -> (String, Vec<f64>) {
+    use inferprobe::thresholds::{generate, import_file, Options, Sizing};
+    let path = root().join("tests/fixtures/loadtest/inferprobe/calibrate-local-vllm.json");
+    let imported = import_file(&path, None).expect("calibrate fixture");
+    let opts = Options {
+        sizing: Sizing::for_interval(std::time::Duration::from_secs(5)),
+        ..Options::default()
+    };
+    let report = generate(vec![imported], &opts).expect("generate");
+    let ttft = report
+        .buckets
+        .iter()
+        .find(|(name, _)| name == "time_to_first_token_seconds")
+        .map(|(_, b)| b.clone())
+        .expect("the TTFT baseline needs a bucket override");
+    (report.output, ttft)
+}
+
+/// The whole drill file, its rule files given as absolute paths.
+fn drill_file(derived: &Path, ttft_buckets: &[f64]) -> String {
+    let mut out = String::from(
+        "# Generated by tests/rules.rs (fire drills); see the comment there.\nrule_files:\n",
+    );
+    for f in [
+        "alerts/inferprobe-thresholds.rules.yml",
+        "alerts/inferprobe.rules.yml",
+    ] {
+        out.push_str(&format!("  - {}\n", root().join(f).display()));
+    }
+    out.push_str(&format!("  - {}\n", derived.display()));
+    out.push_str(&format!("evaluation_interval: {SCRAPE_EVERY_S}s\ntests:\n"));
+    for d in drills() {
+        out.push_str(&drill_group(&d, ttft_buckets));
+    }
+    out
+}
+
+#[test]
+fn fire_drills_at_canary_rates() {
+    let dir = tempfile::Builder::new()
+        .prefix("inferprobe-drills")
+        .tempdir()
+        .expect("tempdir");
+    let (derived, ttft_buckets) = derived_rules();
+    let derived_path = dir.path().join("derived.rules.yml");
+    std::fs::write(&derived_path, derived).expect("write derived rules");
+    let test_path = dir.path().join("drills.test.yml");
+    std::fs::write(&test_path, drill_file(&derived_path, &ttft_buckets)).expect("write drills");
+    if let Some((ok, out)) = promtool(&["test", "rules"], std::slice::from_ref(&test_path)) {
+        if !ok {
+            let keep = std::env::temp_dir().join("inferprobe-drills.test.yml");
+            let _ = std::fs::copy(&test_path, &keep);
+            let _ = std::fs::copy(
+                &derived_path,
+                std::env::temp_dir().join("derived.rules.yml"),
+            );
+            panic!(
+                "fire drills failed (test file kept at {}):\n{}",
+                keep.display(),
+                &out[..out.len().min(20_000)]
+            );
+        }
+    }
+}
+
+#[test]
+fn drill_traffic_model_is_what_it_claims() {
+    // One healthy hour of the jittery model: about 720 probes, 0.3% 5xx and 0.3% 429, a TTFT
+    // median near 200 ms.
+    let d = Drill {
+        target: "t",
+        ttft: (0.15, 0.35),
+        background: (0.003, 0.003),
+        fault: Some((Fault::Down, 1800, 2400)),
+        must: vec![],
+        may: vec![],
+        length_s: 3600,
+        seed: 9,
+    };
+    let buckets = [0.15, 1.0];
+    let series = drill_series(&d, &buckets);
+    let last = |i: usize| -> f64 { series[i].1.split(' ').next_back().unwrap().parse().unwrap() };
+    let total: f64 = (0..4).map(last).sum();
+    assert!(
+        (680.0..=760.0).contains(&total),
+        "{total} probes in an hour"
+    );
+    // 10 minutes down: ~120 connect errors.
+    assert!((110.0..=130.0).contains(&last(1)), "{}", last(1));
+    let below_median = last(4) / last(7);
+    assert!((0.45..=0.55).contains(&below_median), "{below_median}");
+    // The gauge is the last probe's result: 0 during the outage.
+    let gauge: Vec<&str> = series[9].1.split(' ').collect();
+    assert_eq!(gauge[2200 / 15], "0");
+    assert_eq!(gauge[3000 / 15], "1");
+}
+
+// ---------------------------------------------------------------------------------------------
+// `inferprobe thresholds` with a config: the target it watches, its interval and its buckets.
+
+fn thresholds_cli(args: &[&str]) -> (i32, String, String) {
+    let fixture = root().join("tests/fixtures/loadtest/inferprobe/calibrate-local-vllm.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_inferprobe"))
+        .arg("thresholds")
+        .args(args)
+        .arg(fixture)
+        .output()
+        .expect("run inferprobe thresholds");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const TWO_TARGETS: &str = "targets:
+  - name: eu
+    dialect: openai-chat
+    base_url: http://127.0.0.1:9/v1
+    model: m
+    schedule: {every: 5s}
+  - name: us
+    dialect: openai-chat
+    base_url: http://127.0.0.1:9/v1
+    model: m
+    schedule: {every: 60s}
+buckets:
+  time_to_first_token_seconds: [0.1, 0.437, 1]
+";
+
+#[test]
+fn thresholds_needs_target_with_several_and_sizes_windows_from_its_schedule() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.yml");
+    std::fs::write(&config, TWO_TARGETS).expect("write config");
+    let config = config.to_string_lossy().into_owned();
+
+    let (code, stdout, stderr) = thresholds_cli(&["--config.file", &config]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stdout.is_empty());
+    assert!(
+        stderr.contains("--config.file has 2 targets (eu, us)") && stderr.contains("--target"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = thresholds_cli(&["--config.file", &config, "--target", "ap"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(r#"--target "ap" is not a target of --config.file (targets: eu, us)"#),
+        "{stderr}"
+    );
+
+    // `eu` probes every 5 s: 5-minute windows, scoped to it.
+    let (code, stdout, stderr) = thresholds_cli(&["--config.file", &config, "--target", "eu"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("# Windows for a probe every 5s: 5m"),
+        "{stdout}"
+    );
+    assert!(
+        // (inside a double-quoted YAML string)
+        stdout.contains(
+            r#"inferprobe_time_to_first_token_seconds_bucket{target=\"eu\",le=\"0.437\"}[5m]"#
+        ),
+        "{stdout}"
+    );
+    // The config has the TTFT boundary (0.437) but not the SLO's (0.4), nor ITL's or E2E's.
+    assert!(
+        stderr.contains("warning: the config's buckets lack"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("inferprobe_time_to_first_token_seconds 0.4s"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("inferprobe_time_to_first_token_seconds 0.437s"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("    time_to_first_token_seconds: [0.1, 0.4, 0.437, 1]"),
+        "{stderr}"
+    );
+
+    // `us` probes every minute: 30-minute windows; a flag overrides the schedule.
+    let (_, stdout, _) = thresholds_cli(&["--config.file", &config, "--target", "us"]);
+    assert!(
+        stdout.contains("# Windows for a probe every 60s: 30m"),
+        "{stdout}"
+    );
+    let (_, stdout, _) = thresholds_cli(&[
+        "--config.file",
+        &config,
+        "--target",
+        "us",
+        "--probe-interval",
+        "15s",
+    ]);
+    assert!(
+        stdout.contains("# Windows for a probe every 15s: 8m"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn thresholds_warn_stage_picks_the_safe_point_or_the_stage_before_the_knee() {
+    // Calibrate fixture: TTFT p95 112, 146, 321, 611, 3102 ms at 1, 2, 4, 8, 16 req/s; the SLO
+    // (400 ms) is first left at 8 req/s, so the safe point is 4 req/s. The knee is 4 req/s
+    // (321 ms > 1.5 × 112 ms), so the stage before it is 2 req/s.
+    let (code, safe, stderr) = thresholds_cli(&["--probe-interval", "5s"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(safe.contains("source_stage: rate 4 req/s"), "{safe}");
+    assert!(
+        safe.contains("source_measured: p99 TTFT = 0.437s"),
+        "{safe}"
+    );
+    assert!(safe.contains(r#"le=\"0.437\""#), "{safe}");
+    let (code, knee, stderr) =
+        thresholds_cli(&["--probe-interval", "5s", "--warn-stage", "before-knee"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(knee.contains("source_stage: rate 2 req/s"), "{knee}");
+    assert!(
+        knee.contains("source_measured: p99 TTFT = 0.188s"),
+        "{knee}"
+    );
+    assert!(knee.contains(r#"le=\"0.188\""#), "{knee}");
+    assert!(
+        knee.contains("measured at the stage before its knee (rate 2 req/s"),
+        "{knee}"
+    );
+    assert!(
+        knee.contains("time_to_first_token_seconds: [0.025, 0.05, 0.1, 0.15, 0.188, 0.2,"),
+        "{knee}"
+    );
+    assert!(!knee.contains("source_stage: rate 4 req/s"), "{knee}");
 }

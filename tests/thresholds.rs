@@ -14,7 +14,7 @@ use inferprobe::calibrate::format::{
 use inferprobe::thresholds::stages::{FirstMetric, GapMetric};
 use inferprobe::thresholds::{
     detect, generate, import_file, parse, Class, Format, ImportError, Imported, LoadKind, Options,
-    Quantiles, Report, RuleOptions, SloFlags, ThresholdsError,
+    Quantiles, Report, RuleOptions, Sizing, SloFlags, ThresholdsError,
 };
 use serde_json::Value;
 
@@ -134,13 +134,13 @@ fn parsed_rules(doc: &Value) -> Vec<(String, String, String)> {
 }
 
 fn baseline(family: &str, v: &str) -> String {
-    format!("histogram_quantile(0.95, sum by (target, le) (rate({family}_bucket[10m]))) > {v}")
+    let v: f64 = v.parse().expect("threshold");
+    inferprobe::thresholds::rules::p95_expr(family, &RuleOptions::default(), v, &Sizing::default())
 }
 
 fn error_ratio(v: &str) -> String {
-    format!(
-        r#"sum by (target) (rate(inferprobe_probes_total{{result!="success"}}[10m])) / sum by (target) (rate(inferprobe_probes_total[10m])) > {v}"#
-    )
+    let v: f64 = v.parse().expect("threshold");
+    inferprobe::thresholds::rules::error_expr(&RuleOptions::default(), v, &Sizing::default())
 }
 
 /// Runs the whole pipeline on one fixture directory and checks every stage, verdict and rule.
@@ -930,12 +930,19 @@ fn target_runbook_and_prometheus_rule_manifest() {
     let rules = parsed_rules(spec);
     assert_eq!(
         rules[0].2,
-        r#"histogram_quantile(0.95, sum by (target, le) (rate(inferprobe_time_to_first_token_seconds_bucket{target="prod-llama"}[10m]))) > 0.3319"#
+        inferprobe::thresholds::rules::p95_expr(
+            "inferprobe_time_to_first_token_seconds",
+            &opts.rules,
+            0.3319,
+            &Sizing::default()
+        )
     );
-    assert_eq!(
-        rules[5].2,
-        r#"sum by (target) (rate(inferprobe_probes_total{target="prod-llama",result!="success"}[10m])) / sum by (target) (rate(inferprobe_probes_total{target="prod-llama"}[10m])) > 0.001"#
-    );
+    assert!(rules[0]
+        .2
+        .contains(r#"{target="prod-llama",le="0.3319"}[15m]"#));
+    assert!(rules[5].2.contains(
+        r#"inferprobe_probes_total{target="prod-llama",result!~"success|rate_limited"}[30m]"#
+    ));
     for r in spec["groups"][0]["rules"].as_array().expect("rules") {
         assert_eq!(
             r["annotations"]["runbook_url"],

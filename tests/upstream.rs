@@ -738,6 +738,10 @@ async fn an_error_body_on_http_200_is_classified_by_the_same_table() {
         let t = one_target(dialect, &up.base(), "");
         let o = probe(&client(), &t).await;
         assert_eq!(o.result, want, "{body}: {:?}", o.error);
-        assert!(o.error.as_deref().unwrap_or("").starts_with("error body on HTTP 200"));
+        assert!(o
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("error body on HTTP 200"));
     }
 }

@@ -96,6 +96,7 @@ async fn start(dir: &Path, web_yaml: &str, disable_reload: bool, disable_probe: 
         config_file: Some(web_file),
         disable_reload,
         disable_probe,
+        ..WebOptions::default()
     })
     .unwrap_or_else(|e| panic!("{e}"));
     commands::start_with_web(
@@ -311,7 +312,10 @@ async fn basic_auth_guards_every_endpoint() {
         ("POST", "/-/reload"),
         ("GET", "/no-such-page"),
     ];
-    for (method, path) in endpoints {
+    for (i, (method, path)) in (1u8..).zip(endpoints) {
+        // One client address per endpoint, so the wrong passwords stay within each address's
+        // allowance of failed logins (beyond it, 429).
+        let client = from_address([127, 0, 1, i]);
         let req = |c: &reqwest::Client| c.request(method.parse().unwrap(), format!("{base}{path}"));
         for creds in [
             None,
@@ -528,6 +532,47 @@ async fn reload_rereads_the_web_config_and_keeps_it_when_bad() {
         "{body}"
     );
     assert_eq!(status("bob", "two").await, StatusCode::OK);
+    // The failed web config reload is reported apart from the daemon config's success.
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .basic_auth("bob", Some("two"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        common::sample(&metrics, "inferprobe_config_last_reload_successful", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        common::sample(
+            &metrics,
+            "inferprobe_web_config_last_reload_successful",
+            &[]
+        ),
+        Some(0.0)
+    );
+    std::fs::write(dir.path().join("web.yml"), users_yaml(&[("bob", "two")])).unwrap();
+    running.web.reload().unwrap();
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .basic_auth("bob", Some("two"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        common::sample(
+            &metrics,
+            "inferprobe_web_config_last_reload_successful",
+            &[]
+        ),
+        Some(1.0)
+    );
 
     // Plain HTTP cannot turn into TLS without a restart.
     let pki = pki();
@@ -608,6 +653,11 @@ fn good_web_configs_load() {
         .find_map(|l| l.trim().strip_prefix("prometheus: "))
         .unwrap();
     assert!(bcrypt::verify("test-only-password", hash).unwrap());
+    // Costs above 12 load with a warning; up to 12 without one.
+    let slow = WebConfig::load(&fixtures_dir().join("bcrypt_cost13.good.yml")).unwrap();
+    assert_eq!(slow.warnings(), ["web config basic_auth_users.prometheus: bcrypt cost 13 is above 12; a login that is not cached may outlast a scrape timeout, and wrong passwords cost that much CPU each"]);
+    let ok = WebConfig::load(&fixtures_dir().join("headers_and_users.good.yml")).unwrap();
+    assert!(ok.warnings().is_empty());
     let e = WebConfig::load(&fixtures_dir().join("missing.yml")).unwrap_err();
     assert_eq!(e.to_string(), "web config tests/fixtures/webconfig/missing.yml: cannot read web config file: no such file");
 }
@@ -628,6 +678,144 @@ async fn rate_limit_answers_429_beyond_the_burst() {
         statuses.push(reqwest::get(&url).await.unwrap().status().as_u16());
     }
     assert_eq!(statuses, [200, 200, 429]);
+    // The limit is per client address: another one still gets through.
+    let other = from_address([127, 0, 0, 2]);
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(other.get(&url).send().await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429]);
+    running.stop().await;
+}
+
+/// A client whose connections come from `ip` (any 127/8 address is loopback on Linux).
+fn from_address(ip: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(ip))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// A flood of wrong passwords from one address: bcrypt runs only for that address's allowance
+/// of failed logins, the rest is answered 429 at once, and another address logs in meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_flood_is_throttled_per_address() {
+    use inferprobe::webconfig::{FAILED_LOGIN_BURST, FAILED_LOGIN_INTERVAL};
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(
+        dir.path(),
+        &format!(
+            "{}rate_limit:\n  interval: 1ms\n  burst: 1000\n",
+            users_yaml(&[("prometheus", "right")])
+        ),
+        false,
+        false,
+    )
+    .await;
+    let url = format!("http://{}/metrics", running.addr);
+    let attacker = from_address([127, 0, 0, 3]);
+    let started = std::time::Instant::now();
+    let flood: Vec<_> = (0..200)
+        .map(|i| {
+            let c = attacker.clone();
+            let url = url.clone();
+            tokio::spawn(async move {
+                c.get(url)
+                    .basic_auth("prometheus", Some(format!("guess-{i}")))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    // Meanwhile Prometheus scrapes from its own address.
+    let scraper = from_address([127, 0, 0, 1]);
+    let scrape = scraper
+        .get(&url)
+        .basic_auth("prometheus", Some("right"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scrape.status(), StatusCode::OK);
+    let mut by_status = std::collections::BTreeMap::<u16, u32>::new();
+    for f in flood {
+        *by_status.entry(f.await.unwrap()).or_default() += 1;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    // Every 401 cost one bcrypt: no more than the allowance plus its refill over the run.
+    let bcrypts = by_status.get(&401).copied().unwrap_or(0);
+    let allowed = f64::from(FAILED_LOGIN_BURST) + secs / FAILED_LOGIN_INTERVAL.as_secs_f64() + 1.0;
+    eprintln!("wrong-password flood: {by_status:?} in {secs:.2}s");
+    assert!(
+        f64::from(bcrypts) <= allowed,
+        "{bcrypts} bcrypt checks in {secs:.1}s"
+    );
+    assert!(
+        by_status.get(&429).copied().unwrap_or(0) >= 150,
+        "{by_status:?}"
+    );
+    assert_eq!(
+        by_status
+            .keys()
+            .filter(|s| ![401, 429].contains(*s))
+            .count(),
+        0,
+        "{by_status:?}"
+    );
+    running.stop().await;
+}
+
+const TWO_TARGETS: &str = "global:\n  schedule: {every: 1h}\n\
+    simulator: {ttft: 5ms, itl: 1ms, output_tokens: 4}\n\
+    targets:\n  - {name: a, dialect: openai-chat, base_url: simulator, model: m}\n\
+    \x20 - {name: b, dialect: openai-chat, base_url: simulator, model: m}\n";
+
+/// An emptied config file does not stop every target; `targets: []` does, on purpose.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_refuses_to_drop_every_target_unless_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yml");
+    std::fs::write(&path, TWO_TARGETS).unwrap();
+    let running = commands::start(common::load(TWO_TARGETS), Some(path.clone()), "127.0.0.1:0")
+        .await
+        .unwrap();
+    let base = format!("http://{}", running.addr);
+    let client = reqwest::Client::new();
+    let reload = || {
+        let c = client.clone();
+        let url = format!("{base}/-/reload");
+        async move {
+            let r = c.post(url).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    for emptied in ["", "# all targets moved elsewhere\n", "targets:\n"] {
+        std::fs::write(&path, emptied).unwrap();
+        let (status, body) = reload().await;
+        assert_eq!(status, 500, "{emptied:?}: {body}");
+        assert!(
+            body.contains("the new config has no targets and would stop all 2 running ones; write `targets: []`"),
+            "{body}"
+        );
+        let (_, m) = common::get(&format!("{base}/metrics")).await;
+        assert_eq!(
+            common::sample(&m, "inferprobe_config_last_reload_successful", &[]),
+            Some(0.0)
+        );
+        assert_eq!(running.daemon.status().await.len(), 2, "targets kept");
+    }
+    std::fs::write(&path, "targets: []\n").unwrap();
+    let (status, body) = reload().await;
+    assert_eq!(status, 200, "{body}");
+    assert!(running.daemon.status().await.is_empty());
+    let (_, m) = common::get(&format!("{base}/metrics")).await;
+    assert_eq!(
+        common::sample(&m, "inferprobe_config_last_reload_successful", &[]),
+        Some(1.0)
+    );
     running.stop().await;
 }
 

@@ -29,6 +29,8 @@ const ACCURACY_PROBES: [(DialectKind, usize); 2] = [
 const CPU_PROBES: usize = 50;
 /// Timed passes per row of the SSE section.
 const SSE_PASSES: usize = 30;
+/// Timed passes per size of the SSE section's long-line rows.
+const LONG_LINE_PASSES: usize = 5;
 
 const SECTIONS: [&str; 4] = ["accuracy", "cpu", "sse", "rss"];
 
@@ -181,6 +183,28 @@ fn run(sections: &[String]) -> anyhow::Result<()> {
                 format!("{:.0}", r.best),
                 format!("{:.0}", r.median),
                 format!("{:.1}", r.median_mib),
+            ]);
+        }
+        println!("{}", t.render());
+
+        eprintln!("sse: long lines, {LONG_LINE_PASSES} passes per size...");
+        let rows = sse_parse::long_lines(LONG_LINE_PASSES)?;
+        println!(
+            "One event whose single `data:` line is long, arriving in {} KiB chunks (framing \
+             only, no decoding), best and median of {LONG_LINE_PASSES} passes.\n",
+            sse_parse::LONG_LINE_CHUNK / 1024
+        );
+        let mut t = Table::new(&["line MiB", "chunks", "best ms", "median ms", "median MiB/s"]);
+        for r in &rows {
+            t.row(vec![
+                format!("{:.0}", r.bytes as f64 / (1024.0 * 1024.0)),
+                r.chunks.to_string(),
+                format!("{:.1}", r.best_s * 1e3),
+                format!("{:.1}", r.median_s * 1e3),
+                format!(
+                    "{:.1}",
+                    r.bytes as f64 / (1024.0 * 1024.0) / r.median_s.max(1e-9)
+                ),
             ]);
         }
         println!("{}", t.render());

@@ -204,3 +204,75 @@ pub fn run(passes: usize) -> anyhow::Result<Vec<Row>> {
     }
     Ok(rows)
 }
+
+/// Sizes of the single long line in [`long_lines`]: up to just below `sse::MAX_EVENT_BYTES`.
+pub const LONG_LINE_MIB: [usize; 3] = [1, 4, 15];
+/// Chunk size for the long lines: what one socket read typically hands over.
+pub const LONG_LINE_CHUNK: usize = 4096;
+
+/// One long-line result.
+pub struct LongRow {
+    /// Bytes of the stream (one `data:` line of that size plus the blank line).
+    pub bytes: usize,
+    /// Chunks it arrived in.
+    pub chunks: usize,
+    /// Median seconds to frame it.
+    pub median_s: f64,
+    /// Fastest pass.
+    pub best_s: f64,
+}
+
+/// Frames `chunks` (no decoding); returns the total data bytes of the events.
+fn frame_only(chunks: &[Bytes]) -> anyhow::Result<usize> {
+    let input = futures_util::stream::iter(
+        chunks
+            .iter()
+            .map(|b| Ok::<_, Infallible>((Instant::now(), b.clone()))),
+    );
+    let mut events = std::pin::pin!(sse::frame(input));
+    let mut data = 0;
+    loop {
+        match events.next().now_or_never() {
+            Some(Some(Ok(ev))) => data += ev.data.len(),
+            Some(Some(Err(e))) => bail!("framing failed: {e}"),
+            Some(None) => return Ok(data),
+            None => bail!("an always-ready stream returned Pending"),
+        }
+    }
+}
+
+/// A single event whose one `data:` line is `mib` MiB long, arriving in `LONG_LINE_CHUNK`-byte
+/// chunks (a misbehaving server, or a huge tool-call argument): framing only, `passes` timed
+/// passes per size.
+pub fn long_lines(passes: usize) -> anyhow::Result<Vec<LongRow>> {
+    let mut rows = Vec::new();
+    for mib in LONG_LINE_MIB {
+        let payload = mib * 1024 * 1024;
+        let mut text = Vec::with_capacity(payload + 8);
+        text.extend_from_slice(b"data: ");
+        text.resize(6 + payload, b'x');
+        text.extend_from_slice(b"\n\n");
+        let all = Bytes::from(text);
+        let cs: Vec<Bytes> = (0..all.len())
+            .step_by(LONG_LINE_CHUNK)
+            .map(|i| all.slice(i..(i + LONG_LINE_CHUNK).min(all.len())))
+            .collect();
+        let mut times = Vec::with_capacity(passes);
+        for _ in 0..passes {
+            let t0 = Instant::now();
+            let data = frame_only(&cs)?;
+            times.push(t0.elapsed().as_secs_f64());
+            ensure!(
+                data == payload,
+                "framed {data} data bytes, expected {payload}"
+            );
+        }
+        rows.push(LongRow {
+            bytes: all.len(),
+            chunks: cs.len(),
+            median_s: median(&times),
+            best_s: times.iter().copied().fold(f64::INFINITY, f64::min),
+        });
+    }
+    Ok(rows)
+}

@@ -59,14 +59,17 @@ pub fn load_for_check(path: &Path) -> Result<Loaded, ConfigErrors> {
 
 fn load_file(path: &Path, secrets_required: bool) -> Result<Loaded, ConfigErrors> {
     let source_name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
-        source_name: source_name.clone(),
-        errors: vec![ConfigError {
-            path: String::new(),
-            line: None,
-            message: format!("cannot read config file: {}", io_reason(&e)),
-        }],
-    })?;
+    let text =
+        crate::fsutil::read_to_string(path, crate::fsutil::CONFIG_FILE_LIMIT).map_err(|e| {
+            ConfigErrors {
+                source_name: source_name.clone(),
+                errors: vec![ConfigError {
+                    path: String::new(),
+                    line: None,
+                    message: format!("cannot read config file: {}", io_reason(&e)),
+                }],
+            }
+        })?;
     let base_dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -130,6 +133,19 @@ pub fn load_str_with(
             Err(fail(errors))
         }
     }
+}
+
+/// Whether config text says, in so many words, that it has no targets: a top-level
+/// `targets: []`. A reload refuses to stop every running target on anything less (an empty or
+/// truncated file, a `targets:` whose entries were commented out).
+pub fn declares_no_targets(text: &str) -> bool {
+    let Ok(root) = parse_tree(text) else {
+        return false;
+    };
+    matches!(
+        root.get(&YamlPath::root().key("targets")),
+        Some(Node { kind: Kind::Seq(items), .. }) if items.is_empty()
+    )
 }
 
 /// A short, platform-independent reason for an I/O failure (no OS error codes, so error
@@ -495,20 +511,83 @@ impl<'a> Diag<'a> {
     }
 }
 
-/// Decodes `node` as a `T`, reporting a failure at `path` plus the path inside the node.
+/// Most errors reported inside one section (a target, a scenario, ...).
+const MAX_ERRORS_PER_SECTION: usize = 20;
+
+/// Decodes `node` as a `T`, reporting every failure at `path` plus the path inside the node.
+///
+/// serde stops at the first error, so after each one the offending value is removed and the
+/// section decoded again, until it decodes or nothing more can be removed. A removed field that
+/// is required comes back as "missing field": that is a consequence, not a mistake of the file,
+/// so it is not reported; the map holding it is removed instead and decoding goes on. A bad
+/// item of a sequence removes the whole sequence, so later items keep their indices.
 fn decode<T: DeserializeOwned>(node: &Node, path: &YamlPath, diag: &mut Diag<'_>) -> Option<T> {
-    let json = match node.kind {
+    let mut json = match node.kind {
         // An empty section (`gpus:`) means "all defaults".
         Kind::Null => serde_json::Value::Object(serde_json::Map::new()),
         _ => node.to_json(),
     };
-    match serde_path_to_error::deserialize::<_, T>(json) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let full = path.join_serde(e.path());
-            diag.error(&full, plain_expectation(&e.into_inner().to_string()));
-            None
+    let mut removed: Vec<Vec<Seg>> = Vec::new();
+    let mut reported = 0;
+    loop {
+        let e = match serde_path_to_error::deserialize::<_, T>(json.clone()) {
+            Ok(v) => return (reported == 0).then_some(v),
+            Err(e) => e,
+        };
+        let inner = YamlPath::root().join_serde(e.path()).0;
+        let message = e.into_inner().to_string();
+        let missing = missing_field(&message);
+        let consequence = missing.is_some_and(|f| {
+            let mut p = inner.clone();
+            p.push(Seg::Key(f.to_string()));
+            removed.contains(&p)
+        });
+        if !consequence {
+            let mut full = path.clone();
+            full.0.extend(inner.iter().cloned());
+            diag.error(&full, plain_expectation(&message));
+            reported += 1;
         }
+        // What to remove to get past this error: the value itself, or for a missing field the
+        // map that misses it; a sequence item takes its whole sequence along.
+        let mut cut = inner;
+        while matches!(cut.last(), Some(Seg::Index(_))) {
+            cut.pop();
+        }
+        if cut.is_empty() || reported >= MAX_ERRORS_PER_SECTION || !remove_at(&mut json, &cut) {
+            return None;
+        }
+        removed.push(cut);
+    }
+}
+
+/// The field named by serde's "missing field `x`" message.
+fn missing_field(message: &str) -> Option<&str> {
+    message.strip_prefix("missing field `")?.split('`').next()
+}
+
+/// Removes the value at `path` (a mapping entry); false when there is none.
+fn remove_at(json: &mut serde_json::Value, path: &[Seg]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut v = json;
+    for seg in parents {
+        v = match (seg, v) {
+            (Seg::Key(k), serde_json::Value::Object(m)) => match m.get_mut(k) {
+                Some(x) => x,
+                None => return false,
+            },
+            (Seg::Index(i), serde_json::Value::Array(a)) => match a.get_mut(*i) {
+                Some(x) => x,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match (last, v) {
+        (Seg::Key(k), serde_json::Value::Object(m)) => m.remove(k).is_some(),
+        _ => false,
     }
 }
 
@@ -734,6 +813,77 @@ mod tests {
             plain_expectation("missing field `model`"),
             "missing field `model`"
         );
+    }
+
+    #[test]
+    fn only_an_empty_sequence_declares_no_targets() {
+        assert!(declares_no_targets("targets: []\n"));
+        assert!(declares_no_targets(
+            "global: {}\ntargets: []  # moved away\n"
+        ));
+        for text in [
+            "",
+            "# nothing\n",
+            "targets:\n",
+            "targets: ~\n",
+            "x: [\n",
+            "targets: [{name: a}]\n",
+        ] {
+            assert!(!declares_no_targets(text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn several_mistakes_in_one_section_are_all_reported() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Inner {
+            n: u32,
+            #[serde(default)]
+            m: Option<u32>,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Section {
+            name: String,
+            #[serde(default)]
+            count: u32,
+            inner: Inner,
+            #[serde(default)]
+            list: Vec<u32>,
+        }
+        let root = tree(
+            "s:\n  name: 5\n  count: x\n  inner:\n    n: bad\n    m: z\n  list: [1, q, r]\n  extra: 1\n",
+        );
+        let mut diag = Diag::new(&root);
+        let path = YamlPath::root().key("s");
+        let node = root.get(&path).unwrap();
+        assert!(decode::<Section>(node, &path, &mut diag).is_none());
+        let (errors, _) = diag.finish();
+        let got: Vec<String> = errors.iter().map(|e| e.path.clone()).collect();
+        // Required fields that were removed (name, inner.n) do not come back as "missing".
+        assert_eq!(
+            got,
+            [
+                "s.name",
+                "s.count",
+                "s.inner.n",
+                "s.inner.m",
+                "s.list[1]",
+                "s.extra"
+            ],
+            "{errors:?}"
+        );
+        // A field that is really missing is reported once.
+        let root = tree("s: {count: 1}\n");
+        let mut diag = Diag::new(&root);
+        let node = root.get(&path).unwrap();
+        assert!(decode::<Section>(node, &path, &mut diag).is_none());
+        let (errors, _) = diag.finish();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].message, "missing field `name`");
     }
 
     #[test]

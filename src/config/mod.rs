@@ -17,7 +17,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use load::{load, load_for_check, load_str, load_str_with, Environment};
+pub use load::{declares_no_targets, load, load_for_check, load_str, load_str_with, Environment};
 pub use resolve::{
     parse_cron, resolve_adhoc, resolve_adhoc_with, AdHoc, AdHocErrors, BUCKET_METRICS,
 };

@@ -416,7 +416,10 @@ fn resolve_scenario(
         ["prompt_file"] => {
             let file = c.prompt_file.as_deref().unwrap_or_default();
             let p = path.key("prompt_file");
-            match std::fs::read_to_string(env.base_dir.join(file)) {
+            match crate::fsutil::read_to_string(
+                &env.base_dir.join(file),
+                crate::fsutil::PROMPT_FILE_LIMIT,
+            ) {
                 Ok(text) => {
                     let text = text.trim_end_matches(['\n', '\r']).to_string();
                     if text.trim().is_empty() {
@@ -815,7 +818,10 @@ fn resolve_secret(
                 Some(v) => v.trim().to_string(),
             }
         }
-        SecretRef::File { file } => match std::fs::read_to_string(env.base_dir.join(file)) {
+        SecretRef::File { file } => match crate::fsutil::read_to_string(
+            &env.base_dir.join(file),
+            crate::fsutil::SECRET_FILE_LIMIT,
+        ) {
             Err(e) => {
                 missing_secret(
                     path,

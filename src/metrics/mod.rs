@@ -647,6 +647,40 @@ impl SelfMetrics {
     }
 }
 
+/// The web config file's reload state (`--web.config.file`), apart from the daemon config's: a
+/// web config that fails to reload must not hide behind a successful daemon config reload.
+#[derive(Clone)]
+pub struct WebConfigMetrics {
+    reload_successful: IntGauge,
+}
+
+impl std::fmt::Debug for WebConfigMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebConfigMetrics").finish_non_exhaustive()
+    }
+}
+
+impl WebConfigMetrics {
+    /// Registers `inferprobe_web_config_last_reload_successful` in `registry`, set to `ok`.
+    pub fn register(registry: &Registry, ok: bool) -> Result<WebConfigMetrics, MetricsError> {
+        let g = IntGauge::with_opts(opts(
+            "web_config_last_reload_successful",
+            "Whether the last attempt to load the web config file (--web.config.file) succeeded \
+             (1) or failed (0); 1 when there is no web config file.",
+        ));
+        let m = WebConfigMetrics {
+            reload_successful: register(registry, "web_config_last_reload_successful", g)?,
+        };
+        m.reloaded(ok);
+        Ok(m)
+    }
+
+    /// Records a web config reload attempt.
+    pub fn reloaded(&self, success: bool) {
+        self.reload_successful.set(i64::from(success));
+    }
+}
+
 /// Encodes every family of `registry` in the Prometheus text format (0.0.4).
 ///
 /// A family the encoder rejects is skipped with a warning rather than failing the whole scrape.

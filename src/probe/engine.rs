@@ -794,6 +794,10 @@ impl<'a> Run<'a> {
                 format!("stream broke after {n} output events: {e}"),
             ),
             SseError::Malformed(e) => (ProbeResult::MalformedStream, e),
+            e @ SseError::Unterminated { .. } => (
+                ProbeResult::StreamAborted,
+                format!("{e} after {n} output events"),
+            ),
         }
     }
 

@@ -9,8 +9,15 @@
 //! The framer follows the WHATWG event-stream grammar: an optional UTF-8 BOM at the start, lines
 //! ended by CRLF, LF or a lone CR, `:` comments, `data:` lines joined by `\n`, one optional space
 //! after the colon, and an event dispatched on a blank line only when it carried data. `id` and
-//! `retry` are ignored (a probe never reconnects). An event left unterminated at end of stream
-//! is discarded, as the grammar says.
+//! `retry` are ignored (a probe never reconnects). Where the grammar discards an event left
+//! unterminated at end of stream, we report it as [`SseError::Unterminated`]: for a probe, a body
+//! cut inside an event is a dropped stream, not a clean end. A trailing comment, blank lines or
+//! a field line without data (nothing that could become an event) still end the stream cleanly.
+//!
+//! Framing is linear in the bytes read: the search for a line end resumes where the previous
+//! one stopped, and the consumed part of the buffer is shifted out only when a chunk arrives, so
+//! each byte is scanned once and moved at most once. A long line arriving in small chunks costs
+//! no more per byte than short ones (see BENCHMARKS.md, section 3).
 //!
 //! We do not use `eventsource-stream` here: it keeps invalid UTF-8 in its buffer and silently
 //! withholds every later event until end of stream (a probe would see a stall, not a malformed
@@ -51,6 +58,18 @@ pub enum SseError {
     /// The bytes are not a valid event stream (invalid UTF-8, an over-long line or event).
     #[error("malformed event stream: {0}")]
     Malformed(String),
+    /// The body ended inside an event: mid-line, or after a `data:` line without the blank line
+    /// that dispatches the event.
+    #[error(
+        "the stream ended inside an event: the last event was cut off {} ({bytes} bytes pending)",
+        if *mid_line { "mid-line" } else { "without its blank line" }
+    )]
+    Unterminated {
+        /// Bytes of the unfinished event: its field lines so far plus the partial last line.
+        bytes: usize,
+        /// The last line itself was cut (no line end after it).
+        mid_line: bool,
+    },
 }
 
 /// Frames a stream of (arrival instant, chunk) into SSE events stamped with the arrival of the
@@ -123,7 +142,7 @@ where
                 }
                 Poll::Ready(None) => {
                     this.done = true;
-                    return Poll::Ready(None);
+                    return Poll::Ready(this.parser.finish().err().map(Err));
                 }
             }
         }
@@ -138,6 +157,9 @@ struct Parser {
     /// Unparsed bytes live in `buf[pos..]`.
     buf: Vec<u8>,
     pos: usize,
+    /// `buf[pos..scan]` is known to hold no line end: the next search starts at `scan`, so a
+    /// long line arriving in many chunks is scanned once, not once per chunk.
+    scan: usize,
     /// The start of the stream has been checked for a BOM.
     bom_checked: bool,
     /// The previous line ended with CR: a LF right after it belongs to the same line end.
@@ -150,13 +172,18 @@ struct PendingEvent {
     event: String,
     data: String,
     has_data: bool,
+    /// Bytes of the field lines applied since the last blank line (line ends counted as one).
+    raw: usize,
 }
 
 impl Parser {
     fn push(&mut self, bytes: &[u8]) {
-        // Only a partial line is left in the buffer here, so this move is short.
+        // Only a partial line is left in the buffer here (the framer reads the next chunk only
+        // once no line end is left), and a line is shifted at most once: after this move `pos`
+        // is 0 and stays there until that line is complete.
         if self.pos > 0 {
             self.buf.drain(..self.pos);
+            self.scan -= self.pos;
             self.pos = 0;
         }
         self.buf.extend_from_slice(bytes);
@@ -172,36 +199,63 @@ impl Parser {
             }
             if rest.starts_with(BOM) {
                 self.pos += BOM.len();
+                self.scan = self.scan.max(self.pos);
             }
             self.bom_checked = true;
         }
         loop {
-            let rest = &self.buf[self.pos..];
             if self.skip_lf {
-                match rest.first() {
+                match self.buf.get(self.pos) {
                     None => return Ok(None),
-                    Some(b'\n') => self.pos += 1,
+                    Some(b'\n') => {
+                        self.pos += 1;
+                        self.scan = self.scan.max(self.pos);
+                    }
                     Some(_) => {}
                 }
                 self.skip_lf = false;
                 continue;
             }
-            let Some(len) = rest.iter().position(|&b| b == b'\n' || b == b'\r') else {
-                if rest.len() > MAX_EVENT_BYTES {
+            let from = self.scan;
+            let Some(i) = self.buf[from..]
+                .iter()
+                .position(|&b| b == b'\n' || b == b'\r')
+            else {
+                self.scan = self.buf.len();
+                if self.buf.len() - self.pos > MAX_EVENT_BYTES {
                     return Err(SseError::Malformed(format!(
                         "line longer than {MAX_EVENT_BYTES} bytes"
                     )));
                 }
                 return Ok(None);
             };
-            let start = self.pos;
-            self.skip_lf = rest[len] == b'\r';
-            self.pos += len + 1;
-            let line = &self.buf[start..start + len];
-            if let Some(event) = self.pending.line(line)? {
+            let (start, end) = (self.pos, from + i);
+            self.skip_lf = self.buf[end] == b'\r';
+            self.pos = end + 1;
+            self.scan = self.pos;
+            if let Some(event) = self.pending.line(&self.buf[start..end])? {
                 return Ok(Some(event));
             }
         }
+    }
+
+    /// At end of input: an error if the input stopped inside an event.
+    fn finish(&self) -> Result<(), SseError> {
+        let mut partial = &self.buf[self.pos..];
+        if !self.bom_checked && BOM.starts_with(partial) {
+            // Nothing but (part of) a byte-order mark.
+            partial = &[];
+        }
+        let line_matters = !partial.is_empty()
+            && partial[0] != b':'
+            && !partial.iter().all(u8::is_ascii_whitespace);
+        if !self.pending.has_data && !line_matters {
+            return Ok(());
+        }
+        Err(SseError::Unterminated {
+            bytes: self.pending.raw + partial.len(),
+            mid_line: !partial.is_empty(),
+        })
     }
 }
 
@@ -209,6 +263,7 @@ impl PendingEvent {
     /// Applies one line; returns the event a blank line completes.
     fn line(&mut self, line: &[u8]) -> Result<Option<(String, String)>, SseError> {
         if line.is_empty() {
+            self.raw = 0;
             if !self.has_data {
                 self.event.clear();
                 return Ok(None);
@@ -221,6 +276,7 @@ impl PendingEvent {
         if line[0] == b':' {
             return Ok(None);
         }
+        self.raw += line.len() + 1;
         let (name, value) = match line.iter().position(|&b| b == b':') {
             Some(i) => {
                 let value = &line[i + 1..];
@@ -231,16 +287,17 @@ impl PendingEvent {
         match name {
             b"data" => {
                 let value = utf8(value, "data")?;
+                let joined = self.data.len() + usize::from(self.has_data) + value.len();
+                if joined > MAX_EVENT_BYTES {
+                    return Err(SseError::Malformed(format!(
+                        "event data longer than {MAX_EVENT_BYTES} bytes"
+                    )));
+                }
                 if self.has_data {
                     self.data.push('\n');
                 }
                 self.data.push_str(value);
                 self.has_data = true;
-                if self.data.len() > MAX_EVENT_BYTES {
-                    return Err(SseError::Malformed(format!(
-                        "event data longer than {MAX_EVENT_BYTES} bytes"
-                    )));
-                }
             }
             b"event" => {
                 let value = utf8(value, "event")?;
@@ -321,6 +378,8 @@ mod tests {
                 ev(ms(2), "", "b"),
                 ev(ms(2), "", "c"),
                 ev(ms(2), "", "d"),
+                // "data: e\n" without its blank line.
+                Err(unterminated(8, false)),
             ]
         );
     }
@@ -334,7 +393,12 @@ mod tests {
         let got = run(chunks(t, &[input]));
         assert_eq!(
             got,
-            vec![ev(t, "add", "1\n2"), ev(t, "", " spaced"), ev(t, "", "")]
+            vec![
+                ev(t, "add", "1\n2"),
+                ev(t, "", " spaced"),
+                ev(t, "", ""),
+                Err(unterminated(8, false)),
+            ]
         );
     }
 
@@ -430,14 +494,68 @@ mod tests {
         );
     }
 
+    fn unterminated(bytes: usize, mid_line: bool) -> String {
+        SseError::Unterminated { bytes, mid_line }.to_string()
+    }
+
     #[test]
-    fn unterminated_event_at_eof_is_discarded() {
+    fn event_cut_mid_line_at_eof_is_unterminated() {
         let t = Instant::now();
         assert_eq!(
-            run(chunks(t, &[b"data: a\n\ndata: b\n"])),
-            vec![ev(t, "", "a")]
+            run(chunks(t, &[b"data: a\n\ndata: {\"x\"", b":1"])),
+            vec![ev(t, "", "a"), Err(unterminated(12, true))]
         );
-        assert_eq!(run(chunks(t, &[b"\xEF\xBB"])), vec![]);
+        // A cut inside the `event:` line of an event that has no data yet is a cut too.
+        assert_eq!(
+            run(chunks(t, &[b"event: message_st"])),
+            vec![Err(unterminated(17, true))]
+        );
+        assert_eq!(
+            unterminated(12, true),
+            "the stream ended inside an event: the last event was cut off mid-line \
+             (12 bytes pending)"
+        );
+    }
+
+    #[test]
+    fn data_line_without_its_blank_line_at_eof_is_unterminated() {
+        let t = Instant::now();
+        // "event: e\n" (9) + "data: b\n" (8) + "data:\r\n" (6, the CRLF counted as one)
+        assert_eq!(
+            run(chunks(t, &[b"data: a\n\nevent: e\ndata: b\ndata:\r\n"])),
+            vec![ev(t, "", "a"), Err(unterminated(23, false))]
+        );
+        assert_eq!(
+            unterminated(23, false),
+            "the stream ended inside an event: the last event was cut off without its blank \
+             line (23 bytes pending)"
+        );
+        // Pending data and a cut comment line after it: still the event that was cut.
+        assert_eq!(
+            run(chunks(t, &[b"data: b\n: keep"])),
+            vec![Err(unterminated(14, true))]
+        );
+    }
+
+    #[test]
+    fn clean_ends_are_not_errors() {
+        let t = Instant::now();
+        for input in [
+            &b""[..],
+            b"data: a\n\n",
+            b"data: a\r\n\r\n",
+            b"data: a\r\r",
+            b"data: a\n\n: keep-alive\n",
+            b"data: a\n\n: keep-alive",
+            b"data: a\n\n\n\n\n",
+            b"data: a\n\n  \t",
+            b"data: a\n\nevent: ping\n",
+            b"\xEF\xBB",
+            b"\xEF\xBB\xBF",
+        ] {
+            let got = run(chunks(t, &[input]));
+            assert!(got.iter().all(Result::is_ok), "{input:?}: {got:?}");
+        }
     }
 
     #[test]

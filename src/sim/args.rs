@@ -110,7 +110,7 @@ impl SimArgs {
     pub fn into_config(self) -> Result<SimulatorConfig, String> {
         let (mut cfg, from_file) = match &self.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
+                let text = crate::fsutil::read_to_string(path, crate::fsutil::CONFIG_FILE_LIMIT)
                     .map_err(|e| format!("{}: {e}", path.display()))?;
                 let cfg = parse_file_text(&text).map_err(|e| format!("{}: {e}", path.display()))?;
                 (cfg, true)

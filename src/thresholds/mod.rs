@@ -10,6 +10,7 @@ pub mod rules;
 pub mod stages;
 pub mod yaml;
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,7 +18,7 @@ use std::time::Duration;
 use clap::Args;
 
 pub use formats::{detect, parse, Format, ImportError, Imported};
-pub use rules::{Rule, RuleOptions};
+pub use rules::{Rule, RuleOptions, Sizing, WarnStage};
 pub use stages::{classify, safe_point, Class, Classification, LoadKind, Quantiles, Slo, Stage};
 
 use stages::fmt_num;
@@ -87,9 +88,23 @@ pub struct ThresholdsArgs {
     /// inferprobe calibrate file, else 0.01].
     #[arg(long = "slo.error-rate-breach", value_parser = parse_ratio)]
     pub slo_error_rate_breach: Option<f64>,
-    /// Restrict the rules to this inferprobe target (the `target` label).
+    /// Restrict the rules to this inferprobe target (the `target` label); required when
+    /// `--config.file` has several targets.
     #[arg(long)]
     pub target: Option<String>,
+    /// The inferprobe config the rules are for: its target's schedule sizes the windows and its
+    /// `buckets:` are checked for the boundaries the rules compare with.
+    #[arg(long = "config.file")]
+    pub config_file: Option<PathBuf>,
+    /// Probe interval of the target the rules watch [default: the target's `schedule.every` in
+    /// `--config.file`, else 30s].
+    #[arg(long = "probe-interval", value_parser = crate::cli::parse_duration)]
+    pub probe_interval: Option<Duration>,
+    /// Which stage's p99 the warnings sit at: `safe-point` (the highest load within the SLO) or
+    /// `before-knee` (the stage before the first one whose TTFT p95 passes 1.5× the lowest
+    /// load's or leaves the SLO).
+    #[arg(long = "warn-stage", value_enum, default_value = "safe-point")]
+    pub warn_stage: WarnStage,
     /// Emit a Kubernetes `PrometheusRule` manifest instead of a plain rule file.
     #[arg(long = "prometheus-rule")]
     pub prometheus_rule: bool,
@@ -143,6 +158,28 @@ pub enum ThresholdsError {
     /// The SLO targets contradict each other.
     #[error("{0}")]
     BadSlo(String),
+    /// The config given with `--config.file` did not load.
+    #[error("--config.file: {0}")]
+    Config(String),
+    /// The config has several targets and no `--target` picks one.
+    #[error("--config.file has {count} targets ({names}); rules derived from one endpoint's load test need --target to say which one they watch")]
+    TargetRequired {
+        /// How many.
+        count: usize,
+        /// Their names, comma-separated.
+        names: String,
+    },
+    /// `--target` names no target of the config.
+    #[error("--target {target:?} is not a target of --config.file (targets: {names})")]
+    UnknownTarget {
+        /// The flag's value.
+        target: String,
+        /// The config's target names.
+        names: String,
+    },
+    /// The target runs on a cron schedule, which has no single interval.
+    #[error("target {0:?} is probed on a cron schedule; give its typical interval with --probe-interval")]
+    CronSchedule(String),
     /// The rules could not be written.
     #[error("{file}: cannot write: {source}")]
     Write {
@@ -158,7 +195,10 @@ impl ThresholdsError {
     /// The exit code this error maps to.
     pub fn exit_code(&self) -> u8 {
         match self {
-            ThresholdsError::BadSlo(_) => EXIT_USAGE,
+            ThresholdsError::BadSlo(_)
+            | ThresholdsError::TargetRequired { .. }
+            | ThresholdsError::UnknownTarget { .. }
+            | ThresholdsError::CronSchedule(_) => EXIT_USAGE,
             _ => EXIT_FAILURE,
         }
     }
@@ -216,6 +256,15 @@ pub struct Report {
     pub slo: Slo,
     /// The rules.
     pub rules: Vec<Rule>,
+    /// The rule that fires where a boundary the rules need is not a bucket (its own group).
+    pub bucket_check: Option<Rule>,
+    /// The `buckets:` overrides that put a boundary at every threshold: metric name without the
+    /// `inferprobe_` prefix, and its full bound list.
+    pub buckets: Vec<(String, Vec<f64>)>,
+    /// Thresholds that are not a boundary of the buckets in [`Options::buckets`]: family, value.
+    pub missing_buckets: Vec<(String, f64)>,
+    /// The windows used.
+    pub sizing: Sizing,
     /// The rule file (or `PrometheusRule`) text.
     pub output: String,
     /// The summary table for the terminal.
@@ -231,6 +280,67 @@ pub struct Options {
     pub rules: RuleOptions,
     /// Emit a `PrometheusRule` manifest.
     pub prometheus_rule: bool,
+    /// Windows of the rules.
+    pub sizing: Sizing,
+    /// Which stage the warnings sit at.
+    pub warn_stage: WarnStage,
+    /// The running config's bucket overrides (metric name without `inferprobe_`); families it
+    /// leaves out use the defaults.
+    pub buckets: BTreeMap<String, Vec<f64>>,
+}
+
+/// Bucket overrides of a config, keyed by metric name without the `inferprobe_` prefix.
+type BucketOverrides = BTreeMap<String, Vec<f64>>;
+/// Thresholds that are not a boundary: histogram family, value.
+type Missing = Vec<(String, f64)>;
+
+/// The bounds of `family` (full name) under `overrides`, else its defaults.
+fn bounds_of(family: &str, overrides: &BTreeMap<String, Vec<f64>>) -> Vec<f64> {
+    let name = family.strip_prefix("inferprobe_").unwrap_or(family);
+    overrides
+        .get(name)
+        .cloned()
+        .or_else(|| crate::metrics::default_buckets(name).map(<[f64]>::to_vec))
+        .unwrap_or_default()
+}
+
+/// The overrides that add every needed boundary to the current bounds, and the needed
+/// boundaries the current bounds lack.
+fn bucket_plan(
+    needs: &[(&'static str, f64)],
+    overrides: &BucketOverrides,
+) -> (Vec<(String, Vec<f64>)>, Missing) {
+    let same = |a: f64, b: f64| fmt_num(a) == fmt_num(b);
+    let mut plan: Vec<(String, Vec<f64>)> = Vec::new();
+    let mut missing = Vec::new();
+    for (family, t) in needs {
+        let name = family
+            .strip_prefix("inferprobe_")
+            .unwrap_or(family)
+            .to_string();
+        let current = bounds_of(family, overrides);
+        if !current.iter().any(|b| same(*b, *t)) {
+            missing.push((family.to_string(), *t));
+        }
+        let entry = match plan.iter().position(|(n, _)| *n == name) {
+            Some(i) => &mut plan[i].1,
+            None => {
+                plan.push((name, current));
+                &mut plan.last_mut().expect("just pushed").1
+            }
+        };
+        if !entry.iter().any(|b| same(*b, *t)) {
+            entry.push(*t);
+            entry.sort_by(f64::total_cmp);
+        }
+    }
+    // Only the families that change.
+    plan.retain(|(name, _)| {
+        missing
+            .iter()
+            .any(|(f, _)| f.strip_prefix("inferprobe_") == Some(name.as_str()))
+    });
+    (plan, missing)
 }
 
 /// Sorts, classifies and turns imported files into rules; pure.
@@ -252,12 +362,31 @@ pub fn generate(imported: Vec<Imported>, opts: &Options) -> Result<Report, Thres
     stages.sort_by(|a, b| a.load.total_cmp(&b.load));
     let classes: Vec<Classification> = stages.iter().map(|s| classify(s, &slo)).collect();
     let safe = safe_point(&classes);
-    let rules = rules::build(&stages, safe, &slo, &opts.rules);
-    let header = header(&stages, safe, &slo);
+    let warn = match opts.warn_stage {
+        WarnStage::SafePoint => safe,
+        WarnStage::BeforeKnee => before_knee(&stages, &classes),
+    };
+    let rules = rules::build(
+        &stages,
+        (warn, opts.warn_stage),
+        &slo,
+        &opts.rules,
+        &opts.sizing,
+    );
+    let bucket_check = rules::bucket_check(&rules, &opts.rules);
+    let (buckets, missing_buckets) = bucket_plan(&rules::needed_boundaries(&rules), &opts.buckets);
+    let mut header = header(&stages, safe, &slo);
+    if opts.warn_stage == WarnStage::BeforeKnee {
+        header.push(match warn.and_then(|i| stages.get(i)) {
+            Some(s) => format!("Warnings sit at the stage before the knee instead: {} ({}).", s.label, s.source_file),
+            None => "Warnings sit at the stage before the knee instead: none (the knee is the lowest load); only SLO rules.".to_string(),
+        });
+    }
+    header.extend(sizing_header(&opts.sizing, &buckets));
     let output = if opts.prometheus_rule {
-        rules::render_prometheus_rule(&rules, &header)
+        rules::render_prometheus_rule(&rules, bucket_check.as_ref(), &header)
     } else {
-        rules::render_rule_file(&rules, &header)
+        rules::render_rule_file(&rules, bucket_check.as_ref(), &header)
     };
     let table = table(&stages, &classes, safe);
     Ok(Report {
@@ -266,9 +395,75 @@ pub fn generate(imported: Vec<Imported>, opts: &Options) -> Result<Report, Thres
         safe,
         slo,
         rules,
+        bucket_check,
+        buckets,
+        missing_buckets,
+        sizing: opts.sizing,
         output,
         table,
     })
+}
+
+/// The stage before the knee: the knee is the first stage that is not normal or whose TTFT p95
+/// passes 1.5 times the lowest load's. Without a knee, the highest load measured.
+pub fn before_knee(stages: &[Stage], classes: &[Classification]) -> Option<usize> {
+    let lowest = stages.first().and_then(|s| s.ttft.p95);
+    let knee = stages.iter().zip(classes).position(|(s, c)| {
+        c.class != Class::Normal
+            || matches!((s.ttft.p95, lowest), (Some(p), Some(l)) if p > 1.5 * l)
+    });
+    match knee {
+        Some(k) => k.checked_sub(1),
+        None => stages.len().checked_sub(1),
+    }
+}
+
+/// `[0.1, 0.25]`: a YAML flow list of bounds.
+fn bounds_list(bounds: &[f64]) -> String {
+    let items: Vec<String> = bounds.iter().map(|b| fmt_num(*b)).collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// The `buckets:` overrides as config YAML lines.
+pub fn buckets_yaml(buckets: &[(String, Vec<f64>)]) -> Vec<String> {
+    let mut out = vec!["buckets:".to_string()];
+    out.extend(
+        buckets
+            .iter()
+            .map(|(name, b)| format!("  {name}: {}", bounds_list(b))),
+    );
+    out
+}
+
+fn sizing_header(sizing: &Sizing, buckets: &[(String, Vec<f64>)]) -> Vec<String> {
+    let mut h = vec![
+        format!(
+            "Windows for a probe every {}s: {} (about {:.0} probes; a rule needs at least {} in it), confirmed over the last {}; for: {}.",
+            fmt_num(sizing.interval.as_secs_f64()),
+            rules::prom_duration(sizing.long),
+            sizing.expected_samples(),
+            rules::MIN_SAMPLES,
+            rules::prom_duration(sizing.short),
+            rules::FOR
+        ),
+        format!(
+            "A step regression fires within about {}s; an alert clears about {} after recovery.",
+            sizing.detection_delay().as_secs(),
+            rules::prom_duration(sizing.short),
+        ),
+        format!(
+            "Error ratios: {} (at least {} failures), confirmed over the last {}, keep_firing_for {} (Prometheus 2.42 or later); they leave rate-limited probes out.",
+            rules::prom_duration(sizing.error_long),
+            rules::MIN_FAILURES,
+            rules::prom_duration(sizing.error_short),
+            rules::KEEP_FIRING_FOR
+        ),
+    ];
+    if !buckets.is_empty() {
+        h.push("Latency thresholds are bucket boundaries; add these overrides to the inferprobe config:".to_string());
+        h.extend(buckets_yaml(buckets).into_iter().map(|l| format!("  {l}")));
+    }
+    h
 }
 
 fn header(stages: &[Stage], safe: Option<usize>, slo: &Slo) -> Vec<String> {
@@ -399,14 +594,66 @@ pub fn import_file(
     format: Option<Format>,
 ) -> Result<Imported, ThresholdsError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ThresholdsError::Read {
-        file: file.clone(),
-        source,
-    })?;
+    let text = crate::fsutil::read_to_string(path, crate::fsutil::RESULTS_FILE_LIMIT).map_err(
+        |source| ThresholdsError::Read {
+            file: file.clone(),
+            source,
+        },
+    )?;
     Ok(parse(&file, &text, format)?)
 }
 
+/// What `--config.file` contributes: the watched target's interval and the bucket overrides.
+fn from_config(
+    args: &ThresholdsArgs,
+) -> Result<(Option<Duration>, BucketOverrides), ThresholdsError> {
+    let Some(path) = &args.config_file else {
+        return Ok((None, BTreeMap::new()));
+    };
+    let loaded =
+        crate::config::load_for_check(path).map_err(|e| ThresholdsError::Config(e.to_string()))?;
+    let names = || {
+        loaded
+            .targets
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let target = match &args.target {
+        Some(name) => loaded
+            .targets
+            .iter()
+            .find(|t| &t.name == name)
+            .ok_or_else(|| ThresholdsError::UnknownTarget {
+                target: name.clone(),
+                names: names(),
+            })?,
+        None if loaded.targets.len() > 1 => {
+            return Err(ThresholdsError::TargetRequired {
+                count: loaded.targets.len(),
+                names: names(),
+            })
+        }
+        None => match loaded.targets.first() {
+            Some(t) => t,
+            None => return Ok((None, loaded.buckets)),
+        },
+    };
+    let interval = match (&target.schedule.cron, args.probe_interval) {
+        (_, Some(d)) => Some(d),
+        (Some(_), None) => return Err(ThresholdsError::CronSchedule(target.name.clone())),
+        (None, None) => Some(target.schedule.every),
+    };
+    Ok((interval, loaded.buckets))
+}
+
 fn run(args: &ThresholdsArgs) -> Result<Report, ThresholdsError> {
+    let (config_interval, buckets) = from_config(args)?;
+    let interval = args
+        .probe_interval
+        .or(config_interval)
+        .unwrap_or(rules::DEFAULT_PROBE_INTERVAL);
     let opts = Options {
         slo: SloFlags {
             ttft_p95: args.slo_ttft_p95.map(|d| d.as_secs_f64()),
@@ -419,6 +666,9 @@ fn run(args: &ThresholdsArgs) -> Result<Report, ThresholdsError> {
             runbook_url: args.runbook_url.clone(),
         },
         prometheus_rule: args.prometheus_rule,
+        sizing: Sizing::for_interval(interval),
+        warn_stage: args.warn_stage,
+        buckets,
     };
     let imported = args
         .files
@@ -444,6 +694,20 @@ pub fn run_cli(args: ThresholdsArgs) -> u8 {
     match run(&args) {
         Ok(report) => {
             eprint!("{}", report.table);
+            if args.config_file.is_some() && !report.missing_buckets.is_empty() {
+                let missing: Vec<String> = report
+                    .missing_buckets
+                    .iter()
+                    .map(|(f, t)| format!("{f} {}s", fmt_num(*t)))
+                    .collect();
+                eprintln!(
+                    "warning: the config's buckets lack the boundaries these rules compare with ({}); until it has them, those rules cannot fire. Add:",
+                    missing.join(", ")
+                );
+                for l in buckets_yaml(&report.buckets) {
+                    eprintln!("  {l}");
+                }
+            }
             if let Some(path) = &args.output {
                 eprintln!("wrote {} rules to {}", report.rules.len(), path.display());
             }

@@ -1,11 +1,18 @@
 //! The request guard: rate limit, basic auth, disabled endpoints and response headers, in front
 //! of every endpoint.
+//!
+//! Both limits are per client address, so a flood from one address cannot lock out another:
+//! the configured `rate_limit`, and a fixed allowance of failed logins (bcrypt is slow on
+//! purpose, so every wrong password costs CPU). bcrypt runs at most [`BCRYPT_CONCURRENCY`] at
+//! a time, and a login that cannot start one within [`BCRYPT_WAIT`] is answered 503.
 
 use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
@@ -21,21 +28,43 @@ pub const CHALLENGE: &str = "Basic realm=\"inferprobe\"";
 /// Most remembered successful logins; the set is emptied when it fills up.
 const CACHE_SIZE: usize = 100;
 
+/// bcrypt verifications running at once.
+pub const BCRYPT_CONCURRENCY: usize = 2;
+
+/// Longest wait for a bcrypt slot before the login is answered 503.
+pub const BCRYPT_WAIT: Duration = Duration::from_secs(5);
+
+/// Failed logins a client address may make at once...
+pub const FAILED_LOGIN_BURST: u32 = 10;
+
+/// ...and then one more per this interval; beyond that its logins are answered 429 without
+/// running bcrypt.
+pub const FAILED_LOGIN_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Successful bcrypt verifications, remembered by a SHA-256 of (user, hash, password), so the
 /// deliberately slow bcrypt runs once per credential rather than once per scrape. No password is
 /// kept. The hash is part of the key, so a changed hash on reload needs a new verification.
-#[derive(Debug)]
+/// It also holds the limits on bcrypt work, which outlive reloads.
 pub struct AuthCache {
     ok: Mutex<HashSet<[u8; 32]>>,
-    /// One bcrypt at a time: a burst of bad logins must not take every core.
+    /// A few bcrypts at a time: a burst of bad logins must not take every core.
     bcrypt: tokio::sync::Semaphore,
+    /// Failed logins per client address.
+    failures: super::RateLimiter,
+}
+
+impl std::fmt::Debug for AuthCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthCache").finish_non_exhaustive()
+    }
 }
 
 impl Default for AuthCache {
     fn default() -> Self {
         AuthCache {
             ok: Mutex::new(HashSet::new()),
-            bcrypt: tokio::sync::Semaphore::new(1),
+            bcrypt: tokio::sync::Semaphore::new(BCRYPT_CONCURRENCY),
+            failures: super::RateLimiter::new(FAILED_LOGIN_INTERVAL, FAILED_LOGIN_BURST),
         }
     }
 }
@@ -102,10 +131,30 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Whether the request's credentials match a configured user.
-async fn authorized(cache: &AuthCache, cfg: &WebConfig, header: Option<&HeaderValue>) -> bool {
+/// What the guard makes of a request's credentials.
+#[derive(Debug, PartialEq, Eq)]
+enum Login {
+    /// A configured user with the right password.
+    Ok,
+    /// No, wrong or unknown credentials.
+    Denied,
+    /// The client used up its failed logins: 429 without a bcrypt.
+    Throttled,
+    /// No bcrypt slot freed up in time: 503.
+    Busy,
+}
+
+/// Whether the request's credentials match a configured user. A remembered login costs no
+/// bcrypt; otherwise the client must have failed logins left, and a bcrypt slot must free up
+/// within [`BCRYPT_WAIT`]. A failed verification uses up one of the client's failed logins.
+async fn authorized(
+    cache: &AuthCache,
+    cfg: &WebConfig,
+    client: IpAddr,
+    header: Option<&HeaderValue>,
+) -> Login {
     let Some((user, password)) = header.and_then(basic_credentials) else {
-        return false;
+        return Login::Denied;
     };
     // Every name is compared, so the time taken does not tell which user exists.
     let mut found = None;
@@ -117,22 +166,31 @@ async fn authorized(cache: &AuthCache, cfg: &WebConfig, header: Option<&HeaderVa
     let known = found.is_some();
     // An unknown user still costs one bcrypt, against a configured hash.
     let Some(hash) = found.or_else(|| cfg.users.values().next().map(|h| h.0.clone())) else {
-        return false;
+        return Login::Denied;
     };
     let key = AuthCache::key(&user, &hash, &password);
     if known && cache.contains(&key) {
-        return true;
+        return Login::Ok;
     }
-    let Ok(_permit) = cache.bcrypt.acquire().await else {
-        return false;
+    // A failed login is charged before bcrypt runs (and refunded on success), so a burst of
+    // concurrent wrong passwords cannot all pass the check before the first one fails.
+    if !cache.failures.allow(client, Instant::now()) {
+        return Login::Throttled;
+    }
+    let Ok(Ok(_permit)) = tokio::time::timeout(BCRYPT_WAIT, cache.bcrypt.acquire()).await else {
+        cache.failures.refund(client, Instant::now());
+        return Login::Busy;
     };
     let ok = tokio::task::spawn_blocking(move || bcrypt::verify(&password, &hash).unwrap_or(false))
         .await
         .unwrap_or(false);
     if ok && known {
         cache.insert(key);
+        cache.failures.refund(client, Instant::now());
+        Login::Ok
+    } else {
+        Login::Denied
     }
-    ok && known
 }
 
 fn plain(status: StatusCode, body: &'static str) -> Response {
@@ -160,21 +218,53 @@ pub(crate) async fn guard(
 }
 
 async fn guarded(sec: &WebSecurity, cfg: &WebConfig, req: Request, next: Next) -> Response {
+    // The server puts the peer address on every request; without it (a router driven
+    // directly), all clients share one bucket.
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
     if let Some(l) = &cfg.limiter {
-        if !l.allow(Instant::now()) {
+        if !l.allow(client, Instant::now()) {
             return plain(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests\n");
         }
     }
-    if !cfg.users.is_empty()
-        && !authorized(&sec.cache, cfg, req.headers().get(header::AUTHORIZATION)).await
-    {
-        debug!(path = %req.uri().path(), "Unauthorized request.");
-        let mut res = plain(StatusCode::UNAUTHORIZED, "Unauthorized\n");
-        res.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static(CHALLENGE),
-        );
-        return res;
+    if !cfg.users.is_empty() {
+        match authorized(
+            &sec.cache,
+            cfg,
+            client,
+            req.headers().get(header::AUTHORIZATION),
+        )
+        .await
+        {
+            Login::Ok => {}
+            Login::Denied => {
+                debug!(path = %req.uri().path(), "Unauthorized request.");
+                let mut res = plain(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+                res.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(CHALLENGE),
+                );
+                return res;
+            }
+            Login::Throttled => {
+                debug!(client = %client, "Too many failed logins.");
+                let mut res = plain(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too Many Requests: too many failed logins from this address\n",
+                );
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return res;
+            }
+            Login::Busy => {
+                return plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Service Unavailable: too many logins being checked\n",
+                );
+            }
+        }
     }
     let path = req.uri().path();
     if sec.options.disable_reload && path == "/-/reload" {
@@ -276,13 +366,64 @@ mod tests {
         )
         .unwrap();
         let cache = AuthCache::default();
-        assert!(!authorized(&cache, &cfg, None).await);
-        assert!(!authorized(&cache, &cfg, Some(&basic("alice:wrong"))).await);
-        assert!(!authorized(&cache, &cfg, Some(&basic("bob:s3cret"))).await);
+        let me = IpAddr::from([192, 0, 2, 1]);
+        let check = |h: Option<HeaderValue>| {
+            let cache = &cache;
+            let cfg = &cfg;
+            async move { authorized(cache, cfg, me, h.as_ref()).await }
+        };
+        assert_eq!(check(None).await, Login::Denied);
+        assert_eq!(check(Some(basic("alice:wrong"))).await, Login::Denied);
+        assert_eq!(check(Some(basic("bob:s3cret"))).await, Login::Denied);
         assert!(cache.is_empty());
-        assert!(authorized(&cache, &cfg, Some(&basic("alice:s3cret"))).await);
+        assert_eq!(check(Some(basic("alice:s3cret"))).await, Login::Ok);
         assert_eq!(cache.len(), 1);
-        assert!(authorized(&cache, &cfg, Some(&basic("alice:s3cret"))).await);
+        assert_eq!(check(Some(basic("alice:s3cret"))).await, Login::Ok);
         assert_eq!(cache.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn failed_logins_are_limited_per_address() {
+        let hash = bcrypt::hash("s3cret", 4).unwrap();
+        let yaml = format!("basic_auth_users:\n  alice: '{hash}'\n");
+        let cfg = WebConfig::build(
+            super::super::parse(&yaml).unwrap(),
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let cache = AuthCache::default();
+        let attacker = IpAddr::from([192, 0, 2, 66]);
+        let scraper = IpAddr::from([192, 0, 2, 1]);
+        // Wrong passwords use up the address's allowance of failed logins.
+        let mut denied = 0;
+        let mut throttled = 0;
+        for _ in 0..(FAILED_LOGIN_BURST + 5) {
+            match authorized(&cache, &cfg, attacker, Some(&basic("alice:nope"))).await {
+                Login::Denied => denied += 1,
+                Login::Throttled => throttled += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        // The burst, perhaps one more refilled while bcrypt ran.
+        assert!(
+            (FAILED_LOGIN_BURST..=FAILED_LOGIN_BURST + 1).contains(&denied),
+            "{denied}"
+        );
+        assert!(throttled >= 4, "{throttled}");
+        // The right password from the throttled address waits too (no bcrypt for it)...
+        assert_eq!(
+            authorized(&cache, &cfg, attacker, Some(&basic("alice:s3cret"))).await,
+            Login::Throttled
+        );
+        // ...but another address logs in.
+        assert_eq!(
+            authorized(&cache, &cfg, scraper, Some(&basic("alice:s3cret"))).await,
+            Login::Ok
+        );
+        // Once remembered, the login works from anywhere without bcrypt.
+        assert_eq!(
+            authorized(&cache, &cfg, attacker, Some(&basic("alice:s3cret"))).await,
+            Login::Ok
+        );
     }
 }

@@ -29,6 +29,11 @@
 //! - `client_allowed_sans` is rejected: a client-certificate rule that is not enforced must not
 //!   look as if it were.
 //! - `client_auth_type` values that verify certificates need `client_ca_file` or `client_ca`.
+//! - `rate_limit` is a token bucket per client address (IPv6 by /64), not one for the whole
+//!   server, so a flood from one client cannot get every scrape answered 429.
+//! - bcrypt costs above [`WARN_BCRYPT_COST`] load with a warning, above [`MAX_BCRYPT_COST`] they
+//!   are refused; failed logins are limited per client address and bcrypt runs at most
+//!   [`BCRYPT_CONCURRENCY`] at a time (see `auth`).
 //!
 //! `/-/reload` and `/probe` change state or send traffic, so beyond the file format there are two
 //! flags, `--web.disable-reload` and `--web.disable-probe`, that make those endpoints answer 403.
@@ -38,21 +43,25 @@ mod auth;
 mod serve;
 mod tls;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderName, HeaderValue};
 use serde::Deserialize;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::types::humantime_serde_compat;
 
 use auth::AuthCache;
-pub use auth::CHALLENGE;
-pub use serve::serve;
+pub use auth::{
+    BCRYPT_CONCURRENCY, BCRYPT_WAIT, CHALLENGE, FAILED_LOGIN_BURST, FAILED_LOGIN_INTERVAL,
+};
+pub use serve::{connection_cap, raise_fd_limit, serve, ServeLimits};
 
 /// The web config file as written: the exporter-toolkit schema.
 #[derive(Debug, Default, Deserialize)]
@@ -213,6 +222,14 @@ pub struct RateLimitConfig {
     pub burst: Option<u32>,
 }
 
+/// bcrypt costs above this are accepted with a warning: cost 12 takes a few hundred
+/// milliseconds on a current core, and each step doubles it.
+pub const WARN_BCRYPT_COST: u32 = 12;
+
+/// bcrypt costs above this are refused: at cost 15 a single check takes seconds, longer than
+/// Prometheus' default scrape timeout, and each wrong password costs as much.
+pub const MAX_BCRYPT_COST: u32 = 14;
+
 /// A string that never appears in Debug output (private keys, password hashes).
 #[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -324,6 +341,8 @@ pub struct WebConfig {
     limiter: Option<RateLimiter>,
     /// A summary for logs.
     summary: String,
+    /// Things that work but should not be so (a slow bcrypt cost), logged on (re)load.
+    warnings: Vec<String>,
 }
 
 impl fmt::Debug for WebConfig {
@@ -344,18 +363,22 @@ impl WebConfig {
             users: BTreeMap::new(),
             limiter: None,
             summary: "TLS off, basic auth off".to_string(),
+            warnings: Vec::new(),
         }
     }
 
     /// Reads and validates `path`; relative paths inside are taken from its directory.
     pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| WebConfigError {
-            file: file.clone(),
-            path: String::new(),
-            line: None,
-            message: format!("cannot read web config file: {}", io_reason(&e)),
-        })?;
+        let text =
+            crate::fsutil::read_to_string(path, crate::fsutil::CONFIG_FILE_LIMIT).map_err(|e| {
+                WebConfigError {
+                    file: file.clone(),
+                    path: String::new(),
+                    line: None,
+                    message: format!("cannot read web config file: {}", io_reason(&e)),
+                }
+            })?;
         let base_dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
@@ -375,12 +398,33 @@ impl WebConfig {
         };
         let headers = headers(http.headers.unwrap_or_default())?;
         let users = raw.basic_auth_users.unwrap_or_default();
+        let mut warnings = Vec::new();
         for (user, hash) in &users {
+            let path = format!("basic_auth_users.{user}");
             // The parser's error can quote the value, which is not for logs.
-            if hash.0.parse::<bcrypt::HashParts>().is_err() {
+            let Ok(parts) = hash.0.parse::<bcrypt::HashParts>() else {
                 return Err(Invalid::at(
-                    format!("basic_auth_users.{user}"),
+                    path,
                     "not a bcrypt hash; make one with: htpasswd -nBC 10 \"\" | tr -d ':\\n'",
+                ));
+            };
+            let cost = parts.get_cost();
+            if cost > MAX_BCRYPT_COST {
+                return Err(Invalid::at(
+                    path,
+                    format!(
+                        "bcrypt cost {cost} is above the limit of {MAX_BCRYPT_COST}: every login \
+                         that is not cached, and every wrong password, would take seconds of CPU or more \
+                         (each step of cost doubles it); make the hash with a cost of 10 to \
+                         {WARN_BCRYPT_COST}: htpasswd -nBC 10 \"\" | tr -d ':\\n'"
+                    ),
+                ));
+            }
+            if cost > WARN_BCRYPT_COST {
+                warnings.push(format!(
+                    "web config {path}: bcrypt cost {cost} is above {WARN_BCRYPT_COST}; a login \
+                     that is not cached may outlast a scrape timeout, and wrong passwords cost \
+                     that much CPU each"
                 ));
             }
         }
@@ -408,7 +452,10 @@ impl WebConfig {
                 format!("on ({} users)", users.len())
             },
             match &limiter {
-                Some(l) => format!(", rate limit 1 per {:?} burst {}", l.interval, l.burst),
+                Some(l) => format!(
+                    ", rate limit 1 per {:?} burst {} per client",
+                    l.interval, l.burst
+                ),
                 None => String::new(),
             }
         );
@@ -419,6 +466,7 @@ impl WebConfig {
             users,
             limiter,
             summary,
+            warnings,
         })
     }
 
@@ -430,6 +478,11 @@ impl WebConfig {
     /// One line for logs: TLS, auth, rate limit.
     pub fn summary(&self) -> &str {
         &self.summary
+    }
+
+    /// What works but should be changed (e.g. a bcrypt cost above 12).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 }
 
@@ -499,43 +552,132 @@ fn lower(name: &'static str) -> &'static str {
     }
 }
 
-/// A token bucket: `burst` tokens, one more every `interval` (Go's `rate.NewLimiter(rate.Every(interval), burst)`).
+/// Most client addresses a [`RateLimiter`] remembers; beyond it, addresses whose bucket is
+/// full again are forgotten first, then the longest quiet one.
+const MAX_CLIENTS: usize = 4096;
+
+/// The key a client is limited by: its IPv4 address, or the /64 prefix of its IPv6 address (one
+/// host usually owns a whole /64, so limiting single IPv6 addresses would limit nothing).
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+/// One client's bucket.
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+/// Token buckets per client address: `burst` tokens, one more every `interval` (Go's
+/// `rate.NewLimiter(rate.Every(interval), burst)`, one per client), in a map of bounded size.
 pub(crate) struct RateLimiter {
     interval: Duration,
     burst: u32,
-    state: Mutex<(f64, Instant)>,
+    max_clients: usize,
+    clients: Mutex<HashMap<IpAddr, Bucket>>,
 }
 
 impl RateLimiter {
-    fn new(interval: Duration, burst: u32) -> RateLimiter {
+    pub(crate) fn new(interval: Duration, burst: u32) -> RateLimiter {
+        RateLimiter::with_capacity(interval, burst, MAX_CLIENTS)
+    }
+
+    fn with_capacity(interval: Duration, burst: u32, max_clients: usize) -> RateLimiter {
         RateLimiter {
             interval,
             burst,
-            state: Mutex::new((f64::from(burst), Instant::now())),
+            max_clients: max_clients.max(1),
+            clients: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Takes a token if there is one.
-    pub(crate) fn allow(&self, now: Instant) -> bool {
-        let Ok(mut s) = self.state.lock() else {
-            return true;
-        };
-        let (tokens, last) = *s;
-        let refill =
-            now.saturating_duration_since(last).as_secs_f64() / self.interval.as_secs_f64();
-        let tokens = (tokens + refill).min(f64::from(self.burst));
-        if tokens >= 1.0 {
-            *s = (tokens - 1.0, now);
-            true
+    /// The tokens of a bucket at `now`.
+    fn refilled(&self, b: Bucket, now: Instant) -> f64 {
+        let refill = if self.interval.is_zero() {
+            f64::INFINITY
         } else {
-            *s = (tokens, now);
-            false
+            now.saturating_duration_since(b.last).as_secs_f64() / self.interval.as_secs_f64()
+        };
+        (b.tokens + refill).min(f64::from(self.burst))
+    }
+
+    /// Runs `f` on the client's bucket (refilled to `now`), making room for a new client first.
+    fn with_bucket<T>(&self, client: IpAddr, now: Instant, f: impl FnOnce(&mut Bucket) -> T) -> T {
+        let key = client_key(client);
+        let mut map = match self.clients.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if !map.contains_key(&key) && map.len() >= self.max_clients {
+            let full = f64::from(self.burst);
+            map.retain(|_, b| self.refilled(*b, now) < full);
+            if map.len() >= self.max_clients {
+                if let Some(oldest) = map.iter().min_by_key(|(_, b)| b.last).map(|(k, _)| *k) {
+                    map.remove(&oldest);
+                }
+            }
         }
+        let b = map.entry(key).or_insert(Bucket {
+            tokens: f64::from(self.burst),
+            last: now,
+        });
+        b.tokens = self.refilled(*b, now);
+        b.last = now;
+        f(b)
+    }
+
+    /// Takes a token of `client`'s if there is one.
+    pub(crate) fn allow(&self, client: IpAddr, now: Instant) -> bool {
+        self.with_bucket(client, now, |b| {
+            if b.tokens >= 1.0 {
+                b.tokens -= 1.0;
+                true
+            } else {
+                false
+            }
+        })
+    }
+
+    /// Whether `client` has a token, without taking it.
+    #[cfg(test)]
+    fn has_token(&self, client: IpAddr, now: Instant) -> bool {
+        self.with_bucket(client, now, |b| b.tokens >= 1.0)
+    }
+
+    /// Gives `client` back a token taken by [`RateLimiter::allow`].
+    pub(crate) fn refund(&self, client: IpAddr, now: Instant) {
+        let full = f64::from(self.burst);
+        self.with_bucket(client, now, |b| b.tokens = (b.tokens + 1.0).min(full));
+    }
+
+    /// Clients remembered.
+    #[cfg(test)]
+    fn clients(&self) -> usize {
+        self.clients.lock().map(|m| m.len()).unwrap_or(0)
     }
 }
 
+/// Default `--web.max-connections` (Prometheus' own default).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// Default `--web.read-header-timeout`.
+pub const DEFAULT_READ_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `--web.idle-timeout`.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default `--web.shutdown-grace`.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// What the `--web.*` flags ask of the web server beyond its address.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct WebOptions {
     /// `--web.config.file`.
     pub config_file: Option<PathBuf>,
@@ -543,6 +685,30 @@ pub struct WebOptions {
     pub disable_reload: bool,
     /// `--web.disable-probe`: `/probe` answers 403.
     pub disable_probe: bool,
+    /// `--web.max-connections`: most connections open at once (never more than half the
+    /// open-files limit).
+    pub max_connections: usize,
+    /// `--web.read-header-timeout`: time a client has to send a request's headers.
+    pub read_header_timeout: Duration,
+    /// `--web.idle-timeout`: a connection with no traffic and no request in flight for this
+    /// long is closed.
+    pub idle_timeout: Duration,
+    /// `--web.shutdown-grace`: time requests in flight get on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for WebOptions {
+    fn default() -> Self {
+        WebOptions {
+            config_file: None,
+            disable_reload: false,
+            disable_probe: false,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            read_header_timeout: DEFAULT_READ_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
 }
 
 /// The web config in force, replaced whole on reload, and the auth cache that outlives it.
@@ -550,6 +716,10 @@ pub struct WebSecurity {
     options: WebOptions,
     current: RwLock<Arc<WebConfig>>,
     cache: AuthCache,
+    /// Whether the last load of the file succeeded (true without a file).
+    last_reload_ok: AtomicBool,
+    /// Where that is exported, once a daemon registered it.
+    metrics: Mutex<Option<crate::metrics::WebConfigMetrics>>,
 }
 
 impl fmt::Debug for WebSecurity {
@@ -567,10 +737,15 @@ impl WebSecurity {
             Some(p) => WebConfig::load(p)?,
             None => WebConfig::plain(),
         };
+        for w in &config.warnings {
+            warn!("{w}");
+        }
         Ok(Arc::new(WebSecurity {
             options,
             current: RwLock::new(Arc::new(config)),
             cache: AuthCache::default(),
+            last_reload_ok: AtomicBool::new(true),
+            metrics: Mutex::new(None),
         }))
     }
 
@@ -580,6 +755,8 @@ impl WebSecurity {
             options: WebOptions::default(),
             current: RwLock::new(Arc::new(WebConfig::plain())),
             cache: AuthCache::default(),
+            last_reload_ok: AtomicBool::new(true),
+            metrics: Mutex::new(None),
         })
     }
 
@@ -594,6 +771,30 @@ impl WebSecurity {
     /// The flags.
     pub fn options(&self) -> &WebOptions {
         &self.options
+    }
+
+    /// Exports `inferprobe_web_config_last_reload_successful` in `registry` (the daemon's).
+    pub fn register_metrics(
+        &self,
+        registry: &prometheus::Registry,
+    ) -> Result<(), crate::metrics::MetricsError> {
+        let m = crate::metrics::WebConfigMetrics::register(
+            registry,
+            self.last_reload_ok.load(Ordering::SeqCst),
+        )?;
+        if let Ok(mut slot) = self.metrics.lock() {
+            *slot = Some(m);
+        }
+        Ok(())
+    }
+
+    fn record_reload(&self, ok: bool) {
+        self.last_reload_ok.store(ok, Ordering::SeqCst);
+        if let Ok(slot) = self.metrics.lock() {
+            if let Some(m) = slot.as_ref() {
+                m.reloaded(ok);
+            }
+        }
     }
 
     /// Re-reads the web config file; on any error the running config is kept, and the error is
@@ -616,6 +817,10 @@ impl WebSecurity {
         match res {
             Ok(new) => {
                 info!(file = %path.display(), web = new.summary(), "Web config reloaded.");
+                for w in &new.warnings {
+                    warn!("{w}");
+                }
+                self.record_reload(true);
                 let new = Arc::new(new);
                 match self.current.write() {
                     Ok(mut c) => *c = new,
@@ -624,7 +829,8 @@ impl WebSecurity {
                 Ok(())
             }
             Err(e) => {
-                warn!(error = %e, "Web config reload failed; the running web config is kept.");
+                error!(error = %e, "Web config reload failed; the running web config is kept.");
+                self.record_reload(false);
                 Err(e)
             }
         }
@@ -673,18 +879,52 @@ mod tests {
         assert_eq!(c.headers[0].0.as_str(), "x-content-type-options");
     }
 
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
     #[test]
     fn rate_limiter_refills_one_token_per_interval() {
         let l = RateLimiter::new(Duration::from_secs(1), 2);
+        let a = ip("192.0.2.1");
         let t0 = Instant::now();
-        assert!(l.allow(t0));
-        assert!(l.allow(t0));
-        assert!(!l.allow(t0));
-        assert!(!l.allow(t0 + Duration::from_millis(500)));
-        assert!(l.allow(t0 + Duration::from_millis(1000)));
-        assert!(!l.allow(t0 + Duration::from_millis(1000)));
+        assert!(l.allow(a, t0));
+        assert!(l.allow(a, t0));
+        assert!(!l.allow(a, t0));
+        assert!(!l.allow(a, t0 + Duration::from_millis(500)));
+        assert!(l.allow(a, t0 + Duration::from_millis(1000)));
+        assert!(!l.has_token(a, t0 + Duration::from_millis(1000)));
+        assert!(!l.allow(a, t0 + Duration::from_millis(1000)));
         let zero = RateLimiter::new(Duration::from_secs(1), 0);
-        assert!(!zero.allow(t0 + Duration::from_secs(10)));
+        assert!(!zero.allow(a, t0 + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn each_client_has_its_own_bucket() {
+        let l = RateLimiter::new(Duration::from_secs(60), 1);
+        let t0 = Instant::now();
+        assert!(l.allow(ip("192.0.2.1"), t0));
+        assert!(!l.allow(ip("192.0.2.1"), t0));
+        // Another address is not locked out by the first one's flood.
+        assert!(l.allow(ip("192.0.2.2"), t0));
+        // IPv4-mapped IPv6 is the IPv4 client; addresses in one IPv6 /64 share a bucket.
+        assert!(!l.allow(ip("::ffff:192.0.2.1"), t0));
+        assert!(l.allow(ip("2001:db8:1:2::1"), t0));
+        assert!(!l.allow(ip("2001:db8:1:2:ffff::9"), t0));
+        assert!(l.allow(ip("2001:db8:1:3::1"), t0));
+    }
+
+    #[test]
+    fn the_client_map_is_bounded() {
+        let l = RateLimiter::with_capacity(Duration::from_secs(60), 1, 3);
+        let t0 = Instant::now();
+        for i in 0..100u8 {
+            let now = t0 + Duration::from_millis(u64::from(i));
+            assert!(l.allow(IpAddr::from([10, 0, 0, i]), now));
+            assert!(l.clients() <= 3);
+        }
+        // The most recent clients are remembered (their buckets are still empty).
+        assert!(!l.allow(ip("10.0.0.99"), t0 + Duration::from_millis(100)));
     }
 
     #[test]

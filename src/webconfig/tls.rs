@@ -331,7 +331,7 @@ impl Source {
             Source::Inline(_, text) => Ok(text.as_bytes().to_vec()),
             Source::File(_, f) => {
                 let path = base_dir.join(f);
-                std::fs::read(&path).map_err(|e| {
+                crate::fsutil::read(&path, crate::fsutil::TLS_FILE_LIMIT).map_err(|e| {
                     Invalid::at(
                         self.path(),
                         format!("cannot read {}: {}", path.display(), super::io_reason(&e)),

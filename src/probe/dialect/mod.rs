@@ -172,8 +172,8 @@ pub(crate) fn token_count(
             _ => return Err(bad(format!("{n} (not a token count)"))),
         },
         other => {
-            let mut text = other.to_string();
-            text.truncate(40);
+            // At most 40 characters (not bytes: a cut inside a character would panic).
+            let text: String = other.to_string().chars().take(40).collect();
             return Err(bad(format!("{text} (not a token count)")));
         }
     };
