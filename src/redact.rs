@@ -397,7 +397,9 @@ fn json_escape(s: &str, slash: bool) -> String {
     o
 }
 
-fn html_escape(s: &str) -> String {
+/// Escapes text for HTML (and SVG) element and attribute content. The one escaping of every
+/// page inferprobe serves or writes, so the redactor knows the escaped form of each secret.
+pub fn html_escape(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -13,6 +13,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::metrics::{self, ProbeMetrics};
+use crate::redact::html_escape as esc;
 use crate::runtime::{Daemon, ProbeNowError};
 
 /// The router over a running daemon.
@@ -250,22 +251,6 @@ async fn status_page(State(d): State<Arc<Daemon>>) -> Html<String> {
 fn ms(d: Option<Duration>) -> String {
     d.map(|d| format!("{:.1} ms", d.as_secs_f64() * 1e3))
         .unwrap_or_else(|| "–".to_string())
-}
-
-/// Escapes text for HTML element and attribute content.
-fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
-    o
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use crate::calibrate::format::{CalibrateResult, MODE_RATE};
 use crate::calibrate::knee::Knee;
+use crate::redact::html_escape as esc;
 
 const WIDTH: f64 = 880.0;
 const HEIGHT: f64 = 520.0;
@@ -19,14 +20,6 @@ const TTFT_P50: &str = "#ff9896";
 const THROUGHPUT: &str = "#1f77b4";
 const KNEE: &str = "#2ca02c";
 const SATURATION: &str = "#7f7f7f";
-
-/// Escapes text for SVG character data and attribute values.
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 /// A round axis maximum at or above `v` and its tick step (1, 2 or 5 × a power of ten).
 pub fn nice_axis(v: f64) -> (f64, f64) {
