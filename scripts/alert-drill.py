@@ -11,7 +11,7 @@ prints, per drill and alert, the time to fire (from the injection) and the time 
 the first time after recovery, that misses its target time, or that has not cleared when its
 drill ends. Everything it starts is stopped on exit.
 
-    scripts/alert-drill.py            # about 24 minutes
+    scripts/alert-drill.py            # about 25 minutes
     scripts/alert-drill.py --quick    # about 15 minutes, shorter phases
 
 Needs `prometheus` (2.42 or later, for keep_firing_for) on PATH or --prometheus, and a built
@@ -55,7 +55,7 @@ DRILLS = [
         "key": "outage",
         "patch": {"faults": {"http_5xx": 1.0}},
         "expect": {"InferprobeProbesFailing": 120},
-        "full": (150, 150),
+        "full": (150, 240),
         "quick": (120, 90),
     },
     {
@@ -293,37 +293,41 @@ def analyse(rec, phases):
     if not firing_on_base:
         rows.append(("healthy baseline", "(none)", "", 0, None, None, "ok: nothing fired"))
 
-    for d in phases["drills"]:
+    for i, d in enumerate(phases["drills"]):
         t0, t1, t2 = d["t0"], d["t1"], d["t2"]
         polls = rec.between(t0, t2)
+        # Resolution is looked for up to the end of the run: an alert still firing when the next
+        # drill starts belongs to this drill, not to the next one.
+        after = rec.between(t1, float("inf"))
+        at_start = {n for n, (f, _, _) in (polls[0][1].items() if polls else []) if f}
         names = set(d["expect"])
         for _, s in polls:
             names.update(n for n, (f, _, _) in s.items() if f)
-        at_start = {n for n, (f, _, _) in (polls[0][1].items() if polls else []) if f}
         for name in sorted(names):
-            sev, most, first, resolved = "", 0, None, None
+            sev, most, first, cleared_once = "", 0, None, name not in at_start
             for t, s in polls:
                 f, _, sv = s.get(name, (0, 0, ""))
                 sev = sev or sv
-                most = max(most, f)
-                if f and first is None:
-                    first = t
-                if first is not None and t >= t1 and not f and resolved is None:
-                    resolved = t
-                if f and resolved is not None:
-                    resolved = None  # fired again
+                if not f:
+                    cleared_once = True
+                elif cleared_once and first is None:
+                    first = t  # a new firing, not one carried over from the drill before
+                if first is not None:
+                    most = max(most, f)
+            if first is None and name in at_start and name not in d["expect"]:
+                continue  # carried over from the drill before; reported there
+            resolved = next(
+                (t for t, s in after if t >= first and not s.get(name, (0, 0, ""))[0]), None
+            ) if first is not None else None
             notes = []
             fire_s = None if first is None else first - t0
             resolve_s = None if resolved is None else resolved - t1
             target = d["expect"].get(name)
-            if name in at_start:
-                notes.append("firing when the drill started")
-                flagged = True
             if first is None:
                 notes.append(f"DID NOT FIRE (target {fmt(target)})")
                 flagged = True
             else:
-                if first >= t1 and name not in at_start:
+                if first >= t1:
                     notes.append("FIRST FIRED AFTER RECOVERY")
                     flagged = True
                 if target is not None and fire_s > target:
@@ -332,13 +336,28 @@ def analyse(rec, phases):
                 elif target is not None:
                     notes.append(f"ok (target {fmt(target)})")
                 if resolved is None:
-                    notes.append(f"NOT CLEARED within {fmt(t2 - t1)} of recovery")
+                    notes.append("NOT CLEARED by the end of the run")
                     flagged = True
                 elif resolve_s > 300:
-                    notes.append("cleared later than 5m")
+                    notes.append("CLEARED LATER THAN 5m")
                     flagged = True
+                elif resolved >= t2 and i + 1 < len(phases["drills"]):
+                    notes.append("cleared after the next drill began")
             rows.append((d["name"], name, sev, most, fire_s, resolve_s, "; ".join(notes)))
     return rows, flagged
+
+
+def report(record):
+    """Prints the table of a run's record; returns whether anything was flagged."""
+    rec = Recorder(None)
+    rec.polls = [(t, {n: tuple(v) for n, v in s.items()}) for t, s in record["polls"]]
+    rows, flagged = analyse(rec, record["phases"])
+    print(f"\n{record['header']}\n")
+    print("| drill | alert | severity | targets firing | time to fire | time to resolve | verdict |")
+    print("|---|---|---|---|---|---|---|")
+    for drill, name, sev, n, fire_s, res_s, note in rows:
+        print(f"| {drill} | {name} | {sev} | {n} | {fmt(fire_s)} | {fmt(res_s)} | {note} |")
+    return flagged
 
 
 def main():
@@ -347,7 +366,12 @@ def main():
     ap.add_argument("--inferprobe", default=os.path.join(ROOT, "target/debug/inferprobe"))
     ap.add_argument("--prometheus", default=shutil.which("prometheus") or "prometheus")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, TSDB)")
+    ap.add_argument("--record", metavar="FILE", help="also write the polled alert states and phases as JSON")
+    ap.add_argument("--from-record", metavar="FILE", help="print the table of a recorded run, start nothing")
     args = ap.parse_args()
+    if args.from_record:
+        with open(args.from_record) as f:
+            return 1 if report(json.load(f)) else 0
     mode = "quick" if args.quick else "full"
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -441,17 +465,16 @@ def main():
                 if p.poll() is not None:
                     raise RuntimeError(f"{name} exited with status {p.returncode} during the drill")
 
-        rows, flagged = analyse(rec, phases)
-        print(
-            f"\nalert drill ({mode}): 6 targets probed every {PROBE_EVERY_S}s, Prometheus scrape and "
+        header = (
+            f"alert drill ({mode}): 6 targets probed every {PROBE_EVERY_S}s, Prometheus scrape and "
             f"evaluation every 5s, alerts polled every {POLL_S}s; baseline {fmt(BASELINE_S[mode])}, "
             + ", ".join(f"{d['key']} {fmt(d[mode][0])} + {fmt(d[mode][1])} recovery" for d in DRILLS)
-            + "\n"
         )
-        print("| drill | alert | severity | targets firing | time to fire | time to resolve | verdict |")
-        print("|---|---|---|---|---|---|---|")
-        for drill, name, sev, n, fire_s, res_s, note in rows:
-            print(f"| {drill} | {name} | {sev} | {n} | {fmt(fire_s)} | {fmt(res_s)} | {note} |")
+        record = {"header": header, "phases": phases, "polls": rec.polls}
+        if args.record:
+            with open(args.record, "w") as f:
+                json.dump(record, f)
+        flagged = report(record)
         return 1 if flagged else 0
     except RuntimeError as e:
         print(f"error: {e} (logs in {tmp}; rerun with --keep to keep them)", file=sys.stderr)
