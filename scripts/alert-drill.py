@@ -316,9 +316,15 @@ def analyse(rec, phases):
                     most = max(most, f)
             if first is None and name in at_start and name not in d["expect"]:
                 continue  # carried over from the drill before; reported there
-            resolved = next(
-                (t for t, s in after if t >= first and not s.get(name, (0, 0, ""))[0]), None
-            ) if first is not None else None
+            resolved, refired = None, False
+            if first is not None:
+                # The first poll without it after its last firing in this drill's recovery, so
+                # that an alert that clears and fires again counts as not yet resolved.
+                fired_in_recovery = [t for t, s in polls if t >= t1 and s.get(name, (0, 0, ""))[0]]
+                since = fired_in_recovery[-1] if fired_in_recovery else first
+                resolved = next((t for t, s in after if t >= since and not s.get(name, (0, 0, ""))[0]), None)
+                early = next((t for t, s in after if t >= first and not s.get(name, (0, 0, ""))[0]), None)
+                refired = early is not None and early < since
             notes = []
             fire_s = None if first is None else first - t0
             resolve_s = None if resolved is None else resolved - t1
@@ -341,7 +347,10 @@ def analyse(rec, phases):
                 elif resolve_s > 300:
                     notes.append("CLEARED LATER THAN 5m")
                     flagged = True
-                elif resolved >= t2 and i + 1 < len(phases["drills"]):
+                if refired:
+                    notes.append("FLAPPED: cleared and fired again after recovery")
+                    flagged = True
+                if resolved is not None and resolved >= t2 and resolve_s <= 300 and i + 1 < len(phases["drills"]):
                     notes.append("cleared after the next drill began")
             rows.append((d["name"], name, sev, most, fire_s, resolve_s, "; ".join(notes)))
     return rows, flagged
