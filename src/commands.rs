@@ -419,6 +419,65 @@ pub fn outcome_json(o: &Outcome, dialect: DialectKind) -> serde_json::Value {
         "connection": o.connection.used.map(|c| c.as_str()),
         "retried": o.connection.retried.map(|r| r.as_str()),
         "redirects": o.connection.redirects,
+        "rate_limit": rate_limit_json(&o.rate_limit),
+    })
+}
+
+/// The table's rate-limit line: `retry after 4s; requests 0 of 100 left (reset in 20s)`.
+fn rate_limit_line(r: &crate::probe::ratelimit::RateLimitInfo) -> Option<String> {
+    use crate::probe::ratelimit::Resource;
+    if r.is_empty() {
+        return None;
+    }
+    let mut parts = Vec::new();
+    if let Some(d) = r.retry_after {
+        parts.push(format!("retry after {}", fmt_secs(d)));
+    }
+    for res in Resource::ALL {
+        let q = r.quota(res);
+        let Some(left) = q.remaining else { continue };
+        let mut p = format!("{} {left}", res.as_str());
+        if let Some(l) = q.limit {
+            p.push_str(&format!(" of {l}"));
+        }
+        p.push_str(" left");
+        if let Some(reset) = q.reset {
+            p.push_str(&format!(" (reset in {})", fmt_secs(reset)));
+        }
+        parts.push(p);
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+fn fmt_secs(d: Duration) -> String {
+    humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
+}
+
+/// What the response said about rate limits: the asked wait and each quota it reported; `null`
+/// when it said nothing.
+fn rate_limit_json(r: &crate::probe::ratelimit::RateLimitInfo) -> serde_json::Value {
+    use crate::probe::ratelimit::Resource;
+    if r.is_empty() {
+        return serde_json::Value::Null;
+    }
+    let mut quotas = serde_json::Map::new();
+    for res in Resource::ALL {
+        let q = r.quota(res);
+        if q.limit.is_none() && q.remaining.is_none() && q.reset.is_none() {
+            continue;
+        }
+        quotas.insert(
+            res.as_str().to_string(),
+            serde_json::json!({
+                "limit": q.limit,
+                "remaining": q.remaining,
+                "reset_seconds": q.reset.map(|d| d.as_secs_f64()),
+            }),
+        );
+    }
+    serde_json::json!({
+        "retry_after_seconds": r.retry_after.map(|d| d.as_secs_f64()),
+        "quotas": quotas,
     })
 }
 
@@ -508,6 +567,9 @@ pub fn outcome_table(o: &Outcome, dialect: DialectKind, base_url: &str) -> Strin
             o.finish_reason.as_deref().unwrap_or("?")
         );
     }
+    if let Some(line) = rate_limit_line(&o.rate_limit) {
+        let _ = writeln!(s, "rate limit           {line}");
+    }
     if let Some(c) = o.connection.used {
         let mut line = format!("connection           {}", c.as_str());
         if let Some(r) = o.connection.retried {
@@ -519,4 +581,36 @@ pub fn outcome_table(o: &Outcome, dialect: DialectKind, base_url: &str) -> Strin
         let _ = writeln!(s, "{line}");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::ratelimit::{Quota, RateLimitInfo};
+
+    #[test]
+    fn rate_limit_shows_in_the_table_and_json_only_when_reported() {
+        let none = RateLimitInfo::default();
+        assert_eq!(rate_limit_line(&none), None);
+        assert_eq!(rate_limit_json(&none), serde_json::Value::Null);
+        let r = RateLimitInfo {
+            retry_after: Some(Duration::from_secs(4)),
+            requests: Quota {
+                limit: Some(100),
+                remaining: Some(0),
+                reset: Some(Duration::from_millis(20_500)),
+            },
+            ..Default::default()
+        };
+        assert_eq!(
+            rate_limit_line(&r).as_deref(),
+            Some("retry after 4s; requests 0 of 100 left (reset in 20s 500ms)")
+        );
+        let j = rate_limit_json(&r);
+        assert_eq!(j["retry_after_seconds"], 4.0);
+        assert_eq!(j["quotas"]["requests"]["remaining"], 0);
+        assert_eq!(j["quotas"]["requests"]["limit"], 100);
+        assert_eq!(j["quotas"]["requests"]["reset_seconds"], 20.5);
+        assert!(j["quotas"].get("tokens").is_none());
+    }
 }

@@ -187,6 +187,10 @@ impl Drop for SimHandle {
 /// `inferprobe sim`: serves until ctrl-c or SIGTERM.
 pub async fn run_cli(args: SimArgs) -> anyhow::Result<()> {
     let cfg = args.into_config().map_err(anyhow::Error::msg)?;
+    // The key the simulator checks is a secret like any other: never in its output.
+    if let Some(k) = &cfg.api_key {
+        crate::redact::extend(&crate::redact::Redactor::new([k.expose()]));
+    }
     let handle = start(cfg).await?;
     let base = handle.base_url();
     tracing::info!(
