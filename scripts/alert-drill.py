@@ -8,11 +8,16 @@ After a healthy baseline it injects regressions with the simulator's `PATCH /con
 drill at a time (fault, then recovery), polls Prometheus' /api/v1/alerts every few seconds and
 prints, per drill and alert, the time to fire (from the injection) and the time to resolve
 (from the recovery). It flags any alert that fires on the healthy baseline, that fires for
-the first time after recovery, that misses its target time, or that has not cleared when its
-drill ends. Everything it starts is stopped on exit.
+the first time after recovery, that misses its target time, or that has not cleared within 5
+minutes of the recovery. Everything it starts is stopped on exit.
 
-    scripts/alert-drill.py            # about 25 minutes
-    scripts/alert-drill.py --quick    # about 15 minutes, shorter phases
+The cost alert needs an expected cost per probe: after the first 3 healthy minutes the drill
+sets each target's to its mean cost so far (what `inferprobe probe` would report), writes it
+as `inferprobe:expected_cost_per_request_usd` rules and reloads Prometheus.
+
+    scripts/alert-drill.py              # about 40 minutes
+    scripts/alert-drill.py --quick      # about 25 minutes, shorter phases
+    scripts/alert-drill.py --soak 60m   # healthy only, for an hour: does anything fire?
 
 Needs `prometheus` (2.42 or later, for keep_firing_for) on PATH or --prometheus, and a built
 inferprobe (default target/debug/inferprobe). Exit status: 0 when no drill was flagged, 1
@@ -32,6 +37,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,7 +50,10 @@ HEALTHY = {
     "ttft": {"dist": "lognormal", "median": "200ms", "p99": "320ms"},
     "itl": {"dist": "normal", "mean": "20ms", "stddev": "3ms"},
     "faults": {"http_5xx": 0.0, "rate_limited": 0.0},
+    "output_tokens": 32,
 }
+# Seconds of the healthy baseline after which the expected costs are measured and set.
+CALIBRATE_S = 180
 
 # Each drill: the patch that injects it, the alerts it must fire with their target time (from
 # the issue's "fast where it must be"), and its (fault, recovery) durations in seconds, full
@@ -71,11 +80,19 @@ DRILLS = [
         "key": "ratelimit",
         "patch": {"faults": {"rate_limited": 0.5}},
         "expect": {"InferprobeRateLimited": 300},
-        "full": (270, 180),
-        "quick": (210, 90),
+        "full": (270, 240),
+        "quick": (210, 200),
+    },
+    {
+        "name": "tokens per answer doubled (cost x2)",
+        "key": "cost2x",
+        "patch": {"output_tokens": 64},
+        "expect": {"InferprobeCostPerRequestAboveBaseline": 600},
+        "full": (480, 300),
+        "quick": (420, 300),
     },
 ]
-BASELINE_S = {"full": 240, "quick": 120}
+BASELINE_S = {"full": 240, "quick": 200}
 
 CHILDREN = []
 
@@ -191,7 +208,7 @@ simulator:
   model: drill-sim
   ttft: {{dist: lognormal, median: {h['ttft']['median']}, p99: {h['ttft']['p99']}}}
   itl: {{dist: normal, mean: {h['itl']['mean']}, stddev: {h['itl']['stddev']}}}
-  output_tokens: 32
+  output_tokens: {h['output_tokens']}
   slots: 16
 global:
   schedule:
@@ -199,7 +216,7 @@ global:
 scenarios:
   short-chat:
     prompt: Count from one to twenty in words, separated by spaces.
-    max_tokens: 32
+    max_tokens: 64
 targets:
 {targets}buckets:
 {overrides}prices:
@@ -227,6 +244,34 @@ rule_files:
       - targets: ["127.0.0.1:{web_port}"]
 """
         )
+
+
+def parse_duration(text):
+    m = re.fullmatch(r"(\d+)([smh])", text.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a duration such as 60m, 3600s or 1h")
+    return int(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def set_expected_costs(promu, path):
+    """Writes each target's mean cost per probe so far as its expected cost and reloads
+    Prometheus; returns {target: cost}."""
+    q = "sum by (target) (inferprobe_request_cost_usd_sum) / sum by (target) (inferprobe_request_cost_usd_count)"
+    res = http("GET", f"{promu}/api/v1/query?query={urllib.parse.quote(q)}")["data"]["result"]
+    costs = {r["metric"]["target"]: float(r["value"][1]) for r in res}
+    if not costs:
+        raise RuntimeError("no cost observed during the first healthy minutes")
+    rules = "".join(
+        f"      - record: inferprobe:expected_cost_per_request_usd\n        expr: vector({c:.9f})\n"
+        f"        labels:\n          target: {t}\n"
+        for t, c in sorted(costs.items())
+    )
+    with open(path, "w") as f:
+        f.write(f"groups:\n  - name: inferprobe-drill-expected-cost\n    rules:\n{rules}")
+    req = urllib.request.Request(f"{promu}/-/reload", method="POST")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        r.read()
+    return costs
 
 
 def fmt(seconds):
@@ -283,12 +328,14 @@ def analyse(rec, phases):
     flagged = False
     base_t0, base_t1 = phases["baseline"]
     firing_on_base = {}
-    for _, s in rec.between(base_t0, base_t1):
+    for t, s in rec.between(base_t0, base_t1):
         for name, (f, _, sev) in s.items():
             if f:
-                firing_on_base[name] = (max(f, firing_on_base.get(name, (0, ""))[0]), sev)
-    for name, (n, sev) in sorted(firing_on_base.items()):
-        rows.append(("healthy baseline", name, sev, n, None, None, "FIRED ON HEALTHY BASELINE"))
+                n, _, first = firing_on_base.get(name, (0, "", t))
+                firing_on_base[name] = (max(f, n), sev, first)
+    for name, (n, sev, first) in sorted(firing_on_base.items()):
+        # Time to fire: from the start of the baseline.
+        rows.append(("healthy baseline", name, sev, n, first - base_t0, None, "FIRED ON HEALTHY BASELINE"))
         flagged = True
     if not firing_on_base:
         rows.append(("healthy baseline", "(none)", "", 0, None, None, "ok: nothing fired"))
@@ -371,7 +418,13 @@ def report(record):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="shorter phases (about 15 minutes)")
+    ap.add_argument("--quick", action="store_true", help="shorter phases (about 25 minutes)")
+    ap.add_argument(
+        "--soak",
+        metavar="DURATION",
+        type=parse_duration,
+        help="no drill: keep the targets healthy this long (e.g. 60m) and report anything that fires",
+    )
     ap.add_argument("--inferprobe", default=os.path.join(ROOT, "target/debug/inferprobe"))
     ap.add_argument("--prometheus", default=shutil.which("prometheus") or "prometheus")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, TSDB)")
@@ -382,6 +435,13 @@ def main():
         with open(args.from_record) as f:
             return 1 if report(json.load(f)) else 0
     mode = "quick" if args.quick else "full"
+    baseline_s = BASELINE_S[mode]
+    if args.soak:
+        mode, baseline_s = "soak", args.soak
+        DRILLS.clear()
+    if baseline_s < CALIBRATE_S + 60:
+        print(f"error: --soak {baseline_s}s: at least {CALIBRATE_S + 60}s", file=sys.stderr)
+        return 2
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
@@ -412,6 +472,10 @@ def main():
         rule_files = sorted(
             os.path.join(ROOT, "alerts", f) for f in os.listdir(os.path.join(ROOT, "alerts")) if f.endswith(".rules.yml")
         ) + [derived_path]
+        expected_path = os.path.join(tmp, "expected-cost.rules.yml")
+        with open(expected_path, "w") as f:
+            f.write("groups: []\n")
+        rule_files.append(expected_path)
         prom_cfg = os.path.join(tmp, "prometheus.yml")
         write_prometheus(prom_cfg, web_port, rule_files)
         check = subprocess.run(["promtool", "check", "config", prom_cfg], capture_output=True, text=True) if shutil.which("promtool") else None
@@ -428,6 +492,7 @@ def main():
                 f"--config.file={prom_cfg}",
                 f"--storage.tsdb.path={os.path.join(tmp, 'tsdb')}",
                 f"--web.listen-address=127.0.0.1:{prom_port}",
+                "--web.enable-lifecycle",
             ],
             os.path.join(tmp, "prometheus.log"),
         )
@@ -455,7 +520,10 @@ def main():
         rec = Recorder(promu)
         phases = {"drills": []}
         t = time.time()
-        rec.sleep_polling(BASELINE_S[mode], "baseline")
+        rec.sleep_polling(CALIBRATE_S, "baseline")
+        costs = set_expected_costs(promu, expected_path)
+        log("expected cost per probe: " + ", ".join(f"{k} {v:.9f} USD" for k, v in sorted(costs.items())))
+        rec.sleep_polling(baseline_s - CALIBRATE_S, "baseline")
         phases["baseline"] = (t, time.time())
         for d in DRILLS:
             fault_s, recover_s = d[mode]
@@ -476,8 +544,10 @@ def main():
 
         header = (
             f"alert drill ({mode}): 6 targets probed every {PROBE_EVERY_S}s, Prometheus scrape and "
-            f"evaluation every 5s, alerts polled every {POLL_S}s; baseline {fmt(BASELINE_S[mode])}, "
-            + ", ".join(f"{d['key']} {fmt(d[mode][0])} + {fmt(d[mode][1])} recovery" for d in DRILLS)
+            f"evaluation every 5s, alerts polled every {POLL_S}s; baseline {fmt(baseline_s)}"
+            + "".join(f", {d['key']} {fmt(d[mode][0])} + {fmt(d[mode][1])} recovery" for d in DRILLS)
+            + f"; {n_alerts} alerts ({len(derived_alerts)} derived), "
+            + f"{len(rec.polls)} polls"
         )
         record = {"header": header, "phases": phases, "polls": rec.polls}
         if args.record:

@@ -269,6 +269,10 @@ fn recording_rules_follow_level_metric_operations() {
                     "{name}"
                 );
                 assert!(
+                    !what.starts_with("expected_"),
+                    "{name}: an expected value is set per target by the user, never shipped"
+                );
+                assert!(
                     what.starts_with("threshold_") || what.starts_with("slo_"),
                     "{name}"
                 );
@@ -298,10 +302,21 @@ fn recording_rules_follow_level_metric_operations() {
             "{name} resolves {constant}"
         );
     }
-    // Every recorded or constant series an alert reads is defined here.
+    // Every recorded or constant series an alert reads is defined here, except the per-target
+    // expected values the user sets (`inferprobe:expected_<what>`, no default), which the
+    // thresholds file documents with an example.
+    let thresholds_text = std::fs::read_to_string(&thresholds).expect("thresholds file");
     let series = regex::Regex::new(r"\b(?:inferprobe|target|server):[a-z0-9_:]+").unwrap();
     for (file, rule) in all_rules() {
         for m in series.find_iter(&rule.expr) {
+            if m.as_str().starts_with("inferprobe:expected_") {
+                assert!(
+                    thresholds_text.contains(&format!("- record: {}", m.as_str())),
+                    "{file}: {} is not documented in the thresholds file",
+                    m.as_str()
+                );
+                continue;
+            }
             assert!(
                 recorded.contains(m.as_str()),
                 "{file}: {:?} reads undefined {}",
@@ -346,7 +361,8 @@ fn heading_anchors_follow_github() {
 // Each drill is one target probed every 5 s (±10% jitter), scraped and evaluated every 15 s
 // (Prometheus' default configuration), with TTFT drawn from a log-normal distribution. After a
 // healthy stretch long enough for every baseline (70 minutes), a fault starts; the drill asserts,
-// every minute, on the `ALERTS` series of the bundled rules and of the rules `inferprobe
+// every minute, on the `ALERTS` series of the bundled rules (every target with an expected cost
+// per probe, so the cost alert has a baseline from the first hour) and of the rules `inferprobe
 // thresholds` derives from the calibrate fixture at a 5 s probe interval:
 // - before the fault nothing fires;
 // - during the fault nothing fires but the alerts the drill allows, and each alert it is about
@@ -392,7 +408,14 @@ enum Fault {
     RateLimited(f64),
     /// This share of probes fails with a 5xx.
     Errors(f64),
+    /// Every probe costs this many times its usual cost (e.g. twice the output tokens).
+    Costly(f64),
 }
+
+/// What a probe of every drill target is expected to cost, in USD: the baseline of the cost
+/// alert from the first hour (`inferprobe:expected_cost_per_request_usd`). A probe's cost
+/// varies by ±10% (1 sigma) around it, as answers vary in length.
+const EXPECTED_COST_USD: f64 = 0.0001;
 
 struct Drill {
     target: &'static str,
@@ -412,10 +435,16 @@ struct Drill {
 }
 
 const RESULTS: [&str; 4] = ["success", "connect_error", "rate_limited", "http_5xx"];
+/// Columns of [`drill_series`] after the results and the TTFT buckets: TTFT +Inf, count and
+/// sum, the success gauge, cost count and sum.
+const EXTRA_COLUMNS: usize = 6;
 
 /// Input series of one drill: (series selector, space-separated values), one value per scrape.
 fn drill_series(d: &Drill, ttft_buckets: &[f64]) -> Vec<(String, String)> {
     let mut rng = Rng(d.seed);
+    // Cost draws come from a generator of their own, so that the TTFT and result draws are the
+    // same whether or not a drill's cost changes.
+    let mut cost_rng = Rng(d.seed ^ 0x9E37_79B9_7F4A_7C15);
     let labels = format!(
         r#"job="inferprobe",instance="canary:10048",target="{}",model="m",scenario="chat""#,
         d.target
@@ -424,9 +453,10 @@ fn drill_series(d: &Drill, ttft_buckets: &[f64]) -> Vec<(String, String)> {
     let mut results = [0u64; 4];
     let mut buckets = vec![0u64; ttft_buckets.len()];
     let (mut count, mut sum) = (0u64, 0.0f64);
+    let (mut cost_count, mut cost_sum) = (0u64, 0.0f64);
     let mut last_success = 1u8;
     let mut next_probe = rng.next_f64() * PROBE_EVERY_S;
-    let mut cols: Vec<Vec<String>> = vec![Vec::new(); 4 + ttft_buckets.len() + 4];
+    let mut cols: Vec<Vec<String>> = vec![Vec::new(); 4 + ttft_buckets.len() + EXTRA_COLUMNS];
     for i in 0..scrapes {
         let now = (i * SCRAPE_EVERY_S) as f64;
         while next_probe <= now {
@@ -459,6 +489,12 @@ fn drill_series(d: &Drill, ttft_buckets: &[f64]) -> Vec<(String, String)> {
                 }
                 count += 1;
                 sum += v;
+                let factor = match fault {
+                    Some(Fault::Costly(f)) => f,
+                    _ => 1.0,
+                };
+                cost_count += 1;
+                cost_sum += EXPECTED_COST_USD * (1.0 + 0.1 * cost_rng.normal()).max(0.5) * factor;
             }
             next_probe += PROBE_EVERY_S * (0.9 + 0.2 * rng.next_f64());
         }
@@ -468,6 +504,8 @@ fn drill_series(d: &Drill, ttft_buckets: &[f64]) -> Vec<(String, String)> {
         row.push(count.to_string());
         row.push(format!("{sum:.4}"));
         row.push(last_success.to_string());
+        row.push(cost_count.to_string());
+        row.push(format!("{cost_sum:.8}"));
         for (c, v) in cols.iter_mut().zip(row) {
             c.push(v);
         }
@@ -489,6 +527,8 @@ fn drill_series(d: &Drill, ttft_buckets: &[f64]) -> Vec<(String, String)> {
         "inferprobe_time_to_first_token_seconds_sum{{{labels}}}"
     ));
     names.push(format!("inferprobe_probe_success{{{labels}}}"));
+    names.push(format!("inferprobe_request_cost_usd_count{{{labels}}}"));
+    names.push(format!("inferprobe_request_cost_usd_sum{{{labels}}}"));
     names
         .into_iter()
         .zip(cols.into_iter().map(|c| c.join(" ")))
@@ -627,6 +667,34 @@ fn drills() -> Vec<Drill> {
             seed: 4,
         },
         Drill {
+            // TTFT 8x slower: a median of 1.2 s, above the absolute threshold of 1 s.
+            target: "sluggish",
+            ttft: (0.15, 0.35),
+            background: (0.003, 0.003),
+            fault: fault(Fault::Slow(8.0), 15),
+            must: vec![("InferprobeTTFTp95High", 12 * 60)],
+            may: vec![
+                "InferprobeTTFTp95AboveRecentBaseline",
+                "InferprobeTTFTp95AboveLoadTestBaseline",
+                "InferprobeTTFTp95AboveSLO",
+                "InferprobeLatencyBudgetBurnFast",
+                "InferprobeLatencyBudgetBurnSlow",
+            ],
+            length_s: after(15),
+            seed: 7,
+        },
+        Drill {
+            // Twice the tokens per answer, so twice the cost per probe.
+            target: "costly",
+            ttft: (0.15, 0.35),
+            background: (0.003, 0.003),
+            fault: fault(Fault::Costly(2.0), 15),
+            must: vec![("InferprobeCostPerRequestAboveBaseline", 10 * 60)],
+            may: vec![],
+            length_s: after(15),
+            seed: 8,
+        },
+        Drill {
             target: "limited",
             ttft: (0.15, 0.35),
             background: (0.003, 0.003),
@@ -676,8 +744,23 @@ fn derived_rules() -> (String, Vec<f64>) {
     (report.output, ttft)
 }
 
+/// A rule file setting every drill target's expected cost per probe, the way the thresholds
+/// file tells users to.
+fn expected_cost_rules() -> String {
+    let mut out = String::from(
+        "groups:\n  - name: inferprobe-drill-expected-cost\n    rules:\n",
+    );
+    for d in drills() {
+        out.push_str(&format!(
+            "      - record: inferprobe:expected_cost_per_request_usd\n        expr: vector({EXPECTED_COST_USD})\n        labels:\n          target: {}\n",
+            d.target
+        ));
+    }
+    out
+}
+
 /// The whole drill file, its rule files given as absolute paths.
-fn drill_file(derived: &Path, ttft_buckets: &[f64]) -> String {
+fn drill_file(derived: &Path, expected: &Path, ttft_buckets: &[f64]) -> String {
     let mut out = String::from(
         "# Generated by tests/rules.rs (fire drills); see the comment there.\nrule_files:\n",
     );
@@ -688,6 +771,7 @@ fn drill_file(derived: &Path, ttft_buckets: &[f64]) -> String {
         out.push_str(&format!("  - {}\n", root().join(f).display()));
     }
     out.push_str(&format!("  - {}\n", derived.display()));
+    out.push_str(&format!("  - {}\n", expected.display()));
     out.push_str(&format!("evaluation_interval: {SCRAPE_EVERY_S}s\ntests:\n"));
     for d in drills() {
         out.push_str(&drill_group(&d, ttft_buckets));
@@ -704,8 +788,14 @@ fn fire_drills_at_canary_rates() {
     let (derived, ttft_buckets) = derived_rules();
     let derived_path = dir.path().join("derived.rules.yml");
     std::fs::write(&derived_path, derived).expect("write derived rules");
+    let expected_path = dir.path().join("expected-cost.rules.yml");
+    std::fs::write(&expected_path, expected_cost_rules()).expect("write expected costs");
     let test_path = dir.path().join("drills.test.yml");
-    std::fs::write(&test_path, drill_file(&derived_path, &ttft_buckets)).expect("write drills");
+    std::fs::write(
+        &test_path,
+        drill_file(&derived_path, &expected_path, &ttft_buckets),
+    )
+    .expect("write drills");
     if let Some((ok, out)) = promtool(&["test", "rules"], std::slice::from_ref(&test_path)) {
         if !ok {
             let keep = std::env::temp_dir().join("inferprobe-drills.test.yml");
@@ -753,6 +843,13 @@ fn drill_traffic_model_is_what_it_claims() {
     let gauge: Vec<&str> = series[9].1.split(' ').collect();
     assert_eq!(gauge[2200 / 15], "0");
     assert_eq!(gauge[3000 / 15], "1");
+    // Each successful probe costs the expected cost on average, and only those are counted.
+    assert_eq!(last(10), last(7));
+    let mean_cost = last(11) / last(10);
+    assert!(
+        (0.98 * EXPECTED_COST_USD..=1.02 * EXPECTED_COST_USD).contains(&mean_cost),
+        "{mean_cost}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
