@@ -747,9 +747,7 @@ fn derived_rules() -> (String, Vec<f64>) {
 /// A rule file setting every drill target's expected cost per probe, the way the thresholds
 /// file tells users to.
 fn expected_cost_rules() -> String {
-    let mut out = String::from(
-        "groups:\n  - name: inferprobe-drill-expected-cost\n    rules:\n",
-    );
+    let mut out = String::from("groups:\n  - name: inferprobe-drill-expected-cost\n    rules:\n");
     for d in drills() {
         out.push_str(&format!(
             "      - record: inferprobe:expected_cost_per_request_usd\n        expr: vector({EXPECTED_COST_USD})\n        labels:\n          target: {}\n",
