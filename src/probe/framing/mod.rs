@@ -10,13 +10,13 @@
 //! |---|---|---|---|
 //! | [`Framing::Sse`] | `text/event-stream` | the `event:` field and the `data:` lines up to a blank line | [`sse`] |
 //! | [`Framing::Ndjson`] | `application/x-ndjson` | one non-blank line | [`ndjson`] |
-//! | [`Framing::AwsEventStream`] | `application/vnd.amazon.eventstream` | one binary message (prelude, headers, payload, CRCs) | [`eventstream`] |
+//! | [`Framing::AwsEventStream`] | `application/vnd.amazon.eventstream` | one binary message (prelude, headers, payload, CRCs) | [`aws_eventstream`] |
 //!
 //! Every framer bounds what it buffers by [`MAX_EVENT_BYTES`] and reports a body that ends
 //! inside an event as [`FrameError::Unterminated`]: for a probe, a body cut inside an event is a
 //! dropped stream, not a clean end.
 
-pub mod eventstream;
+pub mod aws_eventstream;
 pub mod ndjson;
 pub mod sse;
 
@@ -108,7 +108,7 @@ where
     let parser: Box<dyn Deframer> = match framing {
         Framing::Sse => Box::<sse::Parser>::default(),
         Framing::Ndjson => Box::<ndjson::Parser>::default(),
-        Framing::AwsEventStream => Box::<eventstream::Parser>::default(),
+        Framing::AwsEventStream => Box::<aws_eventstream::Parser>::default(),
     };
     with_parser(parser, chunks)
 }
