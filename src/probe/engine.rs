@@ -756,6 +756,7 @@ impl<'a> Run<'a> {
                     }
                     Signal::Usage(report) => self.usage.merge(&report),
                     Signal::Model(m) => self.response_model = Some(m),
+                    Signal::ServerTiming { .. } => {}
                     Signal::FinishReason(r) => {
                         finished = true;
                         self.finish_reason = Some(r);

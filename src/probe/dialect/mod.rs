@@ -6,6 +6,8 @@
 //! arm in each `match` of [`DialectKind`].
 
 pub mod anthropic_messages;
+pub mod bedrock_converse;
+pub mod ollama;
 pub mod openai_chat;
 pub mod openai_completions;
 
@@ -106,6 +108,11 @@ pub enum Signal {
     Model(String),
     /// Why generation stopped (`stop`, `length`, `end_turn`, ...).
     FinishReason(String),
+    /// A duration the server reports about its own work (Ollama `load_duration`,
+    /// `prompt_eval_duration`, `eval_duration`, `total_duration`; Bedrock
+    /// `metadata.metrics.latencyMs`). `name` is the phase: `load`, `prompt_eval`, `eval`,
+    /// `total` or `latency`.
+    ServerTiming { name: &'static str, seconds: f64 },
     /// The stream's end marker (`[DONE]`, `message_stop`).
     Done,
     /// An error object inside a 200 stream.
