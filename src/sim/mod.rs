@@ -19,6 +19,7 @@
 mod args;
 mod capacity;
 mod control;
+mod dialects;
 mod metrics;
 mod record;
 mod request;
@@ -53,6 +54,10 @@ pub enum Api {
     OpenaiCompletions,
     /// `POST /v1/messages`.
     AnthropicMessages,
+    /// `POST /api/chat` (Ollama's native API, NDJSON).
+    Ollama,
+    /// `POST /model/{model_id}/converse-stream` (Bedrock, AWS event-stream).
+    BedrockConverse,
 }
 
 impl Api {
@@ -62,6 +67,8 @@ impl Api {
             Api::OpenaiChat => "openai-chat",
             Api::OpenaiCompletions => "openai-completions",
             Api::AnthropicMessages => "anthropic-messages",
+            Api::Ollama => "ollama",
+            Api::BedrockConverse => "bedrock-converse",
         }
     }
 
@@ -71,6 +78,9 @@ impl Api {
             Api::OpenaiChat => format!("chatcmpl-sim{tag}{n:06}"),
             Api::OpenaiCompletions => format!("cmpl-sim{tag}{n:06}"),
             Api::AnthropicMessages => format!("msg_sim{tag}{n:06}"),
+            // Neither API has a response id in its body; this one is the x-request-id.
+            Api::Ollama => format!("ollama-sim{tag}{n:06}"),
+            Api::BedrockConverse => format!("bedrock-sim{tag}{n:06}"),
         }
     }
 }

@@ -54,6 +54,26 @@ pub fn parse(api: Api, body: &[u8]) -> Result<GenRequest, String> {
             token_cap(obj, "max_tokens")?
                 .ok_or_else(|| "max_tokens: Field required".to_string())?,
         ),
+        Api::Ollama => match obj.get("options") {
+            Some(Value::Object(o)) => match o.get("num_predict") {
+                // Ollama: a negative num_predict means no limit.
+                Some(Value::Number(n)) if n.as_i64().is_some_and(|n| n < 0) => None,
+                _ => token_cap(o, "num_predict").map_err(|e| format!("options.{e}"))?,
+            },
+            _ => None,
+        },
+        Api::BedrockConverse => match obj.get("inferenceConfig") {
+            Some(Value::Object(o)) => {
+                token_cap(o, "maxTokens").map_err(|e| format!("inferenceConfig.{e}"))?
+            }
+            _ => None,
+        },
+    };
+    // Ollama streams unless told not to; ConverseStream always streams.
+    let stream = match api {
+        Api::Ollama => !matches!(obj.get("stream"), Some(Value::Bool(false))),
+        Api::BedrockConverse => true,
+        _ => stream,
     };
     let include_usage = obj
         .get("stream_options")
@@ -62,7 +82,7 @@ pub fn parse(api: Api, body: &[u8]) -> Result<GenRequest, String> {
         .unwrap_or(false);
 
     let prompt_chars = match api {
-        Api::OpenaiChat | Api::AnthropicMessages => {
+        Api::OpenaiChat | Api::AnthropicMessages | Api::Ollama | Api::BedrockConverse => {
             let messages = obj
                 .get("messages")
                 .and_then(Value::as_array)
@@ -72,7 +92,7 @@ pub fn parse(api: Api, body: &[u8]) -> Result<GenRequest, String> {
                 n += content_chars(m.get("content"))
                     .map_err(|e| format!("messages[{i}].content: {e}"))?;
             }
-            if api == Api::AnthropicMessages {
+            if matches!(api, Api::AnthropicMessages | Api::BedrockConverse) {
                 n += content_chars(obj.get("system")).map_err(|e| format!("system: {e}"))?;
             }
             n
