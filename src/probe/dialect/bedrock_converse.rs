@@ -30,16 +30,30 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::openai_chat::{merge_extra, truncate, Text};
+use super::common::{merge_extra, truncate, Text, MAX_ERROR_MESSAGE};
 use super::{
-    token_count, DecodeError, ErrorCondition, OutputKind, ProbeRequest, Signal, SseEvent,
-    StreamDecoder, TokenSource, UsageReport,
+    token_count, AuthStyle, DecodeError, Dialect, ErrorCondition, FramedEvent, Framing, OutputKind,
+    ProbeRequest, Signal, StreamDecoder, TokenSource, UsageReport,
 };
 
-const DIALECT: &str = "bedrock-converse";
+const DIALECT_NAME: &str = "bedrock-converse";
 
-/// Longest error message kept, in bytes.
-const MAX_ERROR_MESSAGE: usize = 300;
+/// The dialect's row: `POST {base_url}/model/{modelId}/converse-stream`, AWS event-stream,
+/// SigV4 signing for service `bedrock` (or a Bedrock API key with `auth: bearer`); complete at
+/// `metadata` after `messageStop`, or at a clean end right after `messageStop`.
+pub static DIALECT: Dialect = Dialect {
+    name: DIALECT_NAME,
+    framing: Framing::AwsEventStream,
+    path,
+    default_auth: AuthStyle::AwsSigv4,
+    fixed_headers: &[],
+    content_types: &["application/vnd.amazon.eventstream"],
+    build_body,
+    decoder: || Box::new(Decoder::default()),
+    finish_reason_ends_stream: true,
+    end_marker: "metadata after messageStop",
+    simulator_prefix: "",
+};
 
 /// Largest `latencyMs` accepted: one day.
 const MAX_PLAUSIBLE_LATENCY_MS: u64 = 86_400_000;
@@ -168,7 +182,7 @@ fn is_exception(event: &str) -> bool {
 impl Decoder {
     fn metadata(&mut self, ev: &Event<'_>, out: &mut Vec<Signal>) -> Result<(), DecodeError> {
         if let Some(u) = ev.usage.as_ref().filter(|u| !u.is_null()) {
-            let count = |field: &str| token_count(DIALECT, u, "metadata.usage", field);
+            let count = |field: &str| token_count(DIALECT_NAME, u, "metadata.usage", field);
             let uncached = count("inputTokens")?;
             let output = count("outputTokens")?;
             let cache_read = count("cacheReadInputTokens")?;
@@ -197,7 +211,7 @@ impl Decoder {
                     }),
                     _ => {
                         return Err(DecodeError {
-                            dialect: DIALECT,
+                            dialect: DIALECT_NAME,
                             reason: format!(
                                 "implausible duration: metadata.metrics.latencyMs = {n} \
                                  (not a count of milliseconds up to a day)"
@@ -208,7 +222,7 @@ impl Decoder {
                 other => {
                     let text: String = other.to_string().chars().take(40).collect();
                     return Err(DecodeError {
-                        dialect: DIALECT,
+                        dialect: DIALECT_NAME,
                         reason: format!(
                             "implausible duration: metadata.metrics.latencyMs = {text} \
                              (not a count of milliseconds)"
@@ -225,7 +239,7 @@ impl Decoder {
 }
 
 impl StreamDecoder for Decoder {
-    fn decode(&mut self, event: &SseEvent<'_>, out: &mut Vec<Signal>) -> Result<(), DecodeError> {
+    fn decode(&mut self, event: &FramedEvent<'_>, out: &mut Vec<Signal>) -> Result<(), DecodeError> {
         if is_exception(event.event) {
             out.push(exception_signal(event.event, event.data));
             return Ok(());
@@ -240,7 +254,7 @@ impl StreamDecoder for Decoder {
             }
         } else {
             serde_json::from_str(data).map_err(|e| DecodeError {
-                dialect: DIALECT,
+                dialect: DIALECT_NAME,
                 reason: format!("invalid JSON in {} event: {e}", event.event),
             })?
         };
@@ -261,7 +275,7 @@ impl StreamDecoder for Decoder {
             "metadata" => self.metadata(&ev, out)?,
             "" => {
                 return Err(DecodeError {
-                    dialect: DIALECT,
+                    dialect: DIALECT_NAME,
                     reason: "event without an :event-type".into(),
                 })
             }
@@ -409,7 +423,7 @@ mod tests {
                 ),
             };
             d.decode(
-                &SseEvent {
+                &FramedEvent {
                     event: &event,
                     data: &data,
                 },
@@ -533,7 +547,7 @@ mod tests {
             let mut d = Decoder::default();
             let mut got = Vec::new();
             d.decode(
-                &SseEvent {
+                &FramedEvent {
                     event,
                     data: r#"{"message":"x"}"#,
                 },
@@ -546,7 +560,7 @@ mod tests {
         let mut got = Vec::new();
         Decoder::default()
             .decode(
-                &SseEvent {
+                &FramedEvent {
                     event: "error",
                     data: r#"{"code":"ThrottlingException","message":"slow down"}"#,
                 },
@@ -584,7 +598,7 @@ mod tests {
         let mut d = Decoder::default();
         let mut got = Vec::new();
         d.decode(
-            &SseEvent {
+            &FramedEvent {
                 event: "metadata",
                 data: r#"{"usage":{"inputTokens":3,"outputTokens":2,"totalTokens":5},"metrics":{"latencyMs":90}}"#,
             },
@@ -593,7 +607,7 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         assert!(!got.contains(&Signal::Done));
         let err = d.decode(
-            &SseEvent {
+            &FramedEvent {
                 event: "metadata",
                 data: r#"{"usage":{"inputTokens":3,"outputTokens":-2},"metrics":{"latencyMs":90}}"#,
             },
@@ -604,7 +618,7 @@ mod tests {
             Err("implausible usage: metadata.usage.outputTokens = -2 (not a token count)".into())
         );
         let err = d.decode(
-            &SseEvent {
+            &FramedEvent {
                 event: "metadata",
                 data: r#"{"metrics":{"latencyMs":"fast"}}"#,
             },
@@ -615,7 +629,7 @@ mod tests {
             "{err:?}"
         );
         let err = d.decode(
-            &SseEvent {
+            &FramedEvent {
                 event: "contentBlockDelta",
                 data: "{\"delta\":",
             },

@@ -23,16 +23,29 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::openai_chat::{merge_extra, truncate, Text};
+use super::common::{merge_extra, truncate, Text, MAX_ERROR_MESSAGE};
 use super::{
-    token_count, DecodeError, ErrorCondition, OutputKind, ProbeRequest, Signal, SseEvent,
-    StreamDecoder, TokenSource, UsageReport,
+    token_count, AuthStyle, DecodeError, Dialect, ErrorCondition, FramedEvent, Framing, OutputKind,
+    ProbeRequest, Signal, StreamDecoder, TokenSource, UsageReport,
 };
 
-const DIALECT: &str = "ollama";
+const DIALECT_NAME: &str = "ollama";
 
-/// Longest error message kept, in bytes.
-const MAX_ERROR_MESSAGE: usize = 300;
+/// The dialect's row: `POST {base_url}/api/chat`, NDJSON, Bearer (Ollama's cloud API keys; a
+/// local server ignores it); complete only at the `done: true` line.
+pub static DIALECT: Dialect = Dialect {
+    name: DIALECT_NAME,
+    framing: Framing::Ndjson,
+    path,
+    default_auth: AuthStyle::Bearer,
+    fixed_headers: &[],
+    content_types: &["application/x-ndjson"],
+    build_body,
+    decoder: || Box::new(Decoder::default()),
+    finish_reason_ends_stream: false,
+    end_marker: "a line with done: true",
+    simulator_prefix: "",
+};
 
 /// Largest duration accepted from the server: one day, in nanoseconds. A larger (or negative,
 /// or fractional) value is a malformed stream rather than a histogram outlier.
@@ -132,7 +145,7 @@ fn output(out: &mut Vec<Signal>, kind: OutputKind, text: Option<Text<'_>>) {
 /// A duration in nanoseconds at `field`, as seconds; `None` when absent or `null`.
 fn duration(v: &Value, field: &str) -> Result<Option<f64>, DecodeError> {
     let bad = |what: String| DecodeError {
-        dialect: DIALECT,
+        dialect: DIALECT_NAME,
         reason: format!("implausible duration: {field} = {what}"),
     };
     match v.get(field) {
@@ -149,17 +162,17 @@ fn duration(v: &Value, field: &str) -> Result<Option<f64>, DecodeError> {
 }
 
 impl StreamDecoder for Decoder {
-    fn decode(&mut self, event: &SseEvent<'_>, out: &mut Vec<Signal>) -> Result<(), DecodeError> {
+    fn decode(&mut self, event: &FramedEvent<'_>, out: &mut Vec<Signal>) -> Result<(), DecodeError> {
         let data = event.data.trim();
         if data.is_empty() {
             return Ok(());
         }
         let v: Value = serde_json::from_str(data).map_err(|e| DecodeError {
-            dialect: DIALECT,
+            dialect: DIALECT_NAME,
             reason: format!("invalid JSON line: {e}"),
         })?;
         let line = Line::deserialize(&v).map_err(|e| DecodeError {
-            dialect: DIALECT,
+            dialect: DIALECT_NAME,
             reason: format!("unexpected line shape: {e}"),
         })?;
         if let Some(err) = &line.error {
@@ -192,8 +205,8 @@ impl StreamDecoder for Decoder {
             if let Some(Text(reason)) = line.done_reason.filter(|r| !r.0.is_empty()) {
                 out.push(Signal::FinishReason(reason.into_owned()));
             }
-            let input = token_count(DIALECT, &v, "", "prompt_eval_count")?;
-            let output = token_count(DIALECT, &v, "", "eval_count")?;
+            let input = token_count(DIALECT_NAME, &v, "", "prompt_eval_count")?;
+            let output = token_count(DIALECT_NAME, &v, "", "eval_count")?;
             if input.is_some() || output.is_some() {
                 out.push(Signal::Usage(UsageReport {
                     source: TokenSource::EvalCount,
@@ -256,7 +269,7 @@ mod tests {
         let mut out = Vec::new();
         for line in text.lines() {
             d.decode(
-                &SseEvent {
+                &FramedEvent {
                     event: "",
                     data: line,
                 },
@@ -375,7 +388,7 @@ mod tests {
         // A line cut inside its JSON is malformed, not silently skipped.
         let mut d = Decoder::default();
         let err = d.decode(
-            &SseEvent {
+            &FramedEvent {
                 event: "",
                 data: r#"{"model":"m","message":{"role":"assistant","content":"Hel"#,
             },
@@ -392,7 +405,7 @@ mod tests {
         let mut d = Decoder::default();
         let mut out = Vec::new();
         let err = d.decode(
-            &SseEvent {
+            &FramedEvent {
                 event: "",
                 data: r#"{"done":true,"eval_count":5,"eval_duration":-4}"#,
             },
@@ -408,7 +421,7 @@ mod tests {
             })
         );
         let err = d.decode(
-            &SseEvent {
+            &FramedEvent {
                 event: "",
                 data: r#"{"done":true,"eval_count":"5"}"#,
             },
