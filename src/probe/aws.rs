@@ -246,6 +246,62 @@ fn check_url(url: &str) -> Result<(), SignError> {
     Ok(())
 }
 
+/// Why a Bedrock request could not be authorized.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No credentials.
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+    /// No region for the signature.
+    #[error(
+        "no AWS region to sign requests to {host}: set AWS_REGION, or use a \
+         bedrock-runtime.REGION.amazonaws.com URL"
+    )]
+    NoRegion {
+        /// The URL's host.
+        host: String,
+    },
+    /// Signing failed.
+    #[error(transparent)]
+    Sign(#[from] SignError),
+}
+
+/// The headers that authorize one Bedrock request, choosing as the AWS SDKs do:
+/// 1. `api_key` (the target's configured key) as a Bedrock API key, `Authorization: Bearer`;
+/// 2. else [`BEARER_TOKEN_ENV`] the same way;
+/// 3. else a SigV4 signature with [`load_credentials`] for `region` (the target's own, if it
+///    has one) or the one [`resolve_region`] finds.
+///
+/// Call it per request, just before sending: credentials files and session tokens change, and
+/// a reloaded config's redactor learns the values again here.
+pub fn authorize(
+    req: &SignInput<'_>,
+    api_key: Option<&str>,
+    region: Option<&str>,
+    service: &str,
+    now: SystemTime,
+) -> Result<Vec<(HeaderName, HeaderValue)>, AuthError> {
+    let key = api_key
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_string)
+        .or_else(bedrock_api_key);
+    if let Some(key) = key {
+        register_secrets([key.as_str()]);
+        let mut v = HeaderValue::from_str(&format!("Bearer {key}"))
+            .map_err(|_| SignError::Header("authorization".into()))?;
+        v.set_sensitive(true);
+        return Ok(vec![(reqwest::header::AUTHORIZATION, v)]);
+    }
+    let creds = load_credentials()?;
+    let host = reqwest::Url::parse(req.url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default();
+    let region = resolve_region(region, &host).ok_or(AuthError::NoRegion { host })?;
+    Ok(sign(req, &creds, &region, service, now)?)
+}
+
 /// Reads credentials from the environment, then the shared files (see the module doc), and
 /// registers every value with the redactor.
 pub fn load_credentials() -> Result<Credentials, CredentialsError> {
@@ -685,6 +741,21 @@ mod tests {
             Err("cannot sign: the system clock is before 1970".into())
         );
         assert_eq!(try_sign("http://127.0.0.1:9/x", &[], "us-east-1", now), Ok(()));
+    }
+
+    #[test]
+    fn a_configured_key_is_a_bearer_token() {
+        let req = SignInput {
+            method: "POST",
+            url: "https://bedrock-runtime.us-east-1.amazonaws.com/model/m/converse-stream",
+            headers: &[],
+            body: b"{}",
+        };
+        let got = authorize(&req, Some(" bedrock-api-key-0123 "), None, "bedrock", at(SUITE_TIME))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(header(&got, "authorization"), Some("Bearer bedrock-api-key-0123"));
+        assert!(got.iter().all(|(_, v)| v.is_sensitive()));
+        assert_eq!(got.len(), 1);
     }
 
     #[test]
