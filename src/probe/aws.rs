@@ -184,7 +184,10 @@ pub fn sign(
         .map_err(|_| SignError::Clock)?;
     check_url(req.url)?;
     for (name, value) in req.headers {
-        if !value.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+        if !value
+            .bytes()
+            .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+        {
             return Err(SignError::Header((*name).to_string()));
         }
     }
@@ -230,7 +233,8 @@ pub fn sign(
 /// Rejects what the signer cannot handle (it would panic on a URL without a host).
 fn check_url(url: &str) -> Result<(), SignError> {
     let bad = |shown: String, reason| SignError::Url { url: shown, reason };
-    let parsed = reqwest::Url::parse(url).map_err(|_| bad("(unparsable URL)".into(), "not a URL"))?;
+    let parsed =
+        reqwest::Url::parse(url).map_err(|_| bad("(unparsable URL)".into(), "not a URL"))?;
     let shown = format!(
         "{}://{}{}",
         parsed.scheme(),
@@ -451,7 +455,11 @@ pub fn credentials_from(
     env: &dyn Fn(&str) -> Option<String>,
     home: Option<&Path>,
 ) -> Result<Credentials, CredentialsError> {
-    let var = |k: &str| env(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let var = |k: &str| {
+        env(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
     match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
         (Some(id), Some(secret)) => {
             return Ok(Credentials {
@@ -623,7 +631,9 @@ mod tests {
         );
         assert_eq!(header(&got, "x-amz-date"), Some("20150830T123600Z"));
         assert_eq!(header(&got, "x-amz-security-token"), Some(token));
-        assert!(got.iter().all(|(n, v)| n != "authorization" || v.is_sensitive()));
+        assert!(got
+            .iter()
+            .all(|(n, v)| n != "authorization" || v.is_sensitive()));
     }
 
     /// AWS SigV4 test suite, `post-vanilla`.
@@ -697,7 +707,10 @@ mod tests {
             at(1_772_442_847),
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        assert_ne!(header(&other, "authorization"), header(&got, "authorization"));
+        assert_ne!(
+            header(&other, "authorization"),
+            header(&got, "authorization")
+        );
     }
 
     #[test]
@@ -729,7 +742,12 @@ mod tests {
             Err("cannot sign request to file:///etc/passwd: not an http(s) URL".into())
         );
         assert_eq!(
-            try_sign("https://h.example/", &[("x-a", "caf\u{e9}")], "us-east-1", now),
+            try_sign(
+                "https://h.example/",
+                &[("x-a", "caf\u{e9}")],
+                "us-east-1",
+                now
+            ),
             Err("cannot sign header x-a: its value is not text".into())
         );
         assert_eq!(
@@ -737,10 +755,18 @@ mod tests {
             Err("cannot sign: empty region".into())
         );
         assert_eq!(
-            try_sign("https://h.example/", &[], "us-east-1", UNIX_EPOCH - Duration::from_secs(1)),
+            try_sign(
+                "https://h.example/",
+                &[],
+                "us-east-1",
+                UNIX_EPOCH - Duration::from_secs(1)
+            ),
             Err("cannot sign: the system clock is before 1970".into())
         );
-        assert_eq!(try_sign("http://127.0.0.1:9/x", &[], "us-east-1", now), Ok(()));
+        assert_eq!(
+            try_sign("http://127.0.0.1:9/x", &[], "us-east-1", now),
+            Ok(())
+        );
     }
 
     #[test]
@@ -751,9 +777,18 @@ mod tests {
             headers: &[],
             body: b"{}",
         };
-        let got = authorize(&req, Some(" bedrock-api-key-0123 "), None, "bedrock", at(SUITE_TIME))
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(header(&got, "authorization"), Some("Bearer bedrock-api-key-0123"));
+        let got = authorize(
+            &req,
+            Some(" bedrock-api-key-0123 "),
+            None,
+            "bedrock",
+            at(SUITE_TIME),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            header(&got, "authorization"),
+            Some("Bearer bedrock-api-key-0123")
+        );
         assert!(got.iter().all(|(_, v)| v.is_sensitive()));
         assert_eq!(got.len(), 1);
     }
@@ -818,7 +853,11 @@ mod tests {
         let creds = |pairs: &[(&str, &str)]| credentials_from(&env_of(pairs), Some(home));
         let c = creds(&[]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            (c.access_key_id.as_str(), c.secret_access_key.as_str(), c.session_token),
+            (
+                c.access_key_id.as_str(),
+                c.secret_access_key.as_str(),
+                c.session_token
+            ),
             ("AKIADEFAULT0001", "default/secret/key", None)
         );
         assert!(c.source.starts_with("profile default in "), "{}", c.source);
@@ -839,10 +878,16 @@ mod tests {
         );
         // An explicit file replaces ~/.aws/credentials.
         let other = home.join("other");
-        std::fs::write(&other, "[default]\naws_access_key_id=AKIAOTHER000001\naws_secret_access_key=o/s\n")
-            .unwrap_or_else(|e| panic!("{e}"));
-        let c = creds(&[("AWS_SHARED_CREDENTIALS_FILE", other.to_str().unwrap_or_default())])
-            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            &other,
+            "[default]\naws_access_key_id=AKIAOTHER000001\naws_secret_access_key=o/s\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let c = creds(&[(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            other.to_str().unwrap_or_default(),
+        )])
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.access_key_id, "AKIAOTHER000001");
 
         // Regions: explicit, then host, then environment, then the profile's config.
@@ -850,28 +895,57 @@ mod tests {
             region_from(explicit, host, &env_of(pairs), Some(home))
         };
         let bedrock = "bedrock-runtime.us-east-2.amazonaws.com";
-        assert_eq!(region(Some("eu-north-1"), bedrock, &[]).as_deref(), Some("eu-north-1"));
-        assert_eq!(region(None, bedrock, &[("AWS_REGION", "x")]).as_deref(), Some("us-east-2"));
         assert_eq!(
-            region(None, "proxy.internal", &[("AWS_DEFAULT_REGION", "ca-central-1")]).as_deref(),
+            region(Some("eu-north-1"), bedrock, &[]).as_deref(),
+            Some("eu-north-1")
+        );
+        assert_eq!(
+            region(None, bedrock, &[("AWS_REGION", "x")]).as_deref(),
+            Some("us-east-2")
+        );
+        assert_eq!(
+            region(
+                None,
+                "proxy.internal",
+                &[("AWS_DEFAULT_REGION", "ca-central-1")]
+            )
+            .as_deref(),
             Some("ca-central-1")
         );
-        assert_eq!(region(None, "proxy.internal", &[]).as_deref(), Some("eu-west-1"));
+        assert_eq!(
+            region(None, "proxy.internal", &[]).as_deref(),
+            Some("eu-west-1")
+        );
         assert_eq!(
             region(None, "proxy.internal", &[("AWS_PROFILE", "ci")]).as_deref(),
             Some("ap-south-1")
         );
-        assert_eq!(region(None, "proxy.internal", &[("AWS_PROFILE", "cfgonly")]), None);
+        assert_eq!(
+            region(None, "proxy.internal", &[("AWS_PROFILE", "cfgonly")]),
+            None
+        );
     }
 
     #[test]
     fn regions_from_bedrock_hosts() {
         for (host, want) in [
             ("bedrock-runtime.us-east-1.amazonaws.com", Some("us-east-1")),
-            ("BEDROCK-RUNTIME.EU-CENTRAL-1.AMAZONAWS.COM.", Some("eu-central-1")),
-            ("bedrock-runtime-fips.us-gov-west-1.amazonaws.com", Some("us-gov-west-1")),
-            ("bedrock-runtime.cn-north-1.amazonaws.com.cn", Some("cn-north-1")),
-            ("bedrock-runtime.ap-southeast-2.api.aws", Some("ap-southeast-2")),
+            (
+                "BEDROCK-RUNTIME.EU-CENTRAL-1.AMAZONAWS.COM.",
+                Some("eu-central-1"),
+            ),
+            (
+                "bedrock-runtime-fips.us-gov-west-1.amazonaws.com",
+                Some("us-gov-west-1"),
+            ),
+            (
+                "bedrock-runtime.cn-north-1.amazonaws.com.cn",
+                Some("cn-north-1"),
+            ),
+            (
+                "bedrock-runtime.ap-southeast-2.api.aws",
+                Some("ap-southeast-2"),
+            ),
             ("bedrock.us-east-1.amazonaws.com", None),
             ("bedrock-runtime.us-east-1.evil.example", None),
             ("bedrock-runtime.amazonaws.com", None),

@@ -142,7 +142,11 @@ pub fn error_json(api: Api, kind: ErrorKind, message: &str) -> Value {
 
 /// The plan's durations, before the real ones are known (replaced when the end is sent).
 fn planned_timing(p: &Plan) -> Timing {
-    let eval: std::time::Duration = p.itls.iter().take(p.total().saturating_sub(1) as usize).sum();
+    let eval: std::time::Duration = p
+        .itls
+        .iter()
+        .take(p.total().saturating_sub(1) as usize)
+        .sum();
     Timing {
         total: p.ttft + eval,
         load: std::time::Duration::ZERO,
@@ -288,9 +292,7 @@ impl<'a> Emitter<'a> {
             let text = reasoning_token(self.reasoning_sent);
             self.reasoning_sent += 1;
             match self.c.api {
-                Api::Ollama => {
-                    dialects::ollama::token(&self.c.model, self.c.created, &text, true)
-                }
+                Api::Ollama => dialects::ollama::token(&self.c.model, self.c.created, &text, true),
                 Api::BedrockConverse => {
                     let (before, tok) = dialects::bedrock_converse::token(
                         &text,
@@ -319,9 +321,7 @@ impl<'a> Emitter<'a> {
             let text = answer_token(self.answer_sent);
             self.answer_sent += 1;
             match self.c.api {
-                Api::Ollama => {
-                    dialects::ollama::token(&self.c.model, self.c.created, &text, false)
-                }
+                Api::Ollama => dialects::ollama::token(&self.c.model, self.c.created, &text, false),
                 Api::BedrockConverse => {
                     let (before, tok) = dialects::bedrock_converse::token(
                         &text,

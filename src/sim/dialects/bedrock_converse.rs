@@ -250,7 +250,10 @@ mod tests {
                 .find(|h| matches!(h.name().as_str(), ":event-type" | ":exception-type"))
                 .and_then(|h| h.value().as_string().ok().map(|s| s.as_str().to_string()))
                 .unwrap_or_default();
-            out.push((name, serde_json::from_slice(m.payload()).unwrap_or(Value::Null)));
+            out.push((
+                name,
+                serde_json::from_slice(m.payload()).unwrap_or(Value::Null),
+            ));
         }
         assert!(buf.is_empty());
         out

@@ -168,7 +168,10 @@ mod tests {
 
         let (kinds, body) = flatten(&script(&c, &plan(0, 5, Some(FaultKind::ApiError))));
         assert_eq!(kinds, "E");
-        assert_eq!(lines(&body), [serde_json::json!({"error": "simulated error while generating"})]);
+        assert_eq!(
+            lines(&body),
+            [serde_json::json!({"error": "simulated error while generating"})]
+        );
         let (kinds, _) = flatten(&script(&c, &plan(0, 5, Some(FaultKind::StreamAborted))));
         assert_eq!(kinds, "tttA");
         let (kinds, _) = flatten(&script(&c, &plan(0, 5, Some(FaultKind::TimeoutIdle))));
@@ -179,7 +182,10 @@ mod tests {
         let (kinds, body) = flatten(&script(&c, &plan(0, 0, Some(FaultKind::EmptyResponse))));
         assert_eq!(kinds, "E");
         let l = lines(&body);
-        assert_eq!((l[0]["done"].as_bool(), l[0].get("eval_count")), (Some(true), None));
+        assert_eq!(
+            (l[0]["done"].as_bool(), l[0].get("eval_count")),
+            (Some(true), None)
+        );
     }
 
     #[test]
@@ -203,11 +209,17 @@ mod tests {
         );
         let (kinds, body) = flatten(&script(&c, &plan(0, 5, Some(FaultKind::ApiError))));
         assert_eq!(kinds, "eE");
-        assert_eq!(frame_names(&body), ["messageStart", "modelStreamErrorException"]);
+        assert_eq!(
+            frame_names(&body),
+            ["messageStart", "modelStreamErrorException"]
+        );
         let (_, body) = flatten(&script(&c, &plan(0, 5, Some(FaultKind::MalformedStream))));
         assert_eq!(frame_names(&body)[4], "contentBlockDelta!");
         let (kinds, body) = flatten(&script(&c, &plan(0, 0, Some(FaultKind::EmptyResponse))));
         assert_eq!(kinds, "eE");
-        assert_eq!(frame_names(&body), ["messageStart", "messageStop", "metadata"]);
+        assert_eq!(
+            frame_names(&body),
+            ["messageStart", "messageStop", "metadata"]
+        );
     }
 }

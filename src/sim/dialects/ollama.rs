@@ -185,8 +185,14 @@ mod tests {
         let end = close("m", 0, FinishReason::Length, 7, 3, &timing([0, 0, 0, 0]));
         let v: Value = serde_json::from_slice(&end).unwrap_or_default();
         assert_eq!(v["done_reason"], "length");
-        assert_eq!((v["prompt_eval_count"].as_u64(), v["eval_count"].as_u64()), (Some(7), Some(3)));
-        assert!(v.get("total_duration").is_none(), "zero durations are left out");
+        assert_eq!(
+            (v["prompt_eval_count"].as_u64(), v["eval_count"].as_u64()),
+            (Some(7), Some(3))
+        );
+        assert!(
+            v.get("total_duration").is_none(),
+            "zero durations are left out"
+        );
         let stamped = stamp(&end, &timing([400, 1, 300, 80]));
         let v: Value = serde_json::from_slice(&stamped).unwrap_or_default();
         assert_eq!(v["total_duration"].as_u64(), Some(400_000_000));
