@@ -221,7 +221,8 @@ pub fn sign(
     let (headers, _params) = instructions.into_parts();
     let mut out = Vec::with_capacity(headers.len());
     for h in headers {
-        let name = HeaderName::from_static(h.name());
+        let name = HeaderName::from_bytes(h.name().as_bytes())
+            .map_err(|_| SignError::Header(h.name().into()))?;
         let mut value =
             HeaderValue::from_str(h.value()).map_err(|_| SignError::Header(h.name().into()))?;
         value.set_sensitive(h.sensitive() || name == reqwest::header::AUTHORIZATION);
