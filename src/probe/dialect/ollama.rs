@@ -21,6 +21,7 @@
 //!   cloud models) is a rate limit, anything else an API error.
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::common::{merge_extra, truncate, Text, MAX_ERROR_MESSAGE};
@@ -122,7 +123,22 @@ struct LineMessage<'a> {
     content: Option<Text<'a>>,
     #[serde(borrow)]
     thinking: Option<Text<'a>>,
-    tool_calls: Option<Vec<Value>>,
+    #[serde(borrow)]
+    tool_calls: Option<Vec<ToolCall<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct ToolCall<'a> {
+    #[serde(borrow)]
+    function: Option<Function<'a>>,
+}
+
+/// The arguments are kept as the JSON text that was sent, so the output is never longer than
+/// the line that carried it.
+#[derive(Deserialize)]
+struct Function<'a> {
+    #[serde(borrow)]
+    arguments: Option<&'a RawValue>,
 }
 
 /// The server-reported durations of the final line: field and phase name.
@@ -167,13 +183,9 @@ impl StreamDecoder for Decoder {
         if data.is_empty() {
             return Ok(());
         }
-        let v: Value = serde_json::from_str(data).map_err(|e| DecodeError {
+        let line: Line<'_> = serde_json::from_str(data).map_err(|e| DecodeError {
             dialect: DIALECT_NAME,
             reason: format!("invalid JSON line: {e}"),
-        })?;
-        let line = Line::deserialize(&v).map_err(|e| DecodeError {
-            dialect: DIALECT_NAME,
-            reason: format!("unexpected line shape: {e}"),
         })?;
         if let Some(err) = &line.error {
             out.push(error_signal(err));
@@ -190,9 +202,10 @@ impl StreamDecoder for Decoder {
             output(out, OutputKind::Answer, m.content);
             for call in m.tool_calls.unwrap_or_default() {
                 let args = call
-                    .get("function")
-                    .and_then(|f| f.get("arguments"))
-                    .filter(|a| !a.is_null());
+                    .function
+                    .and_then(|f| f.arguments)
+                    .map(|a| a.get().trim())
+                    .filter(|a| !a.is_empty() && *a != "null");
                 if let Some(args) = args {
                     out.push(Signal::Output {
                         kind: OutputKind::ToolCall,
@@ -202,6 +215,11 @@ impl StreamDecoder for Decoder {
             }
         }
         if line.done == Some(true) {
+            // The final line once more as a tree, for its counts and durations.
+            let v: Value = serde_json::from_str(data).map_err(|e| DecodeError {
+                dialect: DIALECT_NAME,
+                reason: format!("invalid JSON line: {e}"),
+            })?;
             if let Some(Text(reason)) = line.done_reason.filter(|r| !r.0.is_empty()) {
                 out.push(Signal::FinishReason(reason.into_owned()));
             }
