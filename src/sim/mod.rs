@@ -7,6 +7,8 @@
 //! cannot hide in the other.
 //!
 //! Routes: `POST /v1/chat/completions`, `POST /v1/completions`, `POST /v1/messages`,
+//! `POST /api/chat` (Ollama, NDJSON), `POST /model/{model_id}/converse-stream` (Bedrock, AWS
+//! event-stream),
 //! `GET /v1/models`, `GET /metrics`, `GET`/`PATCH /control`, `GET /ground-truth`, `GET /health`.
 //!
 //! Model of one request: it arrives, draws its fault and timings, waits for a decode slot (FIFO

@@ -197,6 +197,44 @@ mod tests {
     }
 
     #[test]
+    fn ollama_and_bedrock_requests() {
+        let r = parse(
+            Api::Ollama,
+            br#"{"model":"llama3.2","messages":[{"role":"user","content":"12345"}],"options":{"num_predict":9}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (r.stream, r.max_tokens, r.prompt_chars),
+            (true, Some(9), 5),
+            "Ollama streams unless told not to"
+        );
+        let r = parse(
+            Api::Ollama,
+            br#"{"messages":[],"stream":false,"options":{"num_predict":-1}}"#,
+        )
+        .unwrap();
+        assert_eq!((r.stream, r.max_tokens), (false, None));
+        assert_eq!(
+            parse(
+                Api::Ollama,
+                br#"{"messages":[],"options":{"num_predict":0}}"#
+            )
+            .unwrap_err(),
+            "options.num_predict: must be a whole number of at least 1"
+        );
+        let r = parse(
+            Api::BedrockConverse,
+            br#"{"model":"a.b-v1:0","messages":[{"role":"user","content":[{"text":"abc"}]}],
+                "system":[{"text":"sys"}],"inferenceConfig":{"maxTokens":7}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (r.model.as_str(), r.stream, r.max_tokens, r.prompt_chars),
+            ("a.b-v1:0", true, Some(7), 6)
+        );
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let e = |api, body: &[u8]| parse(api, body).unwrap_err();
         assert_eq!(
