@@ -668,7 +668,8 @@ mod tests {
     /// token. The expected signature was computed apart from this crate, by following AWS's
     /// published SigV4 steps (canonical request with the path encoded twice, string to sign,
     /// HMAC-SHA256 key derivation) in a short Python script over `hashlib` and `hmac`; the
-    /// canonical request's hash is `41217b4f…`.
+    /// canonical request's hash is `41217b4f…`. botocore 1.43.11's `SigV4Auth` (the AWS SDK for
+    /// Python's signer) gives the same signature for this request and time.
     #[test]
     fn bedrock_request_matches_an_independent_computation() {
         let body = br#"{"messages":[{"role":"user","content":[{"text":"Hi"}]}]}"#;
