@@ -419,3 +419,213 @@ async fn bodies_cut_short_are_never_a_success() {
         o.error
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Against botocore, the AWS SDK for Python: its SigV4 signer and its ConverseStream parser
+// (driven by the bedrock-runtime service model) are an implementation of both formats that
+// shares no code with ours. Skipped, with a message, where python3 cannot import botocore.
+
+const BOTOCORE: &str = r#"
+import datetime, json, sys
+from unittest import mock
+import botocore.auth, botocore.session
+from botocore import parsers
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from botocore.eventstream import EventStream
+
+job = json.load(sys.stdin)
+if job["kind"] == "sign":
+    out = []
+    for r in job["requests"]:
+        creds = Credentials(r["key"], r["secret"], r.get("token"))
+        req = AWSRequest(method="POST", url=r["url"], data=r["body"].encode(),
+                         headers={"content-type": "application/json"})
+        when = datetime.datetime.fromtimestamp(r["time"], datetime.timezone.utc).replace(tzinfo=None)
+        with mock.patch("botocore.auth.get_current_datetime", return_value=when):
+            SigV4Auth(creds, "bedrock", r["region"]).add_auth(req)
+        out.append(req.headers["Authorization"])
+    print(json.dumps(out))
+else:
+    op = botocore.session.get_session().get_service_model("bedrock-runtime").operation_model("ConverseStream")
+    class Raw:
+        def __init__(self, b): self.b = b
+        def stream(self): yield self.b
+        def close(self): pass
+    events = []
+    stream = EventStream(Raw(bytes.fromhex(job["hex"])), op.output_shape.members["stream"],
+                         parsers.EventStreamJSONParser(), "ConverseStream")
+    try:
+        for ev in stream:
+            events.append(ev)
+    except Exception as e:
+        events.append({"exception": e.response["Error"]["Code"]})
+    print(json.dumps(events))
+"#;
+
+/// Runs the script above on `job`; `None` when botocore is not there.
+fn botocore(job: &serde_json::Value) -> Option<serde_json::Value> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let probe = Command::new("python3")
+        .args(["-c", "import botocore"])
+        .stderr(Stdio::null())
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        eprintln!("SKIPPED: python3 with botocore is not available");
+        return None;
+    }
+    let mut child = Command::new("python3")
+        .args(["-c", BOTOCORE])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(job.to_string().as_bytes())
+        .expect("write job");
+    let out = child.wait_with_output().expect("python3 output");
+    assert!(out.status.success(), "botocore script failed");
+    Some(serde_json::from_slice(&out.stdout).expect("JSON from botocore"))
+}
+
+#[test]
+fn signatures_match_botocore() {
+    use inferprobe::probe::aws::{sign, Credentials, SignInput};
+    let cases = [
+        (
+            "https://bedrock-runtime.us-east-1.amazonaws.com/model/amazon.nova-lite-v1%3A0/converse-stream",
+            "us-east-1",
+            None,
+            r#"{"messages":[]}"#,
+            1_700_000_000u64,
+        ),
+        (
+            "https://bedrock-runtime.eu-west-3.amazonaws.com/model/arn%3Aaws%3Abedrock%3Aeu-west-3%3A123456789012%3Ainference-profile%2Feu.anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse-stream",
+            "eu-west-3",
+            Some("IQoJb3JpZ2luX2VjEXAMPLE//token+with/slashes="),
+            r#"{"messages":[{"role":"user","content":[{"text":"Grüße"}]}],"inferenceConfig":{"maxTokens":5}}"#,
+            1_767_225_599,
+        ),
+        (
+            "http://127.0.0.1:8080/gateway/model/m/converse-stream",
+            "ap-south-1",
+            None,
+            "{}",
+            1_600_000_000,
+        ),
+    ];
+    let job = serde_json::json!({
+        "kind": "sign",
+        "requests": cases.iter().map(|(url, region, token, body, time)| serde_json::json!({
+            "url": url, "region": region, "token": token, "body": body, "time": time,
+            "key": "AKIDEXAMPLE", "secret": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        })).collect::<Vec<_>>(),
+    });
+    let Some(theirs) = botocore(&job) else {
+        return;
+    };
+    for (i, (url, region, token, body, time)) in cases.iter().enumerate() {
+        let creds = Credentials {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
+            session_token: token.map(str::to_string),
+            source: "test".into(),
+        };
+        let ours = sign(
+            &SignInput {
+                method: "POST",
+                url,
+                headers: &[("content-type", "application/json")],
+                body: body.as_bytes(),
+            },
+            &creds,
+            region,
+            "bedrock",
+            std::time::UNIX_EPOCH + Duration::from_secs(*time),
+        )
+        .expect("sign");
+        let auth = ours
+            .iter()
+            .find(|(n, _)| n == "authorization")
+            .and_then(|(_, v)| v.to_str().ok())
+            .unwrap_or_default();
+        assert_eq!(auth, theirs[i].as_str().unwrap_or_default(), "{url}");
+    }
+}
+
+#[tokio::test]
+async fn botocore_parses_the_simulators_converse_stream() {
+    let sim = common::sim("ttft: 10ms\nitl: 2ms\noutput_tokens: 3\nreasoning_tokens: 2\n").await;
+    let url = format!(
+        "{}/model/us.amazon.nova-lite-v1%3A0/converse-stream",
+        sim.base_url()
+    );
+    engine::install_crypto_provider();
+    let client = reqwest::Client::new();
+    let mut bodies = Vec::new();
+    for fault in ["none", "api_error"] {
+        let resp = client
+            .post(&url)
+            .header("x-sim-fault", fault)
+            .body(r#"{"messages":[{"role":"user","content":[{"text":"hi"}]}]}"#)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(
+            resp.headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some("application/vnd.amazon.eventstream")
+        );
+        bodies.push(resp.bytes().await.expect("body"));
+    }
+    sim.shutdown().await;
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let Some(events) = botocore(&serde_json::json!({"kind": "parse", "hex": hex(&bodies[0])}))
+    else {
+        return;
+    };
+    let names: Vec<String> = events
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|e| e.as_object()?.keys().next().cloned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "messageStart",
+            "contentBlockDelta",
+            "contentBlockDelta",
+            "contentBlockDelta",
+            "contentBlockStop",
+            "contentBlockDelta",
+            "contentBlockDelta",
+            "contentBlockDelta",
+            "contentBlockStop",
+            "messageStop",
+            "metadata"
+        ]
+    );
+    assert_eq!(
+        events[1]["contentBlockDelta"]["delta"]["reasoningContent"]["text"],
+        " alpha"
+    );
+    assert_eq!(events[5]["contentBlockDelta"]["delta"]["text"], " one");
+    assert_eq!(events[10]["metadata"]["usage"]["outputTokens"], 5);
+    assert!(events[10]["metadata"]["metrics"]["latencyMs"].as_u64() >= Some(10));
+    let Some(events) = botocore(&serde_json::json!({"kind": "parse", "hex": hex(&bodies[1])}))
+    else {
+        return;
+    };
+    assert_eq!(
+        events,
+        serde_json::json!([{"messageStart": {"role": "assistant"}},
+                           {"exception": "modelStreamErrorException"}])
+    );
+}
