@@ -125,6 +125,9 @@ pub enum TokenSource {
     Timings,
     /// Anthropic's cumulative `message_delta.usage.output_tokens`.
     MessageDeltaUsage,
+    /// Gemini's `usageMetadata` (`candidatesTokenCount` + `thoughtsTokenCount`), a running
+    /// total on every chunk.
+    UsageMetadata,
     /// Counted as one token per output-bearing event (the server reported no usage).
     CountedEvents,
 }
@@ -137,6 +140,7 @@ impl TokenSource {
             TokenSource::XGroqUsage => "x_groq.usage",
             TokenSource::Timings => "timings",
             TokenSource::MessageDeltaUsage => "message_delta.usage",
+            TokenSource::UsageMetadata => "usageMetadata",
             TokenSource::CountedEvents => "counted_events",
         }
     }
@@ -150,7 +154,7 @@ impl TokenSource {
     /// provider extension over server timings.
     fn rank(self) -> u8 {
         match self {
-            TokenSource::Usage | TokenSource::MessageDeltaUsage => 3,
+            TokenSource::Usage | TokenSource::MessageDeltaUsage | TokenSource::UsageMetadata => 3,
             TokenSource::XGroqUsage => 2,
             TokenSource::Timings => 1,
             TokenSource::CountedEvents => 0,

@@ -6,8 +6,10 @@
 //! arm in each `match` of [`DialectKind`].
 
 pub mod anthropic_messages;
+pub mod gemini;
 pub mod openai_chat;
 pub mod openai_completions;
+pub mod openai_responses;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
