@@ -1,0 +1,415 @@
+//! The OpenAI Responses and Gemini dialects on their recorded-style transcripts
+//! (`tests/fixtures/sse/openai-responses/`, `tests/fixtures/sse/gemini/`, each with a
+//! SOURCES.md): framed by the real SSE framer under several chunkings and line endings and
+//! decoded, with every signal asserted.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{stream, FutureExt, StreamExt};
+use inferprobe::probe::dialect::{
+    gemini, openai_responses, ErrorCondition, OutputKind, Signal, StreamDecoder,
+};
+use inferprobe::probe::sse;
+use inferprobe::probe::trace::{TokenSource, UsageReport, UsageTotals};
+
+fn fixture(dir: &str, name: &str) -> String {
+    let path = format!(
+        "{}/tests/fixtures/sse/{dir}/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Frames `body` in `size`-byte chunks (whole when `None`) and decodes it with a fresh decoder.
+fn decode(
+    new: fn() -> Box<dyn StreamDecoder>,
+    body: &[u8],
+    size: Option<usize>,
+) -> Result<Vec<Signal>, String> {
+    let base = Instant::now();
+    let parts: Vec<&[u8]> = match size {
+        Some(n) => body.chunks(n).collect(),
+        None => vec![body],
+    };
+    let chunks: Vec<Result<(Instant, Bytes), String>> = parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            Ok((
+                base + Duration::from_millis(i as u64),
+                Bytes::copy_from_slice(p),
+            ))
+        })
+        .collect();
+    let events = sse::frame(stream::iter(chunks))
+        .collect::<Vec<_>>()
+        .now_or_never()
+        .unwrap_or_default();
+    let mut decoder = new();
+    let mut out = Vec::new();
+    for ev in events {
+        let ev = ev.map_err(|e| e.to_string())?;
+        decoder
+            .decode(&sse::as_sse_event(&ev), &mut out)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(out)
+}
+
+/// Decodes a fixture under 1-byte, 7-byte and whole-body chunks, LF and CRLF, and checks that
+/// every variant gives `want`.
+#[track_caller]
+fn check(new: fn() -> Box<dyn StreamDecoder>, dir: &str, name: &str, want: &[Signal]) {
+    let lf = fixture(dir, name);
+    let crlf = lf.replace('\n', "\r\n");
+    for (ending, body) in [("lf", &lf), ("crlf", &crlf)] {
+        for size in [Some(1), Some(7), None] {
+            let got = decode(new, body.as_bytes(), size);
+            assert_eq!(got.as_deref(), Ok(want), "{dir}/{name} {ending} chunk={size:?}");
+        }
+    }
+}
+
+fn responses() -> Box<dyn StreamDecoder> {
+    Box::new(openai_responses::Decoder::default())
+}
+
+fn gemini() -> Box<dyn StreamDecoder> {
+    Box::new(gemini::Decoder::default())
+}
+
+fn out(kind: OutputKind, text: &str) -> Signal {
+    Signal::Output {
+        kind,
+        text: text.to_string(),
+    }
+}
+
+fn answer(text: &str) -> Signal {
+    out(OutputKind::Answer, text)
+}
+
+fn usage(
+    source: TokenSource,
+    input: Option<u64>,
+    output: Option<u64>,
+    cached: Option<u64>,
+    reasoning: Option<u64>,
+) -> Signal {
+    Signal::Usage(UsageReport {
+        source,
+        input_tokens: input,
+        output_tokens: output,
+        cached_input_tokens: cached,
+        reasoning_tokens: reasoning,
+    })
+}
+
+fn error(kind: ErrorCondition, message: &str) -> Signal {
+    Signal::Error {
+        kind,
+        message: message.to_string(),
+    }
+}
+
+/// The merged usage a probe of these signals would report.
+fn totals(signals: &[Signal]) -> UsageTotals {
+    let mut u = UsageTotals::default();
+    for s in signals {
+        if let Signal::Usage(r) = s {
+            u.merge(r);
+        }
+    }
+    u
+}
+
+const R: &str = "openai-responses";
+const G: &str = "gemini";
+
+#[test]
+fn responses_text() {
+    check(
+        responses,
+        R,
+        "text.txt",
+        &[
+            Signal::Model("gpt-probe-mini-2026-01-15".into()),
+            answer("Two"),
+            answer(" plus two"),
+            answer(" is four."),
+            usage(TokenSource::Usage, Some(19), Some(6), Some(0), Some(0)),
+            Signal::FinishReason("completed".into()),
+            Signal::Done,
+        ],
+    );
+}
+
+#[test]
+fn responses_reasoning_summary_and_cached_input() {
+    let want = [
+        Signal::Model("o-probe-2026-02-01".into()),
+        out(OutputKind::Reasoning, "**Adding small numbers**"),
+        out(OutputKind::Reasoning, "\n\nThe sum is simple."),
+        answer("Four"),
+        answer("."),
+        usage(TokenSource::Usage, Some(1100), Some(70), Some(1024), Some(64)),
+        Signal::FinishReason("completed".into()),
+        Signal::Done,
+    ];
+    check(responses, R, "reasoning_summary.txt", &want);
+    let u = totals(&want);
+    assert_eq!(
+        (u.output(), u.cached(), u.reasoning()),
+        (Some((70, TokenSource::Usage)), Some(1024), Some(64))
+    );
+}
+
+#[test]
+fn responses_vllm_reasoning_cut_by_max_output_tokens() {
+    check(
+        responses,
+        R,
+        "vllm_reasoning_truncated.txt",
+        &[
+            Signal::Model("Qwen/Qwen3-8B".into()),
+            out(OutputKind::Reasoning, "The user"),
+            out(OutputKind::Reasoning, " wants a count."),
+            answer("One,"),
+            answer(" two,"),
+            usage(TokenSource::Usage, Some(31), Some(16), Some(16), Some(11)),
+            Signal::FinishReason("max_output_tokens".into()),
+            Signal::Done,
+        ],
+    );
+}
+
+#[test]
+fn responses_function_call_arguments() {
+    let t = |s| out(OutputKind::ToolCall, s);
+    check(
+        responses,
+        R,
+        "function_call.txt",
+        &[
+            Signal::Model("gpt-probe-2026-01-15".into()),
+            t("{\""),
+            t("tz\":\""),
+            t("UTC\"}"),
+            usage(TokenSource::Usage, Some(52), Some(15), Some(0), Some(0)),
+            Signal::FinishReason("completed".into()),
+            Signal::Done,
+        ],
+    );
+}
+
+#[test]
+fn responses_incomplete_is_a_complete_stream() {
+    check(
+        responses,
+        R,
+        "incomplete.txt",
+        &[
+            Signal::Model("gpt-probe-mini-2026-01-15".into()),
+            answer("Once upon"),
+            answer(" a time"),
+            usage(TokenSource::Usage, Some(12), Some(16), Some(0), Some(0)),
+            Signal::FinishReason("max_output_tokens".into()),
+            Signal::Done,
+        ],
+    );
+}
+
+#[test]
+fn responses_failed_with_a_rate_limit() {
+    check(
+        responses,
+        R,
+        "failed_rate_limit.txt",
+        &[
+            Signal::Model("gpt-probe-2026-01-15".into()),
+            error(
+                ErrorCondition::RateLimited,
+                "rate_limit_exceeded: Rate limit reached for requests per minute. Try again \
+                 shortly.",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn responses_error_event() {
+    check(
+        responses,
+        R,
+        "error_event.txt",
+        &[
+            Signal::Model("gpt-probe-2026-01-15".into()),
+            answer("Let me"),
+            answer(" check"),
+            error(
+                ErrorCondition::Other,
+                "server_error: The server had an error while processing your request.",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn responses_truncated_has_no_end() {
+    check(
+        responses,
+        R,
+        "truncated.txt",
+        &[
+            Signal::Model("gpt-probe-mini-2026-01-15".into()),
+            answer("The answer"),
+            answer(" is"),
+        ],
+    );
+}
+
+#[test]
+fn gemini_text() {
+    let u9 = usage(TokenSource::UsageMetadata, Some(9), None, None, None);
+    check(
+        gemini,
+        G,
+        "text.txt",
+        &[
+            Signal::Model("gemini-probe-flash-001".into()),
+            answer("Two"),
+            u9.clone(),
+            answer(" plus two"),
+            u9,
+            answer(" is four."),
+            usage(TokenSource::UsageMetadata, Some(9), Some(7), None, None),
+            Signal::FinishReason("STOP".into()),
+        ],
+    );
+}
+
+#[test]
+fn gemini_thoughts_then_answer() {
+    let u = |candidates: u64, cached| {
+        usage(
+            TokenSource::UsageMetadata,
+            Some(11),
+            Some(candidates + 38),
+            cached,
+            Some(38),
+        )
+    };
+    let want = [
+        Signal::Model("gemini-probe-pro-002".into()),
+        out(OutputKind::Reasoning, "**Summing**\nTwo small numbers."),
+        u(0, None),
+        answer("The sum is"),
+        u(3, None),
+        answer(" four."),
+        u(7, Some(8)),
+        Signal::FinishReason("STOP".into()),
+    ];
+    check(gemini, G, "thoughts.txt", &want);
+    let t = totals(&want);
+    assert_eq!(
+        (t.output(), t.reasoning(), t.cached()),
+        (Some((45, TokenSource::UsageMetadata)), Some(38), Some(8))
+    );
+}
+
+#[test]
+fn gemini_function_call() {
+    check(
+        gemini,
+        G,
+        "function_call.txt",
+        &[
+            Signal::Model("gemini-probe-flash-001".into()),
+            out(OutputKind::ToolCall, r#"{"tz":"UTC"}"#),
+            usage(TokenSource::UsageMetadata, Some(40), Some(6), None, None),
+            Signal::FinishReason("STOP".into()),
+        ],
+    );
+}
+
+#[test]
+fn gemini_max_tokens() {
+    check(
+        gemini,
+        G,
+        "max_tokens.txt",
+        &[
+            Signal::Model("gemini-probe-flash-001".into()),
+            answer("Once upon a time"),
+            usage(TokenSource::UsageMetadata, Some(6), None, None, None),
+            answer(" there was"),
+            usage(TokenSource::UsageMetadata, Some(6), Some(8), None, None),
+            Signal::FinishReason("MAX_TOKENS".into()),
+        ],
+    );
+}
+
+#[test]
+fn gemini_safety_stop_is_an_error() {
+    check(
+        gemini,
+        G,
+        "safety.txt",
+        &[
+            Signal::Model("gemini-probe-flash-001".into()),
+            answer("Here is"),
+            usage(TokenSource::UsageMetadata, Some(10), None, None, None),
+            usage(TokenSource::UsageMetadata, Some(10), Some(2), None, None),
+            Signal::FinishReason("SAFETY".into()),
+            error(
+                ErrorCondition::Other,
+                "content withheld by the server (finishReason SAFETY)",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn gemini_in_stream_errors() {
+    check(
+        gemini,
+        G,
+        "rate_limited.txt",
+        &[error(
+            ErrorCondition::RateLimited,
+            "RESOURCE_EXHAUSTED (429): Resource has been exhausted (e.g. check quota).",
+        )],
+    );
+    check(
+        gemini,
+        G,
+        "unavailable.txt",
+        &[
+            Signal::Model("gemini-probe-flash-001".into()),
+            answer("Sure,"),
+            usage(TokenSource::UsageMetadata, Some(8), None, None, None),
+            error(
+                ErrorCondition::Overloaded,
+                "UNAVAILABLE (503): The model is overloaded. Please try again later.",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn gemini_truncated_has_no_finish_reason() {
+    let u7 = usage(TokenSource::UsageMetadata, Some(7), None, None, None);
+    check(
+        gemini,
+        G,
+        "truncated.txt",
+        &[
+            Signal::Model("gemini-probe-flash-001".into()),
+            answer("The capital"),
+            u7.clone(),
+            answer(" of France"),
+            u7,
+        ],
+    );
+}
