@@ -196,15 +196,10 @@ fn resolve_base_url(target: &Target, sim: Option<&SimHandle>) -> anyhow::Result<
     }
 }
 
-/// The simulator's base URL as each provider's SDK would take it: with `/v1` for OpenAI dialects,
-/// without for Anthropic.
+/// The simulator's base URL as each provider's SDK would take it (the dialect table's
+/// `simulator_prefix`: `/v1` for OpenAI dialects, none for Anthropic).
 pub fn simulator_base_url(root: &str, dialect: crate::probe::dialect::DialectKind) -> String {
-    use crate::probe::dialect::DialectKind;
-    let root = root.trim_end_matches('/');
-    match dialect {
-        DialectKind::OpenaiChat | DialectKind::OpenaiCompletions => format!("{root}/v1"),
-        DialectKind::AnthropicMessages => root.to_string(),
-    }
+    dialect.simulator_base_url(root)
 }
 
 /// The latest outcome per (target, scenario), for the status page.

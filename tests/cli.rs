@@ -299,7 +299,7 @@ fn probe_usage_errors_exit_2_with_the_flag_named() {
     );
     assert_eq!(code, 2);
     assert!(
-        err.contains("--dialect: unknown variant `grpc`, expected one of `openai-chat`"),
+        err.contains("--dialect: unknown dialect \"grpc\", expected one of: openai-chat, "),
         "{err}"
     );
     let (code, _, err) = run(

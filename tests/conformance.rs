@@ -64,11 +64,16 @@ async fn every_dialect_streams_counts_and_times_the_same_way() {
         assert_eq!(o.result, ProbeResult::Success, "{dialect:?}: {:?}", o.error);
         assert_eq!(o.output_tokens, 20, "{dialect:?}");
         assert_eq!(o.output_events, 20, "{dialect:?}");
-        let source = match dialect {
-            DialectKind::AnthropicMessages => TokenSource::MessageDeltaUsage,
-            _ => TokenSource::Usage,
-        };
-        assert_eq!(o.token_source, source, "{dialect:?}");
+        // Every dialect's simulator reports usage: the count must come from the server.
+        match dialect {
+            DialectKind::AnthropicMessages => {
+                assert_eq!(o.token_source, TokenSource::MessageDeltaUsage)
+            }
+            DialectKind::OpenaiChat | DialectKind::OpenaiCompletions => {
+                assert_eq!(o.token_source, TokenSource::Usage)
+            }
+            _ => assert_ne!(o.token_source, TokenSource::CountedEvents, "{dialect:?}"),
+        }
         assert!(o.input_tokens.unwrap_or(0) > 0, "{dialect:?} input tokens");
         assert_eq!(o.inter_token_latencies.len(), 19, "{dialect:?}");
         let (ttfb, first_event, ttft, answer, e2e) = (
@@ -111,6 +116,53 @@ async fn every_dialect_streams_counts_and_times_the_same_way() {
     sim.shutdown().await;
 }
 
+/// What a user runs: `inferprobe probe --url … --dialect D --json` against a simulator with a
+/// 300 ms TTFT and 20 ms between tokens, for every dialect in the table. A dialect the simulator
+/// cannot serve fails here. Tolerances are wide for shared machines; BENCHMARKS.md section 1
+/// measures the error properly.
+#[tokio::test]
+async fn the_probe_command_times_every_dialect_against_the_simulator() {
+    let sim = common::sim("ttft: 300ms\nitl: 20ms\noutput_tokens: 30\n").await;
+    let mut runs = Vec::new();
+    for dialect in DialectKind::ALL {
+        let url = simulator_base_url(&sim.base_url(), dialect);
+        runs.push(tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_inferprobe"))
+                .args(["probe", "--url", &url, "--dialect", dialect.as_str()])
+                .args(["--model", "sim-llm", "--json"])
+                // Signing dialects sign with these (the simulator does not verify signatures).
+                .env("AWS_ACCESS_KEY_ID", "AKIDCONFORMANCE")
+                .env("AWS_SECRET_ACCESS_KEY", "conformance-secret")
+                .env("AWS_REGION", "us-east-1")
+                .output()
+                .expect("run inferprobe probe");
+            (dialect, out)
+        }));
+    }
+    for run in runs {
+        let (dialect, out) = run.await.expect("task");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{dialect:?}: exit {:?}\n{stdout}\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
+        assert_eq!(v["result"], "success", "{dialect:?}: {v}");
+        assert_eq!(v["output_tokens"], 30, "{dialect:?}: {v}");
+        assert_ne!(v["token_source"], "counted_events", "{dialect:?}: {v}");
+        let ttft = v["time_to_first_token_seconds"].as_f64().unwrap_or(0.0);
+        assert!((0.285..0.6).contains(&ttft), "{dialect:?}: ttft {ttft}");
+        let itl = v["inter_token_latency_seconds"]["p50"]
+            .as_f64()
+            .unwrap_or(0.0);
+        assert!((0.017..0.045).contains(&itl), "{dialect:?}: itl p50 {itl}");
+        assert_eq!(v["inter_token_latency_seconds"]["count"], 29, "{dialect:?}");
+    }
+    sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn openai_without_usage_counts_events_and_says_so() {
     let sim = common::sim("ttft: 20ms\nitl: 2ms\noutput_tokens: 12\n").await;
@@ -129,7 +181,11 @@ async fn openai_without_usage_counts_events_and_says_so() {
 #[tokio::test]
 async fn reasoning_comes_before_the_first_answer_token() {
     let sim = common::sim("ttft: 50ms\nitl: 10ms\noutput_tokens: 5\nreasoning_tokens: 8\n").await;
-    for dialect in [DialectKind::OpenaiChat, DialectKind::AnthropicMessages] {
+    // Every dialect with a reasoning channel (legacy Completions has none).
+    for dialect in DialectKind::ALL
+        .into_iter()
+        .filter(|d| *d != DialectKind::OpenaiCompletions)
+    {
         let t = target(dialect, simulator_base_url(&sim.base_url(), dialect));
         let o = probe(&t, &Scenario::builtin_default()).await;
         assert_eq!(o.result, ProbeResult::Success, "{dialect:?}: {:?}", o.error);

@@ -9,8 +9,8 @@ use futures_util::{stream, FutureExt, StreamExt};
 use inferprobe::probe::dialect::{
     DialectKind, ErrorCondition, Message, OutputKind, ProbeRequest, Signal,
 };
+use inferprobe::probe::framing::{sse, FrameError, StampedEvent};
 use inferprobe::probe::result::{ProbeResult, Transport};
-use inferprobe::probe::sse::{self, SseError, StampedEvent};
 use inferprobe::probe::trace::{TokenSource, UsageReport, UsageTotals};
 use serde_json::{json, Map, Value};
 
@@ -21,7 +21,7 @@ fn fixture(name: &str) -> String {
 
 /// Frames `body` split into `size`-byte chunks (the whole body when `None`), each stamped one
 /// millisecond after the previous one.
-fn frame_events(body: &[u8], size: Option<usize>) -> Vec<Result<StampedEvent, SseError>> {
+fn frame_events(body: &[u8], size: Option<usize>) -> Vec<Result<StampedEvent, FrameError>> {
     let base = Instant::now();
     let parts: Vec<&[u8]> = match size {
         Some(n) => body.chunks(n).collect(),
@@ -53,7 +53,7 @@ fn decode(dialect: DialectKind, body: &[u8], size: Option<usize>) -> Result<Vec<
         assert!(last_at <= Some(ev.at), "stamps go backwards");
         last_at = Some(ev.at);
         decoder
-            .decode(&sse::as_sse_event(&ev), &mut out)
+            .decode(&ev.as_event(), &mut out)
             .map_err(|e| e.to_string())?;
     }
     Ok(out)
@@ -139,7 +139,7 @@ fn check_tokens(
         let ev = ev.unwrap_or_else(|e| panic!("{name}: {e}"));
         let mut out = Vec::new();
         decoder
-            .decode(&sse::as_sse_event(&ev), &mut out)
+            .decode(&ev.as_event(), &mut out)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         if out.iter().any(|s| matches!(s, Signal::Output { .. })) {
             counted += 1;
@@ -662,7 +662,7 @@ fn transport_error_surfaces_after_the_events_before_it() {
     assert_eq!(got.len(), 2);
     assert!(matches!(&got[0], Ok(e) if e.data == "[DONE]"));
     assert!(
-        matches!(&got[1], Err(SseError::Transport(m)) if m == "connection reset by peer"),
+        matches!(&got[1], Err(FrameError::Transport(m)) if m == "connection reset by peer"),
         "{:?}",
         got[1]
     );

@@ -22,8 +22,8 @@ use futures_util::{stream, FutureExt, StreamExt};
 use inferprobe::collect::server::{normalize, parse as prom};
 use inferprobe::config::servers::ServerKind;
 use inferprobe::config::{self, Environment};
-use inferprobe::probe::dialect::{DialectKind, Signal, SseEvent};
-use inferprobe::probe::sse::{self, SseError, MAX_EVENT_BYTES};
+use inferprobe::probe::dialect::{DialectKind, FramedEvent, Signal};
+use inferprobe::probe::framing::{sse, FrameError, MAX_EVENT_BYTES};
 use inferprobe::thresholds::formats::{self, Format};
 use inferprobe::thresholds::{self, Options};
 use inferprobe::webconfig;
@@ -459,7 +459,7 @@ proptest! {
 }
 
 /// Feeds `chunk` forever; returns the framing error and how many bytes were read before it.
-fn feed_forever(chunk: Bytes) -> (Option<SseError>, usize) {
+fn feed_forever(chunk: Bytes) -> (Option<FrameError>, usize) {
     let pulled = Arc::new(AtomicUsize::new(0));
     let counter = pulled.clone();
     let input = stream::repeat(chunk).map(move |b| {
@@ -484,7 +484,7 @@ fn sse_endless_line_is_cut_off_at_the_limit() {
     for size in [1000, 4096, 65_537] {
         let (err, pulled) = feed_forever(Bytes::from(vec![b'x'; size]));
         assert!(
-            matches!(&err, Some(SseError::Malformed(m)) if m.starts_with("line longer than")),
+            matches!(&err, Some(FrameError::Malformed(m)) if m.starts_with("line longer than")),
             "{size}: {err:?}"
         );
         assert!(
@@ -503,7 +503,7 @@ fn sse_endless_event_is_cut_off_at_the_limit() {
     let size = line.len();
     let (err, pulled) = feed_forever(Bytes::from(line));
     assert!(
-        matches!(&err, Some(SseError::Malformed(m)) if m.starts_with("event data longer than")),
+        matches!(&err, Some(FrameError::Malformed(m)) if m.starts_with("event data longer than")),
         "{err:?}"
     );
     assert!(pulled <= MAX_EVENT_BYTES + 2 * size, "read {pulled} bytes");
@@ -578,7 +578,7 @@ fn decode(dialect: DialectKind, events: &[(String, String)]) -> Result<(), TestC
         data_bytes += data.len();
         signals.clear();
         if decoder
-            .decode(&SseEvent { event, data }, &mut signals)
+            .decode(&FramedEvent { event, data }, &mut signals)
             .is_err()
         {
             break;
@@ -608,7 +608,7 @@ fn usage_given_as_a_long_non_ascii_string_is_an_error_not_a_panic() {
     for dialect in [DialectKind::OpenaiChat, DialectKind::OpenaiCompletions] {
         let mut out = Vec::new();
         let r = dialect.decoder().decode(
-            &SseEvent {
+            &FramedEvent {
                 event: "",
                 data: &data,
             },

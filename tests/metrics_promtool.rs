@@ -56,6 +56,7 @@ fn outcome(result: ProbeResult) -> Outcome {
             ..RateLimitInfo::default()
         },
         connection: Default::default(),
+        server_timings: Vec::new(),
     }
 }
 

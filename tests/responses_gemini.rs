@@ -7,10 +7,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{stream, FutureExt, StreamExt};
-use inferprobe::probe::dialect::{
-    gemini, openai_responses, ErrorCondition, OutputKind, Signal, StreamDecoder,
-};
-use inferprobe::probe::sse;
+use inferprobe::probe::dialect::{DialectKind, ErrorCondition, OutputKind, Signal};
+use inferprobe::probe::framing;
 use inferprobe::probe::trace::{TokenSource, UsageReport, UsageTotals};
 
 fn fixture(dir: &str, name: &str) -> String {
@@ -21,12 +19,9 @@ fn fixture(dir: &str, name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// Frames `body` in `size`-byte chunks (whole when `None`) and decodes it with a fresh decoder.
-fn decode(
-    new: fn() -> Box<dyn StreamDecoder>,
-    body: &[u8],
-    size: Option<usize>,
-) -> Result<Vec<Signal>, String> {
+/// Frames `body` in `size`-byte chunks (whole when `None`) with the dialect's framer and decodes
+/// it with a fresh decoder.
+fn decode(dialect: DialectKind, body: &[u8], size: Option<usize>) -> Result<Vec<Signal>, String> {
     let base = Instant::now();
     let parts: Vec<&[u8]> = match size {
         Some(n) => body.chunks(n).collect(),
@@ -42,16 +37,16 @@ fn decode(
             ))
         })
         .collect();
-    let events = sse::frame(stream::iter(chunks))
+    let events = framing::frame(dialect.framing(), stream::iter(chunks))
         .collect::<Vec<_>>()
         .now_or_never()
         .unwrap_or_default();
-    let mut decoder = new();
+    let mut decoder = dialect.decoder();
     let mut out = Vec::new();
     for ev in events {
         let ev = ev.map_err(|e| e.to_string())?;
         decoder
-            .decode(&sse::as_sse_event(&ev), &mut out)
+            .decode(&ev.as_event(), &mut out)
             .map_err(|e| e.to_string())?;
     }
     Ok(out)
@@ -60,24 +55,18 @@ fn decode(
 /// Decodes a fixture under 1-byte, 7-byte and whole-body chunks, LF and CRLF, and checks that
 /// every variant gives `want`.
 #[track_caller]
-fn check(new: fn() -> Box<dyn StreamDecoder>, dir: &str, name: &str, want: &[Signal]) {
+fn check(dialect: DialectKind, name: &str, want: &[Signal]) {
+    let dir = dialect.as_str();
     let lf = fixture(dir, name);
     let crlf = lf.replace('\n', "\r\n");
     for (ending, body) in [("lf", &lf), ("crlf", &crlf)] {
         for size in [Some(1), Some(7), None] {
-            let got = decode(new, body.as_bytes(), size);
+            let got = decode(dialect, body.as_bytes(), size);
             assert_eq!(got.as_deref(), Ok(want), "{dir}/{name} {ending} chunk={size:?}");
         }
     }
 }
 
-fn responses() -> Box<dyn StreamDecoder> {
-    Box::new(openai_responses::Decoder::default())
-}
-
-fn gemini() -> Box<dyn StreamDecoder> {
-    Box::new(gemini::Decoder::default())
-}
 
 fn out(kind: OutputKind, text: &str) -> Signal {
     Signal::Output {
@@ -124,13 +113,12 @@ fn totals(signals: &[Signal]) -> UsageTotals {
     u
 }
 
-const R: &str = "openai-responses";
-const G: &str = "gemini";
+const R: DialectKind = DialectKind::OpenaiResponses;
+const G: DialectKind = DialectKind::Gemini;
 
 #[test]
 fn responses_text() {
     check(
-        responses,
         R,
         "text.txt",
         &[
@@ -157,7 +145,7 @@ fn responses_reasoning_summary_and_cached_input() {
         Signal::FinishReason("completed".into()),
         Signal::Done,
     ];
-    check(responses, R, "reasoning_summary.txt", &want);
+    check(R, "reasoning_summary.txt", &want);
     let u = totals(&want);
     assert_eq!(
         (u.output(), u.cached(), u.reasoning()),
@@ -168,7 +156,6 @@ fn responses_reasoning_summary_and_cached_input() {
 #[test]
 fn responses_vllm_reasoning_cut_by_max_output_tokens() {
     check(
-        responses,
         R,
         "vllm_reasoning_truncated.txt",
         &[
@@ -188,7 +175,6 @@ fn responses_vllm_reasoning_cut_by_max_output_tokens() {
 fn responses_function_call_arguments() {
     let t = |s| out(OutputKind::ToolCall, s);
     check(
-        responses,
         R,
         "function_call.txt",
         &[
@@ -206,7 +192,6 @@ fn responses_function_call_arguments() {
 #[test]
 fn responses_incomplete_is_a_complete_stream() {
     check(
-        responses,
         R,
         "incomplete.txt",
         &[
@@ -223,7 +208,6 @@ fn responses_incomplete_is_a_complete_stream() {
 #[test]
 fn responses_failed_with_a_rate_limit() {
     check(
-        responses,
         R,
         "failed_rate_limit.txt",
         &[
@@ -240,7 +224,6 @@ fn responses_failed_with_a_rate_limit() {
 #[test]
 fn responses_error_event() {
     check(
-        responses,
         R,
         "error_event.txt",
         &[
@@ -258,7 +241,6 @@ fn responses_error_event() {
 #[test]
 fn responses_truncated_has_no_end() {
     check(
-        responses,
         R,
         "truncated.txt",
         &[
@@ -273,7 +255,6 @@ fn responses_truncated_has_no_end() {
 fn gemini_text() {
     let u9 = usage(TokenSource::UsageMetadata, Some(9), None, None, None);
     check(
-        gemini,
         G,
         "text.txt",
         &[
@@ -310,7 +291,7 @@ fn gemini_thoughts_then_answer() {
         u(7, Some(8)),
         Signal::FinishReason("STOP".into()),
     ];
-    check(gemini, G, "thoughts.txt", &want);
+    check(G, "thoughts.txt", &want);
     let t = totals(&want);
     assert_eq!(
         (t.output(), t.reasoning(), t.cached()),
@@ -321,7 +302,6 @@ fn gemini_thoughts_then_answer() {
 #[test]
 fn gemini_function_call() {
     check(
-        gemini,
         G,
         "function_call.txt",
         &[
@@ -336,7 +316,6 @@ fn gemini_function_call() {
 #[test]
 fn gemini_max_tokens() {
     check(
-        gemini,
         G,
         "max_tokens.txt",
         &[
@@ -353,7 +332,6 @@ fn gemini_max_tokens() {
 #[test]
 fn gemini_safety_stop_is_an_error() {
     check(
-        gemini,
         G,
         "safety.txt",
         &[
@@ -373,7 +351,6 @@ fn gemini_safety_stop_is_an_error() {
 #[test]
 fn gemini_in_stream_errors() {
     check(
-        gemini,
         G,
         "rate_limited.txt",
         &[error(
@@ -382,7 +359,6 @@ fn gemini_in_stream_errors() {
         )],
     );
     check(
-        gemini,
         G,
         "unavailable.txt",
         &[
@@ -401,7 +377,6 @@ fn gemini_in_stream_errors() {
 fn gemini_truncated_has_no_finish_reason() {
     let u7 = usage(TokenSource::UsageMetadata, Some(7), None, None, None);
     check(
-        gemini,
         G,
         "truncated.txt",
         &[

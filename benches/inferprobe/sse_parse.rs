@@ -13,7 +13,7 @@ use anyhow::{bail, ensure};
 use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
 use inferprobe::probe::dialect::{DialectKind, Signal};
-use inferprobe::probe::sse;
+use inferprobe::probe::framing::sse;
 
 use crate::stats::median;
 
@@ -151,7 +151,7 @@ pub fn pass(dialect: DialectKind, chunks: &[Bytes]) -> anyhow::Result<(usize, us
             Some(Some(Ok(ev))) => {
                 n += 1;
                 signals.clear();
-                decoder.decode(&sse::as_sse_event(&ev), &mut signals)?;
+                decoder.decode(&ev.as_event(), &mut signals)?;
                 outputs += signals
                     .iter()
                     .filter(|s| matches!(s, Signal::Output { .. }))
@@ -205,7 +205,7 @@ pub fn run(passes: usize) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// Sizes of the single long line in [`long_lines`]: up to just below `sse::MAX_EVENT_BYTES`.
+/// Sizes of the single long line in [`long_lines`]: up to just below `framing::MAX_EVENT_BYTES`.
 pub const LONG_LINE_MIB: [usize; 3] = [1, 4, 15];
 /// Chunk size for the long lines: what one socket read typically hands over.
 pub const LONG_LINE_CHUNK: usize = 4096;

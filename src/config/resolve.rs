@@ -18,7 +18,7 @@ use super::types::{
     TargetConfig, Timeouts, TimeoutsConfig, MAX_RETRY_AFTER_LIMIT,
 };
 use super::{BaseUrl, Checks, ConnectionSettings, Loaded, Scenario, Target};
-use crate::probe::dialect::Message;
+use crate::probe::dialect::{AuthStyle, Message};
 
 /// Histogram metrics whose buckets the `buckets:` section may override, without the
 /// `inferprobe_` prefix.
@@ -620,13 +620,16 @@ fn resolve_target(
     if diag.error_count() > before {
         return None;
     }
+    let auth = t
+        .auth
+        .unwrap_or_else(|| default_auth(t.dialect, api_key.is_some()));
     Some(Target {
         name: t.name.clone(),
         dialect: t.dialect,
         base_url: base_url?,
         model: t.model.clone(),
         api_key,
-        auth: t.auth.unwrap_or_else(|| t.dialect.default_auth()),
+        auth,
         headers: t.headers.clone(),
         query: t.query.clone(),
         include_usage: t.include_usage,
@@ -760,6 +763,15 @@ fn check_base_url(
         return None;
     }
     Some(BaseUrl::Url(raw.trim_end_matches('/').to_string()))
+}
+
+/// The auth style of a target that names none: the dialect's, except that a key given to a
+/// signing dialect (Bedrock) is an API key sent as a bearer token.
+fn default_auth(dialect: crate::probe::dialect::DialectKind, has_key: bool) -> AuthStyle {
+    match dialect.default_auth() {
+        AuthStyle::AwsSigv4 if has_key => AuthStyle::Bearer,
+        other => other,
+    }
 }
 
 /// `raw` with anything before an `@` in its authority replaced, for error messages: a URL that

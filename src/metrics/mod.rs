@@ -163,12 +163,29 @@ const COST: HistogramSpec = HistogramSpec {
     buckets: buckets::REQUEST_COST_USD,
 };
 
-const HISTOGRAMS: [&HistogramSpec; 9] = [
-    &TTFT, &TTFAT, &TTFE, &ITL, &TPOT, &DURATION, &TTFB, &RATE, &COST,
+const SERVER_DURATION: HistogramSpec = HistogramSpec {
+    name: "server_reported_duration_seconds",
+    help: "Durations the server itself reports about a probe request, by phase: Ollama's load \
+           (model load), prompt_eval, eval (generation) and total; Bedrock's latency \
+           (metrics.latencyMs). Observed only for servers that report them.",
+    buckets: buckets::REQUEST_DURATION_SECONDS,
+};
+
+const HISTOGRAMS: [&HistogramSpec; 10] = [
+    &TTFT,
+    &TTFAT,
+    &TTFE,
+    &ITL,
+    &TPOT,
+    &DURATION,
+    &TTFB,
+    &RATE,
+    &COST,
+    &SERVER_DURATION,
 ];
 
 /// Names (without the `inferprobe_` prefix) of the histograms whose buckets config may override.
-pub const HISTOGRAM_NAMES: [&str; 9] = [
+pub const HISTOGRAM_NAMES: [&str; 10] = [
     TTFT.name,
     TTFAT.name,
     TTFE.name,
@@ -178,6 +195,7 @@ pub const HISTOGRAM_NAMES: [&str; 9] = [
     TTFB.name,
     RATE.name,
     COST.name,
+    SERVER_DURATION.name,
 ];
 
 /// Default buckets of a probe histogram, by name without the `inferprobe_` prefix.
@@ -221,6 +239,7 @@ pub struct ProbeMetrics {
     ttfb: HistogramVec,
     rate: HistogramVec,
     cost: HistogramVec,
+    server_duration: HistogramVec,
     probes: IntCounterVec,
     tokens: IntCounterVec,
     cost_total: CounterVec,
@@ -249,7 +268,9 @@ impl ProbeMetrics {
         buckets: &BTreeMap<String, Vec<f64>>,
     ) -> Result<ProbeMetrics, MetricsError> {
         validate_bucket_overrides(buckets)?;
-        let histogram = |spec: &HistogramSpec| -> Result<HistogramVec, MetricsError> {
+        let histogram_with = |spec: &HistogramSpec,
+                              labels: &[&str]|
+         -> Result<HistogramVec, MetricsError> {
             let bounds = buckets
                 .get(spec.name)
                 .cloned()
@@ -257,13 +278,13 @@ impl ProbeMetrics {
             let opts = HistogramOpts::new(spec.name, spec.help)
                 .namespace(NAMESPACE)
                 .buckets(bounds);
-            let vec =
-                HistogramVec::new(opts, &PROBE_LABELS).map_err(|e| register_error(spec.name, e))?;
+            let vec = HistogramVec::new(opts, labels).map_err(|e| register_error(spec.name, e))?;
             registry
                 .register(Box::new(vec.clone()))
                 .map_err(|e| register_error(spec.name, e))?;
             Ok(vec)
         };
+        let histogram = |spec: &HistogramSpec| histogram_with(spec, &PROBE_LABELS);
         let labels_plus =
             |extra: &'static str| [PROBE_LABELS[0], PROBE_LABELS[1], PROBE_LABELS[2], extra];
 
@@ -375,6 +396,7 @@ impl ProbeMetrics {
             ttfb: histogram(&TTFB)?,
             rate: histogram(&RATE)?,
             cost: histogram(&COST)?,
+            server_duration: histogram_with(&SERVER_DURATION, &labels_plus("phase"))?,
             probes: register(registry, "probes_total", probes)?,
             tokens: register(registry, "tokens_total", tokens)?,
             cost_total: register(registry, "cost_usd_total", cost_total)?,
@@ -462,6 +484,11 @@ impl ProbeMetrics {
             .filter(|r| r.is_finite() && outcome.e2e.is_some())
         {
             self.rate.with_label_values(&l).observe(rate);
+        }
+        for (phase, secs) in &outcome.server_timings {
+            self.server_duration
+                .with_label_values(&[l[0], l[1], l[2], phase])
+                .observe(*secs);
         }
         // Counters only go up: a negative or NaN cost (bad price config) is dropped, not counted.
         if let Some(cost) = outcome.cost_usd.filter(|c| c.is_finite() && *c >= 0.0) {
@@ -569,6 +596,11 @@ impl ProbeMetrics {
             let _ = self
                 .connections
                 .remove_label_values(&[target, model, scenario, c.as_str()]);
+        }
+        for phase in crate::probe::dialect::SERVER_TIMING_PHASES {
+            let _ = self
+                .server_duration
+                .remove_label_values(&[target, model, scenario, phase]);
         }
         let _ = self.cost_total.remove_label_values(&l);
         let _ = self.token_mismatch.remove_label_values(&l);
@@ -774,6 +806,7 @@ mod tests {
             answer: "a b c d".to_string(),
             rate_limit: Default::default(),
             connection: Default::default(),
+            server_timings: Vec::new(),
         }
     }
 

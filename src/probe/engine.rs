@@ -3,7 +3,7 @@
 //!
 //! The engine owns the clock. Every chunk of the body is stamped with `Instant::now()` the moment
 //! it is read from the socket, and each SSE event carries the stamp of the chunk that completed it
-//! (see [`crate::probe::sse`]). Timeouts are deadlines on that same clock.
+//! (see [`crate::probe::framing`]). Timeouts are deadlines on that same clock.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,10 +18,10 @@ use reqwest::Url;
 
 use crate::config::{ConnectionMode, Scenario, Target, Timeouts};
 use crate::cost::{request_cost, TokenCounts};
-use crate::probe::dialect::{self, AuthStyle, Message, OutputKind, ProbeRequest, Signal};
+use crate::probe::dialect::{self, Auth, Message, OutputKind, ProbeRequest, Signal};
+use crate::probe::framing::{self, FrameError, StampedEvent};
 use crate::probe::ratelimit::RateLimitInfo;
 use crate::probe::result::{ErrorCondition, ProbeResult, Transport};
-use crate::probe::sse::{self, SseError, StampedEvent};
 use crate::probe::trace::{
     ConnectionInfo, ConnectionUse, Outcome, RetryReason, TokenSource, Trace, UsageTotals,
 };
@@ -293,16 +293,25 @@ pub async fn run_probe(
     }
 }
 
-/// The request URL: base URL, the dialect's path, then the target's query parameters after any
-/// the base URL already carries.
+/// The request URL: base URL, the dialect's path for the model, then the dialect's query
+/// parameters and the target's, after any the base URL already carries.
 fn request_url(base_url: &str, target: &Target) -> Result<Url, String> {
     let mut url = Url::parse(base_url).map_err(|e| format!("invalid base URL: {e}"))?;
-    let path = format!(
-        "{}{}",
-        url.path().trim_end_matches('/'),
-        target.dialect.path()
-    );
+    let dialect_path = target.dialect.path(&target.model);
+    let (path, query) = match dialect_path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (dialect_path.as_str(), None),
+    };
+    let path = format!("{}{}", url.path().trim_end_matches('/'), path);
     url.set_path(&path);
+    if let Some(q) = query {
+        // The dialect's own parameters (`alt=sse`): plain `k=v` pairs, no escapes.
+        let mut qp = url.query_pairs_mut();
+        for pair in q.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            qp.append_pair(k, v);
+        }
+    }
     if !target.query.is_empty() {
         let mut q = url.query_pairs_mut();
         for (k, v) in &target.query {
@@ -331,9 +340,15 @@ fn request(
     body: &bytes::Bytes,
     credentials: bool,
 ) -> reqwest::RequestBuilder {
+    let accept = target
+        .dialect
+        .content_types()
+        .first()
+        .copied()
+        .unwrap_or("*/*");
     let mut req = http
         .post(url)
-        .header(header::ACCEPT, "text/event-stream")
+        .header(header::ACCEPT, accept)
         // Compressed event streams are not decoded: ask for none, and report one that comes.
         .header(header::ACCEPT_ENCODING, "identity")
         .header(header::CONTENT_TYPE, "application/json")
@@ -344,12 +359,16 @@ fn request(
     if !credentials {
         return req;
     }
-    if let Some(key) = &target.api_key {
-        req = match target.auth {
-            AuthStyle::Bearer => req.bearer_auth(key.expose()),
-            AuthStyle::XApiKey => req.header("x-api-key", key.expose()),
-            AuthStyle::ApiKey => req.header("api-key", key.expose()),
-        };
+    match target.auth.auth() {
+        Auth::Header { name, scheme } => {
+            if let Some(key) = &target.api_key {
+                req = match scheme {
+                    Some(scheme) => req.header(name, format!("{scheme} {}", key.expose())),
+                    None => req.header(name, key.expose()),
+                };
+            }
+        }
+        Auth::AwsSigV4 { .. } => {}
     }
     for (k, v) in &target.headers {
         req = req.header(k.as_str(), v.as_str());
@@ -391,6 +410,8 @@ struct Run<'a> {
     body_complete: bool,
     /// The request failed before any response byte on a connection that may have been reused.
     stale_candidate: bool,
+    /// Durations the server reported about this request (phase, seconds).
+    server_timings: Vec<(&'static str, f64)>,
 }
 
 /// How the request/stream phase ended.
@@ -414,6 +435,7 @@ impl<'a> Run<'a> {
             keep_alive: None,
             body_complete: false,
             stale_candidate: false,
+            server_timings: Vec::new(),
         }
     }
 
@@ -616,12 +638,8 @@ impl<'a> Run<'a> {
                 ),
             ));
         }
-        let is_sse = resp
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("text/event-stream"));
-        if !is_sse {
+        let accepted = target_accepts(self.target, resp.headers());
+        if !accepted {
             let ct = resp
                 .headers()
                 .get(header::CONTENT_TYPE)
@@ -640,7 +658,10 @@ impl<'a> Run<'a> {
             }
             return Err((
                 ProbeResult::MalformedStream,
-                format!("expected text/event-stream, got content type {ct:?}"),
+                format!(
+                    "expected {}, got content type {ct:?}",
+                    self.target.dialect.content_types().join(" or ")
+                ),
             ));
         }
 
@@ -678,7 +699,10 @@ impl<'a> Run<'a> {
                 }
             })
         };
-        let mut events = Box::pin(sse::frame(Box::pin(chunks)));
+        let mut events = Box::pin(framing::frame(
+            self.target.dialect.framing(),
+            Box::pin(chunks),
+        ));
         let mut decoder = self.target.dialect.decoder();
         let mut signals = Vec::with_capacity(4);
         // A finish reason ends an OpenAI stream when the body then ends cleanly.
@@ -734,7 +758,7 @@ impl<'a> Run<'a> {
                 self.trace.first_event = Some(ev.at);
             }
             signals.clear();
-            if let Err(e) = decoder.decode(&sse::as_sse_event(&ev), &mut signals) {
+            if let Err(e) = decoder.decode(&ev.as_event(), &mut signals) {
                 self.trace.failed_at = Some(ev.at);
                 return Err((ProbeResult::MalformedStream, e.to_string()));
             }
@@ -768,6 +792,11 @@ impl<'a> Run<'a> {
                         self.body_complete = drain(&mut events, self.total_deadline()).await;
                         return Ok(());
                     }
+                    Signal::ServerTiming { name, seconds } => {
+                        if seconds.is_finite() && seconds >= 0.0 {
+                            self.server_timings.push((name, seconds));
+                        }
+                    }
                     Signal::Error { kind, message } => {
                         self.trace.failed_at = Some(ev.at);
                         let class = kind.result(Transport::InStream);
@@ -782,19 +811,19 @@ impl<'a> Run<'a> {
     }
 
     /// The result of a body that could not be read to the dialect's end.
-    fn stream_error(&self, e: SseError, over_cap: bool, cap: u64) -> (ProbeResult, String) {
+    fn stream_error(&self, e: FrameError, over_cap: bool, cap: u64) -> (ProbeResult, String) {
         let n = self.trace.outputs.len();
         match e {
-            SseError::Transport(_) if over_cap => (
+            FrameError::Transport(_) if over_cap => (
                 ProbeResult::StreamAborted,
                 format!("response exceeded {cap} bytes after {n} output events"),
             ),
-            SseError::Transport(e) => (
+            FrameError::Transport(e) => (
                 ProbeResult::StreamAborted,
                 format!("stream broke after {n} output events: {e}"),
             ),
-            SseError::Malformed(e) => (ProbeResult::MalformedStream, e),
-            e @ SseError::Unterminated { .. } => (
+            FrameError::Malformed(e) => (ProbeResult::MalformedStream, e),
+            e @ FrameError::Unterminated { .. } => (
                 ProbeResult::StreamAborted,
                 format!("{e} after {n} output events"),
             ),
@@ -892,6 +921,7 @@ impl<'a> Run<'a> {
             answer: self.answer,
             rate_limit: self.rate_limit,
             connection: self.connection,
+            server_timings: self.server_timings,
         };
         // The one place probe outcomes are redacted: everything that shows them reads this.
         crate::redact::redact_outcome(&mut outcome);
@@ -903,7 +933,7 @@ impl<'a> Run<'a> {
 /// `deadline`), so the connection can be reused. True when the body ended cleanly.
 async fn drain<S>(events: &mut S, deadline: Instant) -> bool
 where
-    S: Stream<Item = Result<StampedEvent, SseError>> + Unpin,
+    S: Stream<Item = Result<StampedEvent, FrameError>> + Unpin,
 {
     let until = deadline.min(Instant::now() + DRAIN_MAX);
     loop {
@@ -916,6 +946,22 @@ where
 }
 
 /// 301, 302, 303, 307 and 308: the statuses that carry a `Location` to follow.
+/// Whether the response's media type is one the dialect streams.
+fn target_accepts(target: &Target, headers: &HeaderMap) -> bool {
+    let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let media = ct.split(';').next().unwrap_or("").trim();
+    target
+        .dialect
+        .content_types()
+        .iter()
+        .any(|t| media.eq_ignore_ascii_case(t))
+}
+
 fn is_redirect(status: reqwest::StatusCode) -> bool {
     matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308)
 }

@@ -1,11 +1,11 @@
-//! The probe engine: HTTP, the clock, SSE framing, dialects, trace → outcome, checks.
+//! The probe engine: HTTP, the clock, framing, dialects, trace → outcome, checks.
 
 pub mod check;
 pub mod dialect;
 pub mod engine;
+pub mod framing;
 pub mod ratelimit;
 pub mod result;
-pub mod sse;
 pub mod trace;
 
 pub use result::ProbeResult;

@@ -323,6 +323,9 @@ pub struct Outcome {
     pub rate_limit: RateLimitInfo,
     /// Which connection the probe used and whether it was retried.
     pub connection: ConnectionInfo,
+    /// Durations the server itself reported about this request, as (phase, seconds): Ollama's
+    /// `load`, `prompt_eval`, `eval`, `total`; Bedrock's `latency`. Empty for other servers.
+    pub server_timings: Vec<(&'static str, f64)>,
 }
 
 /// Whether the response came over a new connection or one kept from an earlier probe.

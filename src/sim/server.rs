@@ -505,20 +505,24 @@ async fn generate_with(
             )
         }
         Some(FaultKind::Http5xx) => {
-            let (status, kind, msg) =
-                if state.0.http_5xx_count.fetch_add(1, Ordering::Relaxed) % 2 == 0 {
-                    (
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        ErrorKind::Server,
-                        "simulated internal server error",
-                    )
-                } else {
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        ErrorKind::Overloaded,
-                        "simulated overload; try again later",
-                    )
-                };
+            let (status, kind, msg) = if state
+                .0
+                .http_5xx_count
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(2)
+            {
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorKind::Server,
+                    "simulated internal server error",
+                )
+            } else {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorKind::Overloaded,
+                    "simulated overload; try again later",
+                )
+            };
             return reply_error(&record, api, status, kind, msg);
         }
         _ => {}

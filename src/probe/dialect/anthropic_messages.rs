@@ -17,16 +17,32 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::openai_chat::{merge_extra, truncate, Text};
+use super::common::{merge_extra, truncate, Text};
 use super::{
-    token_count, DecodeError, ErrorCondition, OutputKind, ProbeRequest, Signal, SseEvent,
+    token_count, AuthStyle, DecodeError, Dialect, Framing, ErrorCondition, OutputKind, ProbeRequest, Signal, FramedEvent,
     StreamDecoder, TokenSource, UsageReport,
 };
 
 /// Headers every Anthropic request carries.
 pub const FIXED_HEADERS: &[(&str, &str)] = &[("anthropic-version", "2023-06-01")];
 
-const DIALECT: &str = "anthropic-messages";
+const DIALECT_NAME: &str = "anthropic-messages";
+
+/// The dialect's row: `POST {base_url}/v1/messages`, SSE, `x-api-key`; complete only at
+/// `message_stop`.
+pub static DIALECT: Dialect = Dialect {
+    name: DIALECT_NAME,
+    framing: Framing::Sse,
+    path: |_| "/v1/messages".to_string(),
+    default_auth: AuthStyle::XApiKey,
+    fixed_headers: FIXED_HEADERS,
+    content_types: &["text/event-stream"],
+    build_body,
+    decoder: || Box::new(Decoder::default()),
+    finish_reason_ends_stream: false,
+    end_marker: "message_stop",
+    simulator_prefix: "",
+};
 
 /// Builds the streaming request body.
 ///
@@ -131,7 +147,7 @@ impl Decoder {
         if u.is_null() {
             return Ok(());
         }
-        let count = |field: &str| token_count(DIALECT, u, prefix, field);
+        let count = |field: &str| token_count(DIALECT_NAME, u, prefix, field);
         let uncached = count("input_tokens")?;
         let output = if with_output {
             count("output_tokens")?
@@ -176,13 +192,13 @@ fn output(out: &mut Vec<Signal>, kind: OutputKind, text: Option<Text<'_>>) {
 }
 
 impl StreamDecoder for Decoder {
-    fn decode(&mut self, event: &SseEvent<'_>, out: &mut Vec<Signal>) -> Result<(), DecodeError> {
+    fn decode(&mut self, event: &FramedEvent<'_>, out: &mut Vec<Signal>) -> Result<(), DecodeError> {
         let data = event.data.trim();
         if data.is_empty() {
             return Ok(());
         }
         let ev: Event<'_> = serde_json::from_str(data).map_err(|e| DecodeError {
-            dialect: DIALECT,
+            dialect: DIALECT_NAME,
             reason: format!("invalid JSON event: {e}"),
         })?;
         let kind = match &ev.kind {
@@ -190,7 +206,7 @@ impl StreamDecoder for Decoder {
             None if !event.event.is_empty() && event.event != "message" => event.event,
             None => {
                 return Err(DecodeError {
-                    dialect: DIALECT,
+                    dialect: DIALECT_NAME,
                     reason: "event without a type".into(),
                 })
             }

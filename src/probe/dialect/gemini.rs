@@ -29,13 +29,28 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::openai_chat::{stream_error, truncate};
+use super::common::{stream_error, truncate};
 use super::{
-    token_count, DecodeError, ErrorCondition, OutputKind, ProbeRequest, Signal, SseEvent,
-    StreamDecoder, TokenSource, UsageReport,
+    path_segment, token_count, AuthStyle, DecodeError, Dialect, ErrorCondition, FramedEvent,
+    Framing, OutputKind, ProbeRequest, Signal, StreamDecoder, TokenSource, UsageReport,
 };
 
 const NAME: &str = "gemini";
+
+/// The table row.
+pub static DIALECT: Dialect = Dialect {
+    name: NAME,
+    framing: Framing::Sse,
+    path,
+    default_auth: AuthStyle::XGoogApiKey,
+    fixed_headers: &[],
+    content_types: &["text/event-stream"],
+    build_body,
+    decoder: || Box::new(Decoder::default()),
+    finish_reason_ends_stream: true,
+    end_marker: "a finishReason",
+    simulator_prefix: "",
+};
 
 /// Finish reasons that mean the server withheld (part of) the answer because of its content.
 pub const WITHHELD: [&str; 8] = [
@@ -73,21 +88,8 @@ pub fn path(model: &str) -> String {
     };
     format!(
         "/v1beta/{collection}/{}:streamGenerateContent?alt=sse",
-        encode_segment(id)
+        path_segment(id)
     )
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 fn text_part(text: &str) -> Value {
@@ -213,7 +215,7 @@ fn append(slot: &mut Option<String>, text: &str) {
 }
 
 impl StreamDecoder for Decoder {
-    fn decode(&mut self, event: &SseEvent<'_>, out: &mut Vec<Signal>) -> Result<(), DecodeError> {
+    fn decode(&mut self, event: &FramedEvent<'_>, out: &mut Vec<Signal>) -> Result<(), DecodeError> {
         let data = event.data.trim();
         if data.is_empty() {
             return Ok(());

@@ -1,15 +1,22 @@
 //! API dialects: how to build a streaming request and how to read its events.
 //!
 //! A dialect never touches the clock, the network, metrics or scheduling. It turns a
-//! [`ProbeRequest`] into a JSON body and turns each SSE event into [`Signal`]s; the engine stamps
-//! the time at which the bytes of each event arrived. Adding a dialect is one file here plus one
-//! arm in each `match` of [`DialectKind`].
+//! [`ProbeRequest`] into a JSON body and turns each framed event into [`Signal`]s; the engine
+//! stamps the time at which the bytes of each event arrived, whatever the framing
+//! ([`crate::probe::framing`]).
+//!
+//! **Adding a dialect** is one file here and one row in [`dialect_table!`] below:
+//! 1. `src/probe/dialect/<name>.rs` with `build_body`, a [`StreamDecoder`] and
+//!    `pub static DIALECT: Dialect` (name, framing, URL path, auth, fixed headers, accepted
+//!    content types, end of stream), unit-tested on recorded streams;
+//! 2. the row `VariantName => module_name,` in the table, which declares the module and adds the
+//!    [`DialectKind`] variant and its place in [`DialectKind::ALL`].
+//!
+//! Everything else (config, CLI, engine, metrics, the conformance suite) reads the table. The
+//! simulator speaks each dialect too (`src/sim/dialects/`); `tests/conformance.rs` fails for a
+//! dialect the simulator cannot serve.
 
-pub mod anthropic_messages;
-pub mod gemini;
-pub mod openai_chat;
-pub mod openai_completions;
-pub mod openai_responses;
+pub mod common;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -17,28 +24,161 @@ use serde_json::{Map, Value};
 pub use crate::probe::result::ErrorCondition;
 pub use crate::probe::trace::{TokenSource, UsageReport};
 
-/// The API dialects inferprobe speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DialectKind {
-    /// OpenAI Chat Completions: `POST {base_url}/chat/completions`.
-    OpenaiChat,
-    /// OpenAI legacy Completions: `POST {base_url}/completions`.
-    OpenaiCompletions,
-    /// Anthropic Messages: `POST {base_url}/v1/messages`.
-    AnthropicMessages,
+/// How a dialect's response body is cut into events (see [`crate::probe::framing`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// Server-sent events (`text/event-stream`).
+    Sse,
+    /// Newline-delimited JSON (`application/x-ndjson`).
+    Ndjson,
+    /// AWS event-stream binary messages (`application/vnd.amazon.eventstream`).
+    AwsEventStream,
 }
 
-/// How the API key is sent.
+/// How the API key is sent: the config's `auth:` names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthStyle {
-    /// `Authorization: Bearer <key>` (OpenAI and most compatible servers).
+    /// `Authorization: Bearer <key>` (OpenAI and most compatible servers, Bedrock API keys).
     Bearer,
     /// `x-api-key: <key>` (Anthropic).
     XApiKey,
     /// `api-key: <key>` (Azure OpenAI).
     ApiKey,
+    /// `x-goog-api-key: <key>` (Gemini).
+    XGoogApiKey,
+    /// AWS Signature Version 4 with credentials from the environment or the shared
+    /// credentials file (Amazon Bedrock); `api_key` is not used.
+    AwsSigv4,
+}
+
+/// What an [`AuthStyle`] puts on the request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Auth {
+    /// The key in a header, after `scheme` and a space when there is one.
+    Header {
+        /// Header name.
+        name: &'static str,
+        /// Scheme before the key (`Bearer`), if any.
+        scheme: Option<&'static str>,
+    },
+    /// A request signature computed over method, URL, headers and body.
+    AwsSigV4 {
+        /// The signing service name (`bedrock`).
+        service: &'static str,
+    },
+}
+
+impl AuthStyle {
+    /// The config name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthStyle::Bearer => "bearer",
+            AuthStyle::XApiKey => "x-api-key",
+            AuthStyle::ApiKey => "api-key",
+            AuthStyle::XGoogApiKey => "x-goog-api-key",
+            AuthStyle::AwsSigv4 => "aws-sigv4",
+        }
+    }
+
+    /// What this style puts on a request.
+    pub fn auth(self) -> Auth {
+        let header = |name, scheme| Auth::Header { name, scheme };
+        match self {
+            AuthStyle::Bearer => header("authorization", Some("Bearer")),
+            AuthStyle::XApiKey => header("x-api-key", None),
+            AuthStyle::ApiKey => header("api-key", None),
+            AuthStyle::XGoogApiKey => header("x-goog-api-key", None),
+            AuthStyle::AwsSigv4 => Auth::AwsSigV4 { service: "bedrock" },
+        }
+    }
+}
+
+/// One dialect: everything the engine, config and simulator need to know about an API.
+pub struct Dialect {
+    /// The config / CLI name (`openai-chat`).
+    pub name: &'static str,
+    /// How the response body is cut into events.
+    pub framing: Framing,
+    /// Request path (and query) appended to the base URL's path, given the model name. It
+    /// percent-encodes the model where the model goes into the path.
+    pub path: fn(model: &str) -> String,
+    /// The auth style used when the target does not choose one.
+    pub default_auth: AuthStyle,
+    /// Headers every request carries (besides auth, accept and content type).
+    pub fixed_headers: &'static [(&'static str, &'static str)],
+    /// Response media types accepted as a stream (lowercase, without parameters); the first is
+    /// sent as `Accept`.
+    pub content_types: &'static [&'static str],
+    /// The streaming request body.
+    pub build_body: fn(&ProbeRequest<'_>) -> Value,
+    /// A fresh decoder for one probe.
+    pub decoder: fn() -> Box<dyn StreamDecoder>,
+    /// True when a finish reason followed by a clean end of body completes a stream (servers
+    /// and proxies that omit an end marker); false when only [`Signal::Done`] does.
+    pub finish_reason_ends_stream: bool,
+    /// What completes a stream, for error messages.
+    pub end_marker: &'static str,
+    /// Path prefix of the simulator's routes: `base_url: simulator` resolves to the simulator's
+    /// root plus this, the base URL each provider's SDK would take.
+    pub simulator_prefix: &'static str,
+}
+
+impl std::fmt::Debug for Dialect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dialect").field("name", &self.name).finish()
+    }
+}
+
+/// The dialect table: one row per dialect, `Variant => module`. Declares each dialect's module
+/// and generates [`DialectKind`], [`DialectKind::ALL`] and [`DialectKind::spec`].
+macro_rules! dialect_table {
+    ($($variant:ident => $module:ident,)*) => {
+        $(pub mod $module;)*
+
+        /// The API dialects inferprobe speaks: a cheap handle on a row of the dialect table.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum DialectKind {
+            $(
+                #[doc = concat!("See [`", stringify!($module), "`].")]
+                $variant,
+            )*
+        }
+
+        impl DialectKind {
+            /// Every dialect, in table order.
+            pub const ALL: [DialectKind; [$(stringify!($variant)),*].len()] =
+                [$(DialectKind::$variant),*];
+
+            /// The dialect's row.
+            pub fn spec(self) -> &'static Dialect {
+                match self {
+                    $(DialectKind::$variant => &$module::DIALECT,)*
+                }
+            }
+        }
+    };
+}
+
+dialect_table! {
+    OpenaiChat => openai_chat,
+    OpenaiCompletions => openai_completions,
+    AnthropicMessages => anthropic_messages,
+    OpenaiResponses => openai_responses,
+    Gemini => gemini,
+}
+
+impl<'de> Deserialize<'de> for DialectKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        DialectKind::parse(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown dialect {:?}, expected one of: {}",
+                crate::probe::clip(&name, 40),
+                DialectKind::names().join(", ")
+            ))
+        })
+    }
 }
 
 /// One chat message of a scenario.
@@ -69,12 +209,18 @@ pub struct ProbeRequest<'a> {
     pub include_usage: bool,
 }
 
-/// One server-sent event after framing (the `event:` field and the joined `data:` lines).
+/// One event after framing.
+///
+/// | framing | `event` | `data` |
+/// |---|---|---|
+/// | SSE | the `event:` field, empty when absent | the `data:` lines joined by `\n` |
+/// | NDJSON | empty | one line |
+/// | AWS event-stream | `:event-type`, or `:exception-type` for an exception, or `error` | the payload (for `error`: `{"code", "message"}` from the headers) |
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SseEvent<'a> {
-    /// The `event:` field, empty when absent.
+pub struct FramedEvent<'a> {
+    /// The event's name.
     pub event: &'a str,
-    /// The `data:` lines joined by `\n`.
+    /// The event's payload.
     pub data: &'a str,
 }
 
@@ -94,7 +240,7 @@ pub enum OutputKind {
 /// one table, [`crate::probe::result::CONDITIONS`].
 pub type StreamErrorKind = ErrorCondition;
 
-/// What one SSE event meant. A single event may produce several signals.
+/// What one event meant. A single event may produce several signals.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Signal {
     /// Generated output. `text` is the delta; the engine accumulates answer text for checks.
@@ -115,7 +261,15 @@ pub enum Signal {
         kind: ErrorCondition,
         message: String,
     },
+    /// A duration the server reports about this request (Ollama's `load_duration`, Bedrock's
+    /// `metrics.latencyMs`), exported beside ours as
+    /// `inferprobe_server_reported_duration_seconds{phase=name}`.
+    ServerTiming { name: &'static str, seconds: f64 },
 }
+
+/// Every `name` a [`Signal::ServerTiming`] may carry: Ollama's `load` (model load),
+/// `prompt_eval`, `eval` (generation) and `total`; Bedrock's `latency`.
+pub const SERVER_TIMING_PHASES: [&str; 5] = ["load", "prompt_eval", "eval", "total", "latency"];
 
 /// An event the dialect could not interpret.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -131,7 +285,8 @@ pub struct DecodeError {
 pub trait StreamDecoder: Send {
     /// Interprets one event, appending what it meant to `out`. Keep-alive or unknown-but-valid
     /// events append nothing.
-    fn decode(&mut self, event: &SseEvent<'_>, out: &mut Vec<Signal>) -> Result<(), DecodeError>;
+    fn decode(&mut self, event: &FramedEvent<'_>, out: &mut Vec<Signal>)
+        -> Result<(), DecodeError>;
 }
 
 /// Largest token count a usage report may carry: ten times the largest context window any model
@@ -225,20 +380,9 @@ pub fn output_count_is_implausible(output_tokens: u64, limit: Option<u64>) -> bo
 }
 
 impl DialectKind {
-    /// Every dialect, for conformance tests and help text.
-    pub const ALL: [DialectKind; 3] = [
-        DialectKind::OpenaiChat,
-        DialectKind::OpenaiCompletions,
-        DialectKind::AnthropicMessages,
-    ];
-
     /// The config / CLI name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            DialectKind::OpenaiChat => "openai-chat",
-            DialectKind::OpenaiCompletions => "openai-completions",
-            DialectKind::AnthropicMessages => "anthropic-messages",
-        }
+        self.spec().name
     }
 
     /// Parses a config / CLI name.
@@ -246,66 +390,78 @@ impl DialectKind {
         DialectKind::ALL.into_iter().find(|d| d.as_str() == s)
     }
 
-    /// Path appended to the target's `base_url`.
-    pub fn path(self) -> &'static str {
-        match self {
-            DialectKind::OpenaiChat => "/chat/completions",
-            DialectKind::OpenaiCompletions => "/completions",
-            DialectKind::AnthropicMessages => "/v1/messages",
-        }
+    /// Every dialect's name, in table order.
+    pub fn names() -> Vec<&'static str> {
+        DialectKind::ALL.iter().map(|d| d.as_str()).collect()
     }
 
-    /// The auth header style used when the target does not choose one.
+    /// How the response body is cut into events.
+    pub fn framing(self) -> Framing {
+        self.spec().framing
+    }
+
+    /// Path (and query) appended to the target's `base_url` for `model`.
+    pub fn path(self, model: &str) -> String {
+        (self.spec().path)(model)
+    }
+
+    /// The auth style used when the target does not choose one.
     pub fn default_auth(self) -> AuthStyle {
-        match self {
-            DialectKind::OpenaiChat | DialectKind::OpenaiCompletions => AuthStyle::Bearer,
-            DialectKind::AnthropicMessages => AuthStyle::XApiKey,
-        }
+        self.spec().default_auth
     }
 
     /// Headers every request of this dialect carries (besides auth and content type).
     pub fn fixed_headers(self) -> &'static [(&'static str, &'static str)] {
-        match self {
-            DialectKind::OpenaiChat | DialectKind::OpenaiCompletions => &[],
-            DialectKind::AnthropicMessages => anthropic_messages::FIXED_HEADERS,
-        }
+        self.spec().fixed_headers
+    }
+
+    /// Response media types accepted as a stream.
+    pub fn content_types(self) -> &'static [&'static str] {
+        self.spec().content_types
     }
 
     /// The streaming request body.
-    pub fn build_body(self, req: &ProbeRequest<'_>) -> serde_json::Value {
-        match self {
-            DialectKind::OpenaiChat => openai_chat::build_body(req),
-            DialectKind::OpenaiCompletions => openai_completions::build_body(req),
-            DialectKind::AnthropicMessages => anthropic_messages::build_body(req),
-        }
+    pub fn build_body(self, req: &ProbeRequest<'_>) -> Value {
+        (self.spec().build_body)(req)
     }
 
-    /// True when a non-null finish reason followed by a clean end of body completes a stream
-    /// (OpenAI dialects: some servers and proxies omit `[DONE]`). Anthropic streams are complete
-    /// only at `message_stop`.
+    /// True when a finish reason followed by a clean end of body completes a stream.
     pub fn finish_reason_ends_stream(self) -> bool {
-        match self {
-            DialectKind::OpenaiChat | DialectKind::OpenaiCompletions => true,
-            DialectKind::AnthropicMessages => false,
-        }
+        self.spec().finish_reason_ends_stream
     }
 
     /// What completes a stream of this dialect, for error messages.
     pub fn end_marker(self) -> &'static str {
-        match self {
-            DialectKind::OpenaiChat | DialectKind::OpenaiCompletions => "[DONE] or a finish_reason",
-            DialectKind::AnthropicMessages => "message_stop",
-        }
+        self.spec().end_marker
     }
 
     /// A fresh decoder for one probe.
     pub fn decoder(self) -> Box<dyn StreamDecoder> {
-        match self {
-            DialectKind::OpenaiChat => Box::new(openai_chat::Decoder::default()),
-            DialectKind::OpenaiCompletions => Box::new(openai_completions::Decoder::default()),
-            DialectKind::AnthropicMessages => Box::new(anthropic_messages::Decoder::default()),
+        (self.spec().decoder)()
+    }
+
+    /// The simulator's base URL for this dialect, given the simulator's root URL.
+    pub fn simulator_base_url(self, root: &str) -> String {
+        format!(
+            "{}{}",
+            root.trim_end_matches('/'),
+            self.spec().simulator_prefix
+        )
+    }
+}
+
+/// Percent-encodes `s` for use as one URL path segment (everything but RFC 3986 unreserved
+/// characters), for dialects that put the model in the path.
+pub fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
         }
     }
+    out
 }
 
 /// Test helper: decodes `(event, data)` pairs with a fresh decoder of type `D`.
@@ -316,7 +472,7 @@ pub(crate) fn decode_all<D: StreamDecoder + Default>(
     let mut d = D::default();
     let mut out = Vec::new();
     for (event, data) in events {
-        d.decode(&SseEvent { event, data }, &mut out)?;
+        d.decode(&FramedEvent { event, data }, &mut out)?;
     }
     Ok(out)
 }
@@ -331,6 +487,37 @@ mod tests {
             Value::Object(m) => m,
             _ => Map::new(),
         }
+    }
+
+    #[test]
+    fn model_names_are_one_path_segment() {
+        assert_eq!(path_segment("gemini-2.5-flash"), "gemini-2.5-flash");
+        assert_eq!(
+            path_segment("arn:aws:bedrock:us-east-1:1:inference-profile/x"),
+            "arn%3Aaws%3Abedrock%3Aus-east-1%3A1%3Ainference-profile%2Fx"
+        );
+        assert_eq!(path_segment("a b/é"), "a%20b%2F%C3%A9");
+    }
+
+    #[test]
+    fn every_row_is_complete_and_names_are_unique() {
+        let mut names = DialectKind::names();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), DialectKind::ALL.len());
+        for d in DialectKind::ALL {
+            assert_eq!(DialectKind::parse(d.as_str()), Some(d));
+            assert!(!d.content_types().is_empty(), "{}", d.as_str());
+            assert!(d.path("m").starts_with('/'), "{}", d.as_str());
+            assert!(!d.end_marker().is_empty(), "{}", d.as_str());
+        }
+        let err = serde_json::from_value::<DialectKind>(serde_json::json!("openai-chatt"))
+            .expect_err("unknown name");
+        assert!(
+            err.to_string()
+                .starts_with("unknown dialect \"openai-chatt\", expected one of: openai-chat, "),
+            "{err}"
+        );
     }
 
     #[test]

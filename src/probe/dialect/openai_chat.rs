@@ -28,15 +28,33 @@
 //!   Every count is checked with [`super::token_count`]: a negative, non-numeric or absurd
 //!   count (above [`super::MAX_PLAUSIBLE_TOKENS`]) is a decode error naming the field.
 
-use std::borrow::Cow;
-
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::common::{merge_extra, stream_error, truncate, Text, MAX_ERROR_MESSAGE};
 use super::{
-    token_count, DecodeError, ErrorCondition, OutputKind, ProbeRequest, Signal, SseEvent,
+    token_count, AuthStyle, DecodeError, Dialect, Framing, ErrorCondition, FramedEvent, OutputKind, ProbeRequest, Signal,
     StreamDecoder, TokenSource, UsageReport,
 };
+
+/// The dialect's row: `POST {base_url}/chat/completions`, SSE, bearer auth.
+pub static DIALECT: Dialect = Dialect {
+    name: "openai-chat",
+    framing: Framing::Sse,
+    path: |_| "/chat/completions".to_string(),
+    default_auth: AuthStyle::Bearer,
+    fixed_headers: &[],
+    content_types: &["text/event-stream"],
+    build_body,
+    decoder: || Box::new(Decoder::default()),
+    finish_reason_ends_stream: true,
+    end_marker: OPENAI_END_MARKER,
+    simulator_prefix: "/v1",
+};
+
+/// What completes an OpenAI-style stream: some servers and proxies omit `[DONE]`, so a finish
+/// reason followed by a clean end of body does too.
+pub(super) const OPENAI_END_MARKER: &str = "[DONE] or a finish_reason";
 
 /// Builds the streaming request body.
 pub fn build_body(req: &ProbeRequest<'_>) -> Value {
@@ -73,19 +91,6 @@ pub(super) fn insert_openai_common(body: &mut Map<String, Value>, req: &ProbeReq
     }
 }
 
-/// Merges `extra_body` at the top level, overriding. A `null` value removes the field, so a
-/// scenario can drop a default (e.g. `max_tokens: null` with `max_completion_tokens: 64` for
-/// models that reject `max_tokens`).
-pub(super) fn merge_extra(body: &mut Map<String, Value>, extra: &Map<String, Value>) {
-    for (k, v) in extra {
-        if v.is_null() {
-            body.remove(k);
-        } else {
-            body.insert(k.clone(), v.clone());
-        }
-    }
-}
-
 /// Per-probe decoding state.
 #[derive(Default)]
 pub struct Decoder {
@@ -93,7 +98,7 @@ pub struct Decoder {
 }
 
 impl StreamDecoder for Decoder {
-    fn decode(&mut self, event: &SseEvent<'_>, out: &mut Vec<Signal>) -> Result<(), DecodeError> {
+    fn decode(&mut self, event: &FramedEvent<'_>, out: &mut Vec<Signal>) -> Result<(), DecodeError> {
         self.state.decode(Mode::Chat, event, out)
     }
 }
@@ -122,10 +127,6 @@ pub(super) struct State {
     /// The model last reported, to report it again only when it changes.
     model: Option<String>,
 }
-
-/// A JSON string that borrows from the event when it has no escapes.
-#[derive(Deserialize)]
-pub(super) struct Text<'a>(#[serde(borrow)] pub(super) Cow<'a, str>);
 
 #[derive(Deserialize)]
 struct Chunk<'a> {
@@ -233,7 +234,7 @@ impl State {
     pub(super) fn decode(
         &mut self,
         mode: Mode,
-        event: &SseEvent<'_>,
+        event: &FramedEvent<'_>,
         out: &mut Vec<Signal>,
     ) -> Result<(), DecodeError> {
         let data = event.data.trim();
@@ -439,58 +440,6 @@ fn error_from_value(error: &Value, error_type: Option<&str>) -> Signal {
         Value::String(s) => stream_error(Some(s), error_type, None),
         other => stream_error(None, error_type, Some(other)),
     }
-}
-
-/// Longest error message kept, in bytes; server messages can echo large inputs.
-const MAX_ERROR_MESSAGE: usize = 300;
-
-/// Builds an error signal from the usual `{message, type, code}` fields.
-pub(super) fn stream_error(
-    message: Option<&str>,
-    kind: Option<&str>,
-    code: Option<&Value>,
-) -> Signal {
-    let code_text = match code {
-        Some(Value::String(s)) => Some(Cow::Borrowed(s.as_str())),
-        Some(Value::Number(n)) => Some(Cow::Owned(n.to_string())),
-        _ => None,
-    };
-    let condition =
-        ErrorCondition::of_error_words([kind, code_text.as_deref()].into_iter().flatten());
-    let kind = kind.filter(|k| !k.is_empty());
-    let code = code_text.as_deref().filter(|c| !c.is_empty());
-    let mut text = match (kind, code) {
-        (Some(k), Some(c)) => format!("{k} ({c})"),
-        (Some(k), None) => k.to_string(),
-        (None, Some(c)) => c.to_string(),
-        (None, None) => String::new(),
-    };
-    match message.map(str::trim).filter(|m| !m.is_empty()) {
-        Some(m) => {
-            if !text.is_empty() {
-                text.push_str(": ");
-            }
-            text.push_str(truncate(m, MAX_ERROR_MESSAGE));
-        }
-        None if text.is_empty() => text.push_str("unknown error"),
-        None => {}
-    }
-    Signal::Error {
-        kind: condition,
-        message: text,
-    }
-}
-
-/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
-pub(super) fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 #[cfg(test)]
@@ -819,14 +768,6 @@ mod tests {
             matches!(&err, Err(DecodeError { dialect: "openai-chat", reason }) if reason.starts_with("invalid JSON chunk: ")),
             "{err:?}"
         );
-    }
-
-    #[test]
-    fn text_borrows_unless_escaped() {
-        let plain: Result<Text<'_>, _> = serde_json::from_str(r#""abc""#);
-        assert!(matches!(plain, Ok(Text(Cow::Borrowed("abc")))));
-        let escaped: Result<Text<'_>, _> = serde_json::from_str(r#""a\nb""#);
-        assert!(matches!(escaped, Ok(Text(Cow::Owned(ref s))) if s == "a\nb"));
     }
 
     #[test]

@@ -8,8 +8,27 @@
 
 use serde_json::{Map, Value};
 
-use super::openai_chat::{insert_openai_common, merge_extra, Mode, State};
-use super::{DecodeError, Message, ProbeRequest, Signal, SseEvent, StreamDecoder};
+use super::common::merge_extra;
+use super::openai_chat::{insert_openai_common, Mode, State, OPENAI_END_MARKER};
+use super::{
+    AuthStyle, DecodeError, Dialect, FramedEvent, Framing, Message, ProbeRequest, Signal,
+    StreamDecoder,
+};
+
+/// The dialect's row: `POST {base_url}/completions`, SSE, bearer auth.
+pub static DIALECT: Dialect = Dialect {
+    name: "openai-completions",
+    framing: Framing::Sse,
+    path: |_| "/completions".to_string(),
+    default_auth: AuthStyle::Bearer,
+    fixed_headers: &[],
+    content_types: &["text/event-stream"],
+    build_body,
+    decoder: || Box::new(Decoder::default()),
+    finish_reason_ends_stream: true,
+    end_marker: OPENAI_END_MARKER,
+    simulator_prefix: "/v1",
+};
 
 /// Builds the streaming request body.
 pub fn build_body(req: &ProbeRequest<'_>) -> Value {
@@ -42,7 +61,7 @@ pub struct Decoder {
 }
 
 impl StreamDecoder for Decoder {
-    fn decode(&mut self, event: &SseEvent<'_>, out: &mut Vec<Signal>) -> Result<(), DecodeError> {
+    fn decode(&mut self, event: &FramedEvent<'_>, out: &mut Vec<Signal>) -> Result<(), DecodeError> {
         self.state.decode(Mode::Completions, event, out)
     }
 }
@@ -83,7 +102,7 @@ mod tests {
             "[DONE]",
         ];
         for data in events {
-            assert_eq!(d.decode(&SseEvent { event: "", data }, &mut out), Ok(()));
+            assert_eq!(d.decode(&FramedEvent { event: "", data }, &mut out), Ok(()));
         }
         assert_eq!(
             out,
@@ -105,7 +124,7 @@ mod tests {
             ]
         );
         let err = d.decode(
-            &SseEvent {
+            &FramedEvent {
                 event: "",
                 data: "nope",
             },

@@ -31,13 +31,28 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::openai_chat::{merge_extra, stream_error, Text};
+use super::common::{merge_extra, stream_error, Text};
 use super::{
-    token_count, DecodeError, OutputKind, ProbeRequest, Signal, SseEvent, StreamDecoder,
-    TokenSource, UsageReport,
+    token_count, AuthStyle, DecodeError, Dialect, FramedEvent, Framing, OutputKind, ProbeRequest,
+    Signal, StreamDecoder, TokenSource, UsageReport,
 };
 
 const NAME: &str = "openai-responses";
+
+/// The table row.
+pub static DIALECT: Dialect = Dialect {
+    name: NAME,
+    framing: Framing::Sse,
+    path: |_| "/responses".to_string(),
+    default_auth: AuthStyle::Bearer,
+    fixed_headers: &[],
+    content_types: &["text/event-stream"],
+    build_body,
+    decoder: || Box::new(Decoder::default()),
+    finish_reason_ends_stream: false,
+    end_marker: "response.completed or response.incomplete",
+    simulator_prefix: "/v1",
+};
 
 /// Builds the streaming request body.
 pub fn build_body(req: &ProbeRequest<'_>) -> Value {
@@ -92,7 +107,7 @@ struct Event<'a> {
 }
 
 impl StreamDecoder for Decoder {
-    fn decode(&mut self, event: &SseEvent<'_>, out: &mut Vec<Signal>) -> Result<(), DecodeError> {
+    fn decode(&mut self, event: &FramedEvent<'_>, out: &mut Vec<Signal>) -> Result<(), DecodeError> {
         let data = event.data.trim();
         if data.is_empty() || data == "[DONE]" {
             return Ok(());

@@ -1,16 +1,10 @@
-//! Server-sent-event framing with arrival stamps.
-//!
-//! The engine stamps each body chunk with the `Instant` it arrived; [`frame`] turns those chunks
-//! into SSE events, each stamped with the arrival of the chunk that completed it (the chunk that
-//! carried the event's terminating blank line). Events are parsed lazily: buffered events are
-//! handed out before the next chunk is read, so the stamp of the latest chunk is always the one
-//! that completed them.
+//! Server-sent-event framing (`text/event-stream`).
 //!
 //! The framer follows the WHATWG event-stream grammar: an optional UTF-8 BOM at the start, lines
 //! ended by CRLF, LF or a lone CR, `:` comments, `data:` lines joined by `\n`, one optional space
 //! after the colon, and an event dispatched on a blank line only when it carried data. `id` and
 //! `retry` are ignored (a probe never reconnects). Where the grammar discards an event left
-//! unterminated at end of stream, we report it as [`SseError::Unterminated`]: for a probe, a body
+//! unterminated at end of stream, we report it as [`FrameError::Unterminated`]: for a probe, a body
 //! cut inside an event is a dropped stream, not a clean end. A trailing comment, blank lines or
 //! a field line without data (nothing that could become an event) still end the stream cleanly.
 //!
@@ -25,135 +19,28 @@
 //! per chunk. The test `eventsource_stream_withholds_events_after_invalid_utf8` pins the first.
 
 use std::fmt::Display;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::Stream;
 
-use crate::probe::dialect::SseEvent;
+use super::{Deframer, FrameError, StampedEvent, MAX_EVENT_BYTES};
 
-/// Upper bound on one unterminated line or one event's data, so a misbehaving server cannot make
-/// a probe buffer without limit.
-pub const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
-
-/// One SSE event, stamped with the arrival of the chunk that completed it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StampedEvent {
-    /// Arrival of the chunk that carried the event's terminating blank line.
-    pub at: Instant,
-    /// The `event:` field, empty when absent.
-    pub event: String,
-    /// The `data:` lines joined by `\n`.
-    pub data: String,
-}
-
-/// Why the event stream could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum SseError {
-    /// The underlying body stream failed (connection reset, decode error, ...).
-    #[error("reading the response body failed: {0}")]
-    Transport(String),
-    /// The bytes are not a valid event stream (invalid UTF-8, an over-long line or event).
-    #[error("malformed event stream: {0}")]
-    Malformed(String),
-    /// The body ended inside an event: mid-line, or after a `data:` line without the blank line
-    /// that dispatches the event.
-    #[error(
-        "the stream ended inside an event: the last event was cut off {} ({bytes} bytes pending)",
-        if *mid_line { "mid-line" } else { "without its blank line" }
-    )]
-    Unterminated {
-        /// Bytes of the unfinished event: its field lines so far plus the partial last line.
-        bytes: usize,
-        /// The last line itself was cut (no line end after it).
-        mid_line: bool,
-    },
-}
-
-/// Frames a stream of (arrival instant, chunk) into SSE events stamped with the arrival of the
-/// chunk that completed each event.
-///
-/// The returned stream ends after the first error or when the input ends.
-pub fn frame<S, E>(chunks: S) -> impl Stream<Item = Result<StampedEvent, SseError>> + Send
+/// Frames a stream of (arrival instant, chunk) as server-sent events: [`super::frame`] with
+/// [`crate::probe::dialect::Framing::Sse`].
+pub fn frame<S, E>(chunks: S) -> impl Stream<Item = Result<StampedEvent, FrameError>> + Send
 where
     S: Stream<Item = Result<(Instant, Bytes), E>> + Send + Unpin,
     E: Display,
 {
-    Framer {
-        inner: chunks,
-        parser: Parser::default(),
-        at: None,
-        done: false,
-    }
-}
-
-/// The dialect-facing view of a stamped event.
-pub fn as_sse_event(e: &StampedEvent) -> SseEvent<'_> {
-    SseEvent {
-        event: &e.event,
-        data: &e.data,
-    }
-}
-
-struct Framer<S> {
-    inner: S,
-    parser: Parser,
-    /// Arrival of the latest chunk; `None` until the first one.
-    at: Option<Instant>,
-    done: bool,
-}
-
-impl<S, E> Stream for Framer<S>
-where
-    S: Stream<Item = Result<(Instant, Bytes), E>> + Unpin,
-    E: Display,
-{
-    type Item = Result<StampedEvent, SseError>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        loop {
-            if this.done {
-                return Poll::Ready(None);
-            }
-            if let Some(at) = this.at {
-                match this.parser.next_event() {
-                    Ok(Some((event, data))) => {
-                        return Poll::Ready(Some(Ok(StampedEvent { at, event, data })));
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        this.done = true;
-                        return Poll::Ready(Some(Err(e)));
-                    }
-                }
-            }
-            match Pin::new(&mut this.inner).poll_next(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok((at, bytes)))) => {
-                    this.at = Some(at);
-                    this.parser.push(&bytes);
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    this.done = true;
-                    return Poll::Ready(Some(Err(SseError::Transport(e.to_string()))));
-                }
-                Poll::Ready(None) => {
-                    this.done = true;
-                    return Poll::Ready(this.parser.finish().err().map(Err));
-                }
-            }
-        }
-    }
+    super::with_parser(Parser::default(), chunks)
 }
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
-/// The incremental, allocation-light event-stream parser behind [`frame`].
+/// The incremental, allocation-light event-stream parser.
 #[derive(Default)]
-struct Parser {
+pub struct Parser {
     /// Unparsed bytes live in `buf[pos..]`.
     buf: Vec<u8>,
     pos: usize,
@@ -176,7 +63,7 @@ struct PendingEvent {
     raw: usize,
 }
 
-impl Parser {
+impl Deframer for Parser {
     fn push(&mut self, bytes: &[u8]) {
         // Only a partial line is left in the buffer here (the framer reads the next chunk only
         // once no line end is left), and a line is shifted at most once: after this move `pos`
@@ -189,8 +76,7 @@ impl Parser {
         self.buf.extend_from_slice(bytes);
     }
 
-    /// The next complete event in the buffer, if any.
-    fn next_event(&mut self) -> Result<Option<(String, String)>, SseError> {
+    fn next_event(&mut self) -> Result<Option<(String, String)>, FrameError> {
         if !self.bom_checked {
             let rest = &self.buf[self.pos..];
             if rest.len() < BOM.len() && BOM.starts_with(rest) {
@@ -223,7 +109,7 @@ impl Parser {
             else {
                 self.scan = self.buf.len();
                 if self.buf.len() - self.pos > MAX_EVENT_BYTES {
-                    return Err(SseError::Malformed(format!(
+                    return Err(FrameError::Malformed(format!(
                         "line longer than {MAX_EVENT_BYTES} bytes"
                     )));
                 }
@@ -239,8 +125,7 @@ impl Parser {
         }
     }
 
-    /// At end of input: an error if the input stopped inside an event.
-    fn finish(&self) -> Result<(), SseError> {
+    fn finish(&mut self) -> Result<Option<(String, String)>, FrameError> {
         let mut partial = &self.buf[self.pos..];
         if !self.bom_checked && BOM.starts_with(partial) {
             // Nothing but (part of) a byte-order mark.
@@ -250,9 +135,9 @@ impl Parser {
             && partial[0] != b':'
             && !partial.iter().all(u8::is_ascii_whitespace);
         if !self.pending.has_data && !line_matters {
-            return Ok(());
+            return Ok(None);
         }
-        Err(SseError::Unterminated {
+        Err(FrameError::Unterminated {
             bytes: self.pending.raw + partial.len(),
             mid_line: !partial.is_empty(),
         })
@@ -261,7 +146,7 @@ impl Parser {
 
 impl PendingEvent {
     /// Applies one line; returns the event a blank line completes.
-    fn line(&mut self, line: &[u8]) -> Result<Option<(String, String)>, SseError> {
+    fn line(&mut self, line: &[u8]) -> Result<Option<(String, String)>, FrameError> {
         if line.is_empty() {
             self.raw = 0;
             if !self.has_data {
@@ -289,7 +174,7 @@ impl PendingEvent {
                 let value = utf8(value, "data")?;
                 let joined = self.data.len() + usize::from(self.has_data) + value.len();
                 if joined > MAX_EVENT_BYTES {
-                    return Err(SseError::Malformed(format!(
+                    return Err(FrameError::Malformed(format!(
                         "event data longer than {MAX_EVENT_BYTES} bytes"
                     )));
                 }
@@ -310,9 +195,9 @@ impl PendingEvent {
     }
 }
 
-fn utf8<'a>(value: &'a [u8], field: &str) -> Result<&'a str, SseError> {
+fn utf8<'a>(value: &'a [u8], field: &str) -> Result<&'a str, FrameError> {
     std::str::from_utf8(value).map_err(|e| {
-        SseError::Malformed(format!(
+        FrameError::Malformed(format!(
             "invalid UTF-8 in `{field}` field at byte {}",
             e.valid_up_to()
         ))
@@ -458,7 +343,7 @@ mod tests {
         assert!(matches!(first, Some(Ok(ref d)) if d == "a"), "{first:?}");
         let second = s.next().now_or_never().flatten();
         assert!(
-            matches!(second, Some(Err(SseError::Malformed(ref m))) if m == "invalid UTF-8 in `data` field at byte 0"),
+            matches!(second, Some(Err(FrameError::Malformed(ref m))) if m == "invalid UTF-8 in `data` field at byte 0"),
             "{second:?}"
         );
         assert!(matches!(s.next().now_or_never(), Some(None)));
@@ -495,7 +380,7 @@ mod tests {
     }
 
     fn unterminated(bytes: usize, mid_line: bool) -> String {
-        SseError::Unterminated { bytes, mid_line }.to_string()
+        FrameError::Unterminated { bytes, mid_line }.to_string()
     }
 
     #[test]
@@ -559,15 +444,15 @@ mod tests {
     }
 
     #[test]
-    fn as_sse_event_borrows_fields() {
+    fn as_event_borrows_fields() {
         let e = StampedEvent {
             at: Instant::now(),
             event: "ping".to_string(),
             data: "{}".to_string(),
         };
         assert_eq!(
-            as_sse_event(&e),
-            SseEvent {
+            e.as_event(),
+            crate::probe::dialect::FramedEvent {
                 event: "ping",
                 data: "{}"
             }
