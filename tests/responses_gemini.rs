@@ -62,11 +62,14 @@ fn check(dialect: DialectKind, name: &str, want: &[Signal]) {
     for (ending, body) in [("lf", &lf), ("crlf", &crlf)] {
         for size in [Some(1), Some(7), None] {
             let got = decode(dialect, body.as_bytes(), size);
-            assert_eq!(got.as_deref(), Ok(want), "{dir}/{name} {ending} chunk={size:?}");
+            assert_eq!(
+                got.as_deref(),
+                Ok(want),
+                "{dir}/{name} {ending} chunk={size:?}"
+            );
         }
     }
 }
-
 
 fn out(kind: OutputKind, text: &str) -> Signal {
     Signal::Output {
@@ -141,7 +144,13 @@ fn responses_reasoning_summary_and_cached_input() {
         out(OutputKind::Reasoning, "\n\nThe sum is simple."),
         answer("Four"),
         answer("."),
-        usage(TokenSource::Usage, Some(1100), Some(70), Some(1024), Some(64)),
+        usage(
+            TokenSource::Usage,
+            Some(1100),
+            Some(70),
+            Some(1024),
+            Some(64),
+        ),
         Signal::FinishReason("completed".into()),
         Signal::Done,
     ];
@@ -387,4 +396,331 @@ fn gemini_truncated_has_no_finish_reason() {
             u7,
         ],
     );
+}
+
+// ---- The real engine on the same transcripts, served by a loopback replay server ----
+
+use std::sync::{Arc, Mutex};
+
+use inferprobe::config::{BaseUrl, Scenario, Secret, Target, Timeouts};
+use inferprobe::probe::engine;
+use inferprobe::probe::{Outcome, ProbeResult};
+
+/// A loopback server that answers every request with one recorded response and keeps each
+/// request's head (request line and headers).
+struct Replay {
+    base_url: String,
+    heads: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Replay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn replay(status: &str, content_type: &str, body: String) -> Replay {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    let head = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\
+         connection: close\r\n\r\n",
+        body.len()
+    );
+    let response: Arc<[u8]> = [head.as_bytes(), body.as_bytes()].concat().into();
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let response = response.clone();
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = sock.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse::<usize>().ok())?
+                            })
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + len {
+                            if let Ok(mut h) = seen.lock() {
+                                h.push(text[..end].to_string());
+                            }
+                            break;
+                        }
+                    }
+                }
+                let _ = sock.write_all(&response).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    Replay {
+        base_url: format!("http://{addr}"),
+        heads,
+        task,
+    }
+}
+
+async fn probe(dialect: DialectKind, base_url: &str, model: &str) -> Outcome {
+    let (mut t, _): (Target, _) =
+        inferprobe::commands::adhoc_target(&inferprobe::commands::AdHoc {
+            url: Some(base_url),
+            dialect: Some(dialect.as_str()),
+            model: Some(model),
+            prompt: None,
+            max_tokens: 64,
+            api_key_env: None,
+            headers: &[],
+            no_usage: false,
+            timeouts: Timeouts {
+                connect: Duration::from_secs(2),
+                first_token: Duration::from_secs(5),
+                idle: Duration::from_secs(5),
+                total: Duration::from_secs(10),
+            },
+        })
+        .expect("a valid ad-hoc target");
+    t.api_key = Some(Secret::new("k-replay-7f3a".to_string()));
+    let url = match &t.base_url {
+        BaseUrl::Url(u) => u.clone(),
+        BaseUrl::Simulator => unreachable!(),
+    };
+    let client = engine::client_for(&t.timeouts).expect("client");
+    engine::run_probe(&client, &t, &url, &Scenario::builtin_default()).await
+}
+
+/// Each transcript through the engine: its `result`, output tokens, where they came from, the
+/// output-bearing events and the finish reason.
+#[tokio::test]
+async fn transcripts_through_the_engine() {
+    use ProbeResult::*;
+    let cases: [(DialectKind, &str, ProbeResult, u64, &str, u64, Option<&str>); 16] = [
+        (R, "text.txt", Success, 6, "usage", 3, Some("completed")),
+        (
+            R,
+            "reasoning_summary.txt",
+            Success,
+            70,
+            "usage",
+            4,
+            Some("completed"),
+        ),
+        (
+            R,
+            "vllm_reasoning_truncated.txt",
+            Success,
+            16,
+            "usage",
+            4,
+            Some("max_output_tokens"),
+        ),
+        (
+            R,
+            "function_call.txt",
+            Success,
+            15,
+            "usage",
+            3,
+            Some("completed"),
+        ),
+        (
+            R,
+            "incomplete.txt",
+            Success,
+            16,
+            "usage",
+            2,
+            Some("max_output_tokens"),
+        ),
+        (
+            R,
+            "failed_rate_limit.txt",
+            RateLimited,
+            0,
+            "counted_events",
+            0,
+            None,
+        ),
+        (R, "error_event.txt", ApiError, 2, "counted_events", 2, None),
+        (
+            R,
+            "truncated.txt",
+            StreamAborted,
+            2,
+            "counted_events",
+            2,
+            None,
+        ),
+        (G, "text.txt", Success, 7, "usageMetadata", 3, Some("STOP")),
+        (
+            G,
+            "thoughts.txt",
+            Success,
+            45,
+            "usageMetadata",
+            3,
+            Some("STOP"),
+        ),
+        (
+            G,
+            "function_call.txt",
+            Success,
+            6,
+            "usageMetadata",
+            1,
+            Some("STOP"),
+        ),
+        (
+            G,
+            "max_tokens.txt",
+            Success,
+            8,
+            "usageMetadata",
+            2,
+            Some("MAX_TOKENS"),
+        ),
+        (
+            G,
+            "safety.txt",
+            ApiError,
+            2,
+            "usageMetadata",
+            1,
+            Some("SAFETY"),
+        ),
+        (
+            G,
+            "rate_limited.txt",
+            RateLimited,
+            0,
+            "counted_events",
+            0,
+            None,
+        ),
+        (G, "unavailable.txt", ApiError, 1, "counted_events", 1, None),
+        (
+            G,
+            "truncated.txt",
+            StreamAborted,
+            2,
+            "counted_events",
+            2,
+            None,
+        ),
+    ];
+    for (dialect, name, result, tokens, source, events, finish) in cases {
+        let r = replay(
+            "200 OK",
+            "text/event-stream",
+            fixture(dialect.as_str(), name),
+        )
+        .await;
+        let base = match dialect {
+            DialectKind::OpenaiResponses => format!("{}/v1", r.base_url),
+            _ => r.base_url.clone(),
+        };
+        let o = probe(dialect, &base, "probe-model").await;
+        let what = format!("{} {name}: {:?}", dialect.as_str(), o.error);
+        assert_eq!(o.result, result, "{what}");
+        assert_eq!(o.output_tokens, tokens, "{what}");
+        assert_eq!(o.token_source.as_str(), source, "{what}");
+        assert_eq!(o.output_events, events, "{what}");
+        assert_eq!(o.finish_reason.as_deref(), finish, "{what}");
+        assert!(!o.token_count_mismatch(), "{what}");
+        if result == Success {
+            assert!(o.e2e.is_some() && o.error.is_none(), "{what}");
+        } else {
+            assert!(o.e2e.is_none(), "{what}");
+        }
+    }
+}
+
+/// The request each dialect sends: its path and where the key goes.
+#[tokio::test]
+async fn requests_carry_the_path_and_the_key_the_dialects_way() {
+    let r = replay("200 OK", "text/event-stream", fixture("gemini", "text.txt")).await;
+    let o = probe(
+        DialectKind::Gemini,
+        &r.base_url,
+        "models/gemini-probe:flash",
+    )
+    .await;
+    assert_eq!(o.result, ProbeResult::Success, "{:?}", o.error);
+    let heads = r.heads.lock().map(|h| h.clone()).unwrap_or_default();
+    let head = heads.first().cloned().unwrap_or_default();
+    assert!(
+        head.starts_with(
+            "POST /v1beta/models/gemini-probe%3Aflash:streamGenerateContent?alt=sse HTTP/1.1"
+        ),
+        "{head}"
+    );
+    assert!(head.contains("x-goog-api-key: k-replay-7f3a"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("authorization"),
+        "{head}"
+    );
+    assert!(
+        !head.lines().next().unwrap_or("").contains("k-replay"),
+        "{head}"
+    );
+
+    let r = replay(
+        "200 OK",
+        "text/event-stream",
+        fixture("openai-responses", "text.txt"),
+    )
+    .await;
+    let o = probe(
+        DialectKind::OpenaiResponses,
+        &format!("{}/v1", r.base_url),
+        "gpt-probe",
+    )
+    .await;
+    assert_eq!(o.result, ProbeResult::Success, "{:?}", o.error);
+    let heads = r.heads.lock().map(|h| h.clone()).unwrap_or_default();
+    let head = heads.first().cloned().unwrap_or_default();
+    assert!(head.starts_with("POST /v1/responses HTTP/1.1"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("authorization: bearer k-replay-7f3a"),
+        "{head}"
+    );
+}
+
+/// Error bodies on a non-2xx status follow the status; a Gemini quota error is a rate limit.
+#[tokio::test]
+async fn gemini_http_errors() {
+    let body =
+        r#"{"error": {"code": 429, "message": "Quota exceeded.", "status": "RESOURCE_EXHAUSTED"}}"#;
+    let r = replay(
+        "429 Too Many Requests",
+        "application/json",
+        body.to_string(),
+    )
+    .await;
+    let o = probe(DialectKind::Gemini, &r.base_url, "gemini-probe").await;
+    assert_eq!(o.result, ProbeResult::RateLimited, "{:?}", o.error);
+    assert_eq!(o.http_status, Some(429));
+    // The same body on a 200 without a stream is still a rate limit.
+    let r = replay("200 OK", "application/json", body.to_string()).await;
+    let o = probe(DialectKind::Gemini, &r.base_url, "gemini-probe").await;
+    assert_eq!(o.result, ProbeResult::RateLimited, "{:?}", o.error);
 }

@@ -58,8 +58,9 @@ pub fn parse(api: Api, body: &[u8]) -> Result<GenRequest, String> {
         Api::OpenaiResponses => token_cap(obj, "max_output_tokens")?,
         Api::Gemini => match obj.get("generationConfig") {
             None | Some(Value::Null) => None,
-            Some(Value::Object(c)) => token_cap(c, "maxOutputTokens")
-                .map_err(|e| format!("generationConfig.{e}"))?,
+            Some(Value::Object(c)) => {
+                token_cap(c, "maxOutputTokens").map_err(|e| format!("generationConfig.{e}"))?
+            }
             Some(_) => return Err("generationConfig: must be an object".to_string()),
         },
     };
@@ -102,8 +103,8 @@ pub fn parse(api: Api, body: &[u8]) -> Result<GenRequest, String> {
             _ => return Err("prompt: Field required (a string)".to_string()),
         },
         Api::OpenaiResponses => {
-            let mut n = content_chars(obj.get("instructions"))
-                .map_err(|e| format!("instructions: {e}"))?;
+            let mut n =
+                content_chars(obj.get("instructions")).map_err(|e| format!("instructions: {e}"))?;
             match obj.get("input") {
                 Some(Value::String(s)) => n += s.chars().count(),
                 Some(Value::Array(items)) => {
@@ -236,8 +237,11 @@ mod tests {
         .unwrap();
         assert_eq!((r.max_tokens, r.prompt_chars), (Some(12), 9));
         assert_eq!(
-            parse(Api::Gemini, br#"{"contents":[],"generationConfig":{"maxOutputTokens":0}}"#)
-                .unwrap_err(),
+            parse(
+                Api::Gemini,
+                br#"{"contents":[],"generationConfig":{"maxOutputTokens":0}}"#
+            )
+            .unwrap_err(),
             "generationConfig.maxOutputTokens: must be a whole number of at least 1"
         );
         assert_eq!(

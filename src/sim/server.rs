@@ -294,9 +294,9 @@ fn authorized(cfg: &SimulatorConfig, h: &HeaderMap) -> bool {
         value("api-key"),
         value("x-goog-api-key"),
     ]
-        .into_iter()
-        .flatten()
-        .any(|v| v.trim() == key.expose())
+    .into_iter()
+    .flatten()
+    .any(|v| v.trim() == key.expose())
 }
 
 fn unauthorized(api: Api) -> Response {

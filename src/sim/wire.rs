@@ -517,14 +517,9 @@ pub fn whole(c: &Ctx, p: &Plan) -> Whole {
                 "usage": {"input_tokens": c.prompt_tokens, "output_tokens": out},
             })
         }
-        Api::OpenaiResponses => openai_responses::whole(
-            c,
-            &reasoning,
-            &answer,
-            p.reasoning,
-            p.answer,
-            p.truncated,
-        ),
+        Api::OpenaiResponses => {
+            openai_responses::whole(c, &reasoning, &answer, p.reasoning, p.answer, p.truncated)
+        }
         Api::Gemini => gemini::whole(c, &reasoning, &answer, p.reasoning, p.answer, p.truncated),
     };
     match p.fault {

@@ -131,7 +131,9 @@ mod tests {
 
     fn parse(b: &Bytes) -> Value {
         let s = String::from_utf8_lossy(b);
-        let body = s.strip_prefix("data: ").and_then(|s| s.strip_suffix("\n\n"));
+        let body = s
+            .strip_prefix("data: ")
+            .and_then(|s| s.strip_suffix("\n\n"));
         serde_json::from_str(body.unwrap_or("")).unwrap_or(Value::Null)
     }
 
@@ -182,7 +184,10 @@ mod tests {
             model_and_method("gemini-x:streamGenerateContent"),
             Some(("gemini-x", "streamGenerateContent"))
         );
-        assert_eq!(model_and_method("a:b:generateContent"), Some(("a:b", "generateContent")));
+        assert_eq!(
+            model_and_method("a:b:generateContent"),
+            Some(("a:b", "generateContent"))
+        );
         assert_eq!(model_and_method("gemini-x"), None);
         assert_eq!(model_and_method(":generateContent"), None);
     }

@@ -104,11 +104,15 @@ impl Wire {
         self.next_item += 1;
         self.reasoning_item = Some(index);
         vec![
-            self.ev(json!({"type": "response.output_item.added", "output_index": index,
-                           "item": reasoning_item(c, None)})),
-            self.ev(json!({"type": "response.content_part.added", "item_id": reasoning_id(c),
+            self.ev(
+                json!({"type": "response.output_item.added", "output_index": index,
+                           "item": reasoning_item(c, None)}),
+            ),
+            self.ev(
+                json!({"type": "response.content_part.added", "item_id": reasoning_id(c),
                            "output_index": index, "content_index": 0,
-                           "part": {"type": "reasoning_text", "text": ""}})),
+                           "part": {"type": "reasoning_text", "text": ""}}),
+            ),
         ]
     }
 
@@ -119,13 +123,19 @@ impl Wire {
         let text = std::mem::take(&mut self.reasoning);
         let item = reasoning_item(c, Some(&text));
         let out = vec![
-            self.ev(json!({"type": "response.reasoning_text.done", "item_id": reasoning_id(c),
-                           "output_index": index, "content_index": 0, "text": text})),
-            self.ev(json!({"type": "response.content_part.done", "item_id": reasoning_id(c),
+            self.ev(
+                json!({"type": "response.reasoning_text.done", "item_id": reasoning_id(c),
+                           "output_index": index, "content_index": 0, "text": text}),
+            ),
+            self.ev(
+                json!({"type": "response.content_part.done", "item_id": reasoning_id(c),
                            "output_index": index, "content_index": 0,
-                           "part": {"type": "reasoning_text", "text": text}})),
-            self.ev(json!({"type": "response.output_item.done", "output_index": index,
-                           "item": item})),
+                           "part": {"type": "reasoning_text", "text": text}}),
+            ),
+            self.ev(
+                json!({"type": "response.output_item.done", "output_index": index,
+                           "item": item}),
+            ),
         ];
         self.output.push(item);
         out
@@ -139,8 +149,10 @@ impl Wire {
         let index = self.next_item;
         self.next_item += 1;
         self.message_item = Some(index);
-        out.push(self.ev(json!({"type": "response.output_item.added", "output_index": index,
-                                "item": message_item(c, None)})));
+        out.push(self.ev(
+            json!({"type": "response.output_item.added", "output_index": index,
+                                "item": message_item(c, None)}),
+        ));
         out.push(self.ev(json!({"type": "response.content_part.added",
                                 "item_id": message_id(c), "output_index": index,
                                 "content_index": 0,
@@ -182,16 +194,20 @@ impl Wire {
         let index = self.message_item.unwrap_or(0);
         let text = std::mem::take(&mut self.answer);
         let item = message_item(c, Some(&text));
-        out.push(self.ev(json!({"type": "response.output_text.done", "item_id": message_id(c),
+        out.push(self.ev(
+            json!({"type": "response.output_text.done", "item_id": message_id(c),
                                 "output_index": index, "content_index": 0, "text": text,
-                                "logprobs": []})));
+                                "logprobs": []}),
+        ));
         out.push(self.ev(json!({"type": "response.content_part.done",
                                 "item_id": message_id(c), "output_index": index,
                                 "content_index": 0,
                                 "part": {"type": "output_text", "text": text,
                                          "annotations": []}})));
-        out.push(self.ev(json!({"type": "response.output_item.done", "output_index": index,
-                                "item": item})));
+        out.push(self.ev(
+            json!({"type": "response.output_item.done", "output_index": index,
+                                "item": item}),
+        ));
         self.output.push(item);
         let (ty, status) = if length {
             ("response.incomplete", "incomplete")
@@ -315,7 +331,10 @@ mod tests {
         let last = &evs[15]["response"];
         assert_eq!(last["status"], "completed");
         assert_eq!(last["usage"]["output_tokens"], 3);
-        assert_eq!(last["usage"]["output_tokens_details"]["reasoning_tokens"], 1);
+        assert_eq!(
+            last["usage"]["output_tokens_details"]["reasoning_tokens"],
+            1
+        );
         assert_eq!(last["usage"]["input_tokens"], 5);
         assert_eq!(last["output"][1]["content"][0]["text"], " one two");
         assert_eq!(last["output"][0]["content"][0]["text"], " alpha");
