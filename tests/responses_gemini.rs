@@ -507,12 +507,24 @@ async fn probe(dialect: DialectKind, base_url: &str, model: &str) -> Outcome {
     engine::run_probe(&client, &t, &url, &Scenario::builtin_default()).await
 }
 
+/// A transcript and what a probe of it gets: result, output tokens, `token_source`,
+/// output-bearing events and finish reason.
+type Expect = (
+    DialectKind,
+    &'static str,
+    ProbeResult,
+    u64,
+    &'static str,
+    u64,
+    Option<&'static str>,
+);
+
 /// Each transcript through the engine: its `result`, output tokens, where they came from, the
 /// output-bearing events and the finish reason.
 #[tokio::test]
 async fn transcripts_through_the_engine() {
     use ProbeResult::*;
-    let cases: [(DialectKind, &str, ProbeResult, u64, &str, u64, Option<&str>); 16] = [
+    let cases: [Expect; 16] = [
         (R, "text.txt", Success, 6, "usage", 3, Some("completed")),
         (
             R,
