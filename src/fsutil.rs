@@ -4,6 +4,10 @@
 //! growing. Every file inferprobe reads goes through [`read`] or [`read_to_string`], which read
 //! at most `limit + 1` bytes, so such a file costs at most its limit in memory and time, and a
 //! file over the limit is an error ("larger than 4 MiB") instead of an allocation failure.
+//!
+//! Files are opened without blocking: opening a named pipe that no process writes to would
+//! otherwise hang start-up (or a reload) for ever. A pipe or socket is read until its writer
+//! closes it, for at most [`PIPE_WAIT`]; one with no writer reads as empty.
 
 use std::io::{self, Read};
 use std::path::Path;
@@ -19,10 +23,67 @@ pub const TLS_FILE_LIMIT: u64 = 1 << 20;
 /// A load-test result file given to `thresholds` (per-request detail makes these large).
 pub const RESULTS_FILE_LIMIT: u64 = 256 << 20;
 
+/// Longest wait for a pipe's or socket's writer to finish.
+pub const PIPE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Reads at most `limit` bytes of `path`. A longer file fails with
 /// [`io::ErrorKind::FileTooLarge`] and the message "larger than {limit}".
 pub fn read(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
-    let file = std::fs::File::open(path)?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+        opts.custom_flags(libc::O_NONBLOCK);
+        let file = opts.open(path)?;
+        let kind = file.metadata()?.file_type();
+        if kind.is_fifo() || kind.is_socket() {
+            return read_pipe(file, limit, PIPE_WAIT);
+        }
+        read_file(file, limit)
+    }
+    #[cfg(not(unix))]
+    read_file(opts.open(path)?, limit)
+}
+
+/// Reads a pipe opened without blocking until its end, `limit` or `wait`.
+#[cfg(unix)]
+fn read_pipe(
+    mut file: std::fs::File,
+    limit: u64,
+    wait: std::time::Duration,
+) -> io::Result<Vec<u8>> {
+    let deadline = std::time::Instant::now() + wait;
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => return Ok(bytes),
+            Ok(n) => {
+                bytes.extend_from_slice(&buf[..n]);
+                if bytes.len() as u64 > limit {
+                    return Err(too_large(limit));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "a pipe whose writer did not finish within {}",
+                            humantime::format_duration(wait)
+                        ),
+                    ));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn read_file(file: std::fs::File, limit: u64) -> io::Result<Vec<u8>> {
     // The length is a hint only: special files report 0 and a growing file may change.
     let hint = file
         .metadata()
@@ -87,6 +148,72 @@ mod tests {
             let e = read(Path::new(dev), 64 << 10).unwrap_err();
             assert_eq!(e.to_string(), "larger than 64 KiB", "{dev}");
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn named_pipes_never_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fifo");
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo has no other preconditions.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // No writer: empty, at once.
+        let t = std::time::Instant::now();
+        assert_eq!(read(&path, 100).unwrap(), b"");
+        assert!(t.elapsed() < PIPE_WAIT);
+
+        // A writer that finishes: its bytes.
+        let p = path.clone();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            // A reader that saw no writer yet and closed makes the write fail: write again.
+            for _ in 0..200 {
+                let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&p) else {
+                    continue;
+                };
+                if f.write_all(b"sk-from-a-pipe").is_ok() {
+                    return;
+                }
+            }
+        });
+        // The writer's open blocks until a reader is there, so retry until it wrote.
+        let mut got = Vec::new();
+        for _ in 0..200 {
+            got = read(&path, 100).unwrap();
+            if !got.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        writer.join().unwrap();
+        assert_eq!(got, b"sk-from-a-pipe");
+
+        // A writer that never finishes: a timeout, not a hang.
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let p = path.clone();
+        let holder = std::thread::spawn(move || {
+            let _f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+            let _ = rx.recv_timeout(std::time::Duration::from_secs(10));
+        });
+        let mut err = None;
+        for _ in 0..200 {
+            match read(&path, 100) {
+                Err(e) => {
+                    err = Some(e);
+                    break;
+                }
+                Ok(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            }
+        }
+        let _ = tx.send(());
+        holder.join().unwrap();
+        let e = err.expect("the open writer is never done");
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(
+            e.to_string(),
+            "a pipe whose writer did not finish within 2s"
+        );
     }
 
     #[test]

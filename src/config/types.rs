@@ -252,18 +252,20 @@ impl std::fmt::Display for Secret {
 pub struct TargetConfig {
     /// Unique name; the `target` label.
     pub name: String,
-    /// API dialect: `openai-chat`, `openai-completions` or `anthropic-messages`.
+    /// API dialect: a name from the dialect table (`openai-chat`, `anthropic-messages`, `gemini`,
+    /// ...; see `DialectKind::names`).
     pub dialect: DialectKind,
     /// Base URL as the provider's SDK takes it (`http://host:8000/v1` for OpenAI dialects,
-    /// `https://api.anthropic.com` for Anthropic), or `simulator` for the in-process simulator.
+    /// `https://api.anthropic.com` for Anthropic; the dialect appends its path), or `simulator`
+    /// for the in-process simulator.
     pub base_url: String,
     /// Model name sent in requests; the `model` label.
     pub model: String,
     /// API key reference; omit for servers without auth.
     #[serde(default)]
     pub api_key: Option<SecretRef>,
-    /// How the key is sent; defaults to the dialect's habit (bearer for OpenAI, `x-api-key` for
-    /// Anthropic).
+    /// How the key is sent (or the request signed); defaults to the dialect's habit (bearer for
+    /// OpenAI, `x-api-key` for Anthropic, `aws-sigv4` for Bedrock without an `api_key`).
     #[serde(default)]
     pub auth: Option<AuthStyle>,
     /// Extra request headers (values are not logged).

@@ -705,7 +705,8 @@ impl<'a> Run<'a> {
         ));
         let mut decoder = self.target.dialect.decoder();
         let mut signals = Vec::with_capacity(4);
-        // A finish reason ends an OpenAI stream when the body then ends cleanly.
+        // In dialects that allow it, a finish reason ends the stream when the body then ends
+        // cleanly.
         let finish_ends = self.target.dialect.finish_reason_ends_stream();
         let mut finished = false;
 
@@ -1101,7 +1102,8 @@ async fn read_capped(resp: reqwest::Response, cap: usize, deadline: Instant) -> 
     out
 }
 
-/// True when a body is a JSON object with an `error` member (OpenAI and Anthropic shapes).
+/// True when a body is a JSON object with an `error` member (OpenAI, Anthropic, Gemini and
+/// Ollama shapes).
 fn looks_like_error(body: &[u8]) -> bool {
     serde_json::from_slice::<serde_json::Value>(body)
         .ok()
