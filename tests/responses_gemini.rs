@@ -736,3 +736,149 @@ async fn gemini_http_errors() {
     let o = probe(DialectKind::Gemini, &r.base_url, "gemini-probe").await;
     assert_eq!(o.result, ProbeResult::RateLimited, "{:?}", o.error);
 }
+
+// ---- The simulator's routes for both APIs, with a plain HTTP client ----
+
+async fn sim_with(yaml: &str) -> inferprobe::sim::SimHandle {
+    let cfg: inferprobe::config::simulator::SimulatorConfig =
+        serde_saphyr::from_str(yaml).expect("simulator yaml");
+    inferprobe::sim::start(cfg).await.expect("simulator starts")
+}
+
+async fn post(url: &str, headers: &[(&str, &str)], body: &str) -> (u16, String, String) {
+    engine::install_crypto_provider();
+    let mut req = reqwest::Client::new().post(url).body(body.to_string());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.expect("POST");
+    let status = resp.status().as_u16();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    (status, ct, resp.text().await.expect("body"))
+}
+
+#[tokio::test]
+async fn simulator_gemini_route_reads_model_and_method_from_the_path() {
+    let sim = sim_with("ttft: 10ms\nitl: 1ms\noutput_tokens: 3\napi_key: g-sim-key\n").await;
+    let base = format!("{}/v1beta/models", sim.base_url());
+    let key = [("x-goog-api-key", "g-sim-key")];
+    let body = r#"{"contents":[{"role":"user","parts":[{"text":"Count to three."}]}],
+                   "generationConfig":{"maxOutputTokens":2}}"#;
+
+    // Unstreamed: the whole answer, cut at maxOutputTokens.
+    let (status, ct, text) = post(&format!("{base}/gem-a:generateContent"), &key, body).await;
+    assert_eq!((status, ct.as_str()), (200, "application/json"), "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(v["modelVersion"], "gem-a");
+    assert_eq!(v["candidates"][0]["finishReason"], "MAX_TOKENS");
+    assert_eq!(
+        v["candidates"][0]["content"]["parts"][0]["text"],
+        " one two"
+    );
+    assert_eq!(v["usageMetadata"]["candidatesTokenCount"], 2);
+    assert_eq!(v["usageMetadata"]["promptTokenCount"], 4);
+
+    // Streamed: SSE chunks, the last with the finish reason.
+    let url = format!("{base}/gem-b:streamGenerateContent?alt=sse");
+    let (status, ct, text) = post(&url, &key, body).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(ct.starts_with("text/event-stream"), "{ct}");
+    let chunks: Vec<&str> = text.split("\n\n").filter(|c| !c.is_empty()).collect();
+    assert_eq!(chunks.len(), 3, "{text}");
+    assert!(
+        chunks[2].contains(r#""finishReason":"MAX_TOKENS""#),
+        "{text}"
+    );
+    assert!(!text.contains("[DONE]"));
+
+    // Errors in Gemini's shape: a missing key, no alt=sse, an unknown method.
+    let (status, _, text) = post(&url, &[], body).await;
+    assert_eq!(status, 401);
+    assert!(text.contains(r#""status":"UNAUTHENTICATED""#), "{text}");
+    let no_sse = format!("{base}/gem-b:streamGenerateContent");
+    let (status, _, text) = post(&no_sse, &key, body).await;
+    assert_eq!(status, 400);
+    assert!(
+        text.contains("alt=sse") && text.contains("INVALID_ARGUMENT"),
+        "{text}"
+    );
+    let (status, _, _) = post(&format!("{base}/gem-b:countTokens"), &key, body).await;
+    assert_eq!(status, 400);
+    let (status, _, text) = post(
+        &url,
+        &[
+            ("x-goog-api-key", "g-sim-key"),
+            ("x-sim-fault", "rate_limited"),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(status, 429);
+    assert!(text.contains("RESOURCE_EXHAUSTED"), "{text}");
+
+    let models: Vec<(String, bool)> = sim
+        .ground_truth()
+        .iter()
+        .filter(|r| r.status == 200)
+        .map(|r| (r.model.clone(), r.stream))
+        .collect();
+    assert_eq!(
+        models,
+        [("gem-a".to_string(), false), ("gem-b".to_string(), true)]
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn simulator_responses_route_answers_whole_and_streamed() {
+    let sim = sim_with("ttft: 10ms\nitl: 1ms\noutput_tokens: 3\nreasoning_tokens: 2\n").await;
+    let url = format!("{}/v1/responses", sim.base_url());
+    let (status, _, text) = post(
+        &url,
+        &[],
+        r#"{"model":"r-1","input":"Count.","instructions":"Be brief."}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(v["object"], "response");
+    assert_eq!(v["status"], "completed");
+    assert_eq!(v["output"][0]["type"], "reasoning");
+    assert_eq!(v["output"][1]["content"][0]["text"], " one two three");
+    assert_eq!(v["usage"]["output_tokens"], 5);
+    assert_eq!(v["usage"]["output_tokens_details"]["reasoning_tokens"], 2);
+
+    let (status, _, text) = post(
+        &url,
+        &[],
+        r#"{"model":"r-1","input":[{"role":"user","content":"Count."}],"stream":true,"max_output_tokens":4}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let names: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(names.first(), Some(&"response.created"));
+    assert_eq!(names.last(), Some(&"response.incomplete"));
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| **n == "response.reasoning_text.delta")
+            .count(),
+        2
+    );
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| **n == "response.output_text.delta")
+            .count(),
+        2
+    );
+    sim.shutdown().await;
+}
