@@ -8,7 +8,8 @@
 //!
 //! Routes: `POST /v1/chat/completions`, `POST /v1/completions`, `POST /v1/messages`,
 //! `POST /v1/responses`, `POST /v1beta/models/{model}:streamGenerateContent?alt=sse` (and
-//! `:generateContent`), `GET /v1/models`, `GET /metrics`, `GET`/`PATCH /control`, `GET /ground-truth`, `GET /health`.
+//! `:generateContent`), `GET /v1/models`, `GET /metrics`, `GET`/`PATCH /control`,
+//! `GET /ground-truth`, `GET /health`.
 //!
 //! Model of one request: it arrives, draws its fault and timings, waits for a decode slot (FIFO
 //! when `slots` are all busy), then sends its first event at once and token `i` at

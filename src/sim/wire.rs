@@ -115,7 +115,7 @@ pub enum ErrorKind {
 /// An error body shaped like the API's own.
 pub fn error_json(api: Api, kind: ErrorKind, message: &str) -> Value {
     match api {
-        Api::OpenaiChat | Api::OpenaiCompletions => {
+        Api::OpenaiChat | Api::OpenaiCompletions | Api::OpenaiResponses => {
             let (ty, code) = match kind {
                 ErrorKind::InvalidRequest => ("invalid_request_error", Value::Null),
                 ErrorKind::Authentication => ("invalid_request_error", json!("invalid_api_key")),
@@ -135,7 +135,6 @@ pub fn error_json(api: Api, kind: ErrorKind, message: &str) -> Value {
             };
             json!({"type": "error", "error": {"type": ty, "message": message}})
         }
-        Api::OpenaiResponses => openai_responses::error_json(kind, message),
         Api::Gemini => gemini::error_json(kind, message),
     }
 }

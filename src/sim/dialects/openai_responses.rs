@@ -4,12 +4,13 @@
 //! the answer as a `message` item with `response.output_text.delta` events, and
 //! `response.completed` (or `response.incomplete` with `max_output_tokens` when the token cap
 //! cut the answer) carrying `usage`. An in-stream failure is `response.failed` with
-//! `response.error.code` `server_error`. No `[DONE]`.
+//! `response.error.code` `server_error`. No `[DONE]`. HTTP error bodies are OpenAI's, shared with
+//! the chat API in `super::super::wire`.
 
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use crate::sim::wire::{Ctx, ErrorKind};
+use crate::sim::wire::Ctx;
 
 /// `event: TYPE` + `data: JSON`, the type read from the object.
 fn event(v: &Value) -> Bytes {
@@ -233,18 +234,6 @@ impl Wire {
             b"event: response.output_text.delta\ndata: {\"type\": \"response.output_text.delta\", \"delta\": \n\n",
         )
     }
-}
-
-/// An HTTP error body: OpenAI's `{"error": {message, type, param, code}}`.
-pub fn error_json(kind: ErrorKind, message: &str) -> Value {
-    let (ty, code) = match kind {
-        ErrorKind::InvalidRequest => ("invalid_request_error", Value::Null),
-        ErrorKind::Authentication => ("invalid_request_error", json!("invalid_api_key")),
-        ErrorKind::RateLimit => ("requests", json!("rate_limit_exceeded")),
-        ErrorKind::Server => ("server_error", Value::Null),
-        ErrorKind::Overloaded => ("server_error", json!("service_unavailable")),
-    };
-    json!({"error": {"message": message, "type": ty, "param": null, "code": code}})
 }
 
 /// The whole response object of a non-streamed request.
