@@ -8,7 +8,8 @@
 //!
 //! Routes: `POST /v1/chat/completions`, `POST /v1/completions`, `POST /v1/messages`,
 //! `POST /v1/responses`, `POST /v1beta/models/{model}:streamGenerateContent?alt=sse` (and
-//! `:generateContent`), `GET /v1/models`, `GET /metrics`, `GET`/`PATCH /control`,
+//! `:generateContent`), `POST /api/chat` (Ollama, NDJSON), `POST /model/{model_id}/converse-stream`
+//! (Bedrock, AWS event-stream), `GET /v1/models`, `GET /metrics`, `GET`/`PATCH /control`,
 //! `GET /ground-truth`, `GET /health`.
 //!
 //! Model of one request: it arrives, draws its fault and timings, waits for a decode slot (FIFO
@@ -60,6 +61,10 @@ pub enum Api {
     OpenaiResponses,
     /// `POST /v1beta/models/{model}:streamGenerateContent` (and `:generateContent`).
     Gemini,
+    /// `POST /api/chat` (Ollama's native API, NDJSON).
+    Ollama,
+    /// `POST /model/{model_id}/converse-stream` (Bedrock, AWS event-stream).
+    BedrockConverse,
 }
 
 impl Api {
@@ -71,6 +76,8 @@ impl Api {
             Api::AnthropicMessages => "anthropic-messages",
             Api::OpenaiResponses => "openai-responses",
             Api::Gemini => "gemini",
+            Api::Ollama => "ollama",
+            Api::BedrockConverse => "bedrock-converse",
         }
     }
 
@@ -82,6 +89,9 @@ impl Api {
             Api::AnthropicMessages => format!("msg_sim{tag}{n:06}"),
             Api::OpenaiResponses => format!("resp_sim{tag}{n:06}"),
             Api::Gemini => format!("sim{tag}{n:06}"),
+            // Neither API has a response id in its body; this one is the x-request-id.
+            Api::Ollama => format!("ollama-sim{tag}{n:06}"),
+            Api::BedrockConverse => format!("bedrock-sim{tag}{n:06}"),
         }
     }
 }

@@ -63,6 +63,26 @@ pub fn parse(api: Api, body: &[u8]) -> Result<GenRequest, String> {
             }
             Some(_) => return Err("generationConfig: must be an object".to_string()),
         },
+        Api::Ollama => match obj.get("options") {
+            Some(Value::Object(o)) => match o.get("num_predict") {
+                // Ollama: a negative num_predict means no limit.
+                Some(Value::Number(n)) if n.as_i64().is_some_and(|n| n < 0) => None,
+                _ => token_cap(o, "num_predict").map_err(|e| format!("options.{e}"))?,
+            },
+            _ => None,
+        },
+        Api::BedrockConverse => match obj.get("inferenceConfig") {
+            Some(Value::Object(o)) => {
+                token_cap(o, "maxTokens").map_err(|e| format!("inferenceConfig.{e}"))?
+            }
+            _ => None,
+        },
+    };
+    // Ollama streams unless told not to; ConverseStream always streams.
+    let stream = match api {
+        Api::Ollama => !matches!(obj.get("stream"), Some(Value::Bool(false))),
+        Api::BedrockConverse => true,
+        _ => stream,
     };
     let include_usage = obj
         .get("stream_options")
@@ -71,7 +91,7 @@ pub fn parse(api: Api, body: &[u8]) -> Result<GenRequest, String> {
         .unwrap_or(false);
 
     let prompt_chars = match api {
-        Api::OpenaiChat | Api::AnthropicMessages => {
+        Api::OpenaiChat | Api::AnthropicMessages | Api::Ollama | Api::BedrockConverse => {
             let messages = obj
                 .get("messages")
                 .and_then(Value::as_array)
@@ -81,7 +101,7 @@ pub fn parse(api: Api, body: &[u8]) -> Result<GenRequest, String> {
                 n += content_chars(m.get("content"))
                     .map_err(|e| format!("messages[{i}].content: {e}"))?;
             }
-            if api == Api::AnthropicMessages {
+            if matches!(api, Api::AnthropicMessages | Api::BedrockConverse) {
                 n += content_chars(obj.get("system")).map_err(|e| format!("system: {e}"))?;
             }
             n
@@ -251,6 +271,44 @@ mod tests {
         assert_eq!(
             parse(Api::OpenaiResponses, br#"{"model":"m"}"#).unwrap_err(),
             "input: Field required (a string or an array of items)"
+        );
+    }
+
+    #[test]
+    fn ollama_and_bedrock_requests() {
+        let r = parse(
+            Api::Ollama,
+            br#"{"model":"llama3.2","messages":[{"role":"user","content":"12345"}],"options":{"num_predict":9}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (r.stream, r.max_tokens, r.prompt_chars),
+            (true, Some(9), 5),
+            "Ollama streams unless told not to"
+        );
+        let r = parse(
+            Api::Ollama,
+            br#"{"messages":[],"stream":false,"options":{"num_predict":-1}}"#,
+        )
+        .unwrap();
+        assert_eq!((r.stream, r.max_tokens), (false, None));
+        assert_eq!(
+            parse(
+                Api::Ollama,
+                br#"{"messages":[],"options":{"num_predict":0}}"#
+            )
+            .unwrap_err(),
+            "options.num_predict: must be a whole number of at least 1"
+        );
+        let r = parse(
+            Api::BedrockConverse,
+            br#"{"model":"a.b-v1:0","messages":[{"role":"user","content":[{"text":"abc"}]}],
+                "system":[{"text":"sys"}],"inferenceConfig":{"maxTokens":7}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (r.model.as_str(), r.stream, r.max_tokens, r.prompt_chars),
+            ("a.b-v1:0", true, Some(7), 6)
         );
     }
 

@@ -151,6 +151,8 @@ pub fn router(state: SimState) -> Router {
         .route("/v1/responses", post(responses))
         // `{model}:{method}` is one path segment (the router has no suffix parameters).
         .route("/v1beta/models/{target}", post(gemini))
+        .route("/api/chat", post(ollama_chat))
+        .route("/model/{model_id}/converse-stream", post(converse_stream))
         .route("/v1/models", get(models))
         .route("/metrics", get(metrics))
         .route("/control", get(get_control).patch(patch_control))
@@ -212,6 +214,28 @@ async fn gemini(
         stream,
     };
     generate_with(s, Api::Gemini, h, body, Some(from_path)).await
+}
+
+async fn ollama_chat(State(s): State<SimState>, h: HeaderMap, body: Bytes) -> Response {
+    generate(s, Api::Ollama, h, body).await
+}
+
+/// Bedrock names the model in the path: it is put in the body's `model` for [`generate`].
+async fn converse_stream(
+    State(s): State<SimState>,
+    Path(model_id): Path<String>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(mut o)) => {
+            o.insert("model".into(), Value::from(model_id));
+            Bytes::from(Value::Object(o).to_string())
+        }
+        // Not an object: `generate` answers 400 with the parse error.
+        _ => body,
+    };
+    generate(s, Api::BedrockConverse, h, body).await
 }
 
 async fn models(State(s): State<SimState>, h: HeaderMap) -> Response {
@@ -281,15 +305,20 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// True when no key is configured or the request carries it in any of the usual headers.
+/// True when no key is configured or the request carries it in any of the usual headers; an
+/// AWS SigV4 `Authorization` counts when its access key id is the key (the signature itself is
+/// not checked: the simulator has no secret key).
 fn authorized(cfg: &SimulatorConfig, h: &HeaderMap) -> bool {
     let Some(key) = &cfg.api_key else {
         return true;
     };
     let value = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-    let bearer = value(header::AUTHORIZATION.as_str()).and_then(|v| v.strip_prefix("Bearer "));
+    let auth = value(header::AUTHORIZATION.as_str());
+    let bearer = auth.and_then(|v| v.strip_prefix("Bearer "));
+    let sigv4 = auth.and_then(super::dialects::bedrock_converse::sigv4_access_key);
     [
         bearer,
+        sigv4,
         value("x-api-key"),
         value("api-key"),
         value("x-goog-api-key"),
@@ -309,7 +338,13 @@ fn unauthorized(api: Api) -> Response {
 }
 
 fn error_response(api: Api, status: StatusCode, kind: ErrorKind, message: &str) -> Response {
-    (status, Json(wire::error_json(api, kind, message))).into_response()
+    let mut resp = (status, Json(wire::error_json(api, kind, message))).into_response();
+    if api == Api::BedrockConverse {
+        let ty = super::dialects::bedrock_converse::error_type(kind);
+        resp.headers_mut()
+            .insert("x-amzn-errortype", HeaderValue::from_static(ty));
+    }
+    resp
 }
 
 /// Sends an error reply and records it.

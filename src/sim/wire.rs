@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::dialects::{gemini, openai_responses};
+use super::dialects::{self, gemini, openai_responses, Timing};
 use super::sample::Plan;
 use super::Api;
 use crate::config::simulator::FaultKind;
@@ -136,12 +136,30 @@ pub fn error_json(api: Api, kind: ErrorKind, message: &str) -> Value {
             json!({"type": "error", "error": {"type": ty, "message": message}})
         }
         Api::Gemini => gemini::error_json(kind, message),
+        Api::Ollama => dialects::ollama::error_json(kind, message),
+        Api::BedrockConverse => dialects::bedrock_converse::error_json(kind, message),
+    }
+}
+
+/// The plan's durations, before the real ones are known (replaced when the end is sent).
+fn planned_timing(p: &Plan) -> Timing {
+    let eval: std::time::Duration = p
+        .itls
+        .iter()
+        .take(p.total().saturating_sub(1) as usize)
+        .sum();
+    Timing {
+        total: p.ttft + eval,
+        load: std::time::Duration::ZERO,
+        prompt_eval: p.ttft,
+        eval,
     }
 }
 
 /// Builds the events of one API, tracking which Anthropic content blocks are open.
 struct Emitter<'a> {
     c: &'a Ctx,
+    planned: Timing,
     reasoning_sent: u32,
     answer_sent: u32,
     thinking_open: bool,
@@ -153,9 +171,10 @@ struct Emitter<'a> {
 }
 
 impl<'a> Emitter<'a> {
-    fn new(c: &'a Ctx) -> Self {
+    fn new(c: &'a Ctx, planned: Timing) -> Self {
         Emitter {
             c,
+            planned,
             reasoning_sent: 0,
             answer_sent: 0,
             thinking_open: false,
@@ -224,6 +243,9 @@ impl<'a> Emitter<'a> {
             )],
             Api::OpenaiResponses => self.responses.open(self.c),
             Api::Gemini => self.gemini.open(),
+            // Ollama's first line already carries text.
+            Api::Ollama => Vec::new(),
+            Api::BedrockConverse => dialects::bedrock_converse::open(),
         }
     }
 
@@ -277,6 +299,17 @@ impl<'a> Emitter<'a> {
             let text = reasoning_token(self.reasoning_sent);
             self.reasoning_sent += 1;
             match self.c.api {
+                Api::Ollama => dialects::ollama::token(&self.c.model, self.c.created, &text, true),
+                Api::BedrockConverse => {
+                    let (before, tok) = dialects::bedrock_converse::token(
+                        &text,
+                        true,
+                        self.reasoning_sent - 1,
+                        self.answer_sent,
+                    );
+                    pre.extend(before);
+                    tok
+                }
                 Api::OpenaiChat => data(&self.chat_chunk(json!({"reasoning_content": text}), None)),
                 Api::OpenaiCompletions => data(&self.completion_chunk(&text, None)),
                 Api::AnthropicMessages => {
@@ -301,6 +334,17 @@ impl<'a> Emitter<'a> {
             let text = answer_token(self.answer_sent);
             self.answer_sent += 1;
             match self.c.api {
+                Api::Ollama => dialects::ollama::token(&self.c.model, self.c.created, &text, false),
+                Api::BedrockConverse => {
+                    let (before, tok) = dialects::bedrock_converse::token(
+                        &text,
+                        false,
+                        self.reasoning_sent,
+                        self.answer_sent - 1,
+                    );
+                    pre.extend(before);
+                    tok
+                }
                 Api::OpenaiChat => data(&self.chat_chunk(json!({"content": text}), None)),
                 Api::OpenaiCompletions => data(&self.completion_chunk(&text, None)),
                 Api::AnthropicMessages => {
@@ -366,6 +410,21 @@ impl<'a> Emitter<'a> {
             }
             Api::OpenaiResponses => out.push(self.responses.close(self.c, length)),
             Api::Gemini => out.push(self.gemini.close(self.c, length)),
+            Api::Ollama => out.push(dialects::ollama::close(
+                &self.c.model,
+                self.c.created,
+                finish,
+                self.c.prompt_tokens,
+                self.completion_tokens(),
+                &self.planned,
+            )),
+            Api::BedrockConverse => out.push(dialects::bedrock_converse::close(
+                finish,
+                self.reasoning_sent,
+                self.answer_sent,
+                self.c.prompt_tokens,
+                &self.planned,
+            )),
         }
         Bytes::from(out.concat())
     }
@@ -378,6 +437,8 @@ impl<'a> Emitter<'a> {
             Api::AnthropicMessages => event("error", &body),
             Api::OpenaiResponses => self.responses.error(self.c, msg),
             Api::Gemini => self.gemini.error(msg),
+            Api::Ollama => dialects::ollama::error(msg),
+            Api::BedrockConverse => dialects::bedrock_converse::error(msg),
         }
     }
 
@@ -391,13 +452,15 @@ impl<'a> Emitter<'a> {
             ),
             Api::OpenaiResponses => self.responses.malformed(),
             Api::Gemini => self.gemini.malformed(),
+            Api::Ollama => dialects::ollama::malformed(&self.c.model),
+            Api::BedrockConverse => dialects::bedrock_converse::malformed(),
         }
     }
 }
 
 /// The steps of a streamed answer to a request with this plan.
 pub fn script(c: &Ctx, p: &Plan) -> Vec<Step> {
-    let mut e = Emitter::new(c);
+    let mut e = Emitter::new(c, planned_timing(p));
     let mut steps: Vec<Step> = e.open().into_iter().map(Step::Event).collect();
     if p.fault == Some(FaultKind::ApiError) {
         steps.push(Step::End(e.error(), FinishReason::Abort));
@@ -520,6 +583,19 @@ pub fn whole(c: &Ctx, p: &Plan) -> Whole {
             openai_responses::whole(c, &reasoning, &answer, p.reasoning, p.answer, p.truncated)
         }
         Api::Gemini => gemini::whole(c, &reasoning, &answer, p.reasoning, p.answer, p.truncated),
+        Api::Ollama => dialects::ollama::whole(
+            &c.model,
+            c.created,
+            &reasoning,
+            &answer,
+            finish,
+            c.prompt_tokens,
+            out,
+            &planned_timing(p),
+        ),
+        Api::BedrockConverse => {
+            dialects::bedrock_converse::whole(&reasoning, &answer, finish, c.prompt_tokens, out)
+        }
     };
     match p.fault {
         Some(FaultKind::MalformedStream) => {

@@ -166,6 +166,8 @@ dialect_table! {
     AnthropicMessages => anthropic_messages,
     OpenaiResponses => openai_responses,
     Gemini => gemini,
+    Ollama => ollama,
+    BedrockConverse => bedrock_converse,
 }
 
 impl<'de> Deserialize<'de> for DialectKind {
