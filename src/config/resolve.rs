@@ -623,6 +623,18 @@ fn resolve_target(
     let auth = t
         .auth
         .unwrap_or_else(|| default_auth(t.dialect, api_key.is_some()));
+    if auth == AuthStyle::AwsSigv4
+        && api_key.is_none()
+        && crate::probe::aws::bedrock_api_key().is_none()
+    {
+        // Read again before every request (files and session tokens rotate): a warning now.
+        if let Err(e) = crate::probe::aws::load_credentials() {
+            diag.warn(
+                &path.key("auth"),
+                format!("{e} (probes are not sent, and end http_4xx, until there are some)"),
+            );
+        }
+    }
     Some(Target {
         name: t.name.clone(),
         dialect: t.dialect,

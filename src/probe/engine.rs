@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::{Stream, StreamExt};
 use rand::Rng;
@@ -339,13 +339,14 @@ fn request(
     url: Url,
     body: &bytes::Bytes,
     credentials: bool,
-) -> reqwest::RequestBuilder {
+) -> Result<reqwest::RequestBuilder, (ProbeResult, String)> {
     let accept = target
         .dialect
         .content_types()
         .first()
         .copied()
         .unwrap_or("*/*");
+    let signed_url = url.to_string();
     let mut req = http
         .post(url)
         .header(header::ACCEPT, accept)
@@ -357,7 +358,7 @@ fn request(
         req = req.header(*k, *v);
     }
     if !credentials {
-        return req;
+        return Ok(req);
     }
     match target.auth.auth() {
         Auth::Header { name, scheme } => {
@@ -368,12 +369,35 @@ fn request(
                 };
             }
         }
-        Auth::AwsSigV4 { .. } => {}
+        Auth::AwsSigV4 { service } => {
+            let input = crate::probe::aws::SignInput {
+                method: "POST",
+                url: &signed_url,
+                headers: &[("content-type", "application/json")],
+                body,
+            };
+            let key = target.api_key.as_ref().map(|k| k.expose());
+            match crate::probe::aws::authorize(&input, key, None, service, SystemTime::now()) {
+                Ok(headers) => {
+                    for (k, v) in headers {
+                        req = req.header(k, v);
+                    }
+                }
+                // Unsigned, the request would only be refused (HTTP 403): it is not sent, and
+                // the reason says what is missing.
+                Err(e) => {
+                    return Err((
+                        ProbeResult::Http4xx,
+                        format!("request not sent: it cannot be authorized: {e}"),
+                    ))
+                }
+            }
+        }
     }
     for (k, v) in &target.headers {
         req = req.header(k.as_str(), v.as_str());
     }
-    req
+    Ok(req)
 }
 
 /// Prefixes the first user message with a short random nonce so the server's prefix cache cannot
@@ -499,7 +523,7 @@ impl<'a> Run<'a> {
         let mut current = url.clone();
         loop {
             let credentials = current.origin() == origin;
-            let req = request(&http, self.target, current.clone(), body, credentials);
+            let req = request(&http, self.target, current.clone(), body, credentials)?;
             let resp = match tokio::time::timeout_at(header_deadline.into(), req.send()).await {
                 Err(_) => {
                     return Err(self
