@@ -238,6 +238,41 @@ fn stream_parts(dialect: DialectKind) -> (Vec<String>, Vec<String>, String) {
                 ev("message_stop", r#"{"type":"message_stop"}"#),
             )
         }
+        // The finish reason comes with the end marker: no finish event of its own.
+        DialectKind::OpenaiResponses => (
+            ["A", "B", "C"]
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    ev(
+                        "response.output_text.delta",
+                        &format!(
+                            r#"{{"type":"response.output_text.delta","sequence_number":{i},"item_id":"msg_1","output_index":0,"content_index":0,"delta":"{t}"}}"#
+                        ),
+                    )
+                })
+                .collect(),
+            Vec::new(),
+            ev(
+                "response.completed",
+                r#"{"type":"response.completed","sequence_number":3,"response":{"id":"resp_1","status":"completed","model":"m","usage":{"input_tokens":5,"output_tokens":3}}}"#,
+            ),
+        ),
+        // No end marker: a usage-only chunk after the finish stands in for one.
+        DialectKind::Gemini => (
+            ["A", "B", "C"]
+                .iter()
+                .map(|t| {
+                    data(&format!(
+                        r#"{{"candidates":[{{"content":{{"parts":[{{"text":"{t}"}}],"role":"model"}},"index":0}}],"modelVersion":"m"}}"#
+                    ))
+                })
+                .collect(),
+            vec![data(
+                r#"{"candidates":[{"content":{"parts":[{"text":""}],"role":"model"},"finishReason":"STOP","index":0}],"modelVersion":"m"}"#,
+            )],
+            data(r#"{"usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":3,"totalTokenCount":8},"modelVersion":"m"}"#),
+        ),
         DialectKind::Ollama | DialectKind::BedrockConverse => {
             panic!("{dialect:?} is not framed as SSE: see tests/ollama_bedrock.rs")
         }
@@ -389,15 +424,16 @@ async fn a_finish_reason_then_a_clean_end_completes_an_openai_stream_only() {
         if dialect.finish_reason_ends_stream() {
             assert_eq!(o.result, ProbeResult::Success, "{dialect:?}: {:?}", o.error);
             assert!(o.e2e.is_some());
-            assert_eq!(o.finish_reason.as_deref(), Some("stop"));
+            assert_eq!(
+                o.finish_reason.map(|f| f.to_ascii_lowercase()).as_deref(),
+                Some("stop")
+            );
         } else {
             // Anthropic: stop_reason in message_delta, but no message_stop.
             assert_eq!(o.result, ProbeResult::StreamAborted, "{dialect:?}");
             let e = o.error.as_deref().unwrap_or("");
-            assert!(
-                e.contains("without message_stop after 3 output events"),
-                "{e}"
-            );
+            let want = format!("without {} after 3 output events", dialect.end_marker());
+            assert!(e.contains(&want), "{e}");
         }
     }
 }
@@ -638,7 +674,13 @@ async fn redirects_are_not_followed_unless_asked_and_never_carry_credentials_awa
             first.header("x-tenant-token").is_some(),
             "the origin gets them"
         );
-        for h in ["authorization", "x-api-key", "api-key", "x-tenant-token"] {
+        for h in [
+            "authorization",
+            "x-api-key",
+            "api-key",
+            "x-goog-api-key",
+            "x-tenant-token",
+        ] {
             assert_eq!(
                 moved.header(h),
                 None,

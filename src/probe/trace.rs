@@ -125,6 +125,9 @@ pub enum TokenSource {
     Timings,
     /// Anthropic's cumulative `message_delta.usage.output_tokens`.
     MessageDeltaUsage,
+    /// Gemini's `usageMetadata` (`candidatesTokenCount` + `thoughtsTokenCount`), a running
+    /// total on every chunk.
+    UsageMetadata,
     /// Ollama's final `eval_count` (the `done: true` line of `/api/chat`).
     EvalCount,
     /// Bedrock ConverseStream's `metadata.usage.outputTokens`.
@@ -141,6 +144,7 @@ impl TokenSource {
             TokenSource::XGroqUsage => "x_groq.usage",
             TokenSource::Timings => "timings",
             TokenSource::MessageDeltaUsage => "message_delta.usage",
+            TokenSource::UsageMetadata => "usageMetadata",
             TokenSource::EvalCount => "eval_count",
             TokenSource::MetadataUsage => "metadata.usage",
             TokenSource::CountedEvents => "counted_events",
@@ -158,6 +162,7 @@ impl TokenSource {
         match self {
             TokenSource::Usage
             | TokenSource::MessageDeltaUsage
+            | TokenSource::UsageMetadata
             | TokenSource::EvalCount
             | TokenSource::MetadataUsage => 3,
             TokenSource::XGroqUsage => 2,

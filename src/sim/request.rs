@@ -7,11 +7,12 @@ use super::Api;
 /// The parts of a request that shape the answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GenRequest {
-    /// The `model` field (empty when absent).
+    /// The `model` field (empty when absent; Gemini names it in the path).
     pub model: String,
-    /// `"stream": true`.
+    /// `"stream": true` (Gemini: the path's method).
     pub stream: bool,
-    /// `max_completion_tokens`, else `max_tokens`.
+    /// `max_completion_tokens`, else `max_tokens` (Responses: `max_output_tokens`; Gemini:
+    /// `generationConfig.maxOutputTokens`).
     pub max_tokens: Option<u32>,
     /// OpenAI: `stream_options.include_usage`.
     pub include_usage: bool,
@@ -54,6 +55,14 @@ pub fn parse(api: Api, body: &[u8]) -> Result<GenRequest, String> {
             token_cap(obj, "max_tokens")?
                 .ok_or_else(|| "max_tokens: Field required".to_string())?,
         ),
+        Api::OpenaiResponses => token_cap(obj, "max_output_tokens")?,
+        Api::Gemini => match obj.get("generationConfig") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(c)) => {
+                token_cap(c, "maxOutputTokens").map_err(|e| format!("generationConfig.{e}"))?
+            }
+            Some(_) => return Err("generationConfig: must be an object".to_string()),
+        },
         Api::Ollama => match obj.get("options") {
             Some(Value::Object(o)) => match o.get("num_predict") {
                 // Ollama: a negative num_predict means no limit.
@@ -113,6 +122,34 @@ pub fn parse(api: Api, body: &[u8]) -> Result<GenRequest, String> {
             }
             _ => return Err("prompt: Field required (a string)".to_string()),
         },
+        Api::OpenaiResponses => {
+            let mut n =
+                content_chars(obj.get("instructions")).map_err(|e| format!("instructions: {e}"))?;
+            match obj.get("input") {
+                Some(Value::String(s)) => n += s.chars().count(),
+                Some(Value::Array(items)) => {
+                    for (i, it) in items.iter().enumerate() {
+                        n += content_chars(it.get("content"))
+                            .map_err(|e| format!("input[{i}].content: {e}"))?;
+                    }
+                }
+                _ => return Err("input: Field required (a string or an array of items)".into()),
+            }
+            n
+        }
+        Api::Gemini => {
+            let contents = obj
+                .get("contents")
+                .and_then(Value::as_array)
+                .ok_or_else(|| "contents: Field required (an array of contents)".to_string())?;
+            let mut n = content_chars(obj.get("systemInstruction").and_then(|s| s.get("parts")))
+                .map_err(|e| format!("systemInstruction.parts: {e}"))?;
+            for (i, c) in contents.iter().enumerate() {
+                n += content_chars(c.get("parts"))
+                    .map_err(|e| format!("contents[{i}].parts: {e}"))?;
+            }
+            n
+        }
     };
 
     Ok(GenRequest {
@@ -194,6 +231,47 @@ mod tests {
         );
         let r = parse(Api::OpenaiChat, br#"{"messages":[]}"#).unwrap();
         assert_eq!(r.prompt_tokens(), 1);
+    }
+
+    #[test]
+    fn responses_and_gemini_requests() {
+        let r = parse(
+            Api::OpenaiResponses,
+            br#"{"model":"m","stream":true,"max_output_tokens":16,"instructions":"abcd",
+                 "input":[{"role":"user","content":"efgh"},
+                          {"role":"user","content":[{"type":"input_text","text":"ij"}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (r.model.as_str(), r.stream, r.max_tokens, r.prompt_chars),
+            ("m", true, Some(16), 10)
+        );
+        let r = parse(Api::OpenaiResponses, br#"{"input":"hello"}"#).unwrap();
+        assert_eq!((r.max_tokens, r.prompt_chars), (None, 5));
+        let r = parse(
+            Api::Gemini,
+            br#"{"contents":[{"role":"user","parts":[{"text":"abcd"},{"text":"ef"}]}],
+                 "systemInstruction":{"parts":[{"text":"sys"}]},
+                 "generationConfig":{"maxOutputTokens":12,"temperature":0}}"#,
+        )
+        .unwrap();
+        assert_eq!((r.max_tokens, r.prompt_chars), (Some(12), 9));
+        assert_eq!(
+            parse(
+                Api::Gemini,
+                br#"{"contents":[],"generationConfig":{"maxOutputTokens":0}}"#
+            )
+            .unwrap_err(),
+            "generationConfig.maxOutputTokens: must be a whole number of at least 1"
+        );
+        assert_eq!(
+            parse(Api::Gemini, br#"{"generationConfig":{}}"#).unwrap_err(),
+            "contents: Field required (an array of contents)"
+        );
+        assert_eq!(
+            parse(Api::OpenaiResponses, br#"{"model":"m"}"#).unwrap_err(),
+            "input: Field required (a string or an array of items)"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::dialects::{self, Timing};
+use super::dialects::{self, gemini, openai_responses, Timing};
 use super::sample::Plan;
 use super::Api;
 use crate::config::simulator::FaultKind;
@@ -115,7 +115,7 @@ pub enum ErrorKind {
 /// An error body shaped like the API's own.
 pub fn error_json(api: Api, kind: ErrorKind, message: &str) -> Value {
     match api {
-        Api::OpenaiChat | Api::OpenaiCompletions => {
+        Api::OpenaiChat | Api::OpenaiCompletions | Api::OpenaiResponses => {
             let (ty, code) = match kind {
                 ErrorKind::InvalidRequest => ("invalid_request_error", Value::Null),
                 ErrorKind::Authentication => ("invalid_request_error", json!("invalid_api_key")),
@@ -135,6 +135,7 @@ pub fn error_json(api: Api, kind: ErrorKind, message: &str) -> Value {
             };
             json!({"type": "error", "error": {"type": ty, "message": message}})
         }
+        Api::Gemini => gemini::error_json(kind, message),
         Api::Ollama => dialects::ollama::error_json(kind, message),
         Api::BedrockConverse => dialects::bedrock_converse::error_json(kind, message),
     }
@@ -165,6 +166,8 @@ struct Emitter<'a> {
     /// Index of the open text block, once opened.
     text_block: Option<u32>,
     next_block: u32,
+    responses: openai_responses::Wire,
+    gemini: gemini::Wire,
 }
 
 impl<'a> Emitter<'a> {
@@ -177,6 +180,8 @@ impl<'a> Emitter<'a> {
             thinking_open: false,
             text_block: None,
             next_block: 0,
+            responses: openai_responses::Wire::default(),
+            gemini: gemini::Wire::default(),
         }
     }
 
@@ -236,6 +241,8 @@ impl<'a> Emitter<'a> {
                     "usage": {"input_tokens": self.c.prompt_tokens, "output_tokens": 1},
                 }}),
             )],
+            Api::OpenaiResponses => self.responses.open(self.c),
+            Api::Gemini => self.gemini.open(),
             // Ollama's first line already carries text.
             Api::Ollama => Vec::new(),
             Api::BedrockConverse => dialects::bedrock_converse::open(),
@@ -316,6 +323,12 @@ impl<'a> Emitter<'a> {
                                 "delta": {"type": "thinking_delta", "thinking": text}}),
                     )
                 }
+                Api::OpenaiResponses => {
+                    let (p, tok) = self.responses.token(self.c, true, &text);
+                    pre.extend(p);
+                    tok
+                }
+                Api::Gemini => self.gemini.token(self.c, true, &text).1,
             }
         } else {
             let text = answer_token(self.answer_sent);
@@ -342,6 +355,12 @@ impl<'a> Emitter<'a> {
                                 "delta": {"type": "text_delta", "text": text}}),
                     )
                 }
+                Api::OpenaiResponses => {
+                    let (p, tok) = self.responses.token(self.c, false, &text);
+                    pre.extend(p);
+                    tok
+                }
+                Api::Gemini => self.gemini.token(self.c, false, &text).1,
             }
         };
         (pre, tok)
@@ -389,6 +408,8 @@ impl<'a> Emitter<'a> {
                 ));
                 out.push(event("message_stop", &json!({"type": "message_stop"})));
             }
+            Api::OpenaiResponses => out.push(self.responses.close(self.c, length)),
+            Api::Gemini => out.push(self.gemini.close(self.c, length)),
             Api::Ollama => out.push(dialects::ollama::close(
                 &self.c.model,
                 self.c.created,
@@ -408,18 +429,20 @@ impl<'a> Emitter<'a> {
         Bytes::from(out.concat())
     }
 
-    fn error(&self) -> Bytes {
+    fn error(&mut self) -> Bytes {
         let msg = "simulated error while generating";
         let body = error_json(self.c.api, ErrorKind::Server, msg);
         match self.c.api {
             Api::OpenaiChat | Api::OpenaiCompletions => data(&body),
             Api::AnthropicMessages => event("error", &body),
+            Api::OpenaiResponses => self.responses.error(self.c, msg),
+            Api::Gemini => self.gemini.error(msg),
             Api::Ollama => dialects::ollama::error(msg),
             Api::BedrockConverse => dialects::bedrock_converse::error(msg),
         }
     }
 
-    fn malformed(&self) -> Bytes {
+    fn malformed(&mut self) -> Bytes {
         match self.c.api {
             Api::OpenaiChat | Api::OpenaiCompletions => {
                 Bytes::from(format!("data: {{\"id\": \"{}\", \"choices\": [\n\n", self.c.id))
@@ -427,6 +450,8 @@ impl<'a> Emitter<'a> {
             Api::AnthropicMessages => Bytes::from_static(
                 b"event: content_block_delta\ndata: {\"type\": \"content_block_delta\", \"delta\": {\n\n",
             ),
+            Api::OpenaiResponses => self.responses.malformed(),
+            Api::Gemini => self.gemini.malformed(),
             Api::Ollama => dialects::ollama::malformed(&self.c.model),
             Api::BedrockConverse => dialects::bedrock_converse::malformed(),
         }
@@ -554,6 +579,10 @@ pub fn whole(c: &Ctx, p: &Plan) -> Whole {
                 "usage": {"input_tokens": c.prompt_tokens, "output_tokens": out},
             })
         }
+        Api::OpenaiResponses => {
+            openai_responses::whole(c, &reasoning, &answer, p.reasoning, p.answer, p.truncated)
+        }
+        Api::Gemini => gemini::whole(c, &reasoning, &answer, p.reasoning, p.answer, p.truncated),
         Api::Ollama => dialects::ollama::whole(
             &c.model,
             c.created,

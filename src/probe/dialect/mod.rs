@@ -164,6 +164,8 @@ dialect_table! {
     OpenaiChat => openai_chat,
     OpenaiCompletions => openai_completions,
     AnthropicMessages => anthropic_messages,
+    OpenaiResponses => openai_responses,
+    Gemini => gemini,
     Ollama => ollama,
     BedrockConverse => bedrock_converse,
 }
@@ -368,6 +370,17 @@ pub fn requested_output_limit(max_tokens: u32, extra_body: &Map<String, Value>) 
             },
         }
     }
+    // Gemini nests its limit in `generationConfig`.
+    let nested = extra_body
+        .get("generationConfig")
+        .and_then(|g| g.get("maxOutputTokens"));
+    match nested {
+        None | Some(Value::Null) => {}
+        Some(v) => match v.as_u64() {
+            Some(n) => limit = Some(limit.map_or(n, |l| l.max(n))),
+            None => return None,
+        },
+    }
     limit
 }
 
@@ -548,6 +561,14 @@ mod tests {
             requested_output_limit(64, &extra(json!({"num_predict": 32}))),
             Some(64),
             "the largest limit the body carries"
+        );
+        assert_eq!(
+            requested_output_limit(
+                64,
+                &extra(json!({"generationConfig": {"maxOutputTokens": 8192}}))
+            ),
+            Some(8192),
+            "Gemini's nested limit"
         );
     }
 

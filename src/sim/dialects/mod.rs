@@ -1,8 +1,13 @@
-//! Wire formats of the simulator's APIs that are not SSE, one file each. `wire.rs` calls them
-//! from its per-API `match`es.
+//! The simulator's wire formats for the APIs added after the first three, one file each: the
+//! frames of a streamed answer (open, a token, close with usage, an in-stream error, a malformed
+//! event), the error body and the whole (non-streamed) answer. `wire.rs` calls them from its
+//! per-API `match`es and keeps the pacing and fault logic shared. Ollama and Bedrock also report
+//! server-side durations, stamped here once the real ones are known.
 
 pub mod bedrock_converse;
+pub mod gemini;
 pub mod ollama;
+pub mod openai_responses;
 
 use std::time::{Duration, Instant};
 
