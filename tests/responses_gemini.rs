@@ -339,7 +339,7 @@ fn gemini_max_tokens() {
 }
 
 #[test]
-fn gemini_safety_stop_is_an_error() {
+fn gemini_safety_stop_is_withheld_content() {
     check(
         G,
         "safety.txt",
@@ -349,10 +349,10 @@ fn gemini_safety_stop_is_an_error() {
             usage(TokenSource::UsageMetadata, Some(10), None, None, None),
             usage(TokenSource::UsageMetadata, Some(10), Some(2), None, None),
             Signal::FinishReason("SAFETY".into()),
-            error(
-                ErrorCondition::Other,
-                "content withheld by the server (finishReason SAFETY)",
-            ),
+            Signal::Withheld {
+                field: "finishReason",
+                reason: "SAFETY".into(),
+            },
         ],
     );
 }
@@ -612,7 +612,7 @@ async fn transcripts_through_the_engine() {
         (
             G,
             "safety.txt",
-            ApiError,
+            CheckFailed,
             2,
             "usageMetadata",
             1,
@@ -657,10 +657,11 @@ async fn transcripts_through_the_engine() {
         assert_eq!(o.output_events, events, "{what}");
         assert_eq!(o.finish_reason.as_deref(), finish, "{what}");
         assert!(!o.token_count_mismatch(), "{what}");
-        if result == Success {
-            assert!(o.e2e.is_some() && o.error.is_none(), "{what}");
-        } else {
-            assert!(o.e2e.is_none(), "{what}");
+        match result {
+            Success => assert!(o.e2e.is_some() && o.error.is_none(), "{what}"),
+            // Withheld content: the stream completed, the answer is unusable.
+            CheckFailed => assert!(o.e2e.is_some() && o.error.is_some(), "{what}"),
+            _ => assert!(o.e2e.is_none(), "{what}"),
         }
     }
 }

@@ -436,6 +436,8 @@ struct Run<'a> {
     stale_candidate: bool,
     /// Durations the server reported about this request (phase, seconds).
     server_timings: Vec<(&'static str, f64)>,
+    /// Why the server withheld the answer for its content, if it did.
+    withheld: Option<String>,
 }
 
 /// How the request/stream phase ended.
@@ -460,6 +462,7 @@ impl<'a> Run<'a> {
             body_complete: false,
             stale_candidate: false,
             server_timings: Vec::new(),
+            withheld: None,
         }
     }
 
@@ -817,6 +820,10 @@ impl<'a> Run<'a> {
                         self.body_complete = drain(&mut events, self.total_deadline()).await;
                         return Ok(());
                     }
+                    Signal::Withheld { field, reason } => {
+                        self.withheld =
+                            Some(format!("content withheld by the server ({field} {reason})"));
+                    }
                     Signal::ServerTiming { name, seconds } => {
                         if seconds.is_finite() && seconds >= 0.0 {
                             self.server_timings.push((name, seconds));
@@ -884,6 +891,14 @@ impl<'a> Run<'a> {
             Some((n, source)) => (n, source),
             None => (output_events, TokenSource::CountedEvents),
         };
+        // A complete stream whose answer the server withheld (a content filter, a refusal): the
+        // endpoint works, but the answer is not one a user can use.
+        if let Some(w) = self.withheld.take() {
+            if result.is_success() {
+                result = ProbeResult::CheckFailed;
+                error = Some(w);
+            }
+        }
         if result.is_success() && output_events == 0 {
             result = ProbeResult::EmptyResponse;
             error = Some("stream ended without any output".to_string());

@@ -30,7 +30,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::common::{merge_extra, truncate, Text, MAX_ERROR_MESSAGE};
+use super::common::{MAX_ERROR_MESSAGE, Text, content_withheld, merge_extra, truncate};
 use super::{
     token_count, AuthStyle, DecodeError, Dialect, ErrorCondition, FramedEvent, Framing, OutputKind,
     ProbeRequest, Signal, StreamDecoder, TokenSource, UsageReport,
@@ -269,7 +269,16 @@ impl StreamDecoder for Decoder {
             "messageStop" => {
                 self.stopped = true;
                 if let Some(Text(reason)) = ev.stop_reason.filter(|r| !r.0.is_empty()) {
+                    // A guardrail or the model's content filter stopped the answer.
+                    let withheld = matches!(
+                        reason.as_ref(),
+                        "guardrail_intervened" | "content_filtered"
+                    );
+                    let stop = reason.to_string();
                     out.push(Signal::FinishReason(reason.into_owned()));
+                    if withheld {
+                        out.push(content_withheld("stopReason", &stop));
+                    }
                 }
             }
             "metadata" => self.metadata(&ev, out)?,

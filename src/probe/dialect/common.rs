@@ -24,6 +24,15 @@ pub fn merge_extra(body: &mut Map<String, Value>, extra: &Map<String, Value>) {
 #[derive(Deserialize)]
 pub struct Text<'a>(#[serde(borrow)] pub Cow<'a, str>);
 
+/// The signal for an answer the server withheld because of its content (see
+/// [`Signal::Withheld`]).
+pub fn content_withheld(field: &'static str, reason: &str) -> Signal {
+    Signal::Withheld {
+        field,
+        reason: truncate(reason, 60).to_string(),
+    }
+}
+
 /// Longest error message kept, in bytes; server messages can echo large inputs.
 pub const MAX_ERROR_MESSAGE: usize = 300;
 

@@ -16,7 +16,8 @@
 //! - `candidates[].finishReason` is reported as sent (`STOP`, `MAX_TOKENS`, ...); the stream is
 //!   complete when a finish reason is followed by a clean end of body. A reason in
 //!   [`WITHHELD`] (`SAFETY`, `RECITATION`, ...) or a `promptFeedback.blockReason` means the
-//!   server withheld the answer for its content: an error signal ([`content_withheld`]).
+//!   server withheld the answer for its content: [`Signal::Withheld`], which makes the probe
+//!   `check_failed`.
 //! - `usageMetadata` is a running total on every chunk. It is normalized to the OpenAI
 //!   meaning: input = `promptTokenCount` (which includes `cachedContentTokenCount`) +
 //!   `toolUsePromptTokenCount`; output = `candidatesTokenCount` + `thoughtsTokenCount` (both
@@ -29,9 +30,9 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::common::{stream_error, truncate};
+use super::common::{content_withheld, stream_error};
 use super::{
-    path_segment, token_count, AuthStyle, DecodeError, Dialect, ErrorCondition, FramedEvent,
+    path_segment, token_count, AuthStyle, DecodeError, Dialect, FramedEvent,
     Framing, OutputKind, ProbeRequest, Signal, StreamDecoder, TokenSource, UsageReport,
 };
 
@@ -63,20 +64,6 @@ pub const WITHHELD: [&str; 8] = [
     "IMAGE_PROHIBITED_CONTENT",
     "IMAGE_RECITATION",
 ];
-
-/// The signal for an answer the server withheld because of its content (a safety filter, a
-/// recitation check, a blocked prompt). A canary's prompts are benign, so this fails the probe
-/// (`api_error`) with the field and reason in the message; the finish reason, when there is
-/// one, is reported before it.
-pub(super) fn content_withheld(field: &str, reason: &str) -> Signal {
-    Signal::Error {
-        kind: ErrorCondition::Other,
-        message: format!(
-            "content withheld by the server ({field} {})",
-            truncate(reason, 60)
-        ),
-    }
-}
 
 /// The request path: `models/{model}` unless the model already names its collection
 /// (`models/...` or `tunedModels/...`, as the Google SDKs accept). The model id is
@@ -284,6 +271,8 @@ impl StreamDecoder for Decoder {
             .and_then(|f| f.block_reason)
             .filter(|r| !r.is_empty())
         {
+            // The server answers nothing more: the block reason is the finish.
+            out.push(Signal::FinishReason(reason.clone()));
             out.push(content_withheld("promptFeedback.blockReason", &reason));
             return Ok(());
         }
@@ -335,7 +324,7 @@ fn usage(u: &Value, out: &mut Vec<Signal>) -> Result<(), DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::dialect::Message;
+    use crate::probe::dialect::{ErrorCondition, Message};
     use serde_json::json;
 
     fn decode_all(events: &[(&str, &str)]) -> Result<Vec<Signal>, DecodeError> {
@@ -478,7 +467,7 @@ mod tests {
     }
 
     #[test]
-    fn withheld_content_is_an_error_after_its_finish_reason() {
+    fn withheld_content_follows_its_finish_reason() {
         for reason in ["SAFETY", "RECITATION", "PROHIBITED_CONTENT"] {
             let data = format!(
                 r#"{{"candidates":[{{"content":{{"parts":[{{"text":""}}],"role":"model"}},"finishReason":"{reason}","index":0}}]}}"#
@@ -487,9 +476,9 @@ mod tests {
                 one(&data),
                 vec![
                     Signal::FinishReason(reason.into()),
-                    Signal::Error {
-                        kind: ErrorCondition::Other,
-                        message: format!("content withheld by the server (finishReason {reason})")
+                    Signal::Withheld {
+                        field: "finishReason",
+                        reason: reason.into()
                     }
                 ]
             );
@@ -498,10 +487,10 @@ mod tests {
             one(r#"{"promptFeedback":{"blockReason":"SAFETY","safetyRatings":[]},"usageMetadata":{"promptTokenCount":7,"totalTokenCount":7}}"#),
             vec![
                 usage_report(Some(7), None, None, None),
-                Signal::Error {
-                    kind: ErrorCondition::Other,
-                    message: "content withheld by the server (promptFeedback.blockReason SAFETY)"
-                        .into()
+                Signal::FinishReason("SAFETY".into()),
+                Signal::Withheld {
+                    field: "promptFeedback.blockReason",
+                    reason: "SAFETY".into()
                 }
             ]
         );

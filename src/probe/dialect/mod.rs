@@ -263,6 +263,15 @@ pub enum Signal {
         kind: ErrorCondition,
         message: String,
     },
+    /// The server withheld (part of) the answer because of its content: a safety filter, a
+    /// recitation check, a blocked prompt, a refusal stop. Does not end the stream; the engine
+    /// turns an otherwise successful probe into `check_failed`.
+    Withheld {
+        /// Where the reason was read (`finishReason`, `promptFeedback.blockReason`, ...).
+        field: &'static str,
+        /// The server's reason (`SAFETY`, `content_filter`, ...), at most 60 bytes.
+        reason: String,
+    },
     /// A duration the server reports about this request (Ollama's `load_duration`, Bedrock's
     /// `metrics.latencyMs`), exported beside ours as
     /// `inferprobe_server_reported_duration_seconds{phase=name}`.
@@ -500,6 +509,77 @@ mod tests {
             Value::Object(m) => m,
             _ => Map::new(),
         }
+    }
+
+    #[test]
+    fn withheld_answers_are_reported_in_every_dialect_that_has_them() {
+        let cases: [(DialectKind, &str, &str, &str, &str); 5] = [
+            (
+                DialectKind::OpenaiChat,
+                "",
+                r#"{"choices":[{"index":0,"delta":{},"finish_reason":"content_filter"}]}"#,
+                "finish_reason",
+                "content_filter",
+            ),
+            (
+                DialectKind::AnthropicMessages,
+                "message_delta",
+                r#"{"type":"message_delta","delta":{"stop_reason":"refusal"},"usage":{"output_tokens":3}}"#,
+                "stop_reason",
+                "refusal",
+            ),
+            (
+                DialectKind::BedrockConverse,
+                "messageStop",
+                r#"{"stopReason":"guardrail_intervened"}"#,
+                "stopReason",
+                "guardrail_intervened",
+            ),
+            (
+                DialectKind::Gemini,
+                "",
+                r#"{"candidates":[{"content":{"parts":[{"text":""}],"role":"model"},"finishReason":"RECITATION"}]}"#,
+                "finishReason",
+                "RECITATION",
+            ),
+            (
+                DialectKind::OpenaiResponses,
+                "response.incomplete",
+                r#"{"type":"response.incomplete","response":{"status":"incomplete","incomplete_details":{"reason":"content_filter"}}}"#,
+                "incomplete_details.reason",
+                "content_filter",
+            ),
+        ];
+        for (dialect, event, data, field, reason) in cases {
+            let mut d = dialect.decoder();
+            let mut out = Vec::new();
+            d.decode(&FramedEvent { event, data }, &mut out)
+                .unwrap_or_else(|e| panic!("{dialect:?}: {e}"));
+            assert!(
+                out.contains(&Signal::FinishReason(reason.into())),
+                "{dialect:?}: {out:?}"
+            );
+            assert!(
+                out.contains(&Signal::Withheld {
+                    field,
+                    reason: reason.into()
+                }),
+                "{dialect:?}: {out:?}"
+            );
+        }
+        // An ordinary stop is not withheld content.
+        let mut d = DialectKind::OpenaiChat.decoder();
+        let mut out = Vec::new();
+        let stop = r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#;
+        d.decode(
+            &FramedEvent {
+                event: "",
+                data: stop,
+            },
+            &mut out,
+        )
+        .expect("decodes");
+        assert_eq!(out, [Signal::FinishReason("stop".into())]);
     }
 
     #[test]

@@ -31,7 +31,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::common::{merge_extra, stream_error, truncate, Text, MAX_ERROR_MESSAGE};
+use super::common::{MAX_ERROR_MESSAGE, Text, content_withheld, merge_extra, stream_error, truncate};
 use super::{
     token_count, AuthStyle, DecodeError, Dialect, Framing, ErrorCondition, FramedEvent, OutputKind, ProbeRequest, Signal,
     StreamDecoder, TokenSource, UsageReport,
@@ -325,7 +325,13 @@ impl State {
         }
         outputs.emit(out);
         if let Some(Text(reason)) = finish {
-            out.push(Signal::FinishReason(reason.into_owned()));
+            // Azure OpenAI (and OpenAI) stop a filtered answer with `content_filter`.
+            if reason == "content_filter" {
+                out.push(Signal::FinishReason(reason.into_owned()));
+                out.push(content_withheld("finish_reason", "content_filter"));
+            } else {
+                out.push(Signal::FinishReason(reason.into_owned()));
+            }
         }
         let dialect = mode.dialect();
         if let Some(t) = &chunk.timings {

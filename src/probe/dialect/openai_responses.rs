@@ -20,7 +20,7 @@
 //!   response its `incomplete_details.reason` (`max_output_tokens`). vLLM ends a truncated
 //!   response with `response.completed` whose `status` is `incomplete`; both forms are read.
 //!   An incomplete response whose reason is `content_filter` is the server withholding the
-//!   answer: an error signal (see [`super::gemini::content_withheld`]).
+//!   answer: [`Signal::Withheld`] (the probe is `check_failed`), then the end as usual.
 //! - `response.failed` carries `response.error` `{code, message}`; `error` events carry `code`
 //!   and `message` at the top level (or, from some proxies, an `error` object). The code picks
 //!   the [`ErrorCondition`] (`rate_limit_exceeded` is a rate limit).
@@ -172,8 +172,10 @@ impl StreamDecoder for Decoder {
                         .unwrap_or("incomplete");
                     out.push(Signal::FinishReason(reason.to_string()));
                     if reason == "content_filter" {
-                        out.push(super::gemini::content_withheld("incomplete_details.reason", reason));
-                        return Ok(());
+                        out.push(super::common::content_withheld(
+                            "incomplete_details.reason",
+                            reason,
+                        ));
                     }
                 } else {
                     let status = if status.is_empty() {
@@ -423,11 +425,16 @@ mod tests {
         let filtered = r#"{"type":"response.incomplete","response":{"status":"incomplete","incomplete_details":{"reason":"content_filter"}}}"#;
         let got = decode_all(&[("", filtered)]).unwrap_or_default();
         assert_eq!(got[0], Signal::FinishReason("content_filter".into()));
-        assert!(
-            matches!(&got[1], Signal::Error { kind: ErrorCondition::Other, message } if message.contains("content_filter")),
-            "{got:?}"
+        assert_eq!(
+            got[1..],
+            [
+                Signal::Withheld {
+                    field: "incomplete_details.reason",
+                    reason: "content_filter".into()
+                },
+                Signal::Done
+            ]
         );
-        assert_eq!(got.len(), 2, "no Done after withheld content");
     }
 
     #[test]
