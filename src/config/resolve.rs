@@ -623,12 +623,13 @@ fn resolve_target(
     let auth = t
         .auth
         .unwrap_or_else(|| default_auth(t.dialect, api_key.is_some()));
-    if auth == AuthStyle::AwsSigv4
-        && api_key.is_none()
-        && crate::probe::aws::bedrock_api_key().is_none()
-    {
+    if auth == AuthStyle::AwsSigv4 && api_key.is_none() {
         // Read again before every request (files and session tokens rotate): a warning now.
-        if let Err(e) = crate::probe::aws::load_credentials() {
+        let var = |k: &str| (ctx.env.var)(k).filter(|v| !v.trim().is_empty());
+        let home = var("HOME").map(std::path::PathBuf::from);
+        let bearer = var(crate::probe::aws::BEARER_TOKEN_ENV).is_some();
+        let creds = crate::probe::aws::credentials_from(&var, home.as_deref());
+        if let (false, Err(e)) = (bearer, creds) {
             diag.warn(
                 &path.key("auth"),
                 format!("{e} (probes are not sent, and end http_4xx, until there are some)"),
