@@ -7,16 +7,13 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use aws_smithy_eventstream::frame::write_message_to;
-use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
-use bytes::Bytes;
-use futures_util::{stream, FutureExt, StreamExt};
+use common::decode;
 use inferprobe::config::{BaseUrl, Target};
 use inferprobe::probe::dialect::{DialectKind, ErrorCondition, OutputKind, Signal};
 use inferprobe::probe::engine;
-use inferprobe::probe::framing;
+use inferprobe::probe::framing::aws_eventstream::encode_readable;
 use inferprobe::probe::trace::TokenSource;
 use inferprobe::probe::{Outcome, ProbeResult};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,74 +31,13 @@ fn read(dialect: DialectKind, name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// A readable `.events` line (see the fixtures' SOURCES.md) as one event-stream message.
-fn message(line: &str) -> Option<Message> {
-    let line = line.trim();
-    if line.is_empty() || line.starts_with('#') {
-        return None;
-    }
-    let mut parts = line.splitn(3, ' ');
-    let (kind, name, rest) = (parts.next()?, parts.next()?, parts.next().unwrap_or(""));
-    let h = |k: &'static str, v: &str| Header::new(k, HeaderValue::String(v.to_string().into()));
-    Some(match kind {
-        "event" => Message::new(Bytes::from(rest.to_string()))
-            .add_header(h(":message-type", "event"))
-            .add_header(h(":event-type", name))
-            .add_header(h(":content-type", "application/json")),
-        "exception" => Message::new(Bytes::from(rest.to_string()))
-            .add_header(h(":message-type", "exception"))
-            .add_header(h(":exception-type", name))
-            .add_header(h(":content-type", "application/json")),
-        _ => Message::new(Bytes::new())
-            .add_header(h(":message-type", "error"))
-            .add_header(h(":error-code", name))
-            .add_header(h(":error-message", rest)),
-    })
-}
-
 /// The bytes a server sends for a fixture: NDJSON as is, `.events` encoded to frames.
 fn body(dialect: DialectKind, name: &str) -> Vec<u8> {
     let text = read(dialect, name);
     if dialect == O {
         return text.into_bytes();
     }
-    let mut out = Vec::new();
-    for m in text.lines().filter_map(message) {
-        write_message_to(&m, &mut out).expect("encode");
-    }
-    out
-}
-
-/// Frames `body` in `size`-byte chunks (whole when `None`) and decodes it.
-fn decode(dialect: DialectKind, body: &[u8], size: Option<usize>) -> Result<Vec<Signal>, String> {
-    let base = Instant::now();
-    let parts: Vec<&[u8]> = match size {
-        Some(n) => body.chunks(n).collect(),
-        None => vec![body],
-    };
-    let chunks: Vec<Result<(Instant, Bytes), String>> = parts
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| {
-            Ok((
-                base + Duration::from_millis(i as u64),
-                Bytes::copy_from_slice(p),
-            ))
-        })
-        .collect();
-    let events = framing::frame(dialect.framing(), stream::iter(chunks))
-        .collect::<Vec<_>>()
-        .now_or_never()
-        .unwrap_or_default();
-    let mut decoder = dialect.decoder();
-    let mut out = Vec::new();
-    for ev in events {
-        let ev = ev.map_err(|e| e.to_string())?;
-        decoder
-            .decode(&ev.as_event(), &mut out)
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(out)
+    encode_readable(&text)
 }
 
 /// The same signals whatever the chunking (and, for NDJSON, the line ending).
@@ -399,10 +335,7 @@ async fn bodies_cut_short_are_never_a_success() {
         .filter(|l| !l.starts_with("event metadata"))
         .map(|l| format!("{l}\n"))
         .collect();
-    let mut b = Vec::new();
-    for m in cut.lines().filter_map(message) {
-        write_message_to(&m, &mut b).expect("encode");
-    }
+    let b = encode_readable(&cut);
     let (o, _up) = probe_with(B, "m", b).await;
     assert_eq!(o.result, ProbeResult::Success, "{:?}", o.error);
     assert_eq!(o.token_source, TokenSource::CountedEvents);

@@ -3,12 +3,12 @@
 //! SOURCES.md): framed by the real SSE framer under several chunkings and line endings and
 //! decoded, with every signal asserted.
 
-use std::time::{Duration, Instant};
+mod common;
 
-use bytes::Bytes;
-use futures_util::{stream, FutureExt, StreamExt};
+use std::time::Duration;
+
+use common::decode;
 use inferprobe::probe::dialect::{DialectKind, ErrorCondition, OutputKind, Signal};
-use inferprobe::probe::framing;
 use inferprobe::probe::trace::{TokenSource, UsageReport, UsageTotals};
 
 fn fixture(dir: &str, name: &str) -> String {
@@ -17,39 +17,6 @@ fn fixture(dir: &str, name: &str) -> String {
         env!("CARGO_MANIFEST_DIR")
     );
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-/// Frames `body` in `size`-byte chunks (whole when `None`) with the dialect's framer and decodes
-/// it with a fresh decoder.
-fn decode(dialect: DialectKind, body: &[u8], size: Option<usize>) -> Result<Vec<Signal>, String> {
-    let base = Instant::now();
-    let parts: Vec<&[u8]> = match size {
-        Some(n) => body.chunks(n).collect(),
-        None => vec![body],
-    };
-    let chunks: Vec<Result<(Instant, Bytes), String>> = parts
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| {
-            Ok((
-                base + Duration::from_millis(i as u64),
-                Bytes::copy_from_slice(p),
-            ))
-        })
-        .collect();
-    let events = framing::frame(dialect.framing(), stream::iter(chunks))
-        .collect::<Vec<_>>()
-        .now_or_never()
-        .unwrap_or_default();
-    let mut decoder = dialect.decoder();
-    let mut out = Vec::new();
-    for ev in events {
-        let ev = ev.map_err(|e| e.to_string())?;
-        decoder
-            .decode(&ev.as_event(), &mut out)
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(out)
 }
 
 /// Decodes a fixture under 1-byte, 7-byte and whole-body chunks, LF and CRLF, and checks that

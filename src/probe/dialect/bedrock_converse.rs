@@ -338,46 +338,9 @@ pub(crate) mod fixtures {
     //! [`encode`] turns them into the binary frames Bedrock sends, with the
     //! `aws-smithy-eventstream` encoder (the codec the AWS SDKs use).
 
-    use aws_smithy_eventstream::frame::write_message_to;
-    use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
-    use bytes::Bytes;
-
-    /// One readable line as an event-stream message; `None` for blank and `#` lines.
-    pub fn message(line: &str) -> Option<Message> {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            return None;
-        }
-        let mut parts = line.splitn(3, ' ');
-        let (kind, name, rest) = (parts.next()?, parts.next()?, parts.next().unwrap_or(""));
-        let header = |k: &'static str, v: &str| Header::new(k, HeaderValue::String(v.to_string().into()));
-        let m = match kind {
-            "event" => Message::new(Bytes::from(rest.to_string()))
-                .add_header(header(":message-type", "event"))
-                .add_header(header(":event-type", name))
-                .add_header(header(":content-type", "application/json")),
-            "exception" => Message::new(Bytes::from(rest.to_string()))
-                .add_header(header(":message-type", "exception"))
-                .add_header(header(":exception-type", name))
-                .add_header(header(":content-type", "application/json")),
-            "error" => Message::new(Bytes::new())
-                .add_header(header(":message-type", "error"))
-                .add_header(header(":error-code", name))
-                .add_header(header(":error-message", rest)),
-            _ => return None,
-        };
-        Some(m)
-    }
-
     /// The binary body of a readable fixture.
     pub fn encode(text: &str) -> Vec<u8> {
-        let mut out = Vec::new();
-        for m in text.lines().filter_map(message) {
-            if let Err(e) = write_message_to(&m, &mut out) {
-                panic!("cannot encode fixture message: {e}");
-            }
-        }
-        out
+        crate::probe::framing::aws_eventstream::encode_readable(text)
     }
 
     /// Reads a fixture by name.

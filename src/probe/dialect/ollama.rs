@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::common::{merge_extra, truncate, Text, MAX_ERROR_MESSAGE};
+use super::common::{MAX_ERROR_MESSAGE, Text, merge_extra, role_content_messages, truncate};
 use super::{
     token_count, AuthStyle, DecodeError, Dialect, ErrorCondition, FramedEvent, Framing, OutputKind,
     ProbeRequest, Signal, StreamDecoder, TokenSource, UsageReport,
@@ -64,16 +64,7 @@ pub fn path(_model: &str) -> String {
 /// `options` object is merged into ours field by field, so `extra_body: {options: {num_ctx:
 /// 8192}}` keeps the scenario's limit and temperature.
 pub fn build_body(req: &ProbeRequest<'_>) -> Value {
-    let messages = req
-        .messages
-        .iter()
-        .map(|m| {
-            let mut o = Map::with_capacity(2);
-            o.insert("role".into(), Value::from(m.role.as_str()));
-            o.insert("content".into(), Value::from(m.content.as_str()));
-            Value::Object(o)
-        })
-        .collect::<Vec<_>>();
+    let messages = role_content_messages(req.messages);
     let mut options = Map::new();
     options.insert("num_predict".into(), Value::from(req.max_tokens));
     options.insert("temperature".into(), Value::from(req.temperature));
@@ -89,7 +80,7 @@ pub fn build_body(req: &ProbeRequest<'_>) -> Value {
     }
     let mut body = Map::new();
     body.insert("model".into(), Value::from(req.model));
-    body.insert("messages".into(), Value::Array(messages));
+    body.insert("messages".into(), messages);
     body.insert("stream".into(), Value::Bool(true));
     if !options.is_empty() {
         body.insert("options".into(), Value::Object(options));
