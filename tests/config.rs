@@ -410,3 +410,23 @@ fn bedrock_without_credentials_warns_and_names_what_to_set() {
     let bearer = load(&|k| (k == "AWS_BEARER_TOKEN_BEDROCK").then(|| "bedrock-key".into()));
     assert!(bearer.warnings.is_empty(), "{:?}", bearer.warnings);
 }
+
+/// `expect_model` on a dialect whose responses never name their model would fail every probe:
+/// a config error that says so, not a canary that pages for nothing.
+#[test]
+fn expect_model_needs_a_dialect_that_reports_the_model() {
+    let yaml = |dialect: &str| {
+        format!(
+            "scenarios:\n  s:\n    prompt: hi\n    checks: {{expect_model: m}}\ntargets:\n  - name: t\n    dialect: {dialect}\n    base_url: http://127.0.0.1:9/v1\n    model: m\n    api_key: k\n    scenarios: [s]\n"
+        )
+    };
+    let err = config::load_str(&yaml("bedrock-converse"), "t.yml")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("targets[0].scenarios (line 11): scenario \"s\" checks expect_model, but bedrock-converse responses never name their model"),
+        "{err}"
+    );
+    assert!(config::load_str(&yaml("ollama"), "t.yml").is_ok());
+}

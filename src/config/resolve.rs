@@ -566,6 +566,22 @@ fn resolve_target(
         .and_then(|r| resolve_secret(r, &path.key("api_key"), ctx.env, diag));
     check_headers(&t.headers, &path.key("headers"), diag);
     let scenarios = resolve_scenario_refs(t, &path.key("scenarios"), ctx, diag);
+    if !t.dialect.spec().reports_model {
+        // The check would fail every probe: a false failure by configuration.
+        for (s, _) in &scenarios {
+            if s.checks.expect_model.is_some() {
+                diag.error(
+                    &path.key("scenarios"),
+                    format!(
+                        "scenario {:?} checks expect_model, but {} responses never name their \
+                         model",
+                        s.name,
+                        t.dialect.as_str()
+                    ),
+                );
+            }
+        }
+    }
 
     let schedule = match &t.schedule {
         Some(s) => {

@@ -41,6 +41,7 @@ pub static DIALECT: Dialect = Dialect {
     decoder: || Box::new(Decoder::default()),
     finish_reason_ends_stream: false,
     end_marker: "message_stop",
+    reports_model: true,
     simulator_prefix: "",
 };
 

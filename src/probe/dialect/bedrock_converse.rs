@@ -52,6 +52,7 @@ pub static DIALECT: Dialect = Dialect {
     decoder: || Box::new(Decoder::default()),
     finish_reason_ends_stream: true,
     end_marker: "metadata after messageStop",
+    reports_model: false,
     simulator_prefix: "",
 };
 

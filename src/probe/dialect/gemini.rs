@@ -50,6 +50,7 @@ pub static DIALECT: Dialect = Dialect {
     decoder: || Box::new(Decoder::default()),
     finish_reason_ends_stream: true,
     end_marker: "a finishReason",
+    reports_model: true,
     simulator_prefix: "",
 };
 

@@ -119,6 +119,8 @@ pub struct Dialect {
     pub finish_reason_ends_stream: bool,
     /// What completes a stream, for error messages.
     pub end_marker: &'static str,
+    /// Whether responses name the model that answered (`expect_model` checks need it).
+    pub reports_model: bool,
     /// Path prefix of the simulator's routes: `base_url: simulator` resolves to the simulator's
     /// root plus this, the base URL each provider's SDK would take.
     pub simulator_prefix: &'static str,

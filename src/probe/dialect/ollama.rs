@@ -45,6 +45,7 @@ pub static DIALECT: Dialect = Dialect {
     decoder: || Box::new(Decoder::default()),
     finish_reason_ends_stream: false,
     end_marker: "a line with done: true",
+    reports_model: true,
     simulator_prefix: "",
 };
 

@@ -51,6 +51,7 @@ pub static DIALECT: Dialect = Dialect {
     decoder: || Box::new(Decoder::default()),
     finish_reason_ends_stream: false,
     end_marker: "response.completed or response.incomplete",
+    reports_model: true,
     simulator_prefix: "/v1",
 };
 
