@@ -123,7 +123,8 @@ pub struct TargetArgs {
     /// dialects, `https://api.anthropic.com` for Anthropic).
     #[arg(long, requires_all = ["dialect", "model"])]
     pub url: Option<String>,
-    /// Ad hoc: API dialect (`openai-chat`, `openai-completions`, `anthropic-messages`).
+    /// Ad hoc: API dialect (`openai-chat`, `openai-completions`, `anthropic-messages`,
+    /// `openai-responses`, `gemini`, `ollama`, `bedrock-converse`).
     #[arg(long)]
     pub dialect: Option<String>,
     /// Ad hoc: model name.

@@ -420,7 +420,31 @@ pub fn outcome_json(o: &Outcome, dialect: DialectKind) -> serde_json::Value {
         "retried": o.connection.retried.map(|r| r.as_str()),
         "redirects": o.connection.redirects,
         "rate_limit": rate_limit_json(&o.rate_limit),
+        "server_reported_seconds": server_timings_json(&o.server_timings),
     })
+}
+
+/// Server-reported durations as `{phase: seconds}`, `null` when the server reported none.
+fn server_timings_json(t: &[(&'static str, f64)]) -> serde_json::Value {
+    if t.is_empty() {
+        return serde_json::Value::Null;
+    }
+    t.iter()
+        .map(|(phase, secs)| ((*phase).to_string(), serde_json::json!(secs)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+/// The table's server line: `load 2.1 ms, prompt_eval 40.0 ms, eval 980.3 ms, total 1030.0 ms`.
+fn server_timings_line(t: &[(&'static str, f64)]) -> Option<String> {
+    if t.is_empty() {
+        return None;
+    }
+    let parts: Vec<String> = t
+        .iter()
+        .map(|(phase, secs)| format!("{phase} {:.1} ms", secs * 1e3))
+        .collect();
+    Some(parts.join(", "))
 }
 
 /// The table's rate-limit line: `retry after 4s; requests 0 of 100 left (reset in 20s)`.
@@ -567,6 +591,9 @@ pub fn outcome_table(o: &Outcome, dialect: DialectKind, base_url: &str) -> Strin
             o.finish_reason.as_deref().unwrap_or("?")
         );
     }
+    if let Some(line) = server_timings_line(&o.server_timings) {
+        let _ = writeln!(s, "server reports       {line}");
+    }
     if let Some(line) = rate_limit_line(&o.rate_limit) {
         let _ = writeln!(s, "rate limit           {line}");
     }
@@ -587,6 +614,21 @@ pub fn outcome_table(o: &Outcome, dialect: DialectKind, base_url: &str) -> Strin
 mod tests {
     use super::*;
     use crate::probe::ratelimit::{Quota, RateLimitInfo};
+
+    #[test]
+    fn server_reported_durations_show_only_when_reported() {
+        assert_eq!(server_timings_line(&[]), None);
+        assert_eq!(server_timings_json(&[]), serde_json::Value::Null);
+        let t = [("load", 0.0021), ("eval", 0.98)];
+        assert_eq!(
+            server_timings_line(&t).as_deref(),
+            Some("load 2.1 ms, eval 980.0 ms")
+        );
+        assert_eq!(
+            server_timings_json(&t),
+            serde_json::json!({"load": 0.0021, "eval": 0.98})
+        );
+    }
 
     #[test]
     fn rate_limit_shows_in_the_table_and_json_only_when_reported() {

@@ -122,6 +122,9 @@ fn check_config_exit_codes() {
             ("OPENAI_API_KEY", "x"),
             ("ANTHROPIC_API_KEY", "y"),
             ("AZURE_OPENAI_API_KEY", "z"),
+            ("GEMINI_API_KEY", "g"),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
         ],
     );
     assert_eq!(code, 0, "{out}{err}");

@@ -10,6 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use inferprobe::config::{self, Environment, Loaded};
+use inferprobe::probe::dialect::DialectKind;
 
 /// The environment the fixtures see, independent of the process environment.
 fn fixture_var(name: &str) -> Option<String> {
@@ -111,6 +112,9 @@ fn load_example() -> Loaded {
     let var = |name: &str| match name {
         "ANTHROPIC_API_KEY" => Some("sk-ant-example-key-0123".to_string()),
         "OPENAI_API_KEY" => Some("sk-openai-example-key-0123".to_string()),
+        "GEMINI_API_KEY" => Some("gemini-example-key-0123".to_string()),
+        "AWS_ACCESS_KEY_ID" => Some("AKIDEXAMPLE".to_string()),
+        "AWS_SECRET_ACCESS_KEY" => Some("aws-example-secret-0123".to_string()),
         _ => None,
     };
     config::load_str_with(
@@ -134,7 +138,7 @@ fn example_config_loads_and_resolves() {
     let loaded = load_example();
     assert_eq!(
         config::summary(&loaded),
-        "OK: 5 targets, 5 scenarios, simulator on, 0 warnings"
+        "OK: 9 targets, 5 scenarios, simulator on, 0 warnings"
     );
     let names: Vec<&str> = loaded.targets.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(
@@ -144,12 +148,37 @@ fn example_config_loads_and_resolves() {
             "llama-cpp",
             "azure-gpt-4o",
             "openai-mini",
-            "anthropic-sonnet"
+            "anthropic-sonnet",
+            "openai-responses",
+            "gemini-flash",
+            "ollama-local",
+            "bedrock-claude"
         ]
     );
-    let [vllm, llama, azure, openai, anthropic] = &loaded.targets[..] else {
-        panic!("five targets expected");
+    let [vllm, llama, azure, openai, anthropic, responses, gemini, ollama, bedrock] =
+        &loaded.targets[..]
+    else {
+        panic!("nine targets expected");
     };
+    // Every dialect appears, each with its default auth.
+    let mut dialects: Vec<&str> = loaded.targets.iter().map(|t| t.dialect.as_str()).collect();
+    dialects.sort();
+    dialects.dedup();
+    assert_eq!(dialects.len(), DialectKind::ALL.len());
+    assert_eq!(responses.auth, AuthStyle::Bearer);
+    assert_eq!(gemini.auth, AuthStyle::XGoogApiKey);
+    assert_eq!(
+        gemini.api_key.as_ref().map(|k| k.expose()),
+        Some("gemini-example-key-0123")
+    );
+    assert_eq!(
+        (ollama.auth, ollama.api_key.is_none()),
+        (AuthStyle::Bearer, true)
+    );
+    assert_eq!(
+        (bedrock.auth, bedrock.api_key.is_none()),
+        (AuthStyle::AwsSigv4, true)
+    );
 
     assert_eq!(vllm.scenario_selection, ScenarioSelection::Weighted);
     let sh = vllm
@@ -242,6 +271,7 @@ fn example_config_loads_and_resolves() {
         "azure-example-key-0123",
         "sk-ant-example-key-0123",
         "sk-openai-example-key-0123",
+        "gemini-example-key-0123",
     ] {
         assert!(!debug.contains(secret), "{secret} leaked");
     }
@@ -323,13 +353,11 @@ fn demo_config_loads() {
     let loaded = config::load(&repo_file("config/demo.yml")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         config::summary(&loaded),
-        "OK: 3 targets, 2 scenarios, simulator on, 0 warnings"
+        "OK: 7 targets, 2 scenarios, simulator on, 0 warnings"
     );
+    // One target per dialect, in table order.
     let dialects: Vec<&str> = loaded.targets.iter().map(|t| t.dialect.as_str()).collect();
-    assert_eq!(
-        dialects,
-        ["openai-chat", "openai-completions", "anthropic-messages"]
-    );
+    assert_eq!(dialects, DialectKind::names());
     for t in &loaded.targets {
         assert_eq!(t.base_url, config::BaseUrl::Simulator);
         assert_eq!(t.schedule.every, std::time::Duration::from_secs(5));
@@ -344,4 +372,61 @@ fn unreadable_file_is_named() {
         err.to_string(),
         "does-not-exist/inferprobe.yml: 1 error\n  cannot read config file: no such file"
     );
+}
+
+/// A Bedrock target that will sign its requests, where no AWS credentials can be found: a
+/// warning naming what to set (probes are not sent until there are some), not an error.
+#[test]
+fn bedrock_without_credentials_warns_and_names_what_to_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "targets:\n  - name: b\n    dialect: bedrock-converse\n    base_url: https://bedrock-runtime.eu-west-1.amazonaws.com\n    model: m\n";
+    let load = |var: &dyn Fn(&str) -> Option<String>| {
+        config::load_str_with(
+            yaml,
+            "b.yml",
+            &Environment {
+                base_dir: dir.path(),
+                var,
+                secrets_required: true,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let none = load(&|_| None);
+    assert_eq!(none.warnings.len(), 1, "{:?}", none.warnings);
+    let w = none.warnings[0].to_string();
+    assert!(
+        w.starts_with(
+            "targets[0].auth: no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        ),
+        "{w}"
+    );
+    let keys = load(&|k| match k {
+        "AWS_ACCESS_KEY_ID" => Some("AKIDEXAMPLE".into()),
+        "AWS_SECRET_ACCESS_KEY" => Some("secret".into()),
+        _ => None,
+    });
+    assert!(keys.warnings.is_empty(), "{:?}", keys.warnings);
+    let bearer = load(&|k| (k == "AWS_BEARER_TOKEN_BEDROCK").then(|| "bedrock-key".into()));
+    assert!(bearer.warnings.is_empty(), "{:?}", bearer.warnings);
+}
+
+/// `expect_model` on a dialect whose responses never name their model would fail every probe:
+/// a config error that says so, not a canary that pages for nothing.
+#[test]
+fn expect_model_needs_a_dialect_that_reports_the_model() {
+    let yaml = |dialect: &str| {
+        format!(
+            "scenarios:\n  s:\n    prompt: hi\n    checks: {{expect_model: m}}\ntargets:\n  - name: t\n    dialect: {dialect}\n    base_url: http://127.0.0.1:9/v1\n    model: m\n    api_key: k\n    scenarios: [s]\n"
+        )
+    };
+    let err = config::load_str(&yaml("bedrock-converse"), "t.yml")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("targets[0].scenarios (line 11): scenario \"s\" checks expect_model, but bedrock-converse responses never name their model"),
+        "{err}"
+    );
+    assert!(config::load_str(&yaml("ollama"), "t.yml").is_ok());
 }

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use inferprobe::config::{BaseUrl, Checks, Scenario, Target, Timeouts};
-use inferprobe::probe::dialect::DialectKind;
+use inferprobe::probe::dialect::{AuthStyle, DialectKind};
 use inferprobe::probe::engine;
 use inferprobe::probe::trace::TokenSource;
 use inferprobe::probe::{Outcome, ProbeResult};
@@ -31,6 +31,13 @@ fn target(dialect: DialectKind, base_url: String) -> Target {
     })
     .expect("a valid ad-hoc target");
     t.name = format!("t-{}", dialect.as_str());
+    if dialect.default_auth() == AuthStyle::AwsSigv4 {
+        // A Bedrock API key (bearer): these tests must not depend on the machine's AWS
+        // credentials; signing has its own test.
+        t.api_key = Some(inferprobe::config::Secret::new(
+            "bedrock-api-key-conformance".to_string(),
+        ));
+    }
     t.max_response_bytes = 1 << 20;
     t.price = Some(inferprobe::config::PriceConfig {
         input_per_million: 1.0,
@@ -107,7 +114,9 @@ async fn every_dialect_streams_counts_and_times_the_same_way() {
             (o.cost_usd.unwrap() - expected_cost).abs() < 1e-12,
             "{dialect:?}"
         );
-        assert_eq!(o.response_model.as_deref(), Some("sim-llm"), "{dialect:?}");
+        // ConverseStream names no model in its events (the model is in the request path).
+        let model = (dialect != DialectKind::BedrockConverse).then_some("sim-llm");
+        assert_eq!(o.response_model.as_deref(), model, "{dialect:?}");
         assert!(
             o.answer.split_whitespace().count() >= 20,
             "{dialect:?} answer {:?}",
@@ -326,9 +335,20 @@ async fn api_key_is_sent_the_dialects_way() {
         common::sim("ttft: 10ms\nitl: 1ms\noutput_tokens: 3\napi_key: sk-conformance-123\n").await;
     for dialect in DialectKind::ALL {
         let mut t = target(dialect, simulator_base_url(&sim.base_url(), dialect));
+        t.api_key = None;
         let o = probe(&t, &Scenario::builtin_default()).await;
         assert_eq!(o.result, ProbeResult::Http4xx, "{dialect:?} without a key");
-        assert_eq!(o.http_status, Some(401));
+        if dialect.default_auth() == AuthStyle::AwsSigv4 && o.http_status.is_none() {
+            // No AWS credentials where the test runs: the request cannot be signed, so it is
+            // not sent (see `bedrock_requests_are_signed_with_the_environments_credentials`).
+            let e = o.error.as_deref().unwrap_or("");
+            assert!(
+                e.starts_with("request not sent: it cannot be authorized: "),
+                "{e}"
+            );
+        } else {
+            assert_eq!(o.http_status, Some(401), "{dialect:?}");
+        }
         assert_eq!(o.cost_usd, None, "a refused request has no token cost");
         t.api_key = Some(inferprobe::config::Secret::new(
             "sk-conformance-123".to_string(),
@@ -347,6 +367,76 @@ async fn api_key_is_sent_the_dialects_way() {
             !format!("{o:?}").contains("sk-wrong-456"),
             "the key never appears in an outcome"
         );
+    }
+    sim.shutdown().await;
+}
+
+/// Bedrock without an API key: every request is signed with SigV4 from the environment's
+/// credentials (the simulator, given a key, accepts a signature by that access key id only), and
+/// without credentials the probe is not sent and says what is missing, naming no secret.
+#[tokio::test]
+async fn bedrock_requests_are_signed_with_the_environments_credentials() {
+    let sim =
+        common::sim("ttft: 10ms\nitl: 1ms\noutput_tokens: 3\napi_key: AKIDCONFORMANCE7\n").await;
+    let dialect = DialectKind::BedrockConverse;
+    let url = simulator_base_url(&sim.base_url(), dialect);
+    let home = tempfile::tempdir().expect("temp dir");
+    let run = |access_key: Option<&'static str>| {
+        let url = url.clone();
+        let home = home.path().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_inferprobe"));
+            cmd.args(["probe", "--url", &url, "--dialect", dialect.as_str()])
+                .args(["--model", "anthropic.claude-sonnet-4-5-v1:0", "--json"]);
+            for (k, _) in std::env::vars() {
+                if k.starts_with("AWS_") {
+                    cmd.env_remove(k);
+                }
+            }
+            cmd.env("HOME", &home).env("AWS_REGION", "us-east-1");
+            if let Some(id) = access_key {
+                cmd.env("AWS_ACCESS_KEY_ID", id)
+                    .env(
+                        "AWS_SECRET_ACCESS_KEY",
+                        "wJalrXUtnFEMI/K7MDENG+bPxRfiCYSECRETKEY",
+                    )
+                    .env("AWS_SESSION_TOKEN", "session-token-conformance");
+            }
+            cmd.output().expect("run inferprobe probe")
+        })
+    };
+    let out = run(Some("AKIDCONFORMANCE7")).await.expect("task");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(v["result"], "success", "{v}");
+
+    let out = run(Some("AKIDSOMEONEELSE")).await.expect("task");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(
+        (v["result"].as_str(), v["http_status"].as_u64()),
+        (Some("http_4xx"), Some(401))
+    );
+
+    let out = run(None).await.expect("task");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(v["result"], "http_4xx", "{v}");
+    assert_eq!(v["http_status"], serde_json::Value::Null, "{v}");
+    let e = v["error"].as_str().unwrap_or("");
+    assert!(
+        e.starts_with("request not sent: it cannot be authorized: ")
+            && e.contains("AWS_ACCESS_KEY_ID"),
+        "{e}"
+    );
+    for secret in ["SECRETKEY", "session-token-conformance"] {
+        assert!(!all.contains(secret), "{secret} leaked: {all}");
     }
     sim.shutdown().await;
 }

@@ -2,14 +2,17 @@
 //! several chunkings and line endings; the token count and `token_source` each one yields; and
 //! the exact request bodies each dialect builds.
 
-use std::time::{Duration, Instant};
+mod common;
+
+use std::time::Instant;
 
 use bytes::Bytes;
+use common::{decode, frame_events};
 use futures_util::{stream, FutureExt, StreamExt};
 use inferprobe::probe::dialect::{
     DialectKind, ErrorCondition, Message, OutputKind, ProbeRequest, Signal,
 };
-use inferprobe::probe::framing::{sse, FrameError, StampedEvent};
+use inferprobe::probe::framing::{sse, FrameError};
 use inferprobe::probe::result::{ProbeResult, Transport};
 use inferprobe::probe::trace::{TokenSource, UsageReport, UsageTotals};
 use serde_json::{json, Map, Value};
@@ -17,46 +20,6 @@ use serde_json::{json, Map, Value};
 fn fixture(name: &str) -> String {
     let path = format!("{}/tests/fixtures/sse/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-/// Frames `body` split into `size`-byte chunks (the whole body when `None`), each stamped one
-/// millisecond after the previous one.
-fn frame_events(body: &[u8], size: Option<usize>) -> Vec<Result<StampedEvent, FrameError>> {
-    let base = Instant::now();
-    let parts: Vec<&[u8]> = match size {
-        Some(n) => body.chunks(n).collect(),
-        None => vec![body],
-    };
-    let chunks: Vec<Result<(Instant, Bytes), String>> = parts
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| {
-            Ok((
-                base + Duration::from_millis(i as u64),
-                Bytes::copy_from_slice(p),
-            ))
-        })
-        .collect();
-    sse::frame(stream::iter(chunks))
-        .collect::<Vec<_>>()
-        .now_or_never()
-        .unwrap_or_default()
-}
-
-/// Frames and decodes; the first framing or decoding error ends the run.
-fn decode(dialect: DialectKind, body: &[u8], size: Option<usize>) -> Result<Vec<Signal>, String> {
-    let mut decoder = dialect.decoder();
-    let mut out = Vec::new();
-    let mut last_at = None;
-    for ev in frame_events(body, size) {
-        let ev = ev.map_err(|e| e.to_string())?;
-        assert!(last_at <= Some(ev.at), "stamps go backwards");
-        last_at = Some(ev.at);
-        decoder
-            .decode(&ev.as_event(), &mut out)
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(out)
 }
 
 /// Decodes `name` under 1-byte, 7-byte and whole-body chunks, with LF and CRLF line ends, and
@@ -135,7 +98,7 @@ fn check_tokens(
     let mut decoder = dialect.decoder();
     let mut counted = 0;
     let mut all = Vec::new();
-    for ev in frame_events(body.as_bytes(), Some(5)) {
+    for ev in frame_events(dialect, body.as_bytes(), Some(5)) {
         let ev = ev.unwrap_or_else(|e| panic!("{name}: {e}"));
         let mut out = Vec::new();
         decoder
@@ -633,8 +596,16 @@ fn in_stream_errors_map_through_the_one_table() {
 
 #[test]
 fn every_dialect_rejects_non_json_data() {
+    use inferprobe::probe::dialect::Framing;
+    use inferprobe::probe::framing::aws_eventstream::encode_event;
     for dialect in DialectKind::ALL {
-        let got = decode(dialect, b": hi\n\ndata: {oops\n\n", Some(3));
+        // Data that is not JSON, in the dialect's own framing.
+        let body = match dialect.framing() {
+            Framing::Sse => b": hi\n\ndata: {oops\n\n".to_vec(),
+            Framing::Ndjson => b"\n{oops\n".to_vec(),
+            Framing::AwsEventStream => encode_event("contentBlockDelta", b"{oops"),
+        };
+        let got = decode(dialect, &body, Some(3));
         let err = got.err().unwrap_or_default();
         assert!(
             err.starts_with(&format!(

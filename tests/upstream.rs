@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use inferprobe::config::{BaseUrl, Loaded, Target};
-use inferprobe::probe::dialect::DialectKind;
+use inferprobe::probe::dialect::{DialectKind, Framing};
 use inferprobe::probe::engine::{self, ProbeClient};
 use inferprobe::probe::trace::{ConnectionUse, RetryReason};
 use inferprobe::probe::{Outcome, ProbeResult};
@@ -161,6 +161,15 @@ async fn serve(mut sock: TcpStream, script: Script, seen: Arc<Mutex<Vec<Seen>>>)
     }
 }
 
+/// The dialects framed as SSE, whose streams these tests write as text. The NDJSON and AWS
+/// event-stream dialects (Ollama, Bedrock) get the same hostile bodies in
+/// `tests/ollama_bedrock.rs`.
+fn sse_dialects() -> impl Iterator<Item = DialectKind> {
+    DialectKind::ALL
+        .into_iter()
+        .filter(|d| d.framing() == Framing::Sse)
+}
+
 /// Three answer events, a finish and the end marker, in each dialect's own shape. Returns
 /// (events before the finish, the finish event(s), the end marker event).
 fn stream_parts(dialect: DialectKind) -> (Vec<String>, Vec<String>, String) {
@@ -228,6 +237,44 @@ fn stream_parts(dialect: DialectKind) -> (Vec<String>, Vec<String>, String) {
                 ],
                 ev("message_stop", r#"{"type":"message_stop"}"#),
             )
+        }
+        // The finish reason comes with the end marker: no finish event of its own.
+        DialectKind::OpenaiResponses => (
+            ["A", "B", "C"]
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    ev(
+                        "response.output_text.delta",
+                        &format!(
+                            r#"{{"type":"response.output_text.delta","sequence_number":{i},"item_id":"msg_1","output_index":0,"content_index":0,"delta":"{t}"}}"#
+                        ),
+                    )
+                })
+                .collect(),
+            Vec::new(),
+            ev(
+                "response.completed",
+                r#"{"type":"response.completed","sequence_number":3,"response":{"id":"resp_1","status":"completed","model":"m","usage":{"input_tokens":5,"output_tokens":3}}}"#,
+            ),
+        ),
+        // No end marker: a usage-only chunk after the finish stands in for one.
+        DialectKind::Gemini => (
+            ["A", "B", "C"]
+                .iter()
+                .map(|t| {
+                    data(&format!(
+                        r#"{{"candidates":[{{"content":{{"parts":[{{"text":"{t}"}}],"role":"model"}},"index":0}}],"modelVersion":"m"}}"#
+                    ))
+                })
+                .collect(),
+            vec![data(
+                r#"{"candidates":[{"content":{"parts":[{"text":""}],"role":"model"},"finishReason":"STOP","index":0}],"modelVersion":"m"}"#,
+            )],
+            data(r#"{"usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":3,"totalTokenCount":8},"modelVersion":"m"}"#),
+        ),
+        DialectKind::Ollama | DialectKind::BedrockConverse => {
+            panic!("{dialect:?} is not framed as SSE: see tests/ollama_bedrock.rs")
         }
     }
 }
@@ -297,7 +344,7 @@ fn client() -> ProbeClient {
 
 #[tokio::test]
 async fn a_stream_cut_before_its_end_is_never_a_success() {
-    for dialect in DialectKind::ALL {
+    for dialect in sse_dialects() {
         let (before, finish, end) = stream_parts(dialect);
         let body: String = before.concat();
         let half_end = &end[..end.len() / 2];
@@ -361,7 +408,7 @@ async fn a_stream_cut_before_its_end_is_never_a_success() {
 
 #[tokio::test]
 async fn a_finish_reason_then_a_clean_end_completes_an_openai_stream_only() {
-    for dialect in DialectKind::ALL {
+    for dialect in sse_dialects() {
         let (before, finish, _) = stream_parts(dialect);
         let body = format!("{}{}", before.concat(), finish.concat());
         let up = Upstream::start(move |_, _| {
@@ -377,22 +424,23 @@ async fn a_finish_reason_then_a_clean_end_completes_an_openai_stream_only() {
         if dialect.finish_reason_ends_stream() {
             assert_eq!(o.result, ProbeResult::Success, "{dialect:?}: {:?}", o.error);
             assert!(o.e2e.is_some());
-            assert_eq!(o.finish_reason.as_deref(), Some("stop"));
+            assert_eq!(
+                o.finish_reason.map(|f| f.to_ascii_lowercase()).as_deref(),
+                Some("stop")
+            );
         } else {
             // Anthropic: stop_reason in message_delta, but no message_stop.
             assert_eq!(o.result, ProbeResult::StreamAborted, "{dialect:?}");
             let e = o.error.as_deref().unwrap_or("");
-            assert!(
-                e.contains("without message_stop after 3 output events"),
-                "{e}"
-            );
+            let want = format!("without {} after 3 output events", dialect.end_marker());
+            assert!(e.contains(&want), "{e}");
         }
     }
 }
 
 #[tokio::test]
 async fn a_kept_alive_connection_is_reused_even_when_the_body_ends_after_the_marker() {
-    for dialect in DialectKind::ALL {
+    for dialect in sse_dialects() {
         // The body's own end comes 300 ms after the end marker: the engine reads on to it, so
         // the connection goes back to the pool.
         let up = Upstream::start(move |_, _| {
@@ -588,7 +636,7 @@ const SECRET_HEADERS: &str =
 #[tokio::test]
 async fn redirects_are_not_followed_unless_asked_and_never_carry_credentials_away() {
     std::env::set_var("UPSTREAM_TEST_KEY", "sk-upstream-test-key-123");
-    for dialect in DialectKind::ALL {
+    for dialect in sse_dialects() {
         let other = Upstream::start(move |_, _| complete_chunked(dialect)).await;
         let other_base = other.base();
         let path = if dialect == DialectKind::AnthropicMessages {
@@ -626,7 +674,13 @@ async fn redirects_are_not_followed_unless_asked_and_never_carry_credentials_awa
             first.header("x-tenant-token").is_some(),
             "the origin gets them"
         );
-        for h in ["authorization", "x-api-key", "api-key", "x-tenant-token"] {
+        for h in [
+            "authorization",
+            "x-api-key",
+            "api-key",
+            "x-goog-api-key",
+            "x-tenant-token",
+        ] {
             assert_eq!(
                 moved.header(h),
                 None,

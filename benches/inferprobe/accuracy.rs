@@ -68,6 +68,10 @@ pub fn bench_target(dialect: DialectKind, base_url: &str) -> Target {
     })
     .expect("a valid ad-hoc target");
     target.name = format!("bench-{}", dialect.as_str());
+    if dialect.default_auth() == inferprobe::probe::dialect::AuthStyle::AwsSigv4 {
+        // A Bedrock API key (bearer): the benchmark must not need AWS credentials.
+        target.api_key = Some(inferprobe::config::Secret::new("bench-key".to_string()));
+    }
     target
 }
 

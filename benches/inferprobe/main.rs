@@ -20,11 +20,8 @@ use inferprobe::probe::dialect::DialectKind;
 
 use stats::{us, Table};
 
-/// Probes of the accuracy section, per dialect.
-const ACCURACY_PROBES: [(DialectKind, usize); 2] = [
-    (DialectKind::OpenaiChat, 200),
-    (DialectKind::AnthropicMessages, 200),
-];
+/// Probes of the accuracy section, for each dialect of the table.
+const ACCURACY_PROBES: usize = 200;
 /// Probes per pacing of the CPU section.
 const CPU_PROBES: usize = 50;
 /// Timed passes per row of the SSE section.
@@ -90,7 +87,7 @@ fn run(sections: &[String]) -> anyhow::Result<()> {
             accuracy::ITL.as_millis(),
             accuracy::TOKENS
         );
-        for (dialect, probes) in ACCURACY_PROBES {
+        for (dialect, probes) in DialectKind::ALL.map(|d| (d, ACCURACY_PROBES)) {
             eprintln!("accuracy: {probes} probes of {}...", dialect.as_str());
             let r = rt.block_on(accuracy::run(dialect, probes))?;
             let mut t = Table::new(&[

@@ -566,6 +566,22 @@ fn resolve_target(
         .and_then(|r| resolve_secret(r, &path.key("api_key"), ctx.env, diag));
     check_headers(&t.headers, &path.key("headers"), diag);
     let scenarios = resolve_scenario_refs(t, &path.key("scenarios"), ctx, diag);
+    if !t.dialect.spec().reports_model {
+        // The check would fail every probe: a false failure by configuration.
+        for (s, _) in &scenarios {
+            if s.checks.expect_model.is_some() {
+                diag.error(
+                    &path.key("scenarios"),
+                    format!(
+                        "scenario {:?} checks expect_model, but {} responses never name their \
+                         model",
+                        s.name,
+                        t.dialect.as_str()
+                    ),
+                );
+            }
+        }
+    }
 
     let schedule = match &t.schedule {
         Some(s) => {
@@ -623,6 +639,19 @@ fn resolve_target(
     let auth = t
         .auth
         .unwrap_or_else(|| default_auth(t.dialect, api_key.is_some()));
+    if auth == AuthStyle::AwsSigv4 && api_key.is_none() {
+        // Read again before every request (files and session tokens rotate): a warning now.
+        let var = |k: &str| (ctx.env.var)(k).filter(|v| !v.trim().is_empty());
+        let home = var("HOME").map(std::path::PathBuf::from);
+        let bearer = var(crate::probe::aws::BEARER_TOKEN_ENV).is_some();
+        let creds = crate::probe::aws::credentials_from(&var, home.as_deref());
+        if let (false, Err(e)) = (bearer, creds) {
+            diag.warn(
+                &path.key("auth"),
+                format!("{e} (probes are not sent, and end http_4xx, until there are some)"),
+            );
+        }
+    }
     Some(Target {
         name: t.name.clone(),
         dialect: t.dialect,

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::{Stream, StreamExt};
 use rand::Rng;
@@ -339,13 +339,14 @@ fn request(
     url: Url,
     body: &bytes::Bytes,
     credentials: bool,
-) -> reqwest::RequestBuilder {
+) -> Result<reqwest::RequestBuilder, (ProbeResult, String)> {
     let accept = target
         .dialect
         .content_types()
         .first()
         .copied()
         .unwrap_or("*/*");
+    let signed_url = url.to_string();
     let mut req = http
         .post(url)
         .header(header::ACCEPT, accept)
@@ -357,7 +358,7 @@ fn request(
         req = req.header(*k, *v);
     }
     if !credentials {
-        return req;
+        return Ok(req);
     }
     match target.auth.auth() {
         Auth::Header { name, scheme } => {
@@ -368,12 +369,35 @@ fn request(
                 };
             }
         }
-        Auth::AwsSigV4 { .. } => {}
+        Auth::AwsSigV4 { service } => {
+            let input = crate::probe::aws::SignInput {
+                method: "POST",
+                url: &signed_url,
+                headers: &[("content-type", "application/json")],
+                body,
+            };
+            let key = target.api_key.as_ref().map(|k| k.expose());
+            match crate::probe::aws::authorize(&input, key, None, service, SystemTime::now()) {
+                Ok(headers) => {
+                    for (k, v) in headers {
+                        req = req.header(k, v);
+                    }
+                }
+                // Unsigned, the request would only be refused (HTTP 403): it is not sent, and
+                // the reason says what is missing.
+                Err(e) => {
+                    return Err((
+                        ProbeResult::Http4xx,
+                        format!("request not sent: it cannot be authorized: {e}"),
+                    ))
+                }
+            }
+        }
     }
     for (k, v) in &target.headers {
         req = req.header(k.as_str(), v.as_str());
     }
-    req
+    Ok(req)
 }
 
 /// Prefixes the first user message with a short random nonce so the server's prefix cache cannot
@@ -412,6 +436,8 @@ struct Run<'a> {
     stale_candidate: bool,
     /// Durations the server reported about this request (phase, seconds).
     server_timings: Vec<(&'static str, f64)>,
+    /// Why the server withheld the answer for its content, if it did.
+    withheld: Option<String>,
 }
 
 /// How the request/stream phase ended.
@@ -436,6 +462,7 @@ impl<'a> Run<'a> {
             body_complete: false,
             stale_candidate: false,
             server_timings: Vec::new(),
+            withheld: None,
         }
     }
 
@@ -499,7 +526,7 @@ impl<'a> Run<'a> {
         let mut current = url.clone();
         loop {
             let credentials = current.origin() == origin;
-            let req = request(&http, self.target, current.clone(), body, credentials);
+            let req = request(&http, self.target, current.clone(), body, credentials)?;
             let resp = match tokio::time::timeout_at(header_deadline.into(), req.send()).await {
                 Err(_) => {
                     return Err(self
@@ -793,6 +820,10 @@ impl<'a> Run<'a> {
                         self.body_complete = drain(&mut events, self.total_deadline()).await;
                         return Ok(());
                     }
+                    Signal::Withheld { field, reason } => {
+                        self.withheld =
+                            Some(format!("content withheld by the server ({field} {reason})"));
+                    }
                     Signal::ServerTiming { name, seconds } => {
                         if seconds.is_finite() && seconds >= 0.0 {
                             self.server_timings.push((name, seconds));
@@ -860,6 +891,14 @@ impl<'a> Run<'a> {
             Some((n, source)) => (n, source),
             None => (output_events, TokenSource::CountedEvents),
         };
+        // A complete stream whose answer the server withheld (a content filter, a refusal): the
+        // endpoint works, but the answer is not one a user can use.
+        if let Some(w) = self.withheld.take() {
+            if result.is_success() {
+                result = ProbeResult::CheckFailed;
+                error = Some(w);
+            }
+        }
         if result.is_success() && output_events == 0 {
             result = ProbeResult::EmptyResponse;
             error = Some("stream ended without any output".to_string());

@@ -1,5 +1,6 @@
 //! The probe engine: HTTP, the clock, framing, dialects, trace → outcome, checks.
 
+pub mod aws;
 pub mod check;
 pub mod dialect;
 pub mod engine;

@@ -147,9 +147,10 @@ pub const CONDITIONS: [ConditionRow; 5] = [
         name: "rate limit",
         status: "429",
         as_status: ProbeResult::RateLimited,
-        in_stream: "type or code containing `rate_limit`, `ratelimit`, `too_many_requests`, \
-                    `resource_exhausted` or `quota` (OpenAI `rate_limit_exceeded`, Anthropic \
-                    `rate_limit_error`), or code 429",
+        in_stream: "type or code containing `rate_limit`, `rate limit`, `ratelimit`, \
+                    `too_many_requests`, `resource_exhausted`, `quota` or `throttl` (OpenAI \
+                    `rate_limit_exceeded`, Anthropic `rate_limit_error`, Bedrock \
+                    `throttlingException`, Ollama's `rate limit exceeded` text), or code 429",
         as_stream_error: ProbeResult::RateLimited,
     },
     ConditionRow {
@@ -213,6 +214,7 @@ impl ErrorCondition {
                     "too many requests",
                     "resource_exhausted",
                     "quota",
+                    "throttl",
                 ]
                 .iter()
                 .any(|k| w.contains(k))
@@ -327,7 +329,11 @@ mod tests {
     #[test]
     fn in_stream_words_follow_the_table() {
         use ErrorCondition::*;
-        let cases: [(&[&str], ErrorCondition); 13] = [
+        let cases: [(&[&str], ErrorCondition); 17] = [
+            (&["throttlingException"], RateLimited),
+            (&["ThrottlingException"], RateLimited),
+            (&["rate limit exceeded"], RateLimited),
+            (&["serviceUnavailableException"], Overloaded),
             (&["requests", "rate_limit_exceeded"], RateLimited),
             (&["rate_limit_error"], RateLimited),
             (&["429"], RateLimited),

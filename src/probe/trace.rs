@@ -125,6 +125,13 @@ pub enum TokenSource {
     Timings,
     /// Anthropic's cumulative `message_delta.usage.output_tokens`.
     MessageDeltaUsage,
+    /// Gemini's `usageMetadata` (`candidatesTokenCount` + `thoughtsTokenCount`), a running
+    /// total on every chunk.
+    UsageMetadata,
+    /// Ollama's final `eval_count` (the `done: true` line of `/api/chat`).
+    EvalCount,
+    /// Bedrock ConverseStream's `metadata.usage.outputTokens`.
+    MetadataUsage,
     /// Counted as one token per output-bearing event (the server reported no usage).
     CountedEvents,
 }
@@ -137,6 +144,9 @@ impl TokenSource {
             TokenSource::XGroqUsage => "x_groq.usage",
             TokenSource::Timings => "timings",
             TokenSource::MessageDeltaUsage => "message_delta.usage",
+            TokenSource::UsageMetadata => "usageMetadata",
+            TokenSource::EvalCount => "eval_count",
+            TokenSource::MetadataUsage => "metadata.usage",
             TokenSource::CountedEvents => "counted_events",
         }
     }
@@ -150,7 +160,11 @@ impl TokenSource {
     /// provider extension over server timings.
     fn rank(self) -> u8 {
         match self {
-            TokenSource::Usage | TokenSource::MessageDeltaUsage => 3,
+            TokenSource::Usage
+            | TokenSource::MessageDeltaUsage
+            | TokenSource::UsageMetadata
+            | TokenSource::EvalCount
+            | TokenSource::MetadataUsage => 3,
             TokenSource::XGroqUsage => 2,
             TokenSource::Timings => 1,
             TokenSource::CountedEvents => 0,

@@ -1,13 +1,16 @@
-//! The built-in simulated LLM endpoint: OpenAI chat and completions and Anthropic messages,
-//! streaming or not, with configurable timing and length, fault injection, a capacity model, a
-//! live control endpoint, vLLM-style `/metrics` and a ground-truth record of when each token's
-//! bytes were really handed to the HTTP layer.
+//! The built-in simulated LLM endpoint: OpenAI chat, completions and responses, Anthropic
+//! messages and the Gemini API, streaming or not, with configurable timing and length, fault
+//! injection, a capacity model, a live control endpoint, vLLM-style `/metrics` and a
+//! ground-truth record of when each token's bytes were really handed to the HTTP layer.
 //!
 //! It knows nothing of the prober and shares no SSE or timing code with it, so a bug in one
 //! cannot hide in the other.
 //!
 //! Routes: `POST /v1/chat/completions`, `POST /v1/completions`, `POST /v1/messages`,
-//! `GET /v1/models`, `GET /metrics`, `GET`/`PATCH /control`, `GET /ground-truth`, `GET /health`.
+//! `POST /v1/responses`, `POST /v1beta/models/{model}:streamGenerateContent?alt=sse` (and
+//! `:generateContent`), `POST /api/chat` (Ollama, NDJSON), `POST /model/{model_id}/converse-stream`
+//! (Bedrock, AWS event-stream), `GET /v1/models`, `GET /metrics`, `GET`/`PATCH /control`,
+//! `GET /ground-truth`, `GET /health`.
 //!
 //! Model of one request: it arrives, draws its fault and timings, waits for a decode slot (FIFO
 //! when `slots` are all busy), then sends its first event at once and token `i` at
@@ -19,6 +22,7 @@
 mod args;
 mod capacity;
 mod control;
+mod dialects;
 mod metrics;
 mod record;
 mod request;
@@ -53,6 +57,14 @@ pub enum Api {
     OpenaiCompletions,
     /// `POST /v1/messages`.
     AnthropicMessages,
+    /// `POST /v1/responses`.
+    OpenaiResponses,
+    /// `POST /v1beta/models/{model}:streamGenerateContent` (and `:generateContent`).
+    Gemini,
+    /// `POST /api/chat` (Ollama's native API, NDJSON).
+    Ollama,
+    /// `POST /model/{model_id}/converse-stream` (Bedrock, AWS event-stream).
+    BedrockConverse,
 }
 
 impl Api {
@@ -62,6 +74,10 @@ impl Api {
             Api::OpenaiChat => "openai-chat",
             Api::OpenaiCompletions => "openai-completions",
             Api::AnthropicMessages => "anthropic-messages",
+            Api::OpenaiResponses => "openai-responses",
+            Api::Gemini => "gemini",
+            Api::Ollama => "ollama",
+            Api::BedrockConverse => "bedrock-converse",
         }
     }
 
@@ -71,6 +87,11 @@ impl Api {
             Api::OpenaiChat => format!("chatcmpl-sim{tag}{n:06}"),
             Api::OpenaiCompletions => format!("cmpl-sim{tag}{n:06}"),
             Api::AnthropicMessages => format!("msg_sim{tag}{n:06}"),
+            Api::OpenaiResponses => format!("resp_sim{tag}{n:06}"),
+            Api::Gemini => format!("sim{tag}{n:06}"),
+            // Neither API has a response id in its body; this one is the x-request-id.
+            Api::Ollama => format!("ollama-sim{tag}{n:06}"),
+            Api::BedrockConverse => format!("bedrock-sim{tag}{n:06}"),
         }
     }
 }

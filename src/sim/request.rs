@@ -7,11 +7,12 @@ use super::Api;
 /// The parts of a request that shape the answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GenRequest {
-    /// The `model` field (empty when absent).
+    /// The `model` field (empty when absent; Gemini names it in the path).
     pub model: String,
-    /// `"stream": true`.
+    /// `"stream": true` (Gemini: the path's method).
     pub stream: bool,
-    /// `max_completion_tokens`, else `max_tokens`.
+    /// `max_completion_tokens`, else `max_tokens` (Responses: `max_output_tokens`; Gemini:
+    /// `generationConfig.maxOutputTokens`).
     pub max_tokens: Option<u32>,
     /// OpenAI: `stream_options.include_usage`.
     pub include_usage: bool,
@@ -54,6 +55,34 @@ pub fn parse(api: Api, body: &[u8]) -> Result<GenRequest, String> {
             token_cap(obj, "max_tokens")?
                 .ok_or_else(|| "max_tokens: Field required".to_string())?,
         ),
+        Api::OpenaiResponses => token_cap(obj, "max_output_tokens")?,
+        Api::Gemini => match obj.get("generationConfig") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(c)) => {
+                token_cap(c, "maxOutputTokens").map_err(|e| format!("generationConfig.{e}"))?
+            }
+            Some(_) => return Err("generationConfig: must be an object".to_string()),
+        },
+        Api::Ollama => match obj.get("options") {
+            Some(Value::Object(o)) => match o.get("num_predict") {
+                // Ollama: a negative num_predict means no limit.
+                Some(Value::Number(n)) if n.as_i64().is_some_and(|n| n < 0) => None,
+                _ => token_cap(o, "num_predict").map_err(|e| format!("options.{e}"))?,
+            },
+            _ => None,
+        },
+        Api::BedrockConverse => match obj.get("inferenceConfig") {
+            Some(Value::Object(o)) => {
+                token_cap(o, "maxTokens").map_err(|e| format!("inferenceConfig.{e}"))?
+            }
+            _ => None,
+        },
+    };
+    // Ollama streams unless told not to; ConverseStream always streams.
+    let stream = match api {
+        Api::Ollama => !matches!(obj.get("stream"), Some(Value::Bool(false))),
+        Api::BedrockConverse => true,
+        _ => stream,
     };
     let include_usage = obj
         .get("stream_options")
@@ -62,7 +91,7 @@ pub fn parse(api: Api, body: &[u8]) -> Result<GenRequest, String> {
         .unwrap_or(false);
 
     let prompt_chars = match api {
-        Api::OpenaiChat | Api::AnthropicMessages => {
+        Api::OpenaiChat | Api::AnthropicMessages | Api::Ollama | Api::BedrockConverse => {
             let messages = obj
                 .get("messages")
                 .and_then(Value::as_array)
@@ -72,7 +101,7 @@ pub fn parse(api: Api, body: &[u8]) -> Result<GenRequest, String> {
                 n += content_chars(m.get("content"))
                     .map_err(|e| format!("messages[{i}].content: {e}"))?;
             }
-            if api == Api::AnthropicMessages {
+            if matches!(api, Api::AnthropicMessages | Api::BedrockConverse) {
                 n += content_chars(obj.get("system")).map_err(|e| format!("system: {e}"))?;
             }
             n
@@ -93,6 +122,34 @@ pub fn parse(api: Api, body: &[u8]) -> Result<GenRequest, String> {
             }
             _ => return Err("prompt: Field required (a string)".to_string()),
         },
+        Api::OpenaiResponses => {
+            let mut n =
+                content_chars(obj.get("instructions")).map_err(|e| format!("instructions: {e}"))?;
+            match obj.get("input") {
+                Some(Value::String(s)) => n += s.chars().count(),
+                Some(Value::Array(items)) => {
+                    for (i, it) in items.iter().enumerate() {
+                        n += content_chars(it.get("content"))
+                            .map_err(|e| format!("input[{i}].content: {e}"))?;
+                    }
+                }
+                _ => return Err("input: Field required (a string or an array of items)".into()),
+            }
+            n
+        }
+        Api::Gemini => {
+            let contents = obj
+                .get("contents")
+                .and_then(Value::as_array)
+                .ok_or_else(|| "contents: Field required (an array of contents)".to_string())?;
+            let mut n = content_chars(obj.get("systemInstruction").and_then(|s| s.get("parts")))
+                .map_err(|e| format!("systemInstruction.parts: {e}"))?;
+            for (i, c) in contents.iter().enumerate() {
+                n += content_chars(c.get("parts"))
+                    .map_err(|e| format!("contents[{i}].parts: {e}"))?;
+            }
+            n
+        }
     };
 
     Ok(GenRequest {
@@ -174,6 +231,85 @@ mod tests {
         );
         let r = parse(Api::OpenaiChat, br#"{"messages":[]}"#).unwrap();
         assert_eq!(r.prompt_tokens(), 1);
+    }
+
+    #[test]
+    fn responses_and_gemini_requests() {
+        let r = parse(
+            Api::OpenaiResponses,
+            br#"{"model":"m","stream":true,"max_output_tokens":16,"instructions":"abcd",
+                 "input":[{"role":"user","content":"efgh"},
+                          {"role":"user","content":[{"type":"input_text","text":"ij"}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (r.model.as_str(), r.stream, r.max_tokens, r.prompt_chars),
+            ("m", true, Some(16), 10)
+        );
+        let r = parse(Api::OpenaiResponses, br#"{"input":"hello"}"#).unwrap();
+        assert_eq!((r.max_tokens, r.prompt_chars), (None, 5));
+        let r = parse(
+            Api::Gemini,
+            br#"{"contents":[{"role":"user","parts":[{"text":"abcd"},{"text":"ef"}]}],
+                 "systemInstruction":{"parts":[{"text":"sys"}]},
+                 "generationConfig":{"maxOutputTokens":12,"temperature":0}}"#,
+        )
+        .unwrap();
+        assert_eq!((r.max_tokens, r.prompt_chars), (Some(12), 9));
+        assert_eq!(
+            parse(
+                Api::Gemini,
+                br#"{"contents":[],"generationConfig":{"maxOutputTokens":0}}"#
+            )
+            .unwrap_err(),
+            "generationConfig.maxOutputTokens: must be a whole number of at least 1"
+        );
+        assert_eq!(
+            parse(Api::Gemini, br#"{"generationConfig":{}}"#).unwrap_err(),
+            "contents: Field required (an array of contents)"
+        );
+        assert_eq!(
+            parse(Api::OpenaiResponses, br#"{"model":"m"}"#).unwrap_err(),
+            "input: Field required (a string or an array of items)"
+        );
+    }
+
+    #[test]
+    fn ollama_and_bedrock_requests() {
+        let r = parse(
+            Api::Ollama,
+            br#"{"model":"llama3.2","messages":[{"role":"user","content":"12345"}],"options":{"num_predict":9}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (r.stream, r.max_tokens, r.prompt_chars),
+            (true, Some(9), 5),
+            "Ollama streams unless told not to"
+        );
+        let r = parse(
+            Api::Ollama,
+            br#"{"messages":[],"stream":false,"options":{"num_predict":-1}}"#,
+        )
+        .unwrap();
+        assert_eq!((r.stream, r.max_tokens), (false, None));
+        assert_eq!(
+            parse(
+                Api::Ollama,
+                br#"{"messages":[],"options":{"num_predict":0}}"#
+            )
+            .unwrap_err(),
+            "options.num_predict: must be a whole number of at least 1"
+        );
+        let r = parse(
+            Api::BedrockConverse,
+            br#"{"model":"a.b-v1:0","messages":[{"role":"user","content":[{"text":"abc"}]}],
+                "system":[{"text":"sys"}],"inferenceConfig":{"maxTokens":7}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (r.model.as_str(), r.stream, r.max_tokens, r.prompt_chars),
+            ("a.b-v1:0", true, Some(7), 6)
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -148,6 +148,11 @@ pub fn router(state: SimState) -> Router {
         .route("/v1/chat/completions", post(chat))
         .route("/v1/completions", post(completions))
         .route("/v1/messages", post(messages))
+        .route("/v1/responses", post(responses))
+        // `{model}:{method}` is one path segment (the router has no suffix parameters).
+        .route("/v1beta/models/{target}", post(gemini))
+        .route("/api/chat", post(ollama_chat))
+        .route("/model/{model_id}/converse-stream", post(converse_stream))
         .route("/v1/models", get(models))
         .route("/metrics", get(metrics))
         .route("/control", get(get_control).patch(patch_control))
@@ -167,6 +172,70 @@ async fn completions(State(s): State<SimState>, h: HeaderMap, body: Bytes) -> Re
 
 async fn messages(State(s): State<SimState>, h: HeaderMap, body: Bytes) -> Response {
     generate(s, Api::AnthropicMessages, h, body).await
+}
+
+async fn responses(State(s): State<SimState>, h: HeaderMap, body: Bytes) -> Response {
+    generate(s, Api::OpenaiResponses, h, body).await
+}
+
+/// `POST /v1beta/models/{model}:streamGenerateContent?alt=sse` streams, `:generateContent`
+/// answers whole; the model comes from the path.
+async fn gemini(
+    State(s): State<SimState>,
+    Path(target): Path<String>,
+    RawQuery(query): RawQuery,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let bad = |msg: &str| {
+        error_response(
+            Api::Gemini,
+            StatusCode::BAD_REQUEST,
+            ErrorKind::InvalidRequest,
+            msg,
+        )
+    };
+    let Some((model, method)) = super::dialects::gemini::model_and_method(&target) else {
+        return bad("expected /v1beta/models/{model}:{method}");
+    };
+    let stream = match method {
+        "streamGenerateContent" => true,
+        "generateContent" => false,
+        _ => return bad("unknown method; streamGenerateContent or generateContent"),
+    };
+    let sse = query
+        .as_deref()
+        .is_some_and(|q| q.split('&').any(|kv| kv == "alt=sse"));
+    if stream && !sse {
+        return bad("the simulator streams only with ?alt=sse");
+    }
+    let from_path = FromPath {
+        model: model.to_string(),
+        stream,
+    };
+    generate_with(s, Api::Gemini, h, body, Some(from_path)).await
+}
+
+async fn ollama_chat(State(s): State<SimState>, h: HeaderMap, body: Bytes) -> Response {
+    generate(s, Api::Ollama, h, body).await
+}
+
+/// Bedrock names the model in the path: it is put in the body's `model` for [`generate`].
+async fn converse_stream(
+    State(s): State<SimState>,
+    Path(model_id): Path<String>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(mut o)) => {
+            o.insert("model".into(), Value::from(model_id));
+            Bytes::from(Value::Object(o).to_string())
+        }
+        // Not an object: `generate` answers 400 with the parse error.
+        _ => body,
+    };
+    generate(s, Api::BedrockConverse, h, body).await
 }
 
 async fn models(State(s): State<SimState>, h: HeaderMap) -> Response {
@@ -236,17 +305,27 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// True when no key is configured or the request carries it in any of the usual headers.
+/// True when no key is configured or the request carries it in any of the usual headers; an
+/// AWS SigV4 `Authorization` counts when its access key id is the key (the signature itself is
+/// not checked: the simulator has no secret key).
 fn authorized(cfg: &SimulatorConfig, h: &HeaderMap) -> bool {
     let Some(key) = &cfg.api_key else {
         return true;
     };
     let value = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-    let bearer = value(header::AUTHORIZATION.as_str()).and_then(|v| v.strip_prefix("Bearer "));
-    [bearer, value("x-api-key"), value("api-key")]
-        .into_iter()
-        .flatten()
-        .any(|v| v.trim() == key.expose())
+    let auth = value(header::AUTHORIZATION.as_str());
+    let bearer = auth.and_then(|v| v.strip_prefix("Bearer "));
+    let sigv4 = auth.and_then(super::dialects::bedrock_converse::sigv4_access_key);
+    [
+        bearer,
+        sigv4,
+        value("x-api-key"),
+        value("api-key"),
+        value("x-goog-api-key"),
+    ]
+    .into_iter()
+    .flatten()
+    .any(|v| v.trim() == key.expose())
 }
 
 fn unauthorized(api: Api) -> Response {
@@ -259,7 +338,13 @@ fn unauthorized(api: Api) -> Response {
 }
 
 fn error_response(api: Api, status: StatusCode, kind: ErrorKind, message: &str) -> Response {
-    (status, Json(wire::error_json(api, kind, message))).into_response()
+    let mut resp = (status, Json(wire::error_json(api, kind, message))).into_response();
+    if api == Api::BedrockConverse {
+        let ty = super::dialects::bedrock_converse::error_type(kind);
+        resp.headers_mut()
+            .insert("x-amzn-errortype", HeaderValue::from_static(ty));
+    }
+    resp
 }
 
 /// Sends an error reply and records it.
@@ -342,7 +427,23 @@ impl Overrides {
     }
 }
 
+/// What an API says in the path rather than the body (Gemini: the model and whether to stream).
+struct FromPath {
+    model: String,
+    stream: bool,
+}
+
 async fn generate(state: SimState, api: Api, headers: HeaderMap, body: Bytes) -> Response {
+    generate_with(state, api, headers, body, None).await
+}
+
+async fn generate_with(
+    state: SimState,
+    api: Api,
+    headers: HeaderMap,
+    body: Bytes,
+    from_path: Option<FromPath>,
+) -> Response {
     let arrival = Instant::now();
     let cfg = state.config();
     let n = state.0.next_id.fetch_add(1, Ordering::Relaxed);
@@ -361,7 +462,7 @@ async fn generate(state: SimState, api: Api, headers: HeaderMap, body: Bytes) ->
             "invalid or missing API key",
         );
     }
-    let req = match request::parse(api, &body) {
+    let mut req = match request::parse(api, &body) {
         Ok(r) => r,
         Err(msg) => {
             return reply_error(
@@ -373,6 +474,10 @@ async fn generate(state: SimState, api: Api, headers: HeaderMap, body: Bytes) ->
             )
         }
     };
+    if let Some(p) = from_path {
+        req.model = p.model;
+        req.stream = p.stream;
+    }
     let overrides = match Overrides::from_headers(&headers) {
         Ok(o) => o,
         Err(msg) => {

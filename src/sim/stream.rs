@@ -235,6 +235,7 @@ impl Gen {
                 Step::End(b, reason) => {
                     let now = Instant::now();
                     self.stamp_event(now);
+                    let b = super::dialects::stamp_end(&lock(&self.record), b, now);
                     self.finisher.finish(reason, now);
                     self.slot = None;
                     return Some((Ok(b), self));
@@ -295,7 +296,10 @@ pub fn streaming(job: Job, ctx: &wire::Ctx) -> Response {
     let body = Body::from_stream(futures_util::stream::unfold(g, Gen::next_chunk));
     let resp = Response::builder()
         .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")
+        .header(
+            header::CONTENT_TYPE,
+            super::dialects::stream_content_type(ctx.api),
+        )
         .header(header::CACHE_CONTROL, "no-cache")
         .body(body)
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
@@ -356,7 +360,8 @@ pub async fn whole(job: Job, ctx: &wire::Ctx) -> Response {
     }
     let json = HeaderValue::from_static("application/json");
     let resp = match answer {
-        Whole::Json(v, reason) => {
+        Whole::Json(mut v, reason) => {
+            super::dialects::stamp_whole(&lock(&job.record), &mut v, now);
             finisher.finish(reason, now);
             ([(header::CONTENT_TYPE, json)], v.to_string()).into_response()
         }

@@ -5,6 +5,7 @@
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use super::dialects::{self, gemini, openai_responses, Timing};
 use super::sample::Plan;
 use super::Api;
 use crate::config::simulator::FaultKind;
@@ -114,7 +115,7 @@ pub enum ErrorKind {
 /// An error body shaped like the API's own.
 pub fn error_json(api: Api, kind: ErrorKind, message: &str) -> Value {
     match api {
-        Api::OpenaiChat | Api::OpenaiCompletions => {
+        Api::OpenaiChat | Api::OpenaiCompletions | Api::OpenaiResponses => {
             let (ty, code) = match kind {
                 ErrorKind::InvalidRequest => ("invalid_request_error", Value::Null),
                 ErrorKind::Authentication => ("invalid_request_error", json!("invalid_api_key")),
@@ -134,29 +135,53 @@ pub fn error_json(api: Api, kind: ErrorKind, message: &str) -> Value {
             };
             json!({"type": "error", "error": {"type": ty, "message": message}})
         }
+        Api::Gemini => gemini::error_json(kind, message),
+        Api::Ollama => dialects::ollama::error_json(kind, message),
+        Api::BedrockConverse => dialects::bedrock_converse::error_json(kind, message),
+    }
+}
+
+/// The plan's durations, before the real ones are known (replaced when the end is sent).
+fn planned_timing(p: &Plan) -> Timing {
+    let eval: std::time::Duration = p
+        .itls
+        .iter()
+        .take(p.total().saturating_sub(1) as usize)
+        .sum();
+    Timing {
+        total: p.ttft + eval,
+        load: std::time::Duration::ZERO,
+        prompt_eval: p.ttft,
+        eval,
     }
 }
 
 /// Builds the events of one API, tracking which Anthropic content blocks are open.
 struct Emitter<'a> {
     c: &'a Ctx,
+    planned: Timing,
     reasoning_sent: u32,
     answer_sent: u32,
     thinking_open: bool,
     /// Index of the open text block, once opened.
     text_block: Option<u32>,
     next_block: u32,
+    responses: openai_responses::Wire,
+    gemini: gemini::Wire,
 }
 
 impl<'a> Emitter<'a> {
-    fn new(c: &'a Ctx) -> Self {
+    fn new(c: &'a Ctx, planned: Timing) -> Self {
         Emitter {
             c,
+            planned,
             reasoning_sent: 0,
             answer_sent: 0,
             thinking_open: false,
             text_block: None,
             next_block: 0,
+            responses: openai_responses::Wire::default(),
+            gemini: gemini::Wire::default(),
         }
     }
 
@@ -216,6 +241,11 @@ impl<'a> Emitter<'a> {
                     "usage": {"input_tokens": self.c.prompt_tokens, "output_tokens": 1},
                 }}),
             )],
+            Api::OpenaiResponses => self.responses.open(self.c),
+            Api::Gemini => self.gemini.open(),
+            // Ollama's first line already carries text.
+            Api::Ollama => Vec::new(),
+            Api::BedrockConverse => dialects::bedrock_converse::open(),
         }
     }
 
@@ -269,6 +299,17 @@ impl<'a> Emitter<'a> {
             let text = reasoning_token(self.reasoning_sent);
             self.reasoning_sent += 1;
             match self.c.api {
+                Api::Ollama => dialects::ollama::token(&self.c.model, self.c.created, &text, true),
+                Api::BedrockConverse => {
+                    let (before, tok) = dialects::bedrock_converse::token(
+                        &text,
+                        true,
+                        self.reasoning_sent - 1,
+                        self.answer_sent,
+                    );
+                    pre.extend(before);
+                    tok
+                }
                 Api::OpenaiChat => data(&self.chat_chunk(json!({"reasoning_content": text}), None)),
                 Api::OpenaiCompletions => data(&self.completion_chunk(&text, None)),
                 Api::AnthropicMessages => {
@@ -282,11 +323,28 @@ impl<'a> Emitter<'a> {
                                 "delta": {"type": "thinking_delta", "thinking": text}}),
                     )
                 }
+                Api::OpenaiResponses => {
+                    let (p, tok) = self.responses.token(self.c, true, &text);
+                    pre.extend(p);
+                    tok
+                }
+                Api::Gemini => self.gemini.token(self.c, true, &text).1,
             }
         } else {
             let text = answer_token(self.answer_sent);
             self.answer_sent += 1;
             match self.c.api {
+                Api::Ollama => dialects::ollama::token(&self.c.model, self.c.created, &text, false),
+                Api::BedrockConverse => {
+                    let (before, tok) = dialects::bedrock_converse::token(
+                        &text,
+                        false,
+                        self.reasoning_sent,
+                        self.answer_sent - 1,
+                    );
+                    pre.extend(before);
+                    tok
+                }
                 Api::OpenaiChat => data(&self.chat_chunk(json!({"content": text}), None)),
                 Api::OpenaiCompletions => data(&self.completion_chunk(&text, None)),
                 Api::AnthropicMessages => {
@@ -297,6 +355,12 @@ impl<'a> Emitter<'a> {
                                 "delta": {"type": "text_delta", "text": text}}),
                     )
                 }
+                Api::OpenaiResponses => {
+                    let (p, tok) = self.responses.token(self.c, false, &text);
+                    pre.extend(p);
+                    tok
+                }
+                Api::Gemini => self.gemini.token(self.c, false, &text).1,
             }
         };
         (pre, tok)
@@ -344,20 +408,41 @@ impl<'a> Emitter<'a> {
                 ));
                 out.push(event("message_stop", &json!({"type": "message_stop"})));
             }
+            Api::OpenaiResponses => out.push(self.responses.close(self.c, length)),
+            Api::Gemini => out.push(self.gemini.close(self.c, length)),
+            Api::Ollama => out.push(dialects::ollama::close(
+                &self.c.model,
+                self.c.created,
+                finish,
+                self.c.prompt_tokens,
+                self.completion_tokens(),
+                &self.planned,
+            )),
+            Api::BedrockConverse => out.push(dialects::bedrock_converse::close(
+                finish,
+                self.reasoning_sent,
+                self.answer_sent,
+                self.c.prompt_tokens,
+                &self.planned,
+            )),
         }
         Bytes::from(out.concat())
     }
 
-    fn error(&self) -> Bytes {
+    fn error(&mut self) -> Bytes {
         let msg = "simulated error while generating";
         let body = error_json(self.c.api, ErrorKind::Server, msg);
         match self.c.api {
             Api::OpenaiChat | Api::OpenaiCompletions => data(&body),
             Api::AnthropicMessages => event("error", &body),
+            Api::OpenaiResponses => self.responses.error(self.c, msg),
+            Api::Gemini => self.gemini.error(msg),
+            Api::Ollama => dialects::ollama::error(msg),
+            Api::BedrockConverse => dialects::bedrock_converse::error(msg),
         }
     }
 
-    fn malformed(&self) -> Bytes {
+    fn malformed(&mut self) -> Bytes {
         match self.c.api {
             Api::OpenaiChat | Api::OpenaiCompletions => {
                 Bytes::from(format!("data: {{\"id\": \"{}\", \"choices\": [\n\n", self.c.id))
@@ -365,13 +450,17 @@ impl<'a> Emitter<'a> {
             Api::AnthropicMessages => Bytes::from_static(
                 b"event: content_block_delta\ndata: {\"type\": \"content_block_delta\", \"delta\": {\n\n",
             ),
+            Api::OpenaiResponses => self.responses.malformed(),
+            Api::Gemini => self.gemini.malformed(),
+            Api::Ollama => dialects::ollama::malformed(&self.c.model),
+            Api::BedrockConverse => dialects::bedrock_converse::malformed(),
         }
     }
 }
 
 /// The steps of a streamed answer to a request with this plan.
 pub fn script(c: &Ctx, p: &Plan) -> Vec<Step> {
-    let mut e = Emitter::new(c);
+    let mut e = Emitter::new(c, planned_timing(p));
     let mut steps: Vec<Step> = e.open().into_iter().map(Step::Event).collect();
     if p.fault == Some(FaultKind::ApiError) {
         steps.push(Step::End(e.error(), FinishReason::Abort));
@@ -489,6 +578,23 @@ pub fn whole(c: &Ctx, p: &Plan) -> Whole {
                 "stop_sequence": null,
                 "usage": {"input_tokens": c.prompt_tokens, "output_tokens": out},
             })
+        }
+        Api::OpenaiResponses => {
+            openai_responses::whole(c, &reasoning, &answer, p.reasoning, p.answer, p.truncated)
+        }
+        Api::Gemini => gemini::whole(c, &reasoning, &answer, p.reasoning, p.answer, p.truncated),
+        Api::Ollama => dialects::ollama::whole(
+            &c.model,
+            c.created,
+            &reasoning,
+            &answer,
+            finish,
+            c.prompt_tokens,
+            out,
+            &planned_timing(p),
+        ),
+        Api::BedrockConverse => {
+            dialects::bedrock_converse::whole(&reasoning, &answer, finish, c.prompt_tokens, out)
         }
     };
     match p.fault {

@@ -123,3 +123,53 @@ pub fn assert_golden(files: &[std::path::PathBuf], render: impl Fn(&std::path::P
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Frames `body` split into `size`-byte chunks (the whole body when `None`), each stamped one
+/// millisecond after the previous one, with `dialect`'s framer.
+pub fn frame_events(
+    dialect: inferprobe::probe::dialect::DialectKind,
+    body: &[u8],
+    size: Option<usize>,
+) -> Vec<Result<inferprobe::probe::framing::StampedEvent, inferprobe::probe::framing::FrameError>> {
+    use futures_util::{stream, FutureExt, StreamExt};
+    let base = Instant::now();
+    let parts: Vec<&[u8]> = match size {
+        Some(n) => body.chunks(n).collect(),
+        None => vec![body],
+    };
+    let chunks: Vec<Result<(Instant, bytes::Bytes), String>> = parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            Ok((
+                base + Duration::from_millis(i as u64),
+                bytes::Bytes::copy_from_slice(p),
+            ))
+        })
+        .collect();
+    inferprobe::probe::framing::frame(dialect.framing(), stream::iter(chunks))
+        .collect::<Vec<_>>()
+        .now_or_never()
+        .unwrap_or_default()
+}
+
+/// Frames (see [`frame_events`]) and decodes with a fresh decoder; the first framing or decoding
+/// error ends the run. Stamps never go backwards.
+pub fn decode(
+    dialect: inferprobe::probe::dialect::DialectKind,
+    body: &[u8],
+    size: Option<usize>,
+) -> Result<Vec<inferprobe::probe::dialect::Signal>, String> {
+    let mut decoder = dialect.decoder();
+    let mut out = Vec::new();
+    let mut last_at = None;
+    for ev in frame_events(dialect, body, size) {
+        let ev = ev.map_err(|e| e.to_string())?;
+        assert!(last_at <= Some(ev.at), "stamps go backwards");
+        last_at = Some(ev.at);
+        decoder
+            .decode(&ev.as_event(), &mut out)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(out)
+}

@@ -17,7 +17,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::common::{merge_extra, truncate, Text};
+use super::common::{Text, content_withheld, merge_extra, truncate};
 use super::{
     token_count, AuthStyle, DecodeError, Dialect, Framing, ErrorCondition, OutputKind, ProbeRequest, Signal, FramedEvent,
     StreamDecoder, TokenSource, UsageReport,
@@ -41,6 +41,7 @@ pub static DIALECT: Dialect = Dialect {
     decoder: || Box::new(Decoder::default()),
     finish_reason_ends_stream: false,
     end_marker: "message_stop",
+    reports_model: true,
     simulator_prefix: "",
 };
 
@@ -241,7 +242,12 @@ impl StreamDecoder for Decoder {
                     .and_then(|d| d.stop_reason)
                     .filter(|r| !r.0.is_empty())
                 {
+                    // Claude declines with `stop_reason: "refusal"`.
+                    let refused = reason == "refusal";
                     out.push(Signal::FinishReason(reason.into_owned()));
+                    if refused {
+                        out.push(content_withheld("stop_reason", "refusal"));
+                    }
                 }
                 if let Some(u) = &ev.usage {
                     self.usage(u, "message_delta.usage", true, out)?;

@@ -20,9 +20,32 @@ pub fn merge_extra(body: &mut Map<String, Value>, extra: &Map<String, Value>) {
     }
 }
 
+/// The messages as `[{"role", "content"}]`, roles unchanged (OpenAI Chat, Ollama).
+pub fn role_content_messages(messages: &[super::Message]) -> Value {
+    messages
+        .iter()
+        .map(|m| {
+            let mut o = Map::with_capacity(2);
+            o.insert("role".into(), Value::from(m.role.as_str()));
+            o.insert("content".into(), Value::from(m.content.as_str()));
+            Value::Object(o)
+        })
+        .collect::<Vec<_>>()
+        .into()
+}
+
 /// A JSON string that borrows from the event when it has no escapes.
 #[derive(Deserialize)]
 pub struct Text<'a>(#[serde(borrow)] pub Cow<'a, str>);
+
+/// The signal for an answer the server withheld because of its content (see
+/// [`Signal::Withheld`]).
+pub fn content_withheld(field: &'static str, reason: &str) -> Signal {
+    Signal::Withheld {
+        field,
+        reason: truncate(reason, 60).to_string(),
+    }
+}
 
 /// Longest error message kept, in bytes; server messages can echo large inputs.
 pub const MAX_ERROR_MESSAGE: usize = 300;

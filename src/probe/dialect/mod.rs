@@ -119,6 +119,8 @@ pub struct Dialect {
     pub finish_reason_ends_stream: bool,
     /// What completes a stream, for error messages.
     pub end_marker: &'static str,
+    /// Whether responses name the model that answered (`expect_model` checks need it).
+    pub reports_model: bool,
     /// Path prefix of the simulator's routes: `base_url: simulator` resolves to the simulator's
     /// root plus this, the base URL each provider's SDK would take.
     pub simulator_prefix: &'static str,
@@ -164,6 +166,10 @@ dialect_table! {
     OpenaiChat => openai_chat,
     OpenaiCompletions => openai_completions,
     AnthropicMessages => anthropic_messages,
+    OpenaiResponses => openai_responses,
+    Gemini => gemini,
+    Ollama => ollama,
+    BedrockConverse => bedrock_converse,
 }
 
 impl<'de> Deserialize<'de> for DialectKind {
@@ -258,6 +264,15 @@ pub enum Signal {
     Error {
         kind: ErrorCondition,
         message: String,
+    },
+    /// The server withheld (part of) the answer because of its content: a safety filter, a
+    /// recitation check, a blocked prompt, a refusal stop. Does not end the stream; the engine
+    /// turns an otherwise successful probe into `check_failed`.
+    Withheld {
+        /// Where the reason was read (`finishReason`, `promptFeedback.blockReason`, ...).
+        field: &'static str,
+        /// The server's reason (`SAFETY`, `content_filter`, ...), at most 60 bytes.
+        reason: String,
     },
     /// A duration the server reports about this request (Ollama's `load_duration`, Bedrock's
     /// `metrics.latencyMs`), exported beside ours as
@@ -365,6 +380,17 @@ pub fn requested_output_limit(max_tokens: u32, extra_body: &Map<String, Value>) 
                 None => return None,
             },
         }
+    }
+    // Gemini nests its limit in `generationConfig`.
+    let nested = extra_body
+        .get("generationConfig")
+        .and_then(|g| g.get("maxOutputTokens"));
+    match nested {
+        None | Some(Value::Null) => {}
+        Some(v) => match v.as_u64() {
+            Some(n) => limit = Some(limit.map_or(n, |l| l.max(n))),
+            None => return None,
+        },
     }
     limit
 }
@@ -488,6 +514,77 @@ mod tests {
     }
 
     #[test]
+    fn withheld_answers_are_reported_in_every_dialect_that_has_them() {
+        let cases: [(DialectKind, &str, &str, &str, &str); 5] = [
+            (
+                DialectKind::OpenaiChat,
+                "",
+                r#"{"choices":[{"index":0,"delta":{},"finish_reason":"content_filter"}]}"#,
+                "finish_reason",
+                "content_filter",
+            ),
+            (
+                DialectKind::AnthropicMessages,
+                "message_delta",
+                r#"{"type":"message_delta","delta":{"stop_reason":"refusal"},"usage":{"output_tokens":3}}"#,
+                "stop_reason",
+                "refusal",
+            ),
+            (
+                DialectKind::BedrockConverse,
+                "messageStop",
+                r#"{"stopReason":"guardrail_intervened"}"#,
+                "stopReason",
+                "guardrail_intervened",
+            ),
+            (
+                DialectKind::Gemini,
+                "",
+                r#"{"candidates":[{"content":{"parts":[{"text":""}],"role":"model"},"finishReason":"RECITATION"}]}"#,
+                "finishReason",
+                "RECITATION",
+            ),
+            (
+                DialectKind::OpenaiResponses,
+                "response.incomplete",
+                r#"{"type":"response.incomplete","response":{"status":"incomplete","incomplete_details":{"reason":"content_filter"}}}"#,
+                "incomplete_details.reason",
+                "content_filter",
+            ),
+        ];
+        for (dialect, event, data, field, reason) in cases {
+            let mut d = dialect.decoder();
+            let mut out = Vec::new();
+            d.decode(&FramedEvent { event, data }, &mut out)
+                .unwrap_or_else(|e| panic!("{dialect:?}: {e}"));
+            assert!(
+                out.contains(&Signal::FinishReason(reason.into())),
+                "{dialect:?}: {out:?}"
+            );
+            assert!(
+                out.contains(&Signal::Withheld {
+                    field,
+                    reason: reason.into()
+                }),
+                "{dialect:?}: {out:?}"
+            );
+        }
+        // An ordinary stop is not withheld content.
+        let mut d = DialectKind::OpenaiChat.decoder();
+        let mut out = Vec::new();
+        let stop = r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#;
+        d.decode(
+            &FramedEvent {
+                event: "",
+                data: stop,
+            },
+            &mut out,
+        )
+        .expect("decodes");
+        assert_eq!(out, [Signal::FinishReason("stop".into())]);
+    }
+
+    #[test]
     fn model_names_are_one_path_segment() {
         assert_eq!(path_segment("gemini-2.5-flash"), "gemini-2.5-flash");
         assert_eq!(
@@ -546,6 +643,14 @@ mod tests {
             requested_output_limit(64, &extra(json!({"num_predict": 32}))),
             Some(64),
             "the largest limit the body carries"
+        );
+        assert_eq!(
+            requested_output_limit(
+                64,
+                &extra(json!({"generationConfig": {"maxOutputTokens": 8192}}))
+            ),
+            Some(8192),
+            "Gemini's nested limit"
         );
     }
 

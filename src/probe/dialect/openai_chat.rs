@@ -31,7 +31,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::common::{merge_extra, stream_error, truncate, Text, MAX_ERROR_MESSAGE};
+use super::common::{MAX_ERROR_MESSAGE, Text, content_withheld, merge_extra, role_content_messages, stream_error, truncate};
 use super::{
     token_count, AuthStyle, DecodeError, Dialect, Framing, ErrorCondition, FramedEvent, OutputKind, ProbeRequest, Signal,
     StreamDecoder, TokenSource, UsageReport,
@@ -49,6 +49,7 @@ pub static DIALECT: Dialect = Dialect {
     decoder: || Box::new(Decoder::default()),
     finish_reason_ends_stream: true,
     end_marker: OPENAI_END_MARKER,
+    reports_model: true,
     simulator_prefix: "/v1",
 };
 
@@ -58,19 +59,10 @@ pub(super) const OPENAI_END_MARKER: &str = "[DONE] or a finish_reason";
 
 /// Builds the streaming request body.
 pub fn build_body(req: &ProbeRequest<'_>) -> Value {
-    let messages = req
-        .messages
-        .iter()
-        .map(|m| {
-            let mut o = Map::with_capacity(2);
-            o.insert("role".into(), Value::from(m.role.as_str()));
-            o.insert("content".into(), Value::from(m.content.as_str()));
-            Value::Object(o)
-        })
-        .collect::<Vec<_>>();
+    let messages = role_content_messages(req.messages);
     let mut body = Map::new();
     body.insert("model".into(), Value::from(req.model));
-    body.insert("messages".into(), Value::Array(messages));
+    body.insert("messages".into(), messages);
     insert_openai_common(&mut body, req);
     merge_extra(&mut body, req.extra_body);
     Value::Object(body)
@@ -325,7 +317,13 @@ impl State {
         }
         outputs.emit(out);
         if let Some(Text(reason)) = finish {
-            out.push(Signal::FinishReason(reason.into_owned()));
+            // Azure OpenAI (and OpenAI) stop a filtered answer with `content_filter`.
+            if reason == "content_filter" {
+                out.push(Signal::FinishReason(reason.into_owned()));
+                out.push(content_withheld("finish_reason", "content_filter"));
+            } else {
+                out.push(Signal::FinishReason(reason.into_owned()));
+            }
         }
         let dialect = mode.dialect();
         if let Some(t) = &chunk.timings {

@@ -27,6 +27,7 @@ pub static DIALECT: Dialect = Dialect {
     decoder: || Box::new(Decoder::default()),
     finish_reason_ends_stream: true,
     end_marker: OPENAI_END_MARKER,
+    reports_model: true,
     simulator_prefix: "/v1",
 };
 

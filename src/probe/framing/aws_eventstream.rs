@@ -166,6 +166,37 @@ pub fn encode_exception(exception_type: &str, payload: &[u8]) -> Vec<u8> {
     )
 }
 
+/// Encodes a readable description of a stream, one message per line: `event TYPE JSON`,
+/// `exception TYPE JSON` or `error CODE MESSAGE`; blank and `#` lines are skipped. Recorded
+/// Bedrock fixtures are kept in this form so that no opaque bytes are committed.
+pub fn encode_readable(text: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut parts = line.splitn(3, ' ');
+        let (kind, name, rest) = (
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+        );
+        out.extend(match kind {
+            "event" => encode_event(name, rest.as_bytes()),
+            "exception" => encode_exception(name, rest.as_bytes()),
+            _ => encode(
+                &[
+                    (":message-type", "error"),
+                    (":error-code", name),
+                    (":error-message", rest),
+                ],
+                b"",
+            ),
+        });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
