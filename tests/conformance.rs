@@ -441,69 +441,7 @@ async fn bedrock_requests_are_signed_with_the_environments_credentials() {
     sim.shutdown().await;
 }
 
-/// A loopback server that answers every request with one recorded response, so the real engine
-/// runs on real provider transcripts. Dropped with the returned guard.
-struct Replay {
-    base_url: String,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Replay {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn replay(status: u16, reason: &str, content_type: &str, body: String) -> Replay {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let addr = listener.local_addr().expect("local addr");
-    let head = format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\
-         connection: close\r\n\r\n",
-        body.len()
-    );
-    let response: std::sync::Arc<[u8]> = [head.as_bytes(), body.as_bytes()].concat().into();
-    let task = tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let response = response.clone();
-            tokio::spawn(async move {
-                // Read the request head and body before answering.
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let Ok(n) = sock.read(&mut chunk).await else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf);
-                    if let Some(end) = text.find("\r\n\r\n") {
-                        let len = text[..end]
-                            .lines()
-                            .find_map(|l| {
-                                let (k, v) = l.split_once(':')?;
-                                k.eq_ignore_ascii_case("content-length")
-                                    .then(|| v.trim().parse::<usize>().ok())?
-                            })
-                            .unwrap_or(0);
-                        if buf.len() >= end + 4 + len {
-                            break;
-                        }
-                    }
-                }
-                let _ = sock.write_all(&response).await;
-                let _ = sock.shutdown().await;
-            });
-        }
-    });
-    let base_url = format!("http://{addr}/v1");
-    Replay { base_url, task }
-}
+use common::{replay, Replay};
 
 fn sse_fixture(name: &str) -> String {
     let path = format!("{}/tests/fixtures/sse/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -511,10 +449,8 @@ fn sse_fixture(name: &str) -> String {
 }
 
 async fn probe_replay(dialect: DialectKind, r: &Replay, scenario: &Scenario) -> Outcome {
-    let base = match dialect {
-        DialectKind::AnthropicMessages => r.base_url.trim_end_matches("/v1").to_string(),
-        _ => r.base_url.clone(),
-    };
+    // The base URL each dialect's SDK would take for this server.
+    let base = dialect.simulator_base_url(&r.base_url);
     probe(&target(dialect, base), scenario).await
 }
 
@@ -595,7 +531,7 @@ async fn recorded_streams_report_the_servers_token_count_and_its_field() {
         ),
     ];
     for (dialect, name, tokens, events, source, input) in cases {
-        let r = replay(200, "OK", "text/event-stream", sse_fixture(name)).await;
+        let r = replay("200 OK", "text/event-stream", sse_fixture(name)).await;
         let o = probe_replay(dialect, &r, &Scenario::builtin_default()).await;
         assert_eq!(o.result, ProbeResult::Success, "{name}: {:?}", o.error);
         assert_eq!(
@@ -615,8 +551,7 @@ async fn recorded_streams_report_the_servers_token_count_and_its_field() {
     }
     // DeepSeek's cache hits and reasoning tokens reach the outcome.
     let r = replay(
-        200,
-        "OK",
+        "200 OK",
         "text/event-stream",
         sse_fixture("deepseek_reasoner.txt"),
     )
@@ -659,7 +594,7 @@ fn observe(o: &Outcome) -> String {
 
 #[tokio::test]
 async fn usage_below_the_event_count_is_a_counted_mismatch() {
-    let r = replay(200, "OK", "text/event-stream", chat_with_usage("2")).await;
+    let r = replay("200 OK", "text/event-stream", chat_with_usage("2")).await;
     let o = probe_replay(DialectKind::OpenaiChat, &r, &Scenario::builtin_default()).await;
     assert_eq!(o.result, ProbeResult::Success, "{:?}", o.error);
     assert_eq!((o.output_tokens, o.output_events), (2, 4));
@@ -675,7 +610,7 @@ async fn usage_below_the_event_count_is_a_counted_mismatch() {
     );
 
     // Packed events (more tokens than events) are no mismatch.
-    let r = replay(200, "OK", "text/event-stream", chat_with_usage("9")).await;
+    let r = replay("200 OK", "text/event-stream", chat_with_usage("9")).await;
     let o = probe_replay(DialectKind::OpenaiChat, &r, &Scenario::builtin_default()).await;
     assert_eq!((o.output_tokens, o.output_events), (9, 4));
     assert!(!o.token_count_mismatch());
@@ -697,7 +632,7 @@ async fn implausible_usage_is_a_malformed_stream_and_never_reaches_the_counters(
         ),
     ];
     for (completion, reason) in cases {
-        let r = replay(200, "OK", "text/event-stream", chat_with_usage(&completion)).await;
+        let r = replay("200 OK", "text/event-stream", chat_with_usage(&completion)).await;
         let o = probe_replay(DialectKind::OpenaiChat, &r, &scenario).await;
         assert_eq!(o.result, ProbeResult::MalformedStream, "{completion}");
         let error = o.error.clone().unwrap_or_default();
@@ -715,7 +650,7 @@ async fn implausible_usage_is_a_malformed_stream_and_never_reaches_the_counters(
         );
     }
     // Within the slack (4 x 64 + 64 = 320) a count is believed.
-    let r = replay(200, "OK", "text/event-stream", chat_with_usage("320")).await;
+    let r = replay("200 OK", "text/event-stream", chat_with_usage("320")).await;
     let o = probe_replay(DialectKind::OpenaiChat, &r, &scenario).await;
     assert_eq!(o.result, ProbeResult::Success, "{:?}", o.error);
     assert_eq!(o.output_tokens, 320);
@@ -764,7 +699,12 @@ async fn one_condition_one_result_whatever_the_transport() {
         ),
     ];
     for (dialect, status, reason, body, want) in statuses {
-        let r = replay(status, reason, "application/json", body.to_string()).await;
+        let r = replay(
+            &format!("{status} {reason}"),
+            "application/json",
+            body.to_string(),
+        )
+        .await;
         let o = probe_replay(dialect, &r, &Scenario::builtin_default()).await;
         assert_eq!(o.result, want, "HTTP {status}: {:?}", o.error);
         assert_eq!(o.http_status, Some(status));
@@ -807,7 +747,7 @@ async fn one_condition_one_result_whatever_the_transport() {
         ),
     ];
     for (dialect, name, want) in streams {
-        let r = replay(200, "OK", "text/event-stream", sse_fixture(name)).await;
+        let r = replay("200 OK", "text/event-stream", sse_fixture(name)).await;
         let o = probe_replay(dialect, &r, &Scenario::builtin_default()).await;
         assert_eq!(o.result, want, "{name}: {:?}", o.error);
         assert!(

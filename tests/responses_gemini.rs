@@ -367,84 +367,11 @@ fn gemini_truncated_has_no_finish_reason() {
 
 // ---- The real engine on the same transcripts, served by a loopback replay server ----
 
-use std::sync::{Arc, Mutex};
-
 use inferprobe::config::{BaseUrl, Scenario, Secret, Target, Timeouts};
 use inferprobe::probe::engine;
 use inferprobe::probe::{Outcome, ProbeResult};
 
-/// A loopback server that answers every request with one recorded response and keeps each
-/// request's head (request line and headers).
-struct Replay {
-    base_url: String,
-    heads: Arc<Mutex<Vec<String>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Replay {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn replay(status: &str, content_type: &str, body: String) -> Replay {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let addr = listener.local_addr().expect("local addr");
-    let head = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\
-         connection: close\r\n\r\n",
-        body.len()
-    );
-    let response: Arc<[u8]> = [head.as_bytes(), body.as_bytes()].concat().into();
-    let heads = Arc::new(Mutex::new(Vec::new()));
-    let seen = heads.clone();
-    let task = tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let response = response.clone();
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let Ok(n) = sock.read(&mut chunk).await else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf).to_string();
-                    if let Some(end) = text.find("\r\n\r\n") {
-                        let len = text[..end]
-                            .lines()
-                            .find_map(|l| {
-                                let (k, v) = l.split_once(':')?;
-                                k.eq_ignore_ascii_case("content-length")
-                                    .then(|| v.trim().parse::<usize>().ok())?
-                            })
-                            .unwrap_or(0);
-                        if buf.len() >= end + 4 + len {
-                            if let Ok(mut h) = seen.lock() {
-                                h.push(text[..end].to_string());
-                            }
-                            break;
-                        }
-                    }
-                }
-                let _ = sock.write_all(&response).await;
-                let _ = sock.shutdown().await;
-            });
-        }
-    });
-    Replay {
-        base_url: format!("http://{addr}"),
-        heads,
-        task,
-    }
-}
+use common::replay;
 
 async fn probe(dialect: DialectKind, base_url: &str, model: &str) -> Outcome {
     let (mut t, _): (Target, _) =
