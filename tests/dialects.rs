@@ -650,6 +650,7 @@ fn messages() -> Vec<Message> {
     .map(|(role, content)| Message {
         role: role.into(),
         content: content.into(),
+        ..Default::default()
     })
     .collect()
 }
@@ -668,6 +669,7 @@ fn request<'a>(
         stop,
         extra_body: extra,
         include_usage,
+        tools: &[],
     }
 }
 

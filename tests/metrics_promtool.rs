@@ -42,6 +42,7 @@ fn outcome(result: ProbeResult) -> Outcome {
         response_model: Some("llama".to_string()),
         finish_reason: Some("length".to_string()),
         answer: "one two three four".to_string(),
+        tool_calls: Vec::new(),
         rate_limit: RateLimitInfo {
             requests: Quota {
                 limit: Some(60),

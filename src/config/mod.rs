@@ -23,7 +23,7 @@ pub use resolve::{
 };
 pub use types::*;
 
-use crate::probe::dialect::{AuthStyle, DialectKind, Message};
+use crate::probe::dialect::{AuthStyle, DialectKind, Message, ToolSpec};
 
 /// One problem found in a config file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -225,6 +225,10 @@ pub struct Scenario {
     pub cache_bust: bool,
     /// Checks, with the regex compiled.
     pub checks: Checks,
+    /// Tools offered to the model (journey steps; empty for scenarios).
+    pub tools: Vec<ToolSpec>,
+    /// Request headers added to the target's (journey steps' `headers:`); values are not logged.
+    pub headers: BTreeMap<String, String>,
 }
 
 /// Checks with the regex compiled.
@@ -242,6 +246,17 @@ pub struct Checks {
     pub valid_json: bool,
     /// The model name the response must report.
     pub expect_model: Option<String>,
+    /// A call of this tool the response must make, with arguments valid against its schema.
+    pub expect_tool: Option<ExpectTool>,
+}
+
+/// A required tool call: the tool's name and the JSON schema its arguments must satisfy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExpectTool {
+    /// The tool's name.
+    pub name: String,
+    /// The schema of its `parameters`.
+    pub schema: serde_json::Value,
 }
 
 impl Scenario {
@@ -252,6 +267,7 @@ impl Scenario {
             messages: vec![Message {
                 role: "user".to_string(),
                 content: "Count from one to twenty in words, separated by spaces.".to_string(),
+                ..Default::default()
             }],
             max_tokens: default_max_tokens(),
             temperature: 0.0,
@@ -259,6 +275,8 @@ impl Scenario {
             extra_body: serde_json::Map::new(),
             cache_bust: true,
             checks: Checks::default(),
+            tools: Vec::new(),
+            headers: BTreeMap::new(),
         }
     }
 }

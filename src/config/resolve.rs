@@ -372,6 +372,7 @@ fn resolve_scenario(
         messages.push(Message {
             role: "system".to_string(),
             content: system.clone(),
+            ..Default::default()
         });
     }
     let mut sources = Vec::new();
@@ -400,6 +401,7 @@ fn resolve_scenario(
                 messages.push(Message {
                     role: m.role.clone(),
                     content: m.content.clone(),
+                    ..Default::default()
                 });
             }
             if !c.messages.iter().any(|m| m.role == "user") {
@@ -479,6 +481,8 @@ fn resolve_scenario(
         extra_body: c.extra_body.clone(),
         cache_bust: c.cache_bust,
         checks: checks?,
+        tools: Vec::new(),
+        headers: BTreeMap::new(),
     })
 }
 
@@ -486,6 +490,7 @@ fn user(content: String) -> Message {
     Message {
         role: "user".to_string(),
         content,
+        ..Default::default()
     }
 }
 
@@ -521,6 +526,7 @@ fn compile_checks(c: &ChecksConfig, path: &YamlPath, diag: &mut Diag<'_>) -> Opt
         regex,
         valid_json: c.valid_json,
         expect_model: c.expect_model.clone(),
+        expect_tool: None,
     })
 }
 

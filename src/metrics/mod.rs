@@ -804,6 +804,7 @@ mod tests {
             response_model: Some("m".to_string()),
             finish_reason: Some("stop".to_string()),
             answer: "a b c d".to_string(),
+            tool_calls: Vec::new(),
             rate_limit: Default::default(),
             connection: Default::default(),
             server_timings: Vec::new(),
@@ -834,6 +835,7 @@ mod tests {
             response_model: None,
             finish_reason: None,
             answer: String::new(),
+            tool_calls: Vec::new(),
             connection: Default::default(),
             ..success(target)
         }

@@ -1,8 +1,9 @@
 //! Correctness checks on a completed response: a canary that only measures speed misses an
 //! endpoint that answers fast and wrong.
 
-use crate::config::Checks;
+use crate::config::{Checks, ExpectTool};
 use crate::probe::clip;
+use crate::probe::dialect::ToolCall;
 
 /// What a check looks at.
 #[derive(Clone, Copy, Debug)]
@@ -13,6 +14,8 @@ pub struct Answer<'a> {
     pub output_tokens: u64,
     /// Model the server reported, if any.
     pub model: Option<&'a str>,
+    /// Tool calls the model made.
+    pub tool_calls: &'a [ToolCall],
 }
 
 /// Runs every check; returns the first failure as a short message that never echoes more than
@@ -59,7 +62,44 @@ pub fn run(checks: &Checks, a: &Answer<'_>) -> Result<(), String> {
             None => return Err(format!("response reported no model (expected {want:?})")),
         }
     }
+    if let Some(want) = &checks.expect_tool {
+        expect_tool(want, a.tool_calls)?;
+    }
     Ok(())
+}
+
+/// The response called `want.name` with arguments that are a JSON object valid against the
+/// tool's schema. Other calls beside it are allowed (parallel tool calls).
+fn expect_tool(want: &ExpectTool, calls: &[ToolCall]) -> Result<(), String> {
+    let Some(call) = calls.iter().find(|c| c.name == want.name) else {
+        let names: Vec<String> = calls
+            .iter()
+            .map(|c| format!("{:?}", clip(&c.name, 40)))
+            .collect();
+        return Err(if names.is_empty() {
+            format!("expected a call of tool {:?}, got no tool call", want.name)
+        } else {
+            format!(
+                "expected a call of tool {:?}, got calls of {}",
+                want.name,
+                names.join(", ")
+            )
+        });
+    };
+    // An empty argument string is an empty object to every API that streams arguments.
+    let text = if call.arguments.trim().is_empty() {
+        "{}"
+    } else {
+        call.arguments.as_str()
+    };
+    let args: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| format!("arguments of tool {:?} are not valid JSON: {e}", want.name))?;
+    crate::journey::schema::validate(&want.schema, &args).map_err(|e| {
+        format!(
+            "arguments of tool {:?} do not match its schema: {e}",
+            want.name
+        )
+    })
 }
 
 /// Strips surrounding whitespace and a Markdown code fence (```json ... ```), which chat models
@@ -82,6 +122,7 @@ mod tests {
             text,
             output_tokens: tokens,
             model,
+            tool_calls: &[],
         }
     }
 

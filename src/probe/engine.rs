@@ -5,7 +5,7 @@
 //! it is read from the socket, and each SSE event carries the stamp of the chunk that completed it
 //! (see [`crate::probe::framing`]). Timeouts are deadlines on that same clock.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,7 +18,7 @@ use reqwest::Url;
 
 use crate::config::{ConnectionMode, Scenario, Target, Timeouts};
 use crate::cost::{request_cost, TokenCounts};
-use crate::probe::dialect::{self, Auth, Message, OutputKind, ProbeRequest, Signal};
+use crate::probe::dialect::{self, Auth, Message, OutputKind, ProbeRequest, Signal, ToolCall};
 use crate::probe::framing::{self, FrameError, StampedEvent};
 use crate::probe::ratelimit::RateLimitInfo;
 use crate::probe::result::{ErrorCondition, ProbeResult, Transport};
@@ -256,6 +256,11 @@ pub async fn run_probe(
         stop: &scenario.stop,
         extra_body: &scenario.extra_body,
         include_usage: target.include_usage,
+        tools: if target.dialect.supports_tools() {
+            &scenario.tools
+        } else {
+            &[]
+        },
     });
     let body = bytes::Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
     let url = match request_url(base_url, target) {
@@ -336,6 +341,7 @@ fn authority(url: &Url) -> String {
 fn request(
     http: &reqwest::Client,
     target: &Target,
+    extra_headers: &BTreeMap<String, String>,
     url: Url,
     body: &bytes::Bytes,
     credentials: bool,
@@ -394,7 +400,7 @@ fn request(
             }
         }
     }
-    for (k, v) in &target.headers {
+    for (k, v) in target.headers.iter().chain(extra_headers) {
         req = req.header(k.as_str(), v.as_str());
     }
     Ok(req)
@@ -438,6 +444,8 @@ struct Run<'a> {
     server_timings: Vec<(&'static str, f64)>,
     /// Why the server withheld the answer for its content, if it did.
     withheld: Option<String>,
+    /// Tool calls the model made, arguments accumulated.
+    tool_calls: Vec<ToolCall>,
 }
 
 /// How the request/stream phase ended.
@@ -463,6 +471,7 @@ impl<'a> Run<'a> {
             stale_candidate: false,
             server_timings: Vec::new(),
             withheld: None,
+            tool_calls: Vec::new(),
         }
     }
 
@@ -526,7 +535,14 @@ impl<'a> Run<'a> {
         let mut current = url.clone();
         loop {
             let credentials = current.origin() == origin;
-            let req = request(&http, self.target, current.clone(), body, credentials)?;
+            let req = request(
+                &http,
+                self.target,
+                &self.scenario.headers,
+                current.clone(),
+                body,
+                credentials,
+            )?;
             let resp = match tokio::time::timeout_at(header_deadline.into(), req.send()).await {
                 Err(_) => {
                     return Err(self
@@ -796,8 +812,10 @@ impl<'a> Run<'a> {
             for s in signals.drain(..) {
                 match s {
                     Signal::Output { kind, text } => {
-                        if kind == OutputKind::Answer {
-                            self.answer.push_str(&text);
+                        match kind {
+                            OutputKind::Answer => self.answer.push_str(&text),
+                            OutputKind::ToolCall => add_tool_arguments(&mut self.tool_calls, &text),
+                            OutputKind::Reasoning => {}
                         }
                         event_output = match event_output {
                             Some(OutputKind::Answer) => Some(OutputKind::Answer),
@@ -824,6 +842,11 @@ impl<'a> Run<'a> {
                         self.withheld =
                             Some(format!("content withheld by the server ({field} {reason})"));
                     }
+                    Signal::ToolCall {
+                        id,
+                        name,
+                        signature,
+                    } => start_tool_call(&mut self.tool_calls, id, name, signature),
                     Signal::ServerTiming { name, seconds } => {
                         if seconds.is_finite() && seconds >= 0.0 {
                             self.server_timings.push((name, seconds));
@@ -908,6 +931,7 @@ impl<'a> Run<'a> {
                 text: &self.answer,
                 output_tokens,
                 model: self.response_model.as_deref(),
+                tool_calls: &self.tool_calls,
             };
             if let Err(e) = check::run(&self.scenario.checks, &a) {
                 result = ProbeResult::CheckFailed;
@@ -959,6 +983,7 @@ impl<'a> Run<'a> {
             response_model: self.response_model,
             finish_reason: self.finish_reason,
             answer: self.answer,
+            tool_calls: self.tool_calls,
             rate_limit: self.rate_limit,
             connection: self.connection,
             server_timings: self.server_timings,
@@ -966,6 +991,48 @@ impl<'a> Run<'a> {
         // The one place probe outcomes are redacted: everything that shows them reads this.
         crate::redact::redact_outcome(&mut outcome);
         outcome
+    }
+}
+
+/// Most tool calls kept from one response: an agent turn rarely makes more than a few, and a
+/// broken server must not grow the list without bound.
+const MAX_TOOL_CALLS: usize = 16;
+
+/// Most bytes of arguments kept per tool call (the rest is dropped; the schema check then fails
+/// on the cut JSON, which is the honest result for arguments this large).
+const MAX_TOOL_ARGUMENTS: usize = 64 * 1024;
+
+/// A tool call starts ([`Signal::ToolCall`]). Calls without an id get `call_<n>`.
+fn start_tool_call(
+    calls: &mut Vec<ToolCall>,
+    id: Option<String>,
+    name: String,
+    signature: Option<String>,
+) {
+    if calls.len() >= MAX_TOOL_CALLS {
+        return;
+    }
+    let n = calls.len() + 1;
+    calls.push(ToolCall {
+        id: id
+            .filter(|i| !i.is_empty())
+            .map(|i| clip(&i, 200))
+            .unwrap_or_else(|| format!("call_{n}")),
+        name: clip(&name, 200),
+        arguments: String::new(),
+        signature: signature.filter(|s| s.len() <= MAX_TOOL_ARGUMENTS),
+    });
+}
+
+/// Arguments of the latest tool call; arguments before any call started open a nameless one.
+fn add_tool_arguments(calls: &mut Vec<ToolCall>, text: &str) {
+    if calls.is_empty() {
+        start_tool_call(calls, None, String::new(), None);
+    }
+    if let Some(call) = calls.last_mut() {
+        if call.arguments.len() + text.len() <= MAX_TOOL_ARGUMENTS {
+            call.arguments.push_str(text);
+        }
     }
 }
 
@@ -1196,10 +1263,12 @@ mod tests {
             Message {
                 role: "system".into(),
                 content: "be brief".into(),
+                ..Default::default()
             },
             Message {
                 role: "user".into(),
                 content: "hi".into(),
+                ..Default::default()
             },
         ];
         let same = with_nonce(&msgs, false);

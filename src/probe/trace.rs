@@ -329,6 +329,8 @@ pub struct Outcome {
     pub finish_reason: Option<String>,
     /// The answer text (kept for checks and `probe` output; bounded by the response byte cap).
     pub answer: String,
+    /// Tool calls the model made (arguments as streamed), for journeys and `expect_tool`.
+    pub tool_calls: Vec<crate::probe::dialect::ToolCall>,
     /// Rate-limit headers of the response (retry-after, remaining quota), when any came.
     pub rate_limit: RateLimitInfo,
     /// Which connection the probe used and whether it was retried.

@@ -42,6 +42,7 @@ pub static DIALECT: Dialect = Dialect {
     finish_reason_ends_stream: false,
     end_marker: "message_stop",
     reports_model: true,
+    supports_tools: true,
     simulator_prefix: "",
 };
 

@@ -53,6 +53,7 @@ pub static DIALECT: Dialect = Dialect {
     finish_reason_ends_stream: true,
     end_marker: "metadata after messageStop",
     reports_model: false,
+    supports_tools: true,
     simulator_prefix: "",
 };
 
@@ -633,10 +634,12 @@ mod tests {
             Message {
                 role: "system".into(),
                 content: "Answer in one word.".into(),
+                ..Default::default()
             },
             Message {
                 role: "user".into(),
                 content: "Capital of France?".into(),
+                ..Default::default()
             },
         ];
         let stop = ["END".to_string()];
@@ -652,6 +655,7 @@ mod tests {
             stop: &stop,
             extra_body: &extra,
             include_usage: true,
+            tools: &[],
         };
         assert_eq!(
             build_body(&req),

@@ -51,6 +51,7 @@ pub static DIALECT: Dialect = Dialect {
     finish_reason_ends_stream: true,
     end_marker: "a finishReason",
     reports_model: true,
+    supports_tools: true,
     simulator_prefix: "",
 };
 
@@ -385,18 +386,22 @@ mod tests {
             Message {
                 role: "system".into(),
                 content: "Be brief.".into(),
+                ..Default::default()
             },
             Message {
                 role: "user".into(),
                 content: "Count.".into(),
+                ..Default::default()
             },
             Message {
                 role: "assistant".into(),
                 content: "One.".into(),
+                ..Default::default()
             },
             Message {
                 role: "user".into(),
                 content: "Go on.".into(),
+                ..Default::default()
             },
         ];
         let extra = match json!({
@@ -415,6 +420,7 @@ mod tests {
             stop: &stop,
             extra_body: &extra,
             include_usage: true,
+            tools: &[],
         };
         assert_eq!(
             build_body(&req),

@@ -121,6 +121,8 @@ pub struct Dialect {
     pub end_marker: &'static str,
     /// Whether responses name the model that answered (`expect_model` checks need it).
     pub reports_model: bool,
+    /// Whether the API takes tools and streams tool calls (journeys with tools need it).
+    pub supports_tools: bool,
     /// Path prefix of the simulator's routes: `base_url: simulator` resolves to the simulator's
     /// root plus this, the base URL each provider's SDK would take.
     pub simulator_prefix: &'static str,
@@ -185,13 +187,52 @@ impl<'de> Deserialize<'de> for DialectKind {
     }
 }
 
-/// One chat message of a scenario.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One chat message of a scenario or a journey's conversation.
+///
+/// | role | `content` | tool fields |
+/// |---|---|---|
+/// | `system`, `user` | the text | none |
+/// | `assistant` | the answer text (may be empty) | `tool_calls`: the calls the model made |
+/// | `tool` | the tool's result (JSON text or plain text) | `tool_call_id`, `tool_name`: the call it answers |
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Message {
-    /// `system`, `user` or `assistant`.
+    /// `system`, `user`, `assistant` or `tool`.
     pub role: String,
     /// The text.
     pub content: String,
+    /// `assistant` messages: the tool calls the model made in that turn, in order.
+    pub tool_calls: Vec<ToolCall>,
+    /// `tool` messages: the id of the call this result answers.
+    pub tool_call_id: Option<String>,
+    /// `tool` messages: the name of the tool whose result this is (Gemini and Ollama match
+    /// results by name).
+    pub tool_name: Option<String>,
+}
+
+/// A tool call the model made, as carried into the next request of a conversation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ToolCall {
+    /// The call's id as the server gave it, or `call_<n>` (n from 1 in the turn) for APIs
+    /// without ids (Gemini, older Ollama).
+    pub id: String,
+    /// The tool's name.
+    pub name: String,
+    /// The arguments as the model streamed them (JSON text, possibly invalid).
+    pub arguments: String,
+    /// An opaque signature the server asks to get back with the call (Gemini's
+    /// `thoughtSignature`), if any.
+    pub signature: Option<String>,
+}
+
+/// A tool offered to the model: a function with JSON-schema parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolSpec {
+    /// The function name.
+    pub name: String,
+    /// What it does, for the model.
+    pub description: String,
+    /// JSON schema of the arguments object.
+    pub parameters: Value,
 }
 
 /// Everything a dialect needs to build a request body. Built by the engine from a scenario.
@@ -211,6 +252,9 @@ pub struct ProbeRequest<'a> {
     pub extra_body: &'a serde_json::Map<String, serde_json::Value>,
     /// OpenAI dialects: send `stream_options: {include_usage: true}`.
     pub include_usage: bool,
+    /// Tools offered to the model (omitted from the body when empty). Only dialects whose
+    /// [`Dialect::supports_tools`] is true are given any.
+    pub tools: &'a [ToolSpec],
 }
 
 /// One event after framing.
@@ -278,6 +322,18 @@ pub enum Signal {
     /// `metrics.latencyMs`), exported beside ours as
     /// `inferprobe_server_reported_duration_seconds{phase=name}`.
     ServerTiming { name: &'static str, seconds: f64 },
+    /// A tool call starts: the model calls tool `name`. Its arguments follow as
+    /// [`Signal::Output`] with [`OutputKind::ToolCall`] (in the same event or later ones) and
+    /// belong to the latest call started. APIs that send whole calls emit this signal first,
+    /// then the arguments.
+    ToolCall {
+        /// The call's id, when the API gives one.
+        id: Option<String>,
+        /// The tool's name.
+        name: String,
+        /// An opaque signature to send back with the call (Gemini's `thoughtSignature`).
+        signature: Option<String>,
+    },
 }
 
 /// Every `name` a [`Signal::ServerTiming`] may carry: Ollama's `load` (model load),
@@ -452,6 +508,11 @@ impl DialectKind {
     /// True when a finish reason followed by a clean end of body completes a stream.
     pub fn finish_reason_ends_stream(self) -> bool {
         self.spec().finish_reason_ends_stream
+    }
+
+    /// Whether the API takes tools and streams tool calls.
+    pub fn supports_tools(self) -> bool {
+        self.spec().supports_tools
     }
 
     /// What completes a stream of this dialect, for error messages.

@@ -46,6 +46,7 @@ pub static DIALECT: Dialect = Dialect {
     finish_reason_ends_stream: false,
     end_marker: "a line with done: true",
     reports_model: true,
+    supports_tools: true,
     simulator_prefix: "",
 };
 
@@ -449,10 +450,12 @@ mod tests {
             Message {
                 role: "system".into(),
                 content: "Be brief.".into(),
+                ..Default::default()
             },
             Message {
                 role: "user".into(),
                 content: "Hi".into(),
+                ..Default::default()
             },
         ];
         let stop = ["\n\n".to_string()];
@@ -468,6 +471,7 @@ mod tests {
             stop: &stop,
             extra_body: &extra,
             include_usage: true,
+            tools: &[],
         };
         let body = build_body(&req);
         assert_eq!(

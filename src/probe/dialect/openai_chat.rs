@@ -50,6 +50,7 @@ pub static DIALECT: Dialect = Dialect {
     finish_reason_ends_stream: true,
     end_marker: OPENAI_END_MARKER,
     reports_model: true,
+    supports_tools: true,
     simulator_prefix: "/v1",
 };
 

@@ -28,6 +28,7 @@ pub static DIALECT: Dialect = Dialect {
     finish_reason_ends_stream: true,
     end_marker: OPENAI_END_MARKER,
     reports_model: true,
+    supports_tools: false,
     simulator_prefix: "/v1",
 };
 
@@ -76,6 +77,7 @@ mod tests {
         Message {
             role: role.into(),
             content: content.into(),
+            ..Default::default()
         }
     }
 

@@ -52,6 +52,7 @@ pub static DIALECT: Dialect = Dialect {
     finish_reason_ends_stream: false,
     end_marker: "response.completed or response.incomplete",
     reports_model: true,
+    supports_tools: true,
     simulator_prefix: "/v1",
 };
 
@@ -301,14 +302,17 @@ mod tests {
             Message {
                 role: "system".into(),
                 content: "Be brief.".into(),
+                ..Default::default()
             },
             Message {
                 role: "user".into(),
                 content: "Count.".into(),
+                ..Default::default()
             },
             Message {
                 role: "system".into(),
                 content: "No lists.".into(),
+                ..Default::default()
             },
         ];
         let extra = match json!({"reasoning": {"effort": "low"}, "temperature": null}) {
@@ -324,6 +328,7 @@ mod tests {
             stop: &stop,
             extra_body: &extra,
             include_usage: true,
+            tools: &[],
         };
         assert_eq!(
             build_body(&req),
