@@ -324,6 +324,18 @@ pub struct StatusRow {
     pub latest: Option<Outcome>,
 }
 
+/// A row of the status page's journey table.
+pub struct JourneyRow {
+    /// Target name.
+    pub target: String,
+    /// Journey name.
+    pub journey: String,
+    /// Configured steps.
+    pub steps: usize,
+    /// The latest outcome.
+    pub latest: Option<JourneyOutcome>,
+}
+
 impl Daemon {
     /// Starts the simulator (if configured), registers metrics and starts every target's
     /// schedule. `config_path` is re-read on reload.
@@ -694,6 +706,30 @@ impl Daemon {
                     scenario: s.name.clone(),
                     schedule: schedule.clone(),
                     latest: latest.get(&(t.name.clone(), s.name.clone())).cloned(),
+                });
+            }
+        }
+        rows
+    }
+
+    /// Configured journeys with their latest outcome, by target then journey.
+    pub async fn journey_status(&self) -> Vec<JourneyRow> {
+        let latest: HashMap<(String, String), JourneyOutcome> = self
+            .board
+            .journeys()
+            .into_iter()
+            .map(|o| ((o.target.clone(), o.journey.clone()), o))
+            .collect();
+        let g = self.generation.lock().await;
+        let mut rows = Vec::new();
+        for rt in g.targets.values() {
+            let t = &rt.target;
+            for (j, _) in &t.journeys {
+                rows.push(JourneyRow {
+                    target: t.name.clone(),
+                    journey: j.name.clone(),
+                    steps: j.steps.len(),
+                    latest: latest.get(&(t.name.clone(), j.name.clone())).cloned(),
                 });
             }
         }

@@ -303,6 +303,15 @@ async fn the_daemon_records_journeys_steps_and_the_failing_step() {
         .unwrap_or(0.0)
             >= 1.0
     );
+    // The status page lists each journey with its latest result and failing step.
+    let (_, page) = get(&format!("{base}/")).await;
+    assert!(page.contains("<h2>Journeys</h2>"), "{page}");
+    assert!(
+        page.contains(
+            "<tr><td>broken</td><td>fails-second</td><td class=\"n\">2</td><td class=\"bad\">http_5xx</td><td>second</td>"
+        ),
+        "{page}"
+    );
     running.stop().await;
 }
 
@@ -461,4 +470,53 @@ fn journey_config_errors_name_the_place() {
         e.contains("unknown journey \"j\"; the file defines no journeys"),
         "{e}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_budget_counts_every_step_of_a_journey() {
+    // 2 steps of 6 output tokens: 12 per journey. With a budget of 20 an hour, the first journey
+    // leaves 8 and the second spends past it, so exactly two run. Were only one step counted (6
+    // per journey), four would.
+    let yaml = r#"
+global:
+  schedule: {every: 1s, jitter: 0}
+  max_output_tokens_per_hour: 20
+simulator: {ttft: 10ms, itl: 2ms, output_tokens: 6}
+journeys:
+  two:
+    steps:
+      - {name: a, prompt: One.}
+      - {name: b, prompt: Two.}
+targets:
+  - {name: t, dialect: openai-chat, base_url: simulator, model: sim-llm, journeys: [two]}
+"#;
+    let running = commands::start(common::load(yaml), None, "127.0.0.1:0")
+        .await
+        .expect("daemon starts");
+    let base = format!("http://{}", running.addr);
+    let text = eventually(Duration::from_secs(20), "budget skips", || async {
+        let (_, text) = get(&format!("{base}/metrics")).await;
+        sample(
+            &text,
+            "inferprobe_journeys_skipped_total",
+            &[("reason", "token_budget")],
+        )
+        .is_some_and(|v| v >= 2.0)
+        .then_some(text)
+    })
+    .await;
+    assert_eq!(
+        sample(&text, "inferprobe_journeys_total", &[("result", "success")]),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "inferprobe_journey_tokens_total",
+            &[("direction", "output")]
+        ),
+        Some(24.0)
+    );
+    running.stop().await;
 }
