@@ -206,8 +206,11 @@ fn resolve_step(
             }
         }
     };
-    let mut offered = Vec::new();
-    for (j, name) in sc.tools.iter().enumerate() {
+    let mut offered = match &sc.tools {
+        None => prev_tools,
+        Some(_) => Vec::new(),
+    };
+    for (j, name) in sc.tools.iter().flatten().enumerate() {
         if let Some(t) = lookup(name, &p.key("tools").index(j), diag) {
             if offered.iter().any(|o: &ToolSpec| o.name == t.name) {
                 diag.error(
@@ -222,22 +225,22 @@ fn resolve_step(
     let mut expect_tool = None;
     if let Some(name) = &sc.expect_tool {
         if let Some(t) = lookup(name, &p.key("expect_tool"), diag) {
-            if sc.tools.is_empty() {
-                offered.push(t.clone());
-            } else if !sc.tools.contains(name) {
-                diag.error(
+            match &sc.tools {
+                Some(listed) if !listed.contains(name) => diag.error(
                     &p.key("expect_tool"),
                     format!("tool {name:?} is not among this step's `tools`"),
-                );
+                ),
+                _ => {
+                    if !offered.iter().any(|o| o.name == t.name) {
+                        offered.push(t.clone());
+                    }
+                }
             }
             expect_tool = Some(ExpectTool {
                 name: t.name,
                 schema: t.parameters,
             });
         }
-    }
-    if sc.tools.is_empty() && sc.expect_tool.is_none() && after_tool_result {
-        offered = prev_tools;
     }
 
     let tool_result = match (&sc.tool_result, &sc.expect_tool) {

@@ -519,10 +519,12 @@ pub struct StepConfig {
     /// which is the model's turn answering from the tool's result.
     #[serde(default)]
     pub prompt: Option<String>,
-    /// Names of the journey's tools this step offers. Defaults to the `expect_tool` tool, or, in
-    /// the step after a tool result, to the previous step's tools.
+    /// Names of the journey's tools this step offers. Left out, a step offers what the step
+    /// before it offered (an agent keeps its tools for the whole task; Anthropic and Bedrock
+    /// refuse a conversation with tool calls but no tools), plus its `expect_tool`; `[]` offers
+    /// none.
     #[serde(default)]
-    pub tools: Vec<String>,
+    pub tools: Option<Vec<String>>,
     /// The model must call this tool, with arguments valid against its schema.
     #[serde(default)]
     pub expect_tool: Option<String>,
