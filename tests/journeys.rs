@@ -452,12 +452,12 @@ fn journey_config_errors_name_the_place() {
         "{e}"
     );
     let e = errors_of(&with(
-        "  j:\n    tools:\n      f: {parameters: {type: object, properties: {a: {type: string, pattern: x}}}}\n    steps:\n      - {name: s, prompt: hi, expect_tool: f}\n",
+        "  j:\n    tools:\n      f: {parameters: {type: object, properties: {a: {type: string, oneOf: []}}}}\n    steps:\n      - {name: s, prompt: hi, expect_tool: f}\n",
         "openai-chat",
     ));
     assert!(
         e.contains("journeys.j.tools.f.parameters")
-            && e.contains("/properties/a/pattern: keyword \"pattern\" is not checked"),
+            && e.contains("/properties/a/oneOf: keyword \"oneOf\" is not checked"),
         "{e}"
     );
     let e = errors_of("journeys:\n  j:\n    steps: []\ntargets: []\n");
