@@ -1022,7 +1022,10 @@ fn documented_journey_families() -> BTreeSet<String> {
         .take_while(|l| !l.starts_with('#'))
         .collect::<Vec<_>>()
         .join("\n");
-    assert!(!section.is_empty(), "README.md has no `### Journey families` section");
+    assert!(
+        !section.is_empty(),
+        "README.md has no `### Journey families` section"
+    );
     families_read(&section)
 }
 
@@ -1097,7 +1100,10 @@ fn journey_rules_and_panels_read_only_documented_journey_families() {
         .iter()
         .filter(|f| f.starts_with("inferprobe_journey") && !documented.contains(*f))
         .collect();
-    assert!(unknown.is_empty(), "not in README's journey families: {unknown:?}");
+    assert!(
+        unknown.is_empty(),
+        "not in README's journey families: {unknown:?}"
+    );
     assert!(used.contains("inferprobe_journey_duration_seconds"));
     assert!(used.contains("inferprobe_journey_step_time_to_first_token_seconds"));
 }
@@ -1134,10 +1140,17 @@ fn journey_task_time_buckets_make_a_doubling_cross_a_bound() {
     assert_eq!(ratio, 2.0);
     use inferprobe::metrics::buckets::REQUEST_DURATION_SECONDS;
     let mut lists = vec![REQUEST_DURATION_SECONDS];
-    lists.extend(inferprobe::metrics::default_buckets("journey_duration_seconds"));
+    lists.extend(inferprobe::metrics::default_buckets(
+        "journey_duration_seconds",
+    ));
     for buckets in lists {
         for w in buckets.windows(2).filter(|w| w[0] >= 0.25) {
-            assert!(w[1] / w[0] <= ratio, "bounds {} and {} are more than {ratio}x apart", w[0], w[1]);
+            assert!(
+                w[1] / w[0] <= ratio,
+                "bounds {} and {} are more than {ratio}x apart",
+                w[0],
+                w[1]
+            );
         }
     }
 }
