@@ -1,0 +1,567 @@
+//! Tool calls on the wire, for every dialect that supports them: the request bodies (tools,
+//! tool calls and tool results in each API's shape), the decoders' tool-call signals, and a
+//! round trip against the simulator (a call of the offered tool whose arguments match its
+//! schema, then an answer to the tool's result), with fault scoping by `x-sim-fault-on`.
+
+mod common;
+
+use std::time::Duration;
+
+use inferprobe::config::{BaseUrl, ExpectTool, Scenario, Target, Timeouts};
+use inferprobe::probe::dialect::{
+    AuthStyle, DialectKind, Message, OutputKind, ProbeRequest, Signal, ToolCall, ToolSpec,
+};
+use inferprobe::probe::engine;
+use inferprobe::probe::{Outcome, ProbeResult};
+use inferprobe::runtime::simulator_base_url;
+use serde_json::{json, Map, Value};
+
+fn weather_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "city": {"type": "string", "minLength": 2},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+            "days": {"type": "integer", "minimum": 1, "maximum": 7},
+            "hourly": {"type": "boolean"},
+            "fields": {"type": "array", "items": {"type": "string"}, "minItems": 1}
+        },
+        "required": ["city", "unit"],
+        "additionalProperties": false
+    })
+}
+
+fn weather() -> ToolSpec {
+    ToolSpec {
+        name: "get_weather".into(),
+        description: "Current weather for a city.".into(),
+        parameters: weather_schema(),
+    }
+}
+
+fn msg(role: &str, content: &str) -> Message {
+    Message {
+        role: role.into(),
+        content: content.into(),
+        ..Message::default()
+    }
+}
+
+fn tool_result(call: &ToolCall, content: &str) -> Message {
+    Message {
+        role: "tool".into(),
+        content: content.into(),
+        tool_call_id: Some(call.id.clone()),
+        tool_name: Some(call.name.clone()),
+        ..Message::default()
+    }
+}
+
+fn target(dialect: DialectKind, base_url: String) -> Target {
+    let (mut t, _) = inferprobe::commands::adhoc_target(&inferprobe::commands::AdHoc {
+        url: Some(&base_url),
+        dialect: Some(dialect.as_str()),
+        model: Some("sim-llm"),
+        prompt: None,
+        max_tokens: 64,
+        api_key_env: None,
+        headers: &[],
+        no_usage: false,
+        timeouts: Timeouts {
+            connect: Duration::from_secs(2),
+            first_token: Duration::from_secs(5),
+            idle: Duration::from_secs(5),
+            total: Duration::from_secs(10),
+        },
+    })
+    .expect("a valid ad-hoc target");
+    t.name = format!("t-{}", dialect.as_str());
+    if dialect.default_auth() == AuthStyle::AwsSigv4 {
+        t.api_key = Some(inferprobe::config::Secret::new("bedrock-key".to_string()));
+    }
+    t.max_response_bytes = 1 << 20;
+    t
+}
+
+async fn probe(t: &Target, scenario: &Scenario) -> Outcome {
+    let url = match &t.base_url {
+        BaseUrl::Url(u) => u.clone(),
+        BaseUrl::Simulator => unreachable!(),
+    };
+    let client = engine::client_for(&t.timeouts).expect("client");
+    engine::run_probe(&client, t, &url, scenario).await
+}
+
+/// The finish reason each API gives after a tool call.
+fn tool_finish_reason(dialect: DialectKind) -> Option<&'static str> {
+    match dialect {
+        DialectKind::OpenaiChat => Some("tool_calls"),
+        DialectKind::AnthropicMessages | DialectKind::BedrockConverse => Some("tool_use"),
+        // Responses has no tool finish reason: the response simply completes.
+        DialectKind::OpenaiResponses => Some("completed"),
+        DialectKind::Gemini => Some("STOP"),
+        // Ollama says `stop` after a call.
+        DialectKind::Ollama => Some("stop"),
+        DialectKind::OpenaiCompletions => None,
+    }
+}
+
+fn asking() -> Scenario {
+    let mut s = Scenario::builtin_default();
+    s.name = "weather".into();
+    s.messages = vec![msg("user", "What is the weather in Oslo?")];
+    s.tools = vec![weather()];
+    s.checks.expect_tool = Some(ExpectTool {
+        name: "get_weather".into(),
+        schema: weather_schema(),
+    });
+    s
+}
+
+const RESULT: &str = r#"{"temperature_c": 17, "conditions": "drizzle"}"#;
+
+fn answering(call: &ToolCall) -> Scenario {
+    let mut s = asking();
+    s.name = "weather-answer".into();
+    s.checks.expect_tool = None;
+    s.checks.must_contain = vec!["drizzle".into()];
+    s.messages = vec![
+        msg("user", "What is the weather in Oslo?"),
+        Message {
+            role: "assistant".into(),
+            tool_calls: vec![call.clone()],
+            ..Message::default()
+        },
+        tool_result(call, RESULT),
+    ];
+    s
+}
+
+#[tokio::test]
+async fn every_tool_dialect_calls_the_tool_and_answers_its_result() {
+    let sim = common::sim("ttft: 20ms\nitl: 5ms\noutput_tokens: 12\n").await;
+    let mut covered = 0;
+    for dialect in DialectKind::ALL {
+        let expected_finish = tool_finish_reason(dialect);
+        assert_eq!(
+            expected_finish.is_some(),
+            dialect.supports_tools(),
+            "{dialect:?}: tell this test the finish reason of a tool call"
+        );
+        let Some(expected_finish) = expected_finish else {
+            continue;
+        };
+        covered += 1;
+        let t = target(dialect, simulator_base_url(&sim.base_url(), dialect));
+        let first = probe(&t, &asking()).await;
+        assert_eq!(
+            first.result,
+            ProbeResult::Success,
+            "{dialect:?}: {:?}",
+            first.error
+        );
+        assert_eq!(first.tool_calls.len(), 1, "{dialect:?}: {first:?}");
+        let call = &first.tool_calls[0];
+        assert_eq!(call.name, "get_weather", "{dialect:?}");
+        assert!(!call.id.is_empty(), "{dialect:?}");
+        let args: Value = serde_json::from_str(&call.arguments)
+            .unwrap_or_else(|e| panic!("{dialect:?}: {e}: {}", call.arguments));
+        inferprobe::journey::schema::validate(&weather_schema(), &args)
+            .unwrap_or_else(|e| panic!("{dialect:?}: {e}"));
+        assert_eq!(
+            first.finish_reason.as_deref(),
+            Some(expected_finish),
+            "{dialect:?}"
+        );
+        if dialect == DialectKind::Gemini {
+            assert!(call.signature.is_some(), "Gemini calls carry a signature");
+        }
+        assert!(first.ttft.is_some(), "{dialect:?}: arguments are output");
+
+        let second = probe(&t, &answering(call)).await;
+        assert_eq!(
+            second.result,
+            ProbeResult::Success,
+            "{dialect:?}: {:?}",
+            second.error
+        );
+        assert!(second.tool_calls.is_empty(), "{dialect:?}");
+        // The answer repeats the result; Gemini's result travels as an object, so it comes
+        // back as that object's JSON.
+        let repeated = if dialect == DialectKind::Gemini {
+            r#"{"conditions":"drizzle","temperature_c":17}"#
+        } else {
+            RESULT
+        };
+        assert!(
+            second.answer.starts_with(repeated),
+            "{dialect:?}: {:?}",
+            second.answer
+        );
+        assert!(second.output_tokens >= 12, "{dialect:?}");
+        let (a, b) = (first.input_tokens.unwrap(), second.input_tokens.unwrap());
+        assert!(b > a, "{dialect:?}: input tokens {a} then {b}");
+    }
+    assert_eq!(covered, 6);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn fault_on_scopes_a_fault_to_tool_requests() {
+    let sim = common::sim("ttft: 20ms\nitl: 5ms\noutput_tokens: 8\n").await;
+    for dialect in DialectKind::ALL.into_iter().filter(|d| d.supports_tools()) {
+        let mut t = target(dialect, simulator_base_url(&sim.base_url(), dialect));
+        t.headers.insert("x-sim-fault".into(), "http_5xx".into());
+        t.headers
+            .insert("x-sim-fault-on".into(), "tool-result".into());
+        let first = probe(&t, &asking()).await;
+        assert_eq!(
+            first.result,
+            ProbeResult::Success,
+            "{dialect:?}: {:?}",
+            first.error
+        );
+        let second = probe(&t, &answering(&first.tool_calls[0])).await;
+        assert_eq!(second.result, ProbeResult::Http5xx, "{dialect:?}");
+
+        // `tools`: a request without tools is spared, one with tools is hit.
+        t.headers.insert("x-sim-fault".into(), "api_error".into());
+        t.headers.insert("x-sim-fault-on".into(), "tools".into());
+        let plain = probe(&t, &Scenario::builtin_default()).await;
+        assert_eq!(plain.result, ProbeResult::Success, "{dialect:?}");
+        let tooled = probe(&t, &asking()).await;
+        assert_eq!(tooled.result, ProbeResult::ApiError, "{dialect:?}");
+    }
+    // An unknown scope is the simulator's 400, naming the header.
+    let dialect = DialectKind::OpenaiChat;
+    let mut t = target(dialect, simulator_base_url(&sim.base_url(), dialect));
+    t.headers.insert("x-sim-fault-on".into(), "sometimes".into());
+    let o = probe(&t, &asking()).await;
+    assert_eq!(o.result, ProbeResult::Http4xx);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_truncated_tool_call_is_not_a_valid_call() {
+    // A token cap below the argument pieces cuts the call: the schema check fails.
+    let sim = common::sim("ttft: 10ms\nitl: 2ms\noutput_tokens: 8\n").await;
+    let dialect = DialectKind::AnthropicMessages;
+    let t = target(dialect, simulator_base_url(&sim.base_url(), dialect));
+    let mut s = asking();
+    s.max_tokens = 2;
+    let o = probe(&t, &s).await;
+    assert_eq!(o.result, ProbeResult::CheckFailed, "{o:?}");
+    assert_eq!(o.finish_reason.as_deref(), Some("max_tokens"));
+    sim.shutdown().await;
+}
+
+// ---- request bodies ----
+
+fn history() -> Vec<Message> {
+    let c1 = ToolCall {
+        id: "call_1".into(),
+        name: "get_weather".into(),
+        arguments: r#"{"city":"Oslo","unit":"celsius"}"#.into(),
+        signature: Some("c2ln".into()),
+    };
+    let c2 = ToolCall {
+        id: "call_2".into(),
+        name: "get_time".into(),
+        arguments: "not json".into(),
+        signature: None,
+    };
+    vec![
+        msg("system", "Be brief."),
+        msg("user", "Weather and time in Oslo?"),
+        Message {
+            role: "assistant".into(),
+            tool_calls: vec![c1.clone(), c2.clone()],
+            ..Message::default()
+        },
+        tool_result(&c1, r#"{"temperature_c":17}"#),
+        tool_result(&c2, "12:00"),
+    ]
+}
+
+fn body(dialect: DialectKind, messages: &[Message], tools: &[ToolSpec]) -> Value {
+    let extra = Map::new();
+    dialect.build_body(&ProbeRequest {
+        model: "m",
+        messages,
+        max_tokens: 16,
+        temperature: 0.0,
+        stop: &[],
+        extra_body: &extra,
+        include_usage: false,
+        tools,
+    })
+}
+
+fn small_tool() -> ToolSpec {
+    ToolSpec {
+        name: "get_weather".into(),
+        description: "Weather.".into(),
+        parameters: json!({"type": "object", "properties": {"city": {"type": "string"}}}),
+    }
+}
+
+#[test]
+fn openai_chat_body() {
+    let b = body(DialectKind::OpenaiChat, &history(), &[small_tool()]);
+    assert_eq!(
+        b["messages"],
+        json!([
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Weather and time in Oslo?"},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "get_weather",
+                 "arguments": "{\"city\":\"Oslo\",\"unit\":\"celsius\"}"}},
+                {"id": "call_2", "type": "function", "function": {"name": "get_time",
+                 "arguments": "not json"}}]},
+            {"role": "tool", "content": "{\"temperature_c\":17}", "tool_call_id": "call_1"},
+            {"role": "tool", "content": "12:00", "tool_call_id": "call_2"}
+        ])
+    );
+    assert_eq!(
+        b["tools"],
+        json!([{"type": "function", "function": {"name": "get_weather",
+                "description": "Weather.",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}])
+    );
+    // No tools offered: no tools field at all.
+    let b = body(DialectKind::OpenaiChat, &history()[..2], &[]);
+    assert!(b.get("tools").is_none());
+}
+
+#[test]
+fn anthropic_body() {
+    let b = body(DialectKind::AnthropicMessages, &history(), &[small_tool()]);
+    assert_eq!(b["system"], "Be brief.");
+    assert_eq!(
+        b["messages"],
+        json!([
+            {"role": "user", "content": "Weather and time in Oslo?"},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "call_1", "name": "get_weather",
+                 "input": {"city": "Oslo", "unit": "celsius"}},
+                {"type": "tool_use", "id": "call_2", "name": "get_time", "input": {}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "call_1",
+                 "content": "{\"temperature_c\":17}"},
+                {"type": "tool_result", "tool_use_id": "call_2", "content": "12:00"}]}
+        ])
+    );
+    assert_eq!(
+        b["tools"],
+        json!([{"name": "get_weather", "description": "Weather.",
+                "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}])
+    );
+    // Tool history without tools offered: the tools called are declared; a user turn after
+    // the results joins their message.
+    let mut h = history();
+    h[2].content = "Checking.".into();
+    h.push(msg("user", "Thanks!"));
+    let b = body(DialectKind::AnthropicMessages, &h, &[]);
+    assert_eq!(
+        b["tools"],
+        json!([{"name": "get_weather", "input_schema": {"type": "object"}},
+               {"name": "get_time", "input_schema": {"type": "object"}}])
+    );
+    assert_eq!(
+        b["messages"][1]["content"][0],
+        json!({"type": "text", "text": "Checking."})
+    );
+    assert_eq!(b["messages"].as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        b["messages"][2]["content"][2],
+        json!({"type": "text", "text": "Thanks!"})
+    );
+}
+
+#[test]
+fn responses_body() {
+    let b = body(DialectKind::OpenaiResponses, &history(), &[small_tool()]);
+    assert_eq!(b["instructions"], "Be brief.");
+    assert_eq!(
+        b["input"],
+        json!([
+            {"role": "user", "content": "Weather and time in Oslo?"},
+            {"type": "function_call", "call_id": "call_1", "name": "get_weather",
+             "arguments": "{\"city\":\"Oslo\",\"unit\":\"celsius\"}"},
+            {"type": "function_call", "call_id": "call_2", "name": "get_time",
+             "arguments": "not json"},
+            {"type": "function_call_output", "call_id": "call_1",
+             "output": "{\"temperature_c\":17}"},
+            {"type": "function_call_output", "call_id": "call_2", "output": "12:00"}
+        ])
+    );
+    assert_eq!(
+        b["tools"],
+        json!([{"type": "function", "name": "get_weather", "description": "Weather.",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+                "strict": false}])
+    );
+}
+
+#[test]
+fn gemini_body() {
+    let b = body(DialectKind::Gemini, &history(), &[small_tool()]);
+    assert_eq!(
+        b["contents"],
+        json!([
+            {"role": "user", "parts": [{"text": "Weather and time in Oslo?"}]},
+            {"role": "model", "parts": [
+                {"functionCall": {"name": "get_weather",
+                                  "args": {"city": "Oslo", "unit": "celsius"}},
+                 "thoughtSignature": "c2ln"},
+                {"functionCall": {"name": "get_time", "args": {}}}]},
+            {"role": "user", "parts": [
+                {"functionResponse": {"name": "get_weather",
+                                      "response": {"temperature_c": 17}}},
+                {"functionResponse": {"name": "get_time", "response": {"result": "12:00"}}}]}
+        ])
+    );
+    assert_eq!(
+        b["tools"],
+        json!([{"functionDeclarations": [{"name": "get_weather", "description": "Weather.",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]}])
+    );
+}
+
+#[test]
+fn ollama_body() {
+    let b = body(DialectKind::Ollama, &history(), &[small_tool()]);
+    assert_eq!(
+        b["messages"],
+        json!([
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Weather and time in Oslo?"},
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"function": {"name": "get_weather",
+                              "arguments": {"city": "Oslo", "unit": "celsius"}}},
+                {"function": {"name": "get_time", "arguments": {}}}]},
+            {"role": "tool", "content": "{\"temperature_c\":17}", "tool_name": "get_weather"},
+            {"role": "tool", "content": "12:00", "tool_name": "get_time"}
+        ])
+    );
+    assert_eq!(
+        b["tools"],
+        body(DialectKind::OpenaiChat, &history(), &[small_tool()])["tools"]
+    );
+}
+
+#[test]
+fn bedrock_body() {
+    let b = body(DialectKind::BedrockConverse, &history(), &[small_tool()]);
+    assert_eq!(b["system"], json!([{"text": "Be brief."}]));
+    assert_eq!(
+        b["messages"],
+        json!([
+            {"role": "user", "content": [{"text": "Weather and time in Oslo?"}]},
+            {"role": "assistant", "content": [
+                {"toolUse": {"toolUseId": "call_1", "name": "get_weather",
+                             "input": {"city": "Oslo", "unit": "celsius"}}},
+                {"toolUse": {"toolUseId": "call_2", "name": "get_time", "input": {}}}]},
+            {"role": "user", "content": [
+                {"toolResult": {"toolUseId": "call_1",
+                                "content": [{"text": "{\"temperature_c\":17}"}]}},
+                {"toolResult": {"toolUseId": "call_2", "content": [{"text": "12:00"}]}}]}
+        ])
+    );
+    assert_eq!(
+        b["toolConfig"],
+        json!({"tools": [{"toolSpec": {"name": "get_weather", "description": "Weather.",
+                "inputSchema": {"json": {"type": "object",
+                                         "properties": {"city": {"type": "string"}}}}}}]})
+    );
+    // Tool history without tools offered still declares the tools (Bedrock requires it).
+    let b = body(DialectKind::BedrockConverse, &history(), &[]);
+    assert_eq!(
+        b["toolConfig"]["tools"][1],
+        json!({"toolSpec": {"name": "get_time", "inputSchema": {"json": {"type": "object"}}}})
+    );
+}
+
+#[test]
+fn completions_ignore_tools() {
+    let b = body(DialectKind::OpenaiCompletions, &history()[..2], &[small_tool()]);
+    assert!(b.get("tools").is_none(), "{b}");
+}
+
+// ---- decoders on recorded streams ----
+
+fn fixture(dialect: DialectKind, name: &str) -> Vec<u8> {
+    let dir = match dialect {
+        DialectKind::Gemini => "gemini",
+        _ => unreachable!(),
+    };
+    let path = format!(
+        "{}/tests/fixtures/sse/{dir}/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[test]
+fn gemini_parallel_calls_keep_the_signature_of_their_part() {
+    let bytes = fixture(DialectKind::Gemini, "function_call_signature.txt");
+    let got = common::decode(DialectKind::Gemini, &bytes, None).expect("decodes");
+    let tool = |text: &str| Signal::Output {
+        kind: OutputKind::ToolCall,
+        text: text.into(),
+    };
+    assert_eq!(
+        got[..5],
+        [
+            Signal::Model("gemini-probe-pro-001".into()),
+            Signal::ToolCall {
+                id: None,
+                name: "get_weather".into(),
+                signature: Some("CpQBAdHtim9sIGRlIHBydWViYQ==".into()),
+            },
+            tool(r#"{"city":"Oslo","unit":"celsius"}"#),
+            Signal::ToolCall {
+                id: None,
+                name: "get_time".into(),
+                signature: None,
+            },
+            tool(r#"{"tz":"Europe/Oslo"}"#),
+        ]
+    );
+    assert_eq!(got.last(), Some(&Signal::FinishReason("STOP".into())));
+}
+
+#[test]
+fn openai_parallel_calls_in_one_chunk_are_told_apart() {
+    let mut d = DialectKind::OpenaiChat.decoder();
+    let mut out = Vec::new();
+    for data in [
+        r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"f","arguments":"{\"x\""}},{"index":1,"id":"call_b","type":"function","function":{"name":"g","arguments":""}}]}}]}"#,
+        // Some servers repeat the id on every chunk: still the same call.
+        r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_b","function":{"arguments":"{}"}}]}}]}"#,
+    ] {
+        d.decode(
+            &inferprobe::probe::dialect::FramedEvent { event: "", data },
+            &mut out,
+        )
+        .expect("decodes");
+    }
+    let start = |id: &str, name: &str| Signal::ToolCall {
+        id: Some(id.into()),
+        name: name.into(),
+        signature: None,
+    };
+    let args = |text: &str| Signal::Output {
+        kind: OutputKind::ToolCall,
+        text: text.into(),
+    };
+    assert_eq!(
+        out,
+        [
+            start("call_a", "f"),
+            args("{\"x\""),
+            start("call_b", "g"),
+            args("{}")
+        ]
+    );
+}
