@@ -556,4 +556,121 @@ mod tests {
         assert_eq!(e(Api::OpenaiChat, b"[]"), "the body must be a JSON object");
         assert!(e(Api::OpenaiChat, b"{").starts_with("invalid JSON body"));
     }
+
+    #[test]
+    fn tools_and_last_turns_in_each_shape() {
+        let tool = |api, body: &str| parse(api, body.as_bytes()).unwrap().tool;
+        let schema = serde_json::json!({"type": "object"});
+        let want = Some(("f".to_string(), schema.clone()));
+        assert_eq!(
+            tool(
+                Api::OpenaiChat,
+                r#"{"messages":[],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}]}"#
+            ),
+            want
+        );
+        assert_eq!(
+            tool(
+                Api::AnthropicMessages,
+                r#"{"max_tokens":1,"messages":[],"tools":[{"name":"f","input_schema":{"type":"object"}}]}"#
+            ),
+            want
+        );
+        assert_eq!(
+            tool(
+                Api::OpenaiResponses,
+                r#"{"input":"x","tools":[{"type":"web_search"},{"type":"function","name":"f","parameters":{"type":"object"}}]}"#
+            ),
+            want
+        );
+        assert_eq!(
+            tool(
+                Api::Gemini,
+                r#"{"contents":[],"tools":[{"functionDeclarations":[{"name":"f"}]}]}"#
+            ),
+            want,
+            "a declaration without parameters takes any object"
+        );
+        assert_eq!(
+            tool(
+                Api::BedrockConverse,
+                r#"{"messages":[],"toolConfig":{"tools":[{"toolSpec":{"name":"f","inputSchema":{"json":{"type":"object"}}}}]}}"#
+            ),
+            want
+        );
+        assert_eq!(
+            tool(Api::OpenaiCompletions, r#"{"prompt":"x","tools":[{"type":"function","function":{"name":"f"}}]}"#),
+            None
+        );
+
+        let turn = |api, body: &str| parse(api, body.as_bytes()).unwrap().turn;
+        let result = |s: &str| Turn::ToolResult(s.to_string());
+        assert_eq!(
+            turn(
+                Api::OpenaiChat,
+                r#"{"messages":[{"role":"user","content":"q"},{"role":"assistant","content":null,"tool_calls":[]},{"role":"tool","content":"a"},{"role":"tool","content":"b"}]}"#
+            ),
+            result("a\nb")
+        );
+        assert_eq!(
+            turn(Api::Ollama, r#"{"messages":[{"role":"assistant","content":"x"}]}"#),
+            Turn::Other
+        );
+        assert_eq!(
+            turn(
+                Api::AnthropicMessages,
+                r#"{"max_tokens":1,"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"text","text":"17 C"}]},{"type":"text","text":"and?"}]}]}"#
+            ),
+            result("17 C")
+        );
+        assert_eq!(
+            turn(
+                Api::OpenaiResponses,
+                r#"{"input":[{"role":"user","content":"q"},{"type":"function_call","call_id":"c","name":"f","arguments":"{}"},{"type":"function_call_output","call_id":"c","output":"done"}]}"#
+            ),
+            result("done")
+        );
+        assert_eq!(
+            turn(
+                Api::Gemini,
+                r#"{"contents":[{"role":"user","parts":[{"functionResponse":{"name":"f","response":{"result":"12:00"}}},{"functionResponse":{"name":"g","response":{"t":1}}}]}]}"#
+            ),
+            result("12:00\n{\"t\":1}")
+        );
+        assert_eq!(
+            turn(
+                Api::BedrockConverse,
+                r#"{"messages":[{"role":"user","content":[{"toolResult":{"toolUseId":"t","content":[{"json":{"a":1}}]}}]}]}"#
+            ),
+            result("{\"a\":1}")
+        );
+        assert_eq!(
+            turn(Api::BedrockConverse, r#"{"messages":[{"role":"user","content":[{"text":"hi"}]}]}"#),
+            Turn::User
+        );
+    }
+
+    #[test]
+    fn prompt_counts_tools_calls_and_results() {
+        let chars = |body: &str| parse(Api::OpenaiChat, body.as_bytes()).unwrap().prompt_chars;
+        let q = r#"{"role":"user","content":"abcd"}"#;
+        let plain = chars(&format!(r#"{{"messages":[{q}]}}"#));
+        let tools = r#""tools":[{"type":"function","function":{"name":"f"}}]"#;
+        let offered = chars(&format!(r#"{{"messages":[{q}],{tools}}}"#));
+        let call = r#"{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]}"#;
+        let result = r#"{"role":"tool","tool_call_id":"c","content":"sunny"}"#;
+        let answered = chars(&format!(r#"{{"messages":[{q},{call},{result}],{tools}}}"#));
+        assert_eq!(plain, 4);
+        assert!(offered > plain && answered > offered + 5, "{plain} {offered} {answered}");
+        // Content blocks without text (Anthropic tool_use) count as their JSON.
+        let r = parse(
+            Api::AnthropicMessages,
+            br#"{"max_tokens":1,"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"f","input":{}}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r.prompt_chars,
+            r#"{"id":"t","input":{},"name":"f","type":"tool_use"}"#.len()
+        );
+    }
 }

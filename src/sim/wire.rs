@@ -943,4 +943,94 @@ mod tests {
         assert_eq!(answer_token(12), " three");
         assert_eq!(reasoning_token(5), " beta");
     }
+
+    fn tool_ctx(api: Api) -> Ctx {
+        let mut c = ctx(api, false);
+        c.tool_call = Some(SimToolCall {
+            id: "call_9".to_string(),
+            name: "f".to_string(),
+            arguments: r#"{"a":1}"#.to_string(),
+            pieces: vec![r#"{"a""#.to_string(), ":1}".to_string()],
+        });
+        c
+    }
+
+    #[test]
+    fn openai_chat_tool_call_stream() {
+        let steps = script(&tool_ctx(Api::OpenaiChat), &plan(0, 2, None));
+        let tail = r#""created":1700000000,"id":"id-1","model":"m","object":"chat.completion.chunk","system_fingerprint":null"#;
+        let chunk = |delta: &str, finish: &str| {
+            format!(
+                "data: {{\"choices\":[{{\"delta\":{delta},\"finish_reason\":{finish},\"index\":0,\"logprobs\":null}}],{tail}}}\n\n"
+            )
+        };
+        let expected = [
+            chunk(r#"{"content":"","role":"assistant"}"#, "null"),
+            chunk(
+                r#"{"tool_calls":[{"function":{"arguments":"","name":"f"},"id":"call_9","index":0,"type":"function"}]}"#,
+                "null",
+            ),
+            format!(
+                "|{}",
+                chunk(r#"{"tool_calls":[{"function":{"arguments":"{\"a\""},"index":0}]}"#, "null")
+            ),
+            format!(
+                "|{}",
+                chunk(r#"{"tool_calls":[{"function":{"arguments":":1}"},"index":0}]}"#, "null")
+            ),
+            chunk("{}", r#""tool_calls""#),
+            "data: [DONE]\n\n<end stop>\n".to_string(),
+        ]
+        .concat();
+        assert_eq!(render(&steps), expected);
+    }
+
+    #[test]
+    fn anthropic_tool_use_stream() {
+        let steps = script(&tool_ctx(Api::AnthropicMessages), &plan(1, 2, None));
+        let text = render(&steps);
+        let names: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.trim_start_matches('|').strip_prefix("event: "))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "message_start",
+                "content_block_start",
+                "ping",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        assert!(text.contains(
+            r#"{"content_block":{"id":"call_9","input":{},"name":"f","type":"tool_use"},"index":1,"type":"content_block_start"}"#
+        ));
+        assert!(text.contains(r#""delta":{"partial_json":":1}","type":"input_json_delta"},"index":1"#));
+        assert!(text.contains(r#""stop_reason":"tool_use""#));
+    }
+
+    #[test]
+    fn an_empty_response_makes_no_call_and_answers_start_with_the_prefix() {
+        let steps = script(
+            &tool_ctx(Api::OpenaiChat),
+            &plan(0, 0, Some(FaultKind::EmptyResponse)),
+        );
+        let text = render(&steps);
+        assert!(!text.contains("tool_calls"), "{text}");
+        assert!(text.contains(r#""finish_reason":"stop""#));
+        let mut c = ctx(Api::OpenaiChat, false);
+        c.answer_prefix = vec!["17".to_string(), " C".to_string()];
+        let Whole::Json(v, _) = whole(&c, &plan(0, 4, None)) else {
+            panic!("expected JSON");
+        };
+        assert_eq!(v["choices"][0]["message"]["content"], "17 C three four");
+    }
 }

@@ -557,6 +557,11 @@ mod tests {
                 out(OutputKind::Answer, "Hello there"),
                 usage_report(Some(12), Some(30), None, Some(28)),
                 Signal::Model("gemini-x-002".into()),
+                Signal::ToolCall {
+                    id: None,
+                    name: "get_time".into(),
+                    signature: None,
+                },
                 out(OutputKind::ToolCall, r#"{"tz":"UTC"}"#),
                 usage_report(Some(15), Some(37), Some(4), Some(28)),
                 Signal::FinishReason("STOP".into()),

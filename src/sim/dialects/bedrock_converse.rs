@@ -318,7 +318,7 @@ mod tests {
         assert_eq!(pre_names, ["contentBlockDelta", "contentBlockStop"]);
         assert_eq!(frames(&a)[0].1["contentBlockIndex"], 1);
         let planned = Timing::default();
-        let end = close(FinishReason::Length, 1, 1, 9, &planned);
+        let end = close(FinishReason::Length, 1, 1, false, 9, &planned);
         let names: Vec<String> = frames(&end).into_iter().map(|f| f.0).collect();
         assert_eq!(names, ["contentBlockStop", "messageStop", "metadata"]);
         let t = Timing {
