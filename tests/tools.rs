@@ -565,3 +565,92 @@ fn openai_parallel_calls_in_one_chunk_are_told_apart() {
         ]
     );
 }
+
+// ---- against botocore (the AWS SDK for Python), where python3 can import it ----
+
+const BOTOCORE: &str = r#"
+import json, sys
+import botocore.session
+from botocore import parsers
+from botocore.eventstream import EventStream
+from botocore.validate import ParamValidator
+
+job = json.load(sys.stdin)
+op = botocore.session.get_session().get_service_model("bedrock-runtime").operation_model("ConverseStream")
+params = dict(job["body"], modelId="m")
+report = ParamValidator().validate(params, op.input_shape)
+class Raw:
+    def __init__(self, b): self.b = b
+    def stream(self): yield self.b
+    def close(self): pass
+events = list(EventStream(Raw(bytes.fromhex(job["hex"])), op.output_shape.members["stream"],
+                          parsers.EventStreamJSONParser(), "ConverseStream"))
+print(json.dumps({"errors": report.generate_report(), "events": events}))
+"#;
+
+fn botocore(job: &Value) -> Option<Value> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let probe = Command::new("python3")
+        .args(["-c", "import botocore"])
+        .stderr(Stdio::null())
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        eprintln!("SKIPPED: python3 with botocore is not available");
+        return None;
+    }
+    let mut child = Command::new("python3")
+        .args(["-c", BOTOCORE])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(job.to_string().as_bytes())
+        .expect("write job");
+    let out = child.wait_with_output().expect("python3 output");
+    assert!(out.status.success(), "botocore script failed");
+    Some(serde_json::from_slice(&out.stdout).expect("JSON from botocore"))
+}
+
+#[tokio::test]
+async fn botocore_accepts_the_tool_body_and_parses_the_simulators_tool_use() {
+    let body = body(DialectKind::BedrockConverse, &history(), &[weather()]);
+    let sim = common::sim("ttft: 10ms\nitl: 2ms\noutput_tokens: 3\n").await;
+    engine::install_crypto_provider();
+    let mut ask = body.clone();
+    ask["messages"] = json!([{"role": "user", "content": [{"text": "Weather in Oslo?"}]}]);
+    let resp = reqwest::Client::new()
+        .post(format!("{}/model/m/converse-stream", sim.base_url()))
+        .body(ask.to_string())
+        .send()
+        .await
+        .expect("send");
+    let stream = resp.bytes().await.expect("body");
+    sim.shutdown().await;
+    let hex: String = stream.iter().map(|x| format!("{x:02x}")).collect();
+    let Some(out) = botocore(&json!({"body": body, "hex": hex})) else {
+        return;
+    };
+    assert_eq!(out["errors"], "", "botocore rejects the request body");
+    let events = out["events"].as_array().expect("events");
+    let start = events
+        .iter()
+        .find_map(|e| e.get("contentBlockStart"))
+        .expect("a contentBlockStart");
+    assert_eq!(start["start"]["toolUse"]["name"], "get_weather");
+    let input: String = events
+        .iter()
+        .filter_map(|e| e["contentBlockDelta"]["delta"]["toolUse"]["input"].as_str())
+        .collect();
+    let args: Value = serde_json::from_str(&input).expect("JSON arguments");
+    inferprobe::journey::schema::validate(&weather_schema(), &args).expect("valid arguments");
+    let stop = events
+        .iter()
+        .find_map(|e| e.get("messageStop"))
+        .expect("messageStop");
+    assert_eq!(stop["stopReason"], "tool_use");
+}
