@@ -2,7 +2,8 @@
 //!
 //! Events are dispatched on the JSON `type` field (the `event:` line, which normally matches, is
 //! used only when `type` is missing). Unknown types are ignored, so new event kinds do not break
-//! probes.
+//! probes. A `content_block_start` of a `tool_use` block starts a tool call
+//! ([`Signal::ToolCall`] with its `id` and `name`); its `input_json_delta`s are the arguments.
 //!
 //! Token usage is normalized to the OpenAI meaning, so cost and token counters need one rule:
 //! `input_tokens` is the whole prompt, i.e. Anthropic's `input_tokens` (the uncached part) plus

@@ -7,7 +7,8 @@
 //! payload. Payloads may carry extra fields (Bedrock pads them with `p`); unknown fields and
 //! unknown event types are ignored.
 //! - `messageStart` (`role`) and `contentBlockStop` carry nothing to report; a
-//!   `contentBlockStart` opens a tool-use block whose arguments come in later deltas.
+//!   `contentBlockStart` with `start.toolUse` starts a tool call ([`Signal::ToolCall`] with its
+//!   `toolUseId` and `name`) whose arguments come in later deltas.
 //! - `contentBlockDelta.delta`: `text` is answer text, `reasoningContent.text` reasoning text
 //!   (its `signature` and `redactedContent` carry no tokens), `toolUse.input` a piece of the
 //!   tool call's JSON arguments.

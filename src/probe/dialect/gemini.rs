@@ -16,8 +16,9 @@
 //! Stream: one `data:` JSON chunk per event, no `[DONE]`. Per chunk:
 //! - `candidates[].content.parts[]`: `text` is answer text, or reasoning when the part has
 //!   `thought: true` (thought summaries, sent only when `thinkingConfig.includeThoughts` is
-//!   set); a `functionCall` part is tool-call output (its `args` as JSON text: the Gemini API
-//!   sends a call whole, not as argument deltas).
+//!   set); a `functionCall` part is a whole tool call: [`Signal::ToolCall`] (its `name`, its
+//!   `id` when the server gives one, and the part's `thoughtSignature`), then its `args` as
+//!   JSON text (the Gemini API sends a call whole, not as argument deltas).
 //! - `candidates[].finishReason` is reported as sent (`STOP`, `MAX_TOKENS`, ...); the stream is
 //!   complete when a finish reason is followed by a clean end of body. A reason in
 //!   [`WITHHELD`] (`SAFETY`, `RECITATION`, ...) or a `promptFeedback.blockReason` means the

@@ -5,8 +5,9 @@
 //! the server's `streamResponse` for errors:
 //! - `message.content` is answer text, `message.thinking` reasoning text (thinking models, with
 //!   `think` set through `extra_body`), `message.tool_calls` whole tool calls: Ollama parses a
-//!   call before sending it, so each call arrives complete in one line; its `function.arguments`
-//!   object is reported as one tool-call output (serialized JSON).
+//!   call before sending it, so each call arrives complete in one line: [`Signal::ToolCall`]
+//!   (`function.name`, and `id` where the server sends one), then its `function.arguments`
+//!   object as one tool-call output (serialized JSON).
 //! - `model` is reported once, from the first line that carries it.
 //! - The last line has `done: true`, with `done_reason` (`stop`, `length`, ...), the counts
 //!   `prompt_eval_count` (input) and `eval_count` (output, thinking included;
@@ -61,7 +62,7 @@ pub fn path(_model: &str) -> String {
     "/api/chat".to_string()
 }
 
-/// Builds the streaming request body: `model`, `messages` (roles unchanged, `system`
+/// Builds the streaming request body: `model`, `messages` (see [`messages`]; `system`
 /// included), `stream: true` and `options` with `num_predict`, `temperature` and `stop`.
 ///
 /// `extra_body` is merged at the top level (e.g. `think: true`, `keep_alive`), except that an

@@ -11,6 +11,9 @@
 //!   reasoning is `delta.reasoning_content`, or `delta.reasoning` when the former is absent (vLLM
 //!   renamed the field; servers sending both send the same text twice); tool-call text is
 //!   `delta.tool_calls[].function.arguments` (and the legacy `delta.function_call.arguments`).
+//! - A tool call starts ([`Signal::ToolCall`], before its arguments) at the first chunk of its
+//!   `index` that carries an `id` or `function.name`; a chunk repeating the same index and id
+//!   (some servers do) continues the call.
 //! - Errors: a top-level `error` (object or string), an object whose `object` is `"error"`,
 //!   Groq's `x_groq.error`, or any data under `event: error`. Other named events are ignored.
 //!   The error's `type`/`code` pick its [`ErrorCondition`] (rate limit, overload, other).

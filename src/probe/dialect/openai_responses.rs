@@ -15,6 +15,8 @@
 //!   `response.reasoning_summary_text.delta` (OpenAI reasoning summaries) (reasoning),
 //!   `response.function_call_arguments.delta` and `response.custom_tool_call_input.delta`
 //!   (tool-call arguments);
+//! - `response.output_item.added` with a `function_call` (or `custom_tool_call`) item starts a
+//!   tool call ([`Signal::ToolCall`] with its `call_id` and `name`);
 //! - `response.created` / `response.in_progress` / `response.queued` report the model;
 //! - `response.completed` and `response.incomplete` end the stream. Their `response.usage`
 //!   (`input_tokens` with `input_tokens_details.cached_tokens`, `output_tokens` with
