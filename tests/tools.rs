@@ -235,7 +235,8 @@ async fn fault_on_scopes_a_fault_to_tool_requests() {
     // An unknown scope is the simulator's 400, naming the header.
     let dialect = DialectKind::OpenaiChat;
     let mut t = target(dialect, simulator_base_url(&sim.base_url(), dialect));
-    t.headers.insert("x-sim-fault-on".into(), "sometimes".into());
+    t.headers
+        .insert("x-sim-fault-on".into(), "sometimes".into());
     let o = probe(&t, &asking()).await;
     assert_eq!(o.result, ProbeResult::Http4xx);
     sim.shutdown().await;
@@ -484,7 +485,11 @@ fn bedrock_body() {
 
 #[test]
 fn completions_ignore_tools() {
-    let b = body(DialectKind::OpenaiCompletions, &history()[..2], &[small_tool()]);
+    let b = body(
+        DialectKind::OpenaiCompletions,
+        &history()[..2],
+        &[small_tool()],
+    );
     assert!(b.get("tools").is_none(), "{b}");
 }
 

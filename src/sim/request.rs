@@ -273,7 +273,9 @@ fn first_tool(api: Api, obj: &serde_json::Map<String, Value>) -> Option<(String,
             .filter_map(|t| t.get("functionDeclarations").and_then(Value::as_array))
             .flatten()
             .find_map(|d| {
-                let schema = d.get("parameters").or_else(|| d.get("parametersJsonSchema"));
+                let schema = d
+                    .get("parameters")
+                    .or_else(|| d.get("parametersJsonSchema"));
                 Some((str_at(d, &["name"])?, schema))
             }),
         Api::BedrockConverse => obj
@@ -303,11 +305,13 @@ fn result_text(v: Option<&Value>) -> String {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Array(blocks)) => blocks
             .iter()
-            .map(|b| match (b.get("text").and_then(Value::as_str), b.get("json")) {
-                (Some(t), _) => t.to_string(),
-                (None, Some(j)) => j.to_string(),
-                (None, None) => b.to_string(),
-            })
+            .map(
+                |b| match (b.get("text").and_then(Value::as_str), b.get("json")) {
+                    (Some(t), _) => t.to_string(),
+                    (None, Some(j)) => j.to_string(),
+                    (None, None) => b.to_string(),
+                },
+            )
             .collect::<Vec<_>>()
             .join("\n"),
         Some(other) => other.to_string(),
@@ -375,7 +379,7 @@ fn last_turn(api: Api, obj: &serde_json::Map<String, Value>) -> Turn {
                     .into_iter()
                     .rev()
                     .collect();
-                let fallback = match items.last().map(|m| role(m)) {
+                let fallback = match items.last().map(&role) {
                     Some(r) if r == "user" => Turn::User,
                     _ => Turn::Other,
                 };
@@ -599,7 +603,10 @@ mod tests {
             want
         );
         assert_eq!(
-            tool(Api::OpenaiCompletions, r#"{"prompt":"x","tools":[{"type":"function","function":{"name":"f"}}]}"#),
+            tool(
+                Api::OpenaiCompletions,
+                r#"{"prompt":"x","tools":[{"type":"function","function":{"name":"f"}}]}"#
+            ),
             None
         );
 
@@ -613,7 +620,10 @@ mod tests {
             result("a\nb")
         );
         assert_eq!(
-            turn(Api::Ollama, r#"{"messages":[{"role":"assistant","content":"x"}]}"#),
+            turn(
+                Api::Ollama,
+                r#"{"messages":[{"role":"assistant","content":"x"}]}"#
+            ),
             Turn::Other
         );
         assert_eq!(
@@ -645,14 +655,21 @@ mod tests {
             result("{\"a\":1}")
         );
         assert_eq!(
-            turn(Api::BedrockConverse, r#"{"messages":[{"role":"user","content":[{"text":"hi"}]}]}"#),
+            turn(
+                Api::BedrockConverse,
+                r#"{"messages":[{"role":"user","content":[{"text":"hi"}]}]}"#
+            ),
             Turn::User
         );
     }
 
     #[test]
     fn prompt_counts_tools_calls_and_results() {
-        let chars = |body: &str| parse(Api::OpenaiChat, body.as_bytes()).unwrap().prompt_chars;
+        let chars = |body: &str| {
+            parse(Api::OpenaiChat, body.as_bytes())
+                .unwrap()
+                .prompt_chars
+        };
         let q = r#"{"role":"user","content":"abcd"}"#;
         let plain = chars(&format!(r#"{{"messages":[{q}]}}"#));
         let tools = r#""tools":[{"type":"function","function":{"name":"f"}}]"#;
@@ -661,7 +678,10 @@ mod tests {
         let result = r#"{"role":"tool","tool_call_id":"c","content":"sunny"}"#;
         let answered = chars(&format!(r#"{{"messages":[{q},{call},{result}],{tools}}}"#));
         assert_eq!(plain, 4);
-        assert!(offered > plain && answered > offered + 5, "{plain} {offered} {answered}");
+        assert!(
+            offered > plain && answered > offered + 5,
+            "{plain} {offered} {answered}"
+        );
         // Content blocks without text (Anthropic tool_use) count as their JSON.
         let r = parse(
             Api::AnthropicMessages,

@@ -85,7 +85,14 @@ pub fn draw_plan(
     forced_fault: Option<Option<FaultKind>>,
     rng: &mut impl Rng,
 ) -> Plan {
-    draw_shaped_plan(cfg, cap, reasoning_allowed, forced_fault, Length::Drawn, rng)
+    draw_shaped_plan(
+        cfg,
+        cap,
+        reasoning_allowed,
+        forced_fault,
+        Length::Drawn,
+        rng,
+    )
 }
 
 /// How many answer tokens a plan wants.

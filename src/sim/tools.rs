@@ -34,10 +34,18 @@ fn value(schema: &Value, depth: usize) -> Value {
     if let Some(c) = s.get("const") {
         return c.clone();
     }
-    if let Some(first) = s.get("enum").and_then(Value::as_array).and_then(|e| e.first()) {
+    if let Some(first) = s
+        .get("enum")
+        .and_then(Value::as_array)
+        .and_then(|e| e.first())
+    {
         return first.clone();
     }
-    if let Some(first) = s.get("anyOf").and_then(Value::as_array).and_then(|a| a.first()) {
+    if let Some(first) = s
+        .get("anyOf")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+    {
         if depth < MAX_DEPTH {
             return value(first, depth + 1);
         }
@@ -81,8 +89,7 @@ fn value(schema: &Value, depth: usize) -> Value {
                 .get("minItems")
                 .and_then(Value::as_u64)
                 .unwrap_or(1)
-                .max(1)
-                .min(MAX_ITEMS);
+                .clamp(1, MAX_ITEMS);
             let n = match s.get("maxItems").and_then(Value::as_u64) {
                 Some(max) => n.min(max),
                 None => n,
@@ -148,7 +155,10 @@ pub fn pieces(text: &str, max_pieces: usize) -> Vec<String> {
     if chars.is_empty() {
         return vec![String::new()];
     }
-    let n = chars.len().div_ceil(MAX_PIECE_CHARS).clamp(1, max_pieces.max(1));
+    let n = chars
+        .len()
+        .div_ceil(MAX_PIECE_CHARS)
+        .clamp(1, max_pieces.max(1));
     let size = chars.len().div_ceil(n);
     chars.chunks(size).map(|c| c.iter().collect()).collect()
 }
@@ -209,7 +219,10 @@ mod tests {
                    "hourly": true, "tags": ["si"], "at": {"lat": -3.0}, "maybe": 1,
                    "either": true, "extra": "sim"})
         );
-        assert_eq!(example(&json!({"type": "integer", "minimum": 2.5})), json!(3));
+        assert_eq!(
+            example(&json!({"type": "integer", "minimum": 2.5})),
+            json!(3)
+        );
         assert_eq!(
             example(&json!({"type": "array", "minItems": 9, "items": {"const": 7}})),
             json!([7, 7, 7, 7])
@@ -243,10 +256,7 @@ mod tests {
             result_tokens("21 C and sunny"),
             ["21", " C", " and", " sunny"]
         );
-        assert_eq!(
-            result_tokens(r#"{"temp":21}"#),
-            [r#"{"temp":"#, "21}"]
-        );
+        assert_eq!(result_tokens(r#"{"temp":21}"#), [r#"{"temp":"#, "21}"]);
         let long = "word ".repeat(100);
         let t = result_tokens(&long);
         let joined = t.concat();

@@ -1013,7 +1013,9 @@ mod tests {
         assert!(text.contains(
             r#"{"content_block":{"id":"call_9","input":{},"name":"f","type":"tool_use"},"index":1,"type":"content_block_start"}"#
         ));
-        assert!(text.contains(r#""delta":{"partial_json":":1}","type":"input_json_delta"},"index":1"#));
+        assert!(
+            text.contains(r#""delta":{"partial_json":":1}","type":"input_json_delta"},"index":1"#)
+        );
         assert!(text.contains(r#""stop_reason":"tool_use""#));
     }
 

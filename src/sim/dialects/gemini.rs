@@ -70,8 +70,7 @@ impl Wire {
     /// part carrying a `thoughtSignature` as thinking models' calls do.
     pub fn tool_call(&mut self, c: &Ctx, call: &SimToolCall) -> Bytes {
         self.answer_tokens += 1;
-        let args: Value =
-            serde_json::from_str(&call.arguments).unwrap_or_else(|_| json!({}));
+        let args: Value = serde_json::from_str(&call.arguments).unwrap_or_else(|_| json!({}));
         let part = json!({"functionCall": {"name": call.name, "args": args},
                           "thoughtSignature": SIM_SIGNATURE});
         let u = usage(c, self.reasoning_tokens, self.answer_tokens);

@@ -222,8 +222,10 @@ impl Wire {
             let index = self.next_item;
             self.next_item += 1;
             self.call_item = Some(index);
-            pre.push(self.ev(json!({"type": "response.output_item.added", "output_index": index,
-                                    "item": call_item(c, call, None)})));
+            pre.push(self.ev(
+                json!({"type": "response.output_item.added", "output_index": index,
+                                    "item": call_item(c, call, None)}),
+            ));
         }
         self.answer_tokens += 1;
         self.arguments.push_str(piece);
@@ -241,12 +243,16 @@ impl Wire {
         let mut out = Vec::new();
         if let (true, Some(call), Some(index)) = (called, &c.tool_call, self.call_item) {
             let arguments = std::mem::take(&mut self.arguments);
-            out.push(self.ev(json!({"type": "response.function_call_arguments.done",
+            out.push(
+                self.ev(json!({"type": "response.function_call_arguments.done",
                                     "item_id": call_item_id(c), "output_index": index,
-                                    "arguments": arguments})));
+                                    "arguments": arguments})),
+            );
             let item = call_item(c, call, Some(&arguments));
-            out.push(self.ev(json!({"type": "response.output_item.done", "output_index": index,
-                                    "item": item})));
+            out.push(self.ev(
+                json!({"type": "response.output_item.done", "output_index": index,
+                                    "item": item}),
+            ));
             self.output.push(item);
             return self.finish(c, length, out);
         }
