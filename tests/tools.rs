@@ -659,3 +659,150 @@ async fn botocore_accepts_the_tool_body_and_parses_the_simulators_tool_use() {
         .expect("messageStop");
     assert_eq!(stop["stopReason"], "tool_use");
 }
+
+// ---- against the providers' own Python SDKs, where they can be imported ----
+//
+// Each SDK streams a tool call from the simulator with its own stream reader and accumulator,
+// then sends the tool's result back in its own message shapes. Python is `python3`, or
+// `INFERPROBE_SDK_PYTHON` (e.g. a virtual environment with `openai`, `anthropic`,
+// `google-genai` and `ollama`); an SDK that cannot be imported is skipped with a message.
+
+const SDKS: &str = r##"
+import json, sys
+root = sys.argv[1]
+schema = {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}}, "required": ["city"]}
+out = {}
+def run(name, f):
+    try:
+        out[name] = f()
+    except ImportError as e:
+        out[name] = {"skipped": str(e)}
+    except Exception as e:
+        out[name] = {"error": f"{type(e).__name__}: {e}"}
+
+def openai_chat():
+    import openai
+    c = openai.OpenAI(base_url=root + "/v1", api_key="k")
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": "w", "parameters": schema}}]
+    msgs = [{"role": "user", "content": "Weather in Oslo?"}]
+    with c.chat.completions.stream(model="m", messages=msgs, tools=tools, max_tokens=64) as s:
+        final = s.get_final_completion()
+    ch = final.choices[0]
+    tc = ch.message.tool_calls[0]
+    msgs += [ch.message.model_dump(exclude_none=True), {"role": "tool", "tool_call_id": tc.id, "content": '{"sky": "drizzle"}'}]
+    with c.chat.completions.stream(model="m", messages=msgs, tools=tools, max_tokens=64) as s:
+        f2 = s.get_final_completion()
+    return {"finish": ch.finish_reason, "name": tc.function.name, "args": json.loads(tc.function.arguments), "id": tc.id,
+            "answer": f2.choices[0].message.content}
+
+def openai_responses():
+    import openai
+    c = openai.OpenAI(base_url=root + "/v1", api_key="k")
+    tools = [{"type": "function", "name": "get_weather", "description": "w", "parameters": schema, "strict": False}]
+    with c.responses.stream(model="m", input="Weather in Oslo?", tools=tools, max_output_tokens=64) as s:
+        final = s.get_final_response()
+    fc = [o for o in final.output if o.type == "function_call"][0]
+    inp = [{"role": "user", "content": "Weather in Oslo?"}, {"type": "function_call", "call_id": fc.call_id, "name": fc.name, "arguments": fc.arguments},
+           {"type": "function_call_output", "call_id": fc.call_id, "output": '{"sky": "drizzle"}'}]
+    with c.responses.stream(model="m", input=inp, tools=tools, max_output_tokens=64) as s:
+        f2 = s.get_final_response()
+    return {"status": final.status, "name": fc.name, "args": json.loads(fc.arguments), "id": fc.call_id, "answer": f2.output_text}
+
+def anthropic_messages():
+    import anthropic
+    c = anthropic.Anthropic(base_url=root, api_key="k")
+    tools = [{"name": "get_weather", "description": "w", "input_schema": schema}]
+    msgs = [{"role": "user", "content": "Weather in Oslo?"}]
+    with c.messages.stream(model="m", max_tokens=64, messages=msgs, tools=tools) as s:
+        final = s.get_final_message()
+    tu = [b for b in final.content if b.type == "tool_use"][0]
+    msgs += [{"role": "assistant", "content": [b.model_dump() for b in final.content]},
+             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tu.id, "content": '{"sky": "drizzle"}'}]}]
+    with c.messages.stream(model="m", max_tokens=64, messages=msgs, tools=tools) as s:
+        f2 = s.get_final_message()
+    return {"stop": final.stop_reason, "name": tu.name, "args": tu.input, "id": tu.id, "answer": f2.content[0].text}
+
+def gemini():
+    from google import genai
+    from google.genai import types
+    c = genai.Client(api_key="k", http_options=types.HttpOptions(base_url=root))
+    cfg = types.GenerateContentConfig(tools=[types.Tool(function_declarations=[types.FunctionDeclaration(name="get_weather", description="w", parameters_json_schema=schema)])], max_output_tokens=64)
+    chunks = list(c.models.generate_content_stream(model="m", contents="Weather in Oslo?", config=cfg))
+    parts = [p for ch in chunks for cand in (ch.candidates or []) for p in (cand.content.parts or [])]
+    fcp = [p for p in parts if p.function_call][0]
+    finish = [cand.finish_reason for ch in chunks for cand in (ch.candidates or []) if cand.finish_reason][-1]
+    contents = [types.Content(role="user", parts=[types.Part(text="Weather in Oslo?")]),
+                types.Content(role="model", parts=[fcp]),
+                types.Content(role="user", parts=[types.Part.from_function_response(name="get_weather", response={"sky": "drizzle"})])]
+    ans = "".join(ch.text or "" for ch in c.models.generate_content_stream(model="m", contents=contents, config=cfg))
+    return {"finish": getattr(finish, "value", str(finish)), "name": fcp.function_call.name, "args": fcp.function_call.args, "signature": bool(fcp.thought_signature), "answer": ans}
+
+def ollama_chat():
+    import ollama
+    c = ollama.Client(host=root)
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": "w", "parameters": schema}}]
+    msgs = [{"role": "user", "content": "Weather in Oslo?"}]
+    calls, done = [], None
+    for ch in c.chat(model="m", messages=msgs, tools=tools, stream=True):
+        calls += ch.message.tool_calls or []
+        if ch.done: done = ch.done_reason
+    tc = calls[0]
+    msgs += [{"role": "assistant", "content": "", "tool_calls": [tc.model_dump()]}, {"role": "tool", "content": '{"sky": "drizzle"}', "tool_name": tc.function.name}]
+    ans = "".join(ch.message.content or "" for ch in c.chat(model="m", messages=msgs, tools=tools, stream=True))
+    return {"done_reason": done, "name": tc.function.name, "args": dict(tc.function.arguments), "answer": ans}
+
+for n, f in [("openai-chat", openai_chat), ("openai-responses", openai_responses), ("anthropic", anthropic_messages), ("gemini", gemini), ("ollama", ollama_chat)]:
+    run(n, f)
+print(json.dumps(out, default=str))
+"##;
+
+#[tokio::test]
+async fn official_sdks_read_the_simulators_tool_calls() {
+    use std::process::Command;
+    let python = std::env::var("INFERPROBE_SDK_PYTHON").unwrap_or_else(|_| "python3".into());
+    let sim = common::sim("ttft: 10ms\nitl: 2ms\noutput_tokens: 6\n").await;
+    let root = sim.base_url();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python).args(["-c", SDKS, &root]).output()
+    })
+    .await
+    .expect("join");
+    sim.shutdown().await;
+    let Ok(out) = out else {
+        eprintln!("SKIPPED: no python to run the SDKs");
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: Value = serde_json::from_slice(&out.stdout).expect("JSON from the SDK script");
+    let expected_finish = [
+        ("openai-chat", "finish", "tool_calls"),
+        ("openai-responses", "status", "completed"),
+        ("anthropic", "stop", "tool_use"),
+        ("gemini", "finish", "STOP"),
+        ("ollama", "done_reason", "stop"),
+    ];
+    let schema = json!({"type": "object", "properties": {"city": {"type": "string"},
+                        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+                        "required": ["city"]});
+    for (sdk, field, finish) in expected_finish {
+        let r = &results[sdk];
+        if let Some(why) = r.get("skipped") {
+            eprintln!("SKIPPED: {sdk}: {why}");
+            continue;
+        }
+        assert!(r.get("error").is_none(), "{sdk}: {r}");
+        assert_eq!(r[field], finish, "{sdk}: {r}");
+        assert_eq!(r["name"], "get_weather", "{sdk}: {r}");
+        inferprobe::journey::schema::validate(&schema, &r["args"])
+            .unwrap_or_else(|e| panic!("{sdk}: {e}"));
+        let answer = r["answer"].as_str().unwrap_or_default();
+        assert!(answer.contains("drizzle"), "{sdk}: {answer:?}");
+    }
+    if results["gemini"].get("signature").is_some() {
+        assert_eq!(results["gemini"]["signature"], true);
+    }
+}

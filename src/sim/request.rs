@@ -269,13 +269,23 @@ fn first_tool(api: Api, obj: &serde_json::Map<String, Value>) -> Option<(String,
         Api::OpenaiResponses => tools
             .filter(|t| str_at(t, &["type"]) == Some("function"))
             .find_map(|t| Some((str_at(t, &["name"])?, t.get("parameters")))),
+        // The API reads protobuf JSON, where a field may also be spelt as in the proto
+        // (google-genai sends `parameters_json_schema`).
         Api::Gemini => tools
-            .filter_map(|t| t.get("functionDeclarations").and_then(Value::as_array))
+            .filter_map(|t| {
+                t.get("functionDeclarations")
+                    .or_else(|| t.get("function_declarations"))
+                    .and_then(Value::as_array)
+            })
             .flatten()
             .find_map(|d| {
-                let schema = d
-                    .get("parameters")
-                    .or_else(|| d.get("parametersJsonSchema"));
+                let schema = [
+                    "parameters",
+                    "parametersJsonSchema",
+                    "parameters_json_schema",
+                ]
+                .into_iter()
+                .find_map(|k| d.get(k));
                 Some((str_at(d, &["name"])?, schema))
             }),
         Api::BedrockConverse => obj
@@ -594,6 +604,14 @@ mod tests {
             ),
             want,
             "a declaration without parameters takes any object"
+        );
+        assert_eq!(
+            tool(
+                Api::Gemini,
+                r#"{"contents":[],"tools":[{"function_declarations":[{"name":"f","parameters_json_schema":{"type":"object"}}]}]}"#
+            ),
+            want,
+            "protobuf field names"
         );
         assert_eq!(
             tool(

@@ -151,6 +151,8 @@ pub fn router(state: SimState) -> Router {
         .route("/v1/responses", post(responses))
         // `{model}:{method}` is one path segment (the router has no suffix parameters).
         .route("/v1beta/models/{target}", post(gemini))
+        // The stable version, which current google-genai SDKs call by default.
+        .route("/v1/models/{target}", post(gemini))
         .route("/api/chat", post(ollama_chat))
         .route("/model/{model_id}/converse-stream", post(converse_stream))
         .route("/v1/models", get(models))
