@@ -176,7 +176,12 @@ async fn every_tool_dialect_calls_the_tool_and_answers_its_result() {
         if dialect == DialectKind::Gemini {
             assert!(call.signature.is_some(), "Gemini calls carry a signature");
         }
-        assert!(first.ttft.is_some(), "{dialect:?}: arguments are output");
+        // The arguments are output, paced like tokens: TTFT is the simulator's, and the APIs
+        // that stream arguments send them in several events.
+        let ttft = first.ttft.expect("TTFT");
+        assert!(ttft >= Duration::from_millis(20), "{dialect:?}: {ttft:?}");
+        let whole = matches!(dialect, DialectKind::Gemini | DialectKind::Ollama);
+        assert_eq!(first.output_events == 1, whole, "{dialect:?}: {first:?}");
 
         let second = probe(&t, &answering(call)).await;
         assert_eq!(
@@ -232,6 +237,20 @@ async fn fault_on_scopes_a_fault_to_tool_requests() {
         let tooled = probe(&t, &asking()).await;
         assert_eq!(tooled.result, ProbeResult::ApiError, "{dialect:?}");
     }
+    sim.shutdown().await;
+
+    // A fault drawn from the configured probabilities is scoped the same way.
+    let sim =
+        common::sim("ttft: 20ms\nitl: 5ms\noutput_tokens: 8\nfaults: {http_5xx: 1.0}\n").await;
+    let dialect = DialectKind::BedrockConverse;
+    let mut t = target(dialect, simulator_base_url(&sim.base_url(), dialect));
+    t.headers
+        .insert("x-sim-fault-on".into(), "tool-result".into());
+    let first = probe(&t, &asking()).await;
+    assert_eq!(first.result, ProbeResult::Success, "{:?}", first.error);
+    let second = probe(&t, &answering(&first.tool_calls[0])).await;
+    assert_eq!(second.result, ProbeResult::Http5xx);
+
     // An unknown scope is the simulator's 400, naming the header.
     let dialect = DialectKind::OpenaiChat;
     let mut t = target(dialect, simulator_base_url(&sim.base_url(), dialect));
