@@ -469,8 +469,8 @@ impl FaultOn {
 /// Most pieces a tool call's arguments stream in.
 const TOOL_PIECES: usize = 6;
 
-/// The tool call to make for `req`: a streamed request offering tools whose last turn is the
-/// user's calls the first tool offered, with arguments made up from its schema.
+/// The tool call to make for `req`: a streamed request that offers tools and ends with a user
+/// turn calls the first tool offered, with arguments made up from its schema.
 fn planned_tool_call(api: Api, req: &request::GenRequest, id: &str) -> Option<wire::SimToolCall> {
     let (name, schema) = req.tool.as_ref()?;
     if api == Api::OpenaiCompletions || !req.stream || req.turn != request::Turn::User {
