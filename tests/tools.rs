@@ -825,3 +825,105 @@ async fn official_sdks_read_the_simulators_tool_calls() {
         assert_eq!(results["gemini"]["signature"], true);
     }
 }
+
+// ---- arguments for arbitrary schemas ----
+
+/// A random schema of the subset inferprobe checks (`inferprobe::journey::schema`), with
+/// satisfiable bounds.
+fn random_schema(rng: &mut impl rand::Rng, depth: u32) -> Value {
+    let pick = if depth >= 3 {
+        rng.random_range(0..5)
+    } else {
+        rng.random_range(0..8)
+    };
+    let mut s = match pick {
+        0 => {
+            let mut s = json!({"type": "string"});
+            if rng.random_bool(0.5) {
+                s["minLength"] = json!(rng.random_range(0..20));
+            }
+            if rng.random_bool(0.3) {
+                s["maxLength"] = json!(rng.random_range(20..40));
+            }
+            s
+        }
+        1 | 2 => {
+            let ty = if pick == 1 { "integer" } else { "number" };
+            let mut s = json!({"type": ty});
+            let lo = rng.random_range(-50..50);
+            match rng.random_range(0..4) {
+                0 => {}
+                1 => s["minimum"] = json!(lo),
+                2 => s["maximum"] = json!(lo),
+                _ => {
+                    s["minimum"] = json!(lo);
+                    s["maximum"] = json!(lo + rng.random_range(0..9));
+                }
+            }
+            s
+        }
+        3 => json!({"type": "boolean"}),
+        4 => json!({"enum": ["red", "green", 3]}),
+        5 => {
+            let mut s = json!({"type": "array", "items": random_schema(rng, depth + 1)});
+            if rng.random_bool(0.5) {
+                s["minItems"] = json!(rng.random_range(0..4));
+            }
+            s
+        }
+        6 => json!({"anyOf": [random_schema(rng, depth + 1), {"type": "null"}]}),
+        _ => random_object(rng, depth + 1),
+    };
+    if rng.random_bool(0.1) {
+        s["nullable"] = json!(true);
+    }
+    s
+}
+
+fn random_object(rng: &mut impl rand::Rng, depth: u32) -> Value {
+    let n = rng.random_range(0..5);
+    let mut props = Map::new();
+    let mut required = Vec::new();
+    for i in 0..n {
+        let name = format!("p{i}");
+        if rng.random_bool(0.5) {
+            required.push(json!(name));
+        }
+        props.insert(name, random_schema(rng, depth));
+    }
+    json!({"type": "object", "properties": props, "required": required,
+           "additionalProperties": false})
+}
+
+#[tokio::test]
+async fn the_simulators_arguments_match_arbitrary_schemas() {
+    use rand::SeedableRng;
+    let sim = common::sim("ttft: 1ms\nitl: 1ms\noutput_tokens: 2\n").await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20_261_206);
+    let dialects: Vec<DialectKind> = DialectKind::ALL
+        .into_iter()
+        .filter(|d| d.supports_tools())
+        .collect();
+    for i in 0..60 {
+        let schema = random_object(&mut rng, 0);
+        inferprobe::journey::schema::supported(&schema).expect("a schema of the subset");
+        let dialect = dialects[i % dialects.len()];
+        let t = target(dialect, simulator_base_url(&sim.base_url(), dialect));
+        let mut s = asking();
+        s.max_tokens = 4096;
+        s.tools[0].parameters = schema.clone();
+        s.checks.expect_tool = Some(ExpectTool {
+            name: "get_weather".into(),
+            schema: schema.clone(),
+        });
+        let o = probe(&t, &s).await;
+        assert_eq!(
+            o.result,
+            ProbeResult::Success,
+            "{dialect:?} schema {schema}: {:?} {:?}",
+            o.error,
+            o.tool_calls
+        );
+    }
+    sim.shutdown().await;
+}

@@ -7,7 +7,19 @@ use serde_json::{Map, Number, Value};
 const MAX_DEPTH: usize = 8;
 
 /// Most items generated for one array (`minItems` above it is not met: a bounded answer wins).
-const MAX_ITEMS: u64 = 4;
+const MAX_ITEMS: u64 = 16;
+
+/// Most values (of any kind, nested ones included) in one array of generated arguments.
+const MAX_NODES: usize = 1024;
+
+/// Values in `v`, itself included.
+fn nodes(v: &Value) -> usize {
+    match v {
+        Value::Array(a) => 1 + a.iter().map(nodes).sum::<usize>(),
+        Value::Object(o) => 1 + o.values().map(nodes).sum::<usize>(),
+        _ => 1,
+    }
+}
 
 /// Longest string generated.
 const MAX_STRING: u64 = 256;
@@ -21,7 +33,7 @@ const MAX_PIECE_CHARS: usize = 8;
 
 /// Arguments that satisfy `schema`: every declared property (required or not), strings `"sim"`
 /// (or the first `enum` value, or `const`; padded to `minLength`, cut to `maxLength`), numbers
-/// inside `minimum`/`maximum`, `true`, one item per array (or `minItems`, up to 4), objects
+/// inside `minimum`/`maximum`, `true`, one item per array (or `minItems`, up to 16), objects
 /// recursively. `anyOf` takes its first branch; a list of types its first non-null one.
 pub fn example(schema: &Value) -> Value {
     value(schema, 0)
@@ -98,6 +110,8 @@ fn value(schema: &Value, depth: usize) -> Value {
                 Some(items) if depth < MAX_DEPTH => value(items, depth + 1),
                 _ => Value::from("sim"),
             };
+            // Nested arrays multiply: keep the whole answer under MAX_NODES values.
+            let n = n.min((MAX_NODES / nodes(&item)).max(1) as u64);
             Value::Array((0..n).map(|_| item.clone()).collect())
         }
         "integer" | "number" => number(s, ty == "integer"),
@@ -224,10 +238,25 @@ mod tests {
             json!(3)
         );
         assert_eq!(
-            example(&json!({"type": "array", "minItems": 9, "items": {"const": 7}})),
-            json!([7, 7, 7, 7])
+            example(&json!({"type": "array", "minItems": 3, "items": {"const": 7}})),
+            json!([7, 7, 7])
         );
         assert_eq!(example(&json!(true)), json!("sim"));
+    }
+
+    #[test]
+    fn nested_arrays_stay_bounded() {
+        let mut schema = json!({"type": "integer"});
+        for _ in 0..8 {
+            schema = json!({"type": "array", "minItems": 16, "items": schema});
+        }
+        let v = example(&schema);
+        assert!(nodes(&v) <= 2 * MAX_NODES, "{}", nodes(&v));
+        assert_eq!(
+            v.as_array().map(Vec::len),
+            Some(1),
+            "the outer array gives way"
+        );
     }
 
     #[test]
