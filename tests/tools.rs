@@ -927,3 +927,38 @@ async fn the_simulators_arguments_match_arbitrary_schemas() {
     }
     sim.shutdown().await;
 }
+
+#[test]
+fn ollama_tool_fixture_signals_the_call_then_its_arguments() {
+    let read = |dir: &str, name: &str| {
+        let path = format!(
+            "{}/tests/fixtures/sse/{dir}/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    let tool = |text: &str| Signal::Output {
+        kind: OutputKind::ToolCall,
+        text: text.into(),
+    };
+    let got = common::decode(
+        DialectKind::Ollama,
+        &read("ollama", "tool_call.ndjson"),
+        None,
+    )
+    .expect("decodes");
+    assert_eq!(
+        got[..3],
+        [
+            Signal::Model("llama3.1:8b".into()),
+            Signal::ToolCall {
+                id: Some("call_7kq2m1xz".into()),
+                name: "get_weather".into(),
+                signature: None,
+            },
+            tool(r#"{"city":"Lisbon","unit":"celsius"}"#),
+        ]
+    );
+    assert_eq!(got[3], Signal::FinishReason("stop".into()));
+    assert_eq!(got.last(), Some(&Signal::Done));
+}
