@@ -962,3 +962,25 @@ fn ollama_tool_fixture_signals_the_call_then_its_arguments() {
     assert_eq!(got[3], Signal::FinishReason("stop".into()));
     assert_eq!(got.last(), Some(&Signal::Done));
 }
+
+#[tokio::test]
+async fn tool_call_pieces_are_paced_and_recorded_like_tokens() {
+    let sim = common::sim("ttft: 80ms\nitl: 20ms\noutput_tokens: 5\n").await;
+    for dialect in [DialectKind::OpenaiChat, DialectKind::BedrockConverse] {
+        let t = target(dialect, simulator_base_url(&sim.base_url(), dialect));
+        let o = probe(&t, &asking()).await;
+        assert_eq!(o.result, ProbeResult::Success, "{dialect:?}: {:?}", o.error);
+        let gt = sim.ground_truth();
+        let r = gt.last().expect("a record");
+        // One recorded token per argument piece, each an output event of the probe.
+        assert!(r.tokens.len() >= 3, "{dialect:?}: {}", r.tokens.len());
+        assert_eq!(r.tokens.len() as u64, o.output_events, "{dialect:?}");
+        let first = r.tokens[0] - r.arrival;
+        assert!(first >= Duration::from_millis(80), "{dialect:?}: {first:?}");
+        for w in r.tokens.windows(2) {
+            assert!(w[1] - w[0] >= Duration::from_millis(15), "{dialect:?}");
+        }
+        assert!(o.ttft.expect("TTFT") >= first, "{dialect:?}");
+    }
+    sim.shutdown().await;
+}
