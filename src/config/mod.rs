@@ -336,19 +336,29 @@ impl Scenario {
 }
 
 /// One line for `check-config` and start-up logs, e.g.
-/// `OK: 3 targets, 2 scenarios, simulator on, 0 warnings`. Scenarios are counted by name over
-/// all targets.
+/// `OK: 3 targets, 2 scenarios, simulator on, 0 warnings` (with `, N journeys` after the
+/// scenarios when targets run any). Scenarios and journeys are counted by name over all targets.
 pub fn summary(loaded: &Loaded) -> String {
     let scenarios: std::collections::BTreeSet<&str> = loaded
         .targets
         .iter()
         .flat_map(|t| t.scenarios.iter().map(|(s, _)| s.name.as_str()))
         .collect();
+    let journeys: std::collections::BTreeSet<&str> = loaded
+        .targets
+        .iter()
+        .flat_map(|t| t.journeys.iter().map(|(j, _)| j.name.as_str()))
+        .collect();
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
     format!(
-        "OK: {}, {}, simulator {}, {}",
+        "OK: {}, {}{}, simulator {}, {}",
         plural(loaded.targets.len(), "target"),
         plural(scenarios.len(), "scenario"),
+        if journeys.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", plural(journeys.len(), "journey"))
+        },
         if loaded.simulator.is_some() {
             "on"
         } else {
