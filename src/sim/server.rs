@@ -21,7 +21,7 @@ use super::record::{lock, Records, RequestRecord, SharedRecord};
 use super::stream::{self, Job};
 use super::wire::{self, ErrorKind};
 use super::{control, request, sample, Api, SimError};
-use crate::config::simulator::{FaultKind, SimulatorConfig};
+use crate::config::simulator::{FaultKind, FaultOn, SimulatorConfig};
 
 /// Largest request body accepted (long-context prompts included).
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -381,7 +381,7 @@ fn reply_error(
 #[derive(Default)]
 struct Overrides {
     fault: Option<Option<FaultKind>>,
-    fault_on: FaultOn,
+    fault_on: Option<FaultOn>,
     ttft: Option<std::time::Duration>,
     itl: Option<std::time::Duration>,
 }
@@ -415,16 +415,14 @@ impl Overrides {
                 )
             })?)),
         };
-        let fault_on = match get("x-sim-fault-on")?.as_deref() {
-            None | Some("any") => FaultOn::Any,
-            Some("tools") => FaultOn::Tools,
-            Some("tool-result") => FaultOn::ToolResult,
-            Some(other) => {
-                return Err(format!(
+        let fault_on = match get("x-sim-fault-on")? {
+            None => None,
+            Some(v) => Some(FaultOn::parse(&v).ok_or_else(|| {
+                format!(
                     "header x-sim-fault-on: unknown scope {:?}; one of tools, tool-result, any",
-                    other.chars().take(40).collect::<String>()
-                ))
-            }
+                    v.chars().take(40).collect::<String>()
+                )
+            })?),
         };
         Ok(Overrides {
             fault,
@@ -444,21 +442,10 @@ impl Overrides {
     }
 }
 
-/// Which requests a fault may hit.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-enum FaultOn {
-    /// Every request.
-    #[default]
-    Any,
-    /// Requests that offer tools.
-    Tools,
-    /// Requests whose last turn is a tool result.
-    ToolResult,
-}
-
-impl FaultOn {
-    fn covers(self, req: &request::GenRequest) -> bool {
-        match self {
+/// Whether a fault scoped to `on` may hit `req`.
+fn fault_covers(on: FaultOn, req: &request::GenRequest) -> bool {
+    {
+        match on {
             FaultOn::Any => true,
             FaultOn::Tools => req.tool.is_some(),
             FaultOn::ToolResult => matches!(req.turn, request::Turn::ToolResult(_)),
@@ -573,7 +560,8 @@ async fn generate_with(
         (None, n) => sample::Length::AtLeast(u32::try_from(n).unwrap_or(u32::MAX)),
     };
     // A fault scoped to other requests is suppressed (the draw still happens).
-    let forced = if overrides.fault_on.covers(&req) {
+    let scope = overrides.fault_on.unwrap_or(cfg.fault_on);
+    let forced = if fault_covers(scope, &req) {
         overrides.fault
     } else {
         Some(None)
