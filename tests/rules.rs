@@ -5,14 +5,17 @@
 //! The promtool tests are skipped with a note when `promtool` is not installed, except under CI
 //! (env `CI` set), where a missing `promtool` fails them so they cannot silently stop running.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde::Deserialize;
 
-/// Where every `runbook_url` points: the README's runbook section, one anchor per alert.
-const RUNBOOK_BASE: &str = "https://github.com/inferprobe/inferprobe#runbook-";
+/// Where every `runbook_url` points: the runbook page, one anchor per alert.
+const RUNBOOK_BASE: &str =
+    "https://github.com/inferprobe/inferprobe/blob/main/docs/runbook.md#runbook-";
 
 #[derive(Debug, Deserialize)]
 struct RuleFile {
@@ -159,8 +162,8 @@ fn promtool_unit_tests_pass() {
 
 #[test]
 fn every_alert_has_severity_annotations_and_a_runbook_section() {
-    let runbook = std::fs::read_to_string(root().join("README.md")).expect("README.md");
-    let anchors = heading_anchors(&runbook);
+    let runbook = std::fs::read_to_string(root().join("docs/runbook.md")).expect("docs/runbook.md");
+    let anchors = common::heading_anchors(&runbook);
     let mut names = BTreeSet::new();
     for (file, rule) in all_rules() {
         let Some(alert) = rule.alert else { continue };
@@ -187,7 +190,7 @@ fn every_alert_has_severity_annotations_and_a_runbook_section() {
         );
         assert!(
             anchors.contains(&anchor),
-            "README.md has no heading `Runbook: {alert}` (anchor #{anchor})"
+            "docs/runbook.md has no heading `Runbook: {alert}` (anchor #{anchor})"
         );
     }
     assert_eq!(names.len(), 24, "{names:?}");
@@ -195,7 +198,7 @@ fn every_alert_has_severity_annotations_and_a_runbook_section() {
     for a in anchors.iter().filter_map(|a| a.strip_prefix("runbook-")) {
         assert!(
             names.iter().any(|n| n.to_lowercase() == a),
-            "README.md documents an unknown alert #{a}"
+            "docs/runbook.md documents an unknown alert #{a}"
         );
     }
 }
@@ -325,34 +328,6 @@ fn recording_rules_follow_level_metric_operations() {
             );
         }
     }
-}
-
-/// GitHub's anchors for the Markdown headings of `text`.
-fn heading_anchors(text: &str) -> BTreeSet<String> {
-    text.lines()
-        .filter(|l| l.starts_with('#'))
-        .map(|l| {
-            l.trim_start_matches('#')
-                .trim()
-                .to_lowercase()
-                .chars()
-                .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
-                .map(|c| if c == ' ' { '-' } else { c })
-                .collect()
-        })
-        .collect()
-}
-
-#[test]
-fn heading_anchors_follow_github() {
-    let a = heading_anchors("## Runbook\n### Runbook: InferprobeProbesFailing\ntext # not\n");
-    assert_eq!(
-        a,
-        BTreeSet::from([
-            "runbook".to_string(),
-            "runbook-inferprobeprobesfailing".to_string()
-        ])
-    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -992,7 +967,7 @@ fn thresholds_warn_stage_picks_the_safe_point_or_the_stage_before_the_knee() {
 
 // ---------------------------------------------------------------------------------------------
 // Journeys: the `inferprobe-journeys` rule group, the canary dashboard's Journeys row and the
-// README's journey families. Whether the families exist in the exporter is checked against a
+// the journey families of docs/metrics.md. Whether the families exist in the exporter is checked against a
 // live scrape by tests/prometheus_e2e.rs (every panel query and recording rule must return data).
 
 /// The raw `inferprobe_*` names an expression reads: recorded names (`level:metric:ops`) and
@@ -1012,9 +987,9 @@ fn families_read(expr: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// The families the README's "Journey families" section documents.
+/// The families the "Journey families" section of docs/metrics.md documents.
 fn documented_journey_families() -> BTreeSet<String> {
-    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let readme = std::fs::read_to_string(root().join("docs/metrics.md")).expect("docs/metrics.md");
     let section: String = readme
         .lines()
         .skip_while(|l| !l.starts_with("### Journey families"))
@@ -1024,7 +999,7 @@ fn documented_journey_families() -> BTreeSet<String> {
         .join("\n");
     assert!(
         !section.is_empty(),
-        "README.md has no `### Journey families` section"
+        "docs/metrics.md has no `### Journey families` section"
     );
     families_read(&section)
 }
@@ -1102,7 +1077,7 @@ fn journey_rules_and_panels_read_only_documented_journey_families() {
         .collect();
     assert!(
         unknown.is_empty(),
-        "not in README's journey families: {unknown:?}"
+        "not in the journey families of docs/metrics.md: {unknown:?}"
     );
     assert!(used.contains("inferprobe_journey_duration_seconds"));
     assert!(used.contains("inferprobe_journey_step_time_to_first_token_seconds"));

@@ -125,7 +125,7 @@ pub enum Transport {
 pub struct ConditionRow {
     /// The condition.
     pub condition: ErrorCondition,
-    /// Its name in the README's table.
+    /// Its name in the table of docs/measurement.md.
     pub name: &'static str,
     /// The statuses that mean it (documentation).
     pub status: &'static str,
@@ -138,7 +138,7 @@ pub struct ConditionRow {
 }
 
 /// The one mapping from error conditions to results, used by the engine for statuses and by
-/// every dialect decoder for in-stream errors; the README's "Results" section shows the same
+/// every dialect decoder for in-stream errors; the "Results" section of docs/measurement.md shows the same
 /// table. One condition gets one result whatever the transport, except that a server failure
 /// inside a 200 stream is `api_error` (the status already said "200").
 pub const CONDITIONS: [ConditionRow; 5] = [
@@ -270,10 +270,10 @@ mod tests {
         }
     }
 
-    /// The README's table ("One condition, one result") says what this one does.
+    /// The table in docs/measurement.md ("One condition, one result") says what this one does.
     #[test]
     fn readme_shows_the_same_table() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/measurement.md");
         let readme = std::fs::read_to_string(path).unwrap_or_default();
         let section = readme
             .split("### One condition, one result, whatever the transport")
@@ -290,7 +290,7 @@ mod tests {
             let line = section
                 .lines()
                 .find(|l| l.starts_with(&format!("| {} |", row.name)))
-                .unwrap_or_else(|| panic!("README has no row for {:?}", row.name));
+                .unwrap_or_else(|| panic!("docs/measurement.md has no row for {:?}", row.name));
             let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
             assert_eq!(cells.len(), 5, "{line}");
             assert_eq!(cells[1], dash(row.status), "{line}");

@@ -248,3 +248,37 @@ pub async fn replay(status: &str, content_type: &str, body: String) -> Replay {
         task,
     }
 }
+
+/// GitHub's anchors for the Markdown headings of `text`: lower case, punctuation other than `-`
+/// and `_` dropped, spaces as `-`, a repeated heading suffixed `-1`, `-2`, ...; headings inside
+/// fenced code blocks do not count.
+pub fn heading_anchors(text: &str) -> std::collections::BTreeSet<String> {
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut out = std::collections::BTreeSet::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced || !line.starts_with('#') {
+            continue;
+        }
+        let base: String = line
+            .trim_start_matches('#')
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect();
+        let n = seen.entry(base.clone()).or_insert(0);
+        out.insert(if *n == 0 {
+            base.clone()
+        } else {
+            format!("{base}-{n}")
+        });
+        *n += 1;
+    }
+    out
+}
