@@ -266,7 +266,8 @@ pub fn parse(file: &str, text: &str) -> Result<Baseline, BaselineError> {
         });
     }
     let imported = thresholds::parse(file, text, None)?;
-    let stage = lowest_load(&imported.stages).ok_or_else(|| BaselineError::NoStages(file.into()))?;
+    let stage =
+        lowest_load(&imported.stages).ok_or_else(|| BaselineError::NoStages(file.into()))?;
     let (values, mut notes) = stage_points(stage);
     notes.insert(
         0,

@@ -138,9 +138,7 @@ impl Metric {
             Metric::E2eP95 => Kind::Quantile(E2e, 0.95),
             Metric::E2eP99 => Kind::Quantile(E2e, 0.99),
             Metric::OutputRate => Kind::Quantile(OutputRate, 0.50),
-            Metric::ErrorRatio | Metric::RateLimitedRatio | Metric::CheckFailedRatio => {
-                Kind::Ratio
-            }
+            Metric::ErrorRatio | Metric::RateLimitedRatio | Metric::CheckFailedRatio => Kind::Ratio,
             Metric::CostPerRequest | Metric::CostPer1kSuccess => Kind::Cost,
         }
     }
@@ -370,7 +368,10 @@ mod tests {
         assert!(parse_limit("error_ratio=150%").is_err());
         assert!(parse_limit("ttft_p95").is_err());
         assert_eq!(parse_limit("output_rate=-10%").unwrap().display(), "-10%");
-        assert_eq!(parse_limit("error_ratio=0.5%").unwrap().display(), "+0.5 pt");
+        assert_eq!(
+            parse_limit("error_ratio=0.5%").unwrap().display(),
+            "+0.5 pt"
+        );
         for m in Metric::ALL {
             assert_eq!(Metric::parse(m.name()), Some(m));
         }

@@ -120,7 +120,9 @@ pub fn judge_all(
                     let b: Vec<&ProbeSample> =
                         samples.iter().filter(|p| p.scenario == scenario).collect();
                     if b.is_empty() {
-                        Base::Missing(format!("the baseline has no probes of scenario {scenario:?}"))
+                        Base::Missing(format!(
+                            "the baseline has no probes of scenario {scenario:?}"
+                        ))
                     } else {
                         Base::Samples(b)
                     }
@@ -195,7 +197,12 @@ fn counts(metric: Metric, probes: &[&ProbeSample]) -> u64 {
         .count() as u64
 }
 
-fn judge_ratio(limit: &Limit, scenario: &str, cand: &[&ProbeSample], base: &Base<'_>) -> Evaluation {
+fn judge_ratio(
+    limit: &Limit,
+    scenario: &str,
+    cand: &[&ProbeSample],
+    base: &Base<'_>,
+) -> Evaluation {
     let m = limit.metric;
     let n = cand.len() as u64;
     let k = counts(m, cand);
@@ -235,7 +242,30 @@ fn judge_ratio(limit: &Limit, scenario: &str, cand: &[&ProbeSample], base: &Base
     };
     let change = pc - pb;
     settle(&mut r, change, ci, limit, cand.len());
+    if r.verdict == Verdict::Inconclusive {
+        let base = match base {
+            Base::Point(_) => stats::RatioBaseline::Point(pb),
+            _ => stats::RatioBaseline::Sample(pb),
+        };
+        r.needed_probes = stats::needed_probes_ratio(pc, base, limit.tolerance, cand.len());
+        r.note = Some(inconclusive_note(r.needed_probes));
+    }
     r
+}
+
+fn inconclusive_note(needed: Option<u64>) -> String {
+    match needed {
+        Some(k) if k >= stats::MAX_NEEDED => format!(
+            "not enough evidence: the interval straddles the limit; more than {} probes per \
+             side would be needed",
+            stats::MAX_NEEDED
+        ),
+        Some(k) => format!(
+            "not enough evidence: the interval straddles the limit; about {k} probes per side \
+             would settle it"
+        ),
+        None => "not enough evidence: the estimate sits on the limit".to_string(),
+    }
 }
 
 /// Fills in change, interval, verdict and needed size. `ci` is the interval of the change in
@@ -252,18 +282,7 @@ fn settle(r: &mut Evaluation, change: f64, ci: Interval, limit: &Limit, n: usize
     r.verdict = stats::judge(bad, limit.tolerance);
     if r.verdict == Verdict::Inconclusive {
         r.needed_probes = stats::needed_probes(n, est_bad, bad, limit.tolerance);
-        r.note = Some(match r.needed_probes {
-            Some(k) if k >= stats::MAX_NEEDED => format!(
-                "not enough evidence: the interval straddles the limit; more than {} probes \
-                 per side would be needed",
-                stats::MAX_NEEDED
-            ),
-            Some(k) => format!(
-                "not enough evidence: the interval straddles the limit; about {k} probes per \
-                 side would settle it"
-            ),
-            None => "not enough evidence: the estimate sits on the limit".to_string(),
-        });
+        r.note = Some(inconclusive_note(r.needed_probes));
     }
 }
 
@@ -388,7 +407,8 @@ fn judge_bootstrap(
     if short {
         r.verdict = Verdict::Inconclusive;
         r.needed_probes = Some(min as u64);
-        r.note = Some(format!(
+        r.note =
+            Some(format!(
             "not enough evidence: {m} needs at least {min} successful probes per side (candidate \
              {n_c}{})",
             base_n.map(|n| format!(", baseline {n}")).unwrap_or_default()
@@ -513,7 +533,10 @@ mod tests {
         }
         assert_eq!(run("error_ratio=10%", &cand, &base).verdict, Verdict::Fail);
         assert_eq!(
-            overall(&[run("error_ratio=10%", &cand, &base), run("ttft_p99=1%", &cand, &base)]),
+            overall(&[
+                run("error_ratio=10%", &cand, &base),
+                run("ttft_p99=1%", &cand, &base)
+            ]),
             Overall::Fail
         );
     }

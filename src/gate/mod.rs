@@ -57,7 +57,11 @@ pub struct GateArgs {
     #[arg(long = "reference-model")]
     pub reference_model: Option<String>,
     /// A live reference from the same config: another target's name.
-    #[arg(long = "reference-target", requires = "config_file", conflicts_with = "baseline")]
+    #[arg(
+        long = "reference-target",
+        requires = "config_file",
+        conflicts_with = "baseline"
+    )]
     pub reference_target: Option<String>,
     /// A baseline file: an earlier `gate --output` result, an `inferprobe calibrate` result or a
     /// load-test result of any format `inferprobe thresholds` reads.
@@ -294,9 +298,8 @@ fn from_config(args: &GateArgs, path: &Path) -> Result<Resolved, GateError> {
     let candidate = (**target).clone();
     let reference = match (&args.reference_target, &args.reference_url) {
         (Some(name), _) => {
-            let (t, _) =
-                crate::commands::select_from_config(&loaded, path, Some(name), None)
-                    .map_err(|e| usage(e.replace("--target", "--reference-target")))?;
+            let (t, _) = crate::commands::select_from_config(&loaded, path, Some(name), None)
+                .map_err(|e| usage(e.replace("--target", "--reference-target")))?;
             Some((**t).clone())
         }
         (None, Some(url)) => Some(reference_from_url(&candidate, url, args)?),
@@ -311,7 +314,11 @@ fn from_config(args: &GateArgs, path: &Path) -> Result<Resolved, GateError> {
     Ok((candidate, reference, scenarios, loaded.simulator.clone()))
 }
 
-fn adhoc_flags<'a>(args: &'a GateArgs, url: Option<&'a str>, model: Option<&'a str>) -> config::AdHoc<'a> {
+fn adhoc_flags<'a>(
+    args: &'a GateArgs,
+    url: Option<&'a str>,
+    model: Option<&'a str>,
+) -> config::AdHoc<'a> {
     config::AdHoc {
         url,
         dialect: args.endpoint.dialect.as_deref(),
@@ -388,7 +395,8 @@ pub fn display_url(url: &str) -> String {
 
 /// Probes and judges: the result file's contents.
 pub async fn gate(setup: &Setup, progress: Progress) -> Result<GateFile, GateError> {
-    let client = engine::client_for(&setup.plan.candidate.target.timeouts).map_err(GateError::Client)?;
+    let client =
+        engine::client_for(&setup.plan.candidate.target.timeouts).map_err(GateError::Client)?;
     let probed = run::run(setup.plan.clone(), client, progress).await;
     Ok(conclude(setup, probed))
 }

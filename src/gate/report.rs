@@ -148,12 +148,7 @@ pub fn table(file: &GateFile) -> String {
         if !notes.is_empty() {
             let _ = writeln!(s);
             for r in notes {
-                let _ = writeln!(
-                    s,
-                    "{}: {}",
-                    r.metric,
-                    r.note.as_deref().unwrap_or_default()
-                );
+                let _ = writeln!(s, "{}: {}", r.metric, r.note.as_deref().unwrap_or_default());
             }
         }
     }
@@ -178,10 +173,13 @@ pub fn summary(file: &GateFile) -> String {
         "recorded" => "no baseline given; the probes are recorded".to_string(),
         _ => match &file.stopped {
             Some(_) => "the run stopped before its plan".to_string(),
-            None if file.metrics.iter().any(|r| r.verdict == Verdict::Inconclusive) => format!(
-                "not enough evidence for: {}",
-                names(Verdict::Inconclusive)
-            ),
+            None if file
+                .metrics
+                .iter()
+                .any(|r| r.verdict == Verdict::Inconclusive) =>
+            {
+                format!("not enough evidence for: {}", names(Verdict::Inconclusive))
+            }
             None => "no metric could be judged".to_string(),
         },
     };

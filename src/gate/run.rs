@@ -122,7 +122,9 @@ pub async fn run(plan: Plan, client: ProbeClient, progress: Progress) -> Probed 
     for _ in 0..workers {
         let s = Arc::clone(&shared);
         let c = client.clone();
-        tasks.push(tokio::spawn(async move { worker(s, c, total, sides).await }));
+        tasks.push(tokio::spawn(
+            async move { worker(s, c, total, sides).await },
+        ));
     }
     for t in tasks {
         let _ = t.await;

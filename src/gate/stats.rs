@@ -155,11 +155,15 @@ pub fn relative_change(candidate: f64, baseline: f64) -> Option<f64> {
 
 /// Wilson score interval of a proportion `k / n` at [`CONFIDENCE`]; `None` when `n` is 0.
 pub fn wilson(k: u64, n: u64) -> Option<Interval> {
-    if n == 0 {
+    wilson_f(k as f64, n as f64)
+}
+
+/// [`wilson`] for counts scaled to another sample size (not necessarily whole).
+fn wilson_f(k: f64, n: f64) -> Option<Interval> {
+    if n <= 0.0 {
         return None;
     }
-    let n = n as f64;
-    let p = k as f64 / n;
+    let p = k / n;
     let z2 = Z * Z;
     let denom = 1.0 + z2 / n;
     let center = (p + z2 / (2.0 * n)) / denom;
@@ -173,9 +177,13 @@ pub fn wilson(k: u64, n: u64) -> Option<Interval> {
 /// Newcombe's hybrid score interval (method 10) of the difference `k1/n1 − k2/n2` of two
 /// independent proportions; `None` when either sample is empty.
 pub fn newcombe(k1: u64, n1: u64, k2: u64, n2: u64) -> Option<Interval> {
-    let (w1, w2) = (wilson(k1, n1)?, wilson(k2, n2)?);
-    let p1 = k1 as f64 / n1 as f64;
-    let p2 = k2 as f64 / n2 as f64;
+    newcombe_f(k1 as f64, n1 as f64, k2 as f64, n2 as f64)
+}
+
+fn newcombe_f(k1: f64, n1: f64, k2: f64, n2: f64) -> Option<Interval> {
+    let (w1, w2) = (wilson_f(k1, n1)?, wilson_f(k2, n2)?);
+    let p1 = k1 / n1;
+    let p2 = k2 / n2;
     let d = p1 - p2;
     Some(Interval {
         lo: d - ((p1 - w1.lo).powi(2) + (w2.hi - p2).powi(2)).sqrt(),
@@ -239,6 +247,62 @@ pub fn needed_probes(n: usize, estimate_bad: f64, bad: Interval, limit: f64) -> 
     })
 }
 
+/// Probes per side that would settle an inconclusive ratio verdict if the observed proportions
+/// held: the smallest size whose score interval (Wilson against a baseline value `Some(pb)`,
+/// Newcombe against a baseline proportion `pb_sample`) clears the limit on the side the estimate
+/// lies. Score intervals narrow faster than `1/√n` near 0, so this is searched, not scaled.
+pub fn needed_probes_ratio(pc: f64, baseline: RatioBaseline, limit: f64, n: usize) -> Option<u64> {
+    let interval = |m: f64| match baseline {
+        RatioBaseline::Point(pb) => wilson_f(pc * m, m).map(|w| Interval {
+            lo: w.lo - pb,
+            hi: w.hi - pb,
+        }),
+        RatioBaseline::Sample(pb) => newcombe_f(pc * m, m, pb * m, m),
+    };
+    let est = pc
+        - match baseline {
+            RatioBaseline::Point(p) | RatioBaseline::Sample(p) => p,
+        };
+    if (est - limit).abs() < 1e-12 {
+        return None;
+    }
+    let settled = |m: u64| {
+        interval(m as f64).is_some_and(|i| {
+            if est < limit {
+                i.hi <= limit
+            } else {
+                i.lo > limit
+            }
+        })
+    };
+    let mut hi = (n as u64 + 1).max(2);
+    while !settled(hi) {
+        if hi >= MAX_NEEDED {
+            return Some(MAX_NEEDED);
+        }
+        hi = (hi * 2).min(MAX_NEEDED);
+    }
+    let mut lo = n as u64;
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if settled(mid) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    Some(hi)
+}
+
+/// The baseline of a ratio.
+#[derive(Clone, Copy, Debug)]
+pub enum RatioBaseline {
+    /// A value taken as exact.
+    Point(f64),
+    /// The proportion of a sample of the same size as the candidate's.
+    Sample(f64),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,11 +327,17 @@ mod tests {
     fn wilson_matches_published_values() {
         // Newcombe (1998), table I: 81/263 → 0.2553–0.3662; 0/10 → 0–0.2775; 1/29 → 0.0061–0.1718.
         let w = wilson(81, 263).unwrap();
-        assert!((w.lo - 0.2553).abs() < 1e-4 && (w.hi - 0.3662).abs() < 1e-4, "{w:?}");
+        assert!(
+            (w.lo - 0.2553).abs() < 1e-4 && (w.hi - 0.3662).abs() < 1e-4,
+            "{w:?}"
+        );
         let w = wilson(0, 10).unwrap();
         assert!(w.lo == 0.0 && (w.hi - 0.2775).abs() < 1e-4, "{w:?}");
         let w = wilson(1, 29).unwrap();
-        assert!((w.lo - 0.0061).abs() < 1e-4 && (w.hi - 0.1718).abs() < 1e-4, "{w:?}");
+        assert!(
+            (w.lo - 0.0061).abs() < 1e-4 && (w.hi - 0.1718).abs() < 1e-4,
+            "{w:?}"
+        );
         assert_eq!(wilson(0, 0), None);
     }
 
@@ -276,9 +346,15 @@ mod tests {
         // Newcombe (1998), difference of proportions, method 10: 56/70 − 48/80 → 0.0524–0.3339;
         // 9/10 − 3/10 → 0.1705–0.8090.
         let d = newcombe(56, 70, 48, 80).unwrap();
-        assert!((d.lo - 0.0524).abs() < 1e-4 && (d.hi - 0.3339).abs() < 1e-4, "{d:?}");
+        assert!(
+            (d.lo - 0.0524).abs() < 1e-4 && (d.hi - 0.3339).abs() < 1e-4,
+            "{d:?}"
+        );
         let d = newcombe(9, 10, 3, 10).unwrap();
-        assert!((d.lo - 0.1705).abs() < 1e-4 && (d.hi - 0.8090).abs() < 1e-4, "{d:?}");
+        assert!(
+            (d.lo - 0.1705).abs() < 1e-4 && (d.hi - 0.8090).abs() < 1e-4,
+            "{d:?}"
+        );
     }
 
     fn median(v: &[&f64]) -> Option<f64> {
@@ -304,8 +380,14 @@ mod tests {
         let k = bootstrap_relative(&c, &Against::Point(1.0), &median, 1).unwrap();
         assert!((k.lo - 0.2).abs() < 1e-12 && (k.hi - 0.2).abs() < 1e-12);
         // No data, or a zero baseline: no interval.
-        assert_eq!(bootstrap_relative(&[], &Against::Point(1.0), &median, 1), None);
-        assert_eq!(bootstrap_relative(&c, &Against::Point(0.0), &median, 1), None);
+        assert_eq!(
+            bootstrap_relative(&[], &Against::Point(1.0), &median, 1),
+            None
+        );
+        assert_eq!(
+            bootstrap_relative(&c, &Against::Point(0.0), &median, 1),
+            None
+        );
     }
 
     #[test]
@@ -318,9 +400,15 @@ mod tests {
         // Estimate 0.05, half-width 0.175, margin 0.10: (1.75)² × 40 = 122.5 → 123.
         assert_eq!(needed_probes(40, 0.05, i(-0.125, 0.225), 0.15), Some(123));
         assert_eq!(needed_probes(40, 0.15, i(0.0, 0.3), 0.15), None);
-        assert_eq!(
-            needed_probes(10, 0.0, i(-1e6, 1e6), 1e-6),
-            Some(MAX_NEEDED)
-        );
+        assert_eq!(needed_probes(10, 0.0, i(-1e6, 1e6), 1e-6), Some(MAX_NEEDED));
+        // No errors on either side: Newcombe's upper end is Wilson's for 0/n, 3.84/(n + 3.84),
+        // within 5 points from n = 73 on.
+        let n = needed_probes_ratio(0.0, RatioBaseline::Sample(0.0), 0.05, 30).unwrap();
+        assert_eq!(n, 73);
+        assert!(newcombe(0, 73, 0, 73).unwrap().hi <= 0.05);
+        assert!(newcombe(0, 72, 0, 72).unwrap().hi > 0.05);
+        // Half failing against a 2% baseline value clears a 10-point limit quickly.
+        let f = needed_probes_ratio(0.5, RatioBaseline::Point(0.02), 0.10, 5).unwrap();
+        assert!(wilson(f / 2, f).unwrap().lo - 0.02 > 0.10 && f < 40, "{f}");
     }
 }
