@@ -171,6 +171,9 @@ pub struct ProbeArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Run this journey of the target (all its steps) instead of one scenario.
+    #[arg(long, requires = "config_file", conflicts_with = "scenario")]
+    pub journey: Option<String>,
 }
 
 /// Parses a human duration flag (`30s`, `250ms`).

@@ -222,6 +222,9 @@ pub fn check_config(args: CheckConfigArgs) -> u8 {
 /// `inferprobe probe`: one probe now; exit 0 only on `success`.
 pub async fn probe(args: ProbeArgs) -> anyhow::Result<u8> {
     engine::install_crypto_provider();
+    if let Some(journey) = &args.journey {
+        return probe_journey(&args, journey).await;
+    }
     let (target, scenario, sim) = match probe_setup(&args).await {
         Ok(x) => x,
         Err(e) => {
@@ -239,15 +242,7 @@ pub async fn probe(args: ProbeArgs) -> anyhow::Result<u8> {
     };
     let client = engine::client_for(&target.timeouts).context("building the HTTP client")?;
     let mut outcome = engine::run_probe(&client, &target, &base_url, &scenario).await;
-    if let Some(sh) = &target.self_hosted {
-        // One-shot: no server or GPU samples, so the whole GPU rate is charged (an upper bound).
-        let rate = crate::cost::self_hosted_hourly_usd(sh, None);
-        outcome.cost_usd = Some(crate::cost::self_hosted_request_cost(
-            rate,
-            outcome.e2e.unwrap_or(outcome.elapsed),
-            None,
-        ));
-    }
+    one_shot_self_hosted_cost(&target, &mut outcome);
     if args.json {
         redact::print(format_args!(
             "{}\n",
@@ -257,6 +252,103 @@ pub async fn probe(args: ProbeArgs) -> anyhow::Result<u8> {
         redact::print(format_args!(
             "{}",
             outcome_table(&outcome, target.dialect, &base_url)
+        ));
+    }
+    if let Some(s) = sim {
+        s.shutdown().await;
+    }
+    Ok(if outcome.result.is_success() {
+        0
+    } else {
+        EXIT_FAILURE
+    })
+}
+
+/// A self-hosted target's cost for a one-shot probe: with no server or GPU samples, the whole
+/// GPU rate is charged for the request's duration (an upper bound).
+fn one_shot_self_hosted_cost(target: &Target, o: &mut Outcome) {
+    if let Some(sh) = &target.self_hosted {
+        let rate = crate::cost::self_hosted_hourly_usd(sh, None);
+        o.cost_usd = Some(crate::cost::self_hosted_request_cost(
+            rate,
+            o.e2e.unwrap_or(o.elapsed),
+            None,
+        ));
+    }
+}
+
+/// `inferprobe probe --journey J`: one run of a configured journey; exit 0 only on `success`.
+async fn probe_journey(args: &ProbeArgs, name: &str) -> anyhow::Result<u8> {
+    let usage = |e: String| {
+        redact::eprint(format_args!("error: {e}"));
+        Ok(EXIT_USAGE)
+    };
+    let Some(path) = &args.endpoint.config_file else {
+        return usage("--journey needs --config.file".to_string());
+    };
+    let loaded = match config::load(path) {
+        Ok(l) => l,
+        Err(e) => return usage(e.to_string()),
+    };
+    let target = match select_from_config(&loaded, path, args.endpoint.target.as_deref(), None) {
+        Ok((t, _)) => t,
+        Err(e) => return usage(e),
+    };
+    let Some(journey) = target
+        .journeys
+        .iter()
+        .map(|(j, _)| j.clone())
+        .find(|j| j.name == name)
+    else {
+        let names: Vec<&str> = target
+            .journeys
+            .iter()
+            .map(|(j, _)| j.name.as_str())
+            .collect();
+        return usage(format!(
+            "--journey={name}: target {:?} runs no such journey; its journeys: {}",
+            target.name,
+            if names.is_empty() {
+                "none (list them under the target's `journeys:`)".to_string()
+            } else {
+                names.join(", ")
+            }
+        ));
+    };
+    let mut t = (**target).clone();
+    t.timeouts = override_timeouts(t.timeouts, args);
+    let sim = match (&t.base_url, &loaded.simulator) {
+        (BaseUrl::Simulator, Some(cfg)) => Some(
+            crate::sim::start(cfg.clone())
+                .await
+                .context("starting the simulator")?,
+        ),
+        _ => None,
+    };
+    let base_url = match (&t.base_url, &sim) {
+        (BaseUrl::Url(u), _) => u.clone(),
+        (BaseUrl::Simulator, Some(s)) => runtime::simulator_base_url(&s.base_url(), t.dialect),
+        (BaseUrl::Simulator, None) => bail!(
+            "target {:?} needs the simulator, which did not start",
+            t.name
+        ),
+    };
+    let client = engine::client_for(&t.timeouts).context("building the HTTP client")?;
+    let mut outcome = crate::journey::run_journey(&client, &t, &base_url, &journey).await;
+    for s in &mut outcome.steps {
+        one_shot_self_hosted_cost(&t, &mut s.outcome);
+    }
+    if args.json {
+        redact::print(format_args!(
+            "{}\n",
+            serde_json::to_string_pretty(&crate::journey::report::journey_json(
+                &outcome, t.dialect
+            ))?
+        ));
+    } else {
+        redact::print(format_args!(
+            "{}",
+            crate::journey::report::journey_table(&outcome, t.dialect, &base_url)
         ));
     }
     if let Some(s) = sim {
@@ -421,6 +513,11 @@ pub fn outcome_json(o: &Outcome, dialect: DialectKind) -> serde_json::Value {
         "redirects": o.connection.redirects,
         "rate_limit": rate_limit_json(&o.rate_limit),
         "server_reported_seconds": server_timings_json(&o.server_timings),
+        "tool_calls": o.tool_calls.iter().map(|c| serde_json::json!({
+            "id": c.id,
+            "name": c.name,
+            "arguments": clip(&c.arguments, 2000),
+        })).collect::<Vec<_>>(),
     })
 }
 

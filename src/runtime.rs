@@ -14,9 +14,11 @@ use crate::collect::nvml::{self, GpuCollectorHandle};
 use crate::collect::server::{self as server_collector, ServerCollectorHandle};
 use crate::config::gpus::GpusConfig;
 use crate::config::servers::ServerConfig;
-use crate::config::{self, BaseUrl, Loaded, Scenario, Target};
+use crate::config::{self, BaseUrl, Journey, Loaded, Scenario, Target};
 use crate::cost;
+use crate::journey::{self as journeys, JourneyOutcome};
 use crate::metrics::gpu::GpuMetrics;
+use crate::metrics::journey::JourneyMetrics;
 use crate::metrics::server::ServerMetrics;
 use crate::metrics::{ProbeMetrics, SelfMetrics, SkipReason};
 use crate::probe::engine;
@@ -29,6 +31,7 @@ use crate::sim::{self, SimHandle};
 pub struct Daemon {
     registry: prometheus::Registry,
     probes: ProbeMetrics,
+    journeys: JourneyMetrics,
     self_metrics: SelfMetrics,
     board: StatusBoard,
     config_path: Option<PathBuf>,
@@ -118,14 +121,36 @@ impl TargetRuntime {
         })
     }
 
-    /// The scenario at index `i` (as the schedule picks them), clamped to the list.
-    fn scenario_at(&self, i: usize) -> Arc<Scenario> {
-        let last = self.target.scenarios.len().saturating_sub(1);
-        self.target.scenarios[i.min(last)].0.clone()
+    /// The scenario or journey at index `i` of the schedule's rotation (scenarios, then
+    /// journeys), clamped to the list.
+    fn job_at(&self, i: usize) -> Job {
+        let t = &self.target;
+        let n = t.scenarios.len();
+        match (t.scenarios.get(i), t.journeys.get(i.saturating_sub(n))) {
+            (Some((s, _)), _) => Job::Scenario(s.clone()),
+            (None, Some((j, _))) => Job::Journey(j.clone()),
+            _ => match (t.journeys.last(), t.scenarios.last()) {
+                (Some((j, _)), _) => Job::Journey(j.clone()),
+                (None, Some((s, _))) => Job::Scenario(s.clone()),
+                // Resolution never leaves a target with neither.
+                (None, None) => Job::Scenario(Arc::new(Scenario::builtin_default())),
+            },
+        }
     }
 
-    fn next_scenario(&self) -> Arc<Scenario> {
-        self.scenario_at(self.state.next_scenario())
+    /// The next scenario in the rotation for an on-demand probe, skipping journeys; `None` for
+    /// a target that runs journeys only.
+    fn next_scenario(&self) -> Option<Arc<Scenario>> {
+        let turns = self.target.scenarios.len() + self.target.journeys.len();
+        (0..turns.max(1)).find_map(|_| match self.job_at(self.state.next_scenario()) {
+            Job::Scenario(s) => Some(s),
+            Job::Journey(_) => None,
+        })
+    }
+
+    /// Runs one journey (the caller holds the target lock).
+    async fn run_journey(&self, journey: &Journey) -> JourneyOutcome {
+        journeys::run_journey(&self.client, &self.target, &self.base_url, journey).await
     }
 
     fn scenario_named(&self, name: &str) -> Option<Arc<Scenario>> {
@@ -161,22 +186,55 @@ struct ScheduledTarget {
     rt: Arc<TargetRuntime>,
 }
 
+/// What one turn of a target's rotation runs.
+enum Job {
+    Scenario(Arc<Scenario>),
+    Journey(Arc<Journey>),
+}
+
 impl Prober for ScheduledTarget {
-    async fn probe(&self, scenario: usize) -> ProbeReport {
-        let scenario = self.rt.scenario_at(scenario);
-        let mut outcome = self.rt.run(&scenario).await;
-        self.daemon
-            .apply_self_hosted_cost(&self.rt.target, &mut outcome);
-        self.daemon.record(&outcome);
-        ProbeReport::of(&outcome)
+    async fn probe(&self, index: usize) -> ProbeReport {
+        match self.rt.job_at(index) {
+            Job::Scenario(scenario) => {
+                let mut outcome = self.rt.run(&scenario).await;
+                self.daemon
+                    .apply_self_hosted_cost(&self.rt.target, &mut outcome);
+                self.daemon.record(&outcome);
+                ProbeReport::of(&outcome)
+            }
+            Job::Journey(journey) => {
+                let mut outcome = self.rt.run_journey(&journey).await;
+                for s in &mut outcome.steps {
+                    self.daemon
+                        .apply_self_hosted_cost(&self.rt.target, &mut s.outcome);
+                }
+                self.daemon.record_journey(&outcome);
+                journey_report(&outcome)
+            }
+        }
     }
 
-    fn skipped(&self, scenario: usize, reason: SkipReason) {
+    fn skipped(&self, index: usize, reason: SkipReason) {
         let t = &self.rt.target;
-        let scenario = self.rt.scenario_at(scenario);
-        self.daemon
-            .probes
-            .skipped(&t.name, &t.model, &scenario.name, reason);
+        match self.rt.job_at(index) {
+            Job::Scenario(s) => self
+                .daemon
+                .probes
+                .skipped(&t.name, &t.model, &s.name, reason),
+            Job::Journey(j) => self
+                .daemon
+                .journeys
+                .skipped(&t.name, &t.model, &j.name, reason),
+        }
+    }
+}
+
+/// What the schedule learns from a journey: every step's output tokens count against the
+/// budget, and a rate limit on the failing step holds the target as a probe's would.
+fn journey_report(o: &JourneyOutcome) -> ProbeReport {
+    match o.last_outcome() {
+        Some(last) => ProbeReport::new(last.result, o.output_tokens(), &last.rate_limit),
+        None => ProbeReport::default(),
     }
 }
 
@@ -206,9 +264,24 @@ pub fn simulator_base_url(root: &str, dialect: crate::probe::dialect::DialectKin
 #[derive(Default)]
 pub struct StatusBoard {
     latest: Mutex<BTreeMap<(String, String), Outcome>>,
+    journeys: Mutex<BTreeMap<(String, String), JourneyOutcome>>,
 }
 
 impl StatusBoard {
+    fn record_journey(&self, o: &JourneyOutcome) {
+        if let Ok(mut m) = self.journeys.lock() {
+            m.insert((o.target.clone(), o.journey.clone()), o.clone());
+        }
+    }
+
+    /// The latest journey outcomes, ordered by target then journey.
+    pub fn journeys(&self) -> Vec<JourneyOutcome> {
+        self.journeys
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
     fn record(&self, o: &Outcome) {
         if let Ok(mut m) = self.latest.lock() {
             m.insert((o.target.clone(), o.scenario.clone()), o.clone());
@@ -217,6 +290,9 @@ impl StatusBoard {
 
     fn retain_targets(&self, names: &HashSet<String>) {
         if let Ok(mut m) = self.latest.lock() {
+            m.retain(|(t, _), _| names.contains(t));
+        }
+        if let Ok(mut m) = self.journeys.lock() {
             m.retain(|(t, _), _| names.contains(t));
         }
     }
@@ -248,6 +324,18 @@ pub struct StatusRow {
     pub latest: Option<Outcome>,
 }
 
+/// A row of the status page's journey table.
+pub struct JourneyRow {
+    /// Target name.
+    pub target: String,
+    /// Journey name.
+    pub journey: String,
+    /// Configured steps.
+    pub steps: usize,
+    /// The latest outcome.
+    pub latest: Option<JourneyOutcome>,
+}
+
 impl Daemon {
     /// Starts the simulator (if configured), registers metrics and starts every target's
     /// schedule. `config_path` is re-read on reload.
@@ -263,6 +351,8 @@ impl Daemon {
         let registry = prometheus::Registry::new();
         let probes = ProbeMetrics::register(&registry, &loaded.buckets)
             .context("registering probe metrics")?;
+        let journeys =
+            JourneyMetrics::register(&registry).context("registering journey metrics")?;
         let self_metrics = SelfMetrics::register(&registry).context("registering self metrics")?;
         let gpu_metrics = GpuMetrics::register(&registry).context("registering GPU metrics")?;
         let server_metrics =
@@ -287,6 +377,7 @@ impl Daemon {
         let daemon = Arc::new(Daemon {
             registry,
             probes,
+            journeys,
             self_metrics,
             board: StatusBoard::default(),
             config_path,
@@ -400,6 +491,9 @@ impl Daemon {
             for (s, _) in &t.scenarios {
                 self.probes.precreate(&t.name, &t.model, &s.name);
             }
+            for (j, _) in &t.journeys {
+                self.journeys.precreate(&t.name, &t.model, j);
+            }
             targets.insert(t.name.clone(), Arc::new(rt));
         }
         let scheduled = targets
@@ -496,6 +590,7 @@ impl Daemon {
         let gpus = loaded.gpus.clone();
         let servers = loaded.servers.clone();
         let new_keys = series_keys(&loaded);
+        let new_journeys = journey_keys(&loaded);
         let new_gen = self.build_generation(loaded).await?;
         self.apply_gpus(&gpus);
         self.apply_servers(&servers);
@@ -504,6 +599,12 @@ impl Daemon {
         for (t, m, s) in series_keys(&old.loaded) {
             if !new_keys.contains(&(t.clone(), m.clone(), s.clone())) {
                 self.probes.remove(&t, &m, &s);
+            }
+        }
+        for key in journey_keys(&old.loaded) {
+            if !new_journeys.contains(&key) {
+                let (t, m, j, steps) = key;
+                self.journeys.remove(&t, &m, &j, &steps);
             }
         }
         self.board.retain_targets(&names);
@@ -537,7 +638,12 @@ impl Daemon {
             }
         };
         let scenario = match scenario {
-            None => rt.next_scenario(),
+            None => rt
+                .next_scenario()
+                .ok_or_else(|| ProbeNowError::UnknownScenario {
+                    target: target.to_string(),
+                    name: "(the target runs journeys only)".to_string(),
+                })?,
             Some(name) => {
                 rt.scenario_named(name)
                     .ok_or_else(|| ProbeNowError::UnknownScenario {
@@ -606,6 +712,30 @@ impl Daemon {
         rows
     }
 
+    /// Configured journeys with their latest outcome, by target then journey.
+    pub async fn journey_status(&self) -> Vec<JourneyRow> {
+        let latest: HashMap<(String, String), JourneyOutcome> = self
+            .board
+            .journeys()
+            .into_iter()
+            .map(|o| ((o.target.clone(), o.journey.clone()), o))
+            .collect();
+        let g = self.generation.lock().await;
+        let mut rows = Vec::new();
+        for rt in g.targets.values() {
+            let t = &rt.target;
+            for (j, _) in &t.journeys {
+                rows.push(JourneyRow {
+                    target: t.name.clone(),
+                    journey: j.name.clone(),
+                    steps: j.steps.len(),
+                    latest: latest.get(&(t.name.clone(), j.name.clone())).cloned(),
+                });
+            }
+        }
+        rows
+    }
+
     /// Stops every schedule and the simulator.
     pub async fn shutdown(&self) {
         let old = std::mem::replace(
@@ -639,6 +769,29 @@ impl Daemon {
         o.cost_usd = Some(cost::self_hosted_request_cost(rate, duration, running));
         self.probes
             .set_gpu_cost_rate(&target.name, &target.model, rate);
+    }
+
+    fn record_journey(&self, o: &JourneyOutcome) {
+        self.journeys.observe(o);
+        self.board.record_journey(o);
+        if o.result.is_success() {
+            debug!(
+                target = %o.target,
+                journey = %o.journey,
+                duration_seconds = o.duration.as_secs_f64(),
+                model_calls = o.model_calls(),
+                "Journey succeeded."
+            );
+        } else {
+            warn!(
+                target = %o.target,
+                journey = %o.journey,
+                step = o.failed_step.as_deref().unwrap_or(""),
+                result = o.result.as_str(),
+                error = o.error.as_deref().unwrap_or(""),
+                "Journey failed."
+            );
+        }
     }
 
     fn record(&self, o: &Outcome) {
@@ -688,6 +841,21 @@ fn series_keys(loaded: &Loaded) -> HashSet<(String, String, String)> {
             t.scenarios
                 .iter()
                 .map(|(s, _)| (t.name.clone(), t.model.clone(), s.name.clone()))
+        })
+        .collect()
+}
+
+/// (target, model, journey, step names) of every journey a config runs: a journey whose steps
+/// change loses the series of the steps it no longer has.
+fn journey_keys(loaded: &Loaded) -> HashSet<(String, String, String, Vec<String>)> {
+    loaded
+        .targets
+        .iter()
+        .flat_map(|t| {
+            t.journeys.iter().map(|(j, _)| {
+                let steps = j.steps.iter().map(|s| s.name.clone()).collect();
+                (t.name.clone(), t.model.clone(), j.name.clone(), steps)
+            })
         })
         .collect()
 }

@@ -57,7 +57,12 @@ impl Plan {
             every: t.schedule.every,
             jitter: t.schedule.jitter,
             cron: t.schedule.cron.clone(),
-            weights: t.scenarios.iter().map(|(_, w)| *w).collect(),
+            weights: t
+                .scenarios
+                .iter()
+                .map(|(_, w)| *w)
+                .chain(t.journeys.iter().map(|(_, w)| *w))
+                .collect(),
             weighted: t.scenario_selection == ScenarioSelection::Weighted,
             max_output_tokens_per_hour: global.max_output_tokens_per_hour,
             max_retry_after: global.max_retry_after,

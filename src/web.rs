@@ -244,8 +244,61 @@ async fn status_page(State(d): State<Arc<Daemon>>) -> Html<String> {
         }
         h.push_str("</tr>");
     }
-    h.push_str("</table></body></html>\n");
+    h.push_str("</table>");
+    journey_table(&mut h, &d.journey_status().await, now);
+    h.push_str("</body></html>\n");
     Html(h)
+}
+
+/// The status page's journeys: the latest run of each, its failing step and totals.
+fn journey_table(h: &mut String, rows: &[crate::runtime::JourneyRow], now: SystemTime) {
+    if rows.is_empty() {
+        return;
+    }
+    h.push_str(concat!(
+        "<h2>Journeys</h2><table><tr><th>target</th><th>journey</th><th>steps</th>",
+        "<th>result</th><th>failed step</th><th>duration</th><th>model calls</th>",
+        "<th>tokens in/out</th><th>cost</th><th>age</th><th>error</th></tr>"
+    ));
+    for r in rows {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td>",
+            esc(&r.target),
+            esc(&r.journey),
+            r.steps
+        );
+        match &r.latest {
+            None => h.push_str(
+                "<td>pending</td><td></td><td></td><td></td><td></td><td></td><td></td><td></td>",
+            ),
+            Some(o) => {
+                let class = if o.result.is_success() { "ok" } else { "bad" };
+                let age = now.duration_since(o.started_at).unwrap_or_default();
+                let _ = write!(
+                    h,
+                    "<td class=\"{class}\">{}</td><td>{}</td><td class=\"n\">{}</td>\
+                     <td class=\"n\">{}</td><td class=\"n\">{}/{}</td><td class=\"n\">{}</td>\
+                     <td class=\"n\">{}s</td><td>{}</td>",
+                    o.result.as_str(),
+                    esc(o.failed_step.as_deref().unwrap_or("")),
+                    ms(Some(o.duration)),
+                    o.model_calls(),
+                    o.input_tokens()
+                        .map(|n| n.to_string())
+                        .unwrap_or_else(|| "–".into()),
+                    o.output_tokens(),
+                    o.cost_usd()
+                        .map(|c| format!("${c:.6}"))
+                        .unwrap_or_else(|| "–".into()),
+                    age.as_secs(),
+                    esc(o.error.as_deref().unwrap_or(""))
+                );
+            }
+        }
+        h.push_str("</tr>");
+    }
+    h.push_str("</table>");
 }
 
 fn ms(d: Option<Duration>) -> String {

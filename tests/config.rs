@@ -138,7 +138,7 @@ fn example_config_loads_and_resolves() {
     let loaded = load_example();
     assert_eq!(
         config::summary(&loaded),
-        "OK: 9 targets, 5 scenarios, simulator on, 0 warnings"
+        "OK: 9 targets, 5 scenarios, 2 journeys, simulator on, 0 warnings"
     );
     let names: Vec<&str> = loaded.targets.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(
@@ -315,6 +315,15 @@ fn example_config_mentions_every_option() {
         "regex",
         "valid_json",
         "expect_model",
+        // journeys
+        "journeys",
+        "tools",
+        "description",
+        "parameters",
+        "steps",
+        "expect_tool",
+        "tool_result",
+        "think_time",
         // targets
         "name",
         "dialect",
@@ -353,11 +362,15 @@ fn demo_config_loads() {
     let loaded = config::load(&repo_file("config/demo.yml")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         config::summary(&loaded),
-        "OK: 7 targets, 2 scenarios, simulator on, 0 warnings"
+        "OK: 8 targets, 2 scenarios, 1 journey, simulator on, 0 warnings"
     );
-    // One target per dialect, in table order.
+    // One target per dialect, in table order, then the one running the journey.
     let dialects: Vec<&str> = loaded.targets.iter().map(|t| t.dialect.as_str()).collect();
-    assert_eq!(dialects, DialectKind::names());
+    assert_eq!(dialects[..DialectKind::ALL.len()], DialectKind::names());
+    let agent = &loaded.targets[DialectKind::ALL.len()];
+    assert_eq!(agent.name, "sim-agent");
+    assert!(agent.scenarios.is_empty(), "runs its journey only");
+    assert_eq!(agent.journeys[0].0.name, "weather-agent");
     for t in &loaded.targets {
         assert_eq!(t.base_url, config::BaseUrl::Simulator);
         assert_eq!(t.schedule.every, std::time::Duration::from_secs(5));

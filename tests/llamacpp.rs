@@ -568,3 +568,57 @@ async fn daemon_probing_every_5s_records_no_failure_and_collector_matches() {
         llama.log_tail()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_turn_journey_carries_its_context() {
+    let Some(llama) = start_llama().await else {
+        return;
+    };
+    let base = format!("http://127.0.0.1:{}", llama.port);
+    // No tools: the tiny test model has no chat template for them. The second turn carries the
+    // first prompt and the model's real answer, so its prompt is longer by both.
+    let loaded = common::load(&format!(
+        r#"
+global:
+  timeouts: {{connect: 5s, first_token: 30s, idle: 30s, total: 60s}}
+journeys:
+  chat:
+    system: You are terse.
+    max_tokens: 24
+    extra_body: {{ignore_eos: true}}
+    think_time: 200ms
+    steps:
+      - {{name: first, prompt: "Name three colours."}}
+      - {{name: second, prompt: "Now name three animals.", checks: {{min_output_tokens: 24}}}}
+targets:
+  - {{name: chat, dialect: openai-chat, base_url: "{base}/v1", model: tiny, journeys: [chat]}}
+"#
+    ));
+    let t = &loaded.targets[0];
+    let journey = t.journeys[0].0.clone();
+    let client = engine::client_for(&t.timeouts).expect("client");
+    let o = inferprobe::journey::run_journey(&client, t, &format!("{base}/v1"), &journey).await;
+    assert_eq!(
+        o.result.as_str(),
+        "success",
+        "{:?} at {:?}",
+        o.error,
+        o.failed_step
+    );
+    let first = &o.steps[0].outcome;
+    let second = &o.steps[1].outcome;
+    assert_eq!(first.output_tokens, 24);
+    assert_eq!(second.output_tokens, 24);
+    let (i1, i2) = (
+        first.input_tokens.expect("usage"),
+        second.input_tokens.expect("usage"),
+    );
+    // The second prompt holds the first prompt, the 24-token answer and the new prompt.
+    assert!(i2 >= i1 + 24, "input tokens {i1} then {i2}");
+    let e2e = o.model_time().expect("both steps completed");
+    assert!(
+        o.duration >= e2e + Duration::from_millis(200),
+        "duration {:?} covers the steps {e2e:?} and the think time",
+        o.duration
+    );
+}

@@ -22,6 +22,7 @@ fn outcome(result: ProbeResult) -> Outcome {
         result,
         error: None,
         started_at: SystemTime::now(),
+        started: std::time::Instant::now(),
         http_status: Some(200),
         ttfb: Some(ms(40)),
         time_to_first_event: Some(ms(60)),

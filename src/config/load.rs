@@ -18,7 +18,7 @@ use serde_saphyr::{MessageFormatter, Spanned};
 use super::gpus::GpusConfig;
 use super::servers::ServerConfig;
 use super::simulator::SimulatorConfig;
-use super::types::{GlobalConfig, PriceConfig, ScenarioConfig, TargetConfig};
+use super::types::{GlobalConfig, JourneyConfig, PriceConfig, ScenarioConfig, TargetConfig};
 use super::{ConfigError, ConfigErrors, ConfigWarning, Loaded};
 
 /// Where relative paths and `{env: NAME}` references are resolved.
@@ -648,6 +648,7 @@ fn seq_items<'n>(node: &'n Node, path: &YamlPath, diag: &mut Diag<'_>) -> &'n [N
 pub(crate) struct Decoded {
     pub(crate) global: Option<GlobalConfig>,
     pub(crate) scenarios: BTreeMap<String, Option<ScenarioConfig>>,
+    pub(crate) journeys: BTreeMap<String, Option<JourneyConfig>>,
     pub(crate) targets: Vec<Option<TargetConfig>>,
     pub(crate) prices: BTreeMap<String, Option<PriceConfig>>,
     pub(crate) buckets: BTreeMap<String, Option<Vec<f64>>>,
@@ -660,6 +661,7 @@ pub(crate) struct Decoded {
 const TOP_LEVEL_KEYS: &[&str] = &[
     "global",
     "scenarios",
+    "journeys",
     "targets",
     "prices",
     "buckets",
@@ -700,6 +702,13 @@ fn decode_sections(root: &Node, diag: &mut Diag<'_>) -> Decoded {
                     let p = path.key(&e.key);
                     let v = decode(&e.value, &p, diag);
                     out.scenarios.insert(e.key.clone(), v);
+                }
+            }
+            "journeys" => {
+                for e in map_entries(node, &path, diag) {
+                    let p = path.key(&e.key);
+                    let v = decode(&e.value, &p, diag);
+                    out.journeys.insert(e.key.clone(), v);
                 }
             }
             "targets" => {

@@ -6,6 +6,7 @@
 //! the runtime.
 
 pub mod gpus;
+mod journeys;
 mod load;
 mod resolve;
 pub mod servers;
@@ -138,8 +139,10 @@ pub struct Target {
     pub query: BTreeMap<String, String>,
     /// OpenAI dialects: request usage in the stream.
     pub include_usage: bool,
-    /// Scenarios with their weights; never empty.
+    /// Scenarios with their weights; empty only when the target runs journeys alone.
     pub scenarios: Vec<(Arc<Scenario>, u32)>,
+    /// Journeys with their weights, after the scenarios in the rotation.
+    pub journeys: Vec<(Arc<Journey>, u32)>,
     /// How the next scenario is chosen.
     pub scenario_selection: ScenarioSelection,
     /// When to probe.
@@ -194,6 +197,7 @@ impl fmt::Debug for Target {
             .field("query", &self.query)
             .field("include_usage", &self.include_usage)
             .field("scenarios", &self.scenarios)
+            .field("journeys", &self.journeys)
             .field("scenario_selection", &self.scenario_selection)
             .field("schedule", &self.schedule)
             .field("timeouts", &self.timeouts)
@@ -228,6 +232,56 @@ pub struct Scenario {
     /// Tools offered to the model (journey steps; empty for scenarios).
     pub tools: Vec<ToolSpec>,
     /// Request headers added to the target's (journey steps' `headers:`); values are not logged.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A journey with its prompts, tools and checks resolved.
+#[derive(Clone, Debug)]
+pub struct Journey {
+    /// Name; the `journey` label.
+    pub name: String,
+    /// System prompt, first in every request.
+    pub system: Option<String>,
+    /// The steps, in order; never empty.
+    pub steps: Vec<Step>,
+    /// Sampling temperature.
+    pub temperature: f64,
+    /// Extra body fields of every step.
+    pub extra_body: serde_json::Map<String, serde_json::Value>,
+    /// Prefix the first prompt with a random nonce.
+    pub cache_bust: bool,
+}
+
+impl Journey {
+    /// Whether any step offers tools (the target's dialect must support them).
+    pub fn uses_tools(&self) -> bool {
+        self.steps.iter().any(|s| !s.tools.is_empty())
+    }
+
+    /// The sum of the think times, the part of a journey's duration that is not the model's.
+    pub fn think_time(&self) -> Duration {
+        self.steps.iter().map(|s| s.think_time).sum()
+    }
+}
+
+/// One resolved journey step.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// Name; the `step` label.
+    pub name: String,
+    /// The user turn; `None` for the model's turn after a tool result.
+    pub prompt: Option<String>,
+    /// Tools offered in this step's request.
+    pub tools: Vec<ToolSpec>,
+    /// Canned result of the expected tool call, sent by the next step (JSON or plain text).
+    pub tool_result: Option<String>,
+    /// Pause before this step (zero for the first).
+    pub think_time: Duration,
+    /// Upper bound on generated tokens.
+    pub max_tokens: u32,
+    /// Checks, `expect_tool` included.
+    pub checks: Checks,
+    /// Headers of this step's request.
     pub headers: BTreeMap<String, String>,
 }
 
@@ -282,19 +336,29 @@ impl Scenario {
 }
 
 /// One line for `check-config` and start-up logs, e.g.
-/// `OK: 3 targets, 2 scenarios, simulator on, 0 warnings`. Scenarios are counted by name over
-/// all targets.
+/// `OK: 3 targets, 2 scenarios, simulator on, 0 warnings` (with `, N journeys` after the
+/// scenarios when targets run any). Scenarios and journeys are counted by name over all targets.
 pub fn summary(loaded: &Loaded) -> String {
     let scenarios: std::collections::BTreeSet<&str> = loaded
         .targets
         .iter()
         .flat_map(|t| t.scenarios.iter().map(|(s, _)| s.name.as_str()))
         .collect();
+    let journeys: std::collections::BTreeSet<&str> = loaded
+        .targets
+        .iter()
+        .flat_map(|t| t.journeys.iter().map(|(j, _)| j.name.as_str()))
+        .collect();
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
     format!(
-        "OK: {}, {}, simulator {}, {}",
+        "OK: {}, {}{}, simulator {}, {}",
         plural(loaded.targets.len(), "target"),
         plural(scenarios.len(), "scenario"),
+        if journeys.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", plural(journeys.len(), "journey"))
+        },
         if loaded.simulator.is_some() {
             "on"
         } else {

@@ -101,6 +101,14 @@ pub(crate) fn resolve(
             .and_then(|c| resolve_scenario(name, c, &path, env, diag));
         scenarios.insert(name.clone(), s.map(Arc::new));
     }
+    let mut journeys = BTreeMap::new();
+    for (name, cfg) in &d.journeys {
+        let path = root.key("journeys").key(name);
+        let j = cfg
+            .as_ref()
+            .and_then(|c| super::journeys::resolve_journey(name, c, &path, diag));
+        journeys.insert(name.clone(), j.map(Arc::new));
+    }
 
     let ctx = TargetContext {
         env,
@@ -109,6 +117,7 @@ pub(crate) fn resolve(
         has_simulator: d.simulator.is_some(),
         server_names: d.servers.iter().flatten().map(|s| s.name.clone()).collect(),
         scenarios: &scenarios,
+        journeys: &journeys,
         default_scenario: Arc::new(Scenario::builtin_default()),
         prices: &d.prices,
         adhoc: false,
@@ -339,7 +348,7 @@ fn check_buckets(name: &str, bounds: &[f64], path: &YamlPath, diag: &mut Diag<'_
 }
 
 /// Records an error unless `name` is a usable label value; returns whether it is.
-fn check_label(kind: &str, name: &str, path: &YamlPath, diag: &mut Diag<'_>) -> bool {
+pub(super) fn check_label(kind: &str, name: &str, path: &YamlPath, diag: &mut Diag<'_>) -> bool {
     if name.is_empty() {
         diag.error(path, format!("{kind} name must not be empty"));
         false
@@ -494,7 +503,11 @@ fn user(content: String) -> Message {
     }
 }
 
-fn compile_checks(c: &ChecksConfig, path: &YamlPath, diag: &mut Diag<'_>) -> Option<Checks> {
+pub(super) fn compile_checks(
+    c: &ChecksConfig,
+    path: &YamlPath,
+    diag: &mut Diag<'_>,
+) -> Option<Checks> {
     let mut ok = true;
     if let (Some(min), Some(max)) = (c.min_output_tokens, c.max_output_tokens) {
         if min > max {
@@ -548,6 +561,7 @@ struct TargetContext<'a> {
     has_simulator: bool,
     server_names: std::collections::BTreeSet<String>,
     scenarios: &'a BTreeMap<String, Option<Arc<Scenario>>>,
+    journeys: &'a BTreeMap<String, Option<Arc<super::Journey>>>,
     default_scenario: Arc<Scenario>,
     prices: &'a BTreeMap<String, Option<PriceConfig>>,
     /// An ad-hoc target built from flags: no simulator, hints name flags.
@@ -572,6 +586,8 @@ fn resolve_target(
         .and_then(|r| resolve_secret(r, &path.key("api_key"), ctx.env, diag));
     check_headers(&t.headers, &path.key("headers"), diag);
     let scenarios = resolve_scenario_refs(t, &path.key("scenarios"), ctx, diag);
+    let journeys =
+        super::journeys::resolve_journey_refs(t, &path.key("journeys"), ctx.journeys, diag);
     if !t.dialect.spec().reports_model {
         // The check would fail every probe: a false failure by configuration.
         for (s, _) in &scenarios {
@@ -669,6 +685,7 @@ fn resolve_target(
         query: t.query.clone(),
         include_usage: t.include_usage,
         scenarios,
+        journeys,
         scenario_selection: t.scenario_selection,
         schedule,
         timeouts,
@@ -903,7 +920,11 @@ fn resolve_secret(
     Some(Secret::new(value))
 }
 
-fn check_headers(headers: &BTreeMap<String, String>, path: &YamlPath, diag: &mut Diag<'_>) {
+pub(super) fn check_headers(
+    headers: &BTreeMap<String, String>,
+    path: &YamlPath,
+    diag: &mut Diag<'_>,
+) {
     for (name, value) in headers {
         let p = path.key(name);
         if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
@@ -934,6 +955,9 @@ fn resolve_scenario_refs(
     diag: &mut Diag<'_>,
 ) -> Vec<(Arc<Scenario>, u32)> {
     if t.scenarios.is_empty() {
+        if !t.journeys.is_empty() {
+            return Vec::new();
+        }
         if ctx.scenarios.is_empty() {
             return vec![(ctx.default_scenario.clone(), 1)];
         }
@@ -1081,6 +1105,7 @@ pub fn resolve_adhoc_with(
         query,
         include_usage: !a.no_usage,
         scenarios: vec![ScenarioRef::Name("adhoc".to_string())],
+        journeys: Vec::new(),
         scenario_selection: ScenarioSelection::default(),
         schedule: None,
         timeouts: TimeoutsConfig {
@@ -1138,6 +1163,7 @@ pub fn resolve_adhoc_with(
     scenarios.insert("adhoc".to_string(), scenario.clone());
     let global = GlobalConfig::default();
     let prices = BTreeMap::new();
+    let journeys = BTreeMap::new();
     let ctx = TargetContext {
         env: &env,
         global: &global,
@@ -1145,6 +1171,7 @@ pub fn resolve_adhoc_with(
         has_simulator: false,
         server_names: Default::default(),
         scenarios: &scenarios,
+        journeys: &journeys,
         default_scenario: Arc::new(builtin),
         prices: &prices,
         adhoc: true,

@@ -23,6 +23,10 @@ pub struct Config {
     /// Named scenarios: what a probe sends and what it checks.
     #[serde(default)]
     pub scenarios: BTreeMap<String, ScenarioConfig>,
+    /// Named journeys: multi-step probes that carry a conversation (and tool calls) from step
+    /// to step.
+    #[serde(default)]
+    pub journeys: BTreeMap<String, JourneyConfig>,
     /// The endpoints to probe.
     #[serde(default)]
     pub targets: Vec<TargetConfig>,
@@ -282,7 +286,11 @@ pub struct TargetConfig {
     /// file defines none).
     #[serde(default)]
     pub scenarios: Vec<ScenarioRef>,
-    /// How the next scenario is chosen when there are several.
+    /// Journeys to run, by name, in the same rotation as the scenarios (none by default). A
+    /// target that lists journeys but no scenarios runs only its journeys.
+    #[serde(default)]
+    pub journeys: Vec<ScenarioRef>,
+    /// How the next scenario (or journey) is chosen when there are several.
     #[serde(default)]
     pub scenario_selection: ScenarioSelection,
     /// When to probe; falls back to `global.schedule`.
@@ -452,6 +460,91 @@ pub struct ScenarioConfig {
     /// Correctness checks; a failure makes the probe `check_failed`.
     #[serde(default)]
     pub checks: ChecksConfig,
+}
+
+/// A journey: steps run in order as one probe of a target, each step one model call whose
+/// request carries every earlier turn (prompts, real answers, tool calls and tool results).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JourneyConfig {
+    /// Optional system prompt, first in every request.
+    #[serde(default)]
+    pub system: Option<String>,
+    /// Tools steps may offer, by name: a description and JSON-schema parameters.
+    #[serde(default)]
+    pub tools: BTreeMap<String, ToolConfig>,
+    /// The steps, in order (1 to 16).
+    #[serde(default)]
+    pub steps: Vec<StepConfig>,
+    /// Pause before every step after the first (a user reading, a tool running); a step's own
+    /// `think_time` replaces it. Not part of any step's timings.
+    #[serde(default, with = "humantime_serde_compat::option")]
+    pub think_time: Option<Duration>,
+    /// Upper bound on generated tokens per step (a step's `max_tokens` replaces it).
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: u32,
+    /// Sampling temperature.
+    #[serde(default)]
+    pub temperature: f64,
+    /// Extra top-level request body fields of every step.
+    #[serde(default)]
+    pub extra_body: serde_json::Map<String, serde_json::Value>,
+    /// Prefix the first prompt with a random nonce, so that each run of the journey misses the
+    /// prefix cache on its first step and reuses its own prefix on later steps, as a real
+    /// conversation does.
+    #[serde(default = "default_true")]
+    pub cache_bust: bool,
+}
+
+/// A tool a journey's steps may offer.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolConfig {
+    /// What the tool does, for the model.
+    #[serde(default)]
+    pub description: String,
+    /// JSON schema of the arguments object (`type: object`); the arguments of an expected call
+    /// are checked against it.
+    #[serde(default)]
+    pub parameters: Option<serde_json::Value>,
+}
+
+/// One step of a journey: one model call.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepConfig {
+    /// Unique within the journey; the `step` label.
+    pub name: String,
+    /// The user turn. Required, except in the step right after a step with `tool_result`,
+    /// which is the model's turn answering from the tool's result.
+    #[serde(default)]
+    pub prompt: Option<String>,
+    /// Names of the journey's tools this step offers. Left out, a step offers what the step
+    /// before it offered (an agent keeps its tools for the whole task; Anthropic and Bedrock
+    /// refuse a conversation with tool calls but no tools), plus its `expect_tool`; `[]` offers
+    /// none.
+    #[serde(default)]
+    pub tools: Option<Vec<String>>,
+    /// The model must call this tool, with arguments valid against its schema.
+    #[serde(default)]
+    pub expect_tool: Option<String>,
+    /// The canned result of the expected tool call, sent to the model by the next step: text,
+    /// or a map / list sent as JSON. Required when a step follows.
+    #[serde(default)]
+    pub tool_result: Option<serde_json::Value>,
+    /// Pause before this step (replaces the journey's `think_time`).
+    #[serde(default, with = "humantime_serde_compat::option")]
+    pub think_time: Option<Duration>,
+    /// Upper bound on generated tokens (replaces the journey's).
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    /// Correctness checks on this step's answer; a failure fails the journey at this step.
+    #[serde(default)]
+    pub checks: ChecksConfig,
+    /// Request headers of this step only, added to the target's (values are not logged). With
+    /// the simulator, `x-sim-fault` here injects a fault into this step alone.
+    #[serde(default, deserialize_with = "scalar_string_map::deserialize")]
+    pub headers: BTreeMap<String, String>,
 }
 
 /// Default for `max_tokens`.

@@ -10,7 +10,7 @@
 use serde_json::{Map, Value};
 
 /// Keywords that constrain values and are checked.
-const CHECKED: [&str; 15] = [
+const CHECKED: [&str; 16] = [
     "type",
     "properties",
     "required",
@@ -24,12 +24,21 @@ const CHECKED: [&str; 15] = [
     "maxLength",
     "minItems",
     "maxItems",
+    "pattern",
     "anyOf",
     "nullable",
 ];
 
-/// Keywords that only annotate.
-const ANNOTATIONS: [&str; 5] = ["description", "title", "default", "examples", "$schema"];
+/// Keywords that only annotate (`format` is an annotation unless a validator opts in, as JSON
+/// Schema 2019-09 and later specify).
+const ANNOTATIONS: [&str; 6] = [
+    "description",
+    "title",
+    "default",
+    "examples",
+    "format",
+    "$schema",
+];
 
 /// The JSON types `type` may name.
 const TYPES: [&str; 7] = [
@@ -114,6 +123,12 @@ fn check_schema(schema: &Value, at: &str, depth: usize) -> Result<(), String> {
             "minLength" | "maxLength" | "minItems" | "maxItems" => {
                 if !v.is_u64() {
                     return Err(format!("{path}: must be a non-negative integer"));
+                }
+            }
+            "pattern" => {
+                let ok = v.as_str().is_some_and(|p| pattern(p).is_ok());
+                if !ok {
+                    return Err(format!("{path}: must be a regular expression"));
                 }
             }
             "nullable" => {
@@ -228,7 +243,15 @@ fn check_value(schema: &Value, value: &Value, at: &str, depth: usize) -> Result<
         Value::String(s) => {
             let n = s.chars().count() as u64;
             bound(obj, "minLength", n, |min| n >= min, at, "characters")?;
-            bound(obj, "maxLength", n, |max| n <= max, at, "characters")
+            bound(obj, "maxLength", n, |max| n <= max, at, "characters")?;
+            match obj.get("pattern").and_then(Value::as_str).map(pattern) {
+                Some(Ok(re)) if !re.is_match(s) => Err(format!(
+                    "{}: {} does not match the pattern",
+                    here(at),
+                    describe(value)
+                )),
+                _ => Ok(()),
+            }
         }
         Value::Number(num) => {
             let x = num.as_f64().unwrap_or(f64::NAN);
@@ -294,6 +317,12 @@ fn bound(
         Some(limit) if !ok(limit) => Err(format!("{}: {n} {unit}, {key} is {limit}", here(at))),
         _ => Ok(()),
     }
+}
+
+/// A schema `pattern`: unanchored, as JSON Schema specifies, with a size limit so that a
+/// config cannot make a huge automaton.
+fn pattern(p: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(p).size_limit(1 << 20).build()
 }
 
 fn has_type(v: &Value, t: &str) -> bool {
@@ -391,17 +420,33 @@ mod tests {
 
     #[test]
     fn unsupported_keywords_are_refused_with_their_place() {
-        let s = json!({"type": "object", "properties": {"zip": {"type": "string", "pattern": "^[0-9]+$"}}});
+        let s = json!({"type": "object", "properties": {"zip": {"type": "string", "$ref": "#/x"}}});
         let e = supported(&s).unwrap_err();
         assert!(
-            e.starts_with("/properties/zip/pattern: keyword \"pattern\" is not checked"),
+            e.starts_with("/properties/zip/$ref: keyword \"$ref\" is not checked"),
             "{e}"
+        );
+        assert_eq!(
+            supported(&json!({"type": "string", "pattern": "("})).unwrap_err(),
+            "/pattern: must be a regular expression"
         );
         assert!(supported(&json!({"type": "decimal"}))
             .unwrap_err()
             .contains("unknown type"));
         assert!(supported(&json!("object")).is_err());
         supported(&json!({"anyOf": [{"type": "string"}, {"type": "null"}]})).unwrap();
+    }
+
+    #[test]
+    fn patterns_are_unanchored_and_format_only_annotates() {
+        let s = json!({"type": "string", "pattern": "^[0-9]{4}$", "format": "zip"});
+        supported(&s).unwrap();
+        validate(&s, &json!("1234")).unwrap();
+        assert_eq!(
+            validate(&s, &json!("12a4")).unwrap_err(),
+            "/: string \"12a4\" does not match the pattern"
+        );
+        validate(&json!({"pattern": "b"}), &json!("abc")).unwrap();
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 pub mod buckets;
 pub mod gpu;
+pub mod journey;
 pub mod server;
 
 use std::collections::BTreeMap;
@@ -784,6 +785,7 @@ mod tests {
             result: ProbeResult::Success,
             error: None,
             started_at: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            started: std::time::Instant::now(),
             http_status: Some(200),
             ttfb: Some(ms(125)),
             time_to_first_event: Some(ms(250)),
@@ -817,6 +819,7 @@ mod tests {
             result: ProbeResult::TimeoutFirstToken,
             error: Some("no output within 5s".to_string()),
             started_at: UNIX_EPOCH + Duration::from_secs(1_700_000_060),
+            started: std::time::Instant::now(),
             time_to_first_event: None,
             ttft: None,
             time_to_first_answer_token: None,

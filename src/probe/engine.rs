@@ -959,6 +959,7 @@ impl<'a> Run<'a> {
             result,
             error,
             started_at: trace.start_wall,
+            started: trace.start,
             http_status: self.http_status,
             ttfb: trace.ttfb(),
             time_to_first_event: trace.time_to_first_event(),

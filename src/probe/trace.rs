@@ -289,6 +289,9 @@ pub struct Outcome {
     pub error: Option<String>,
     /// Wall-clock start.
     pub started_at: SystemTime,
+    /// Monotonic instant just before the request was sent (`t_start`): the origin of every
+    /// duration above, for placing probes on one clock (journeys).
+    pub started: Instant,
     /// HTTP status, when headers arrived.
     pub http_status: Option<u16>,
     /// Time to response headers.
