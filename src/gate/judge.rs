@@ -551,7 +551,7 @@ mod tests {
         assert!(r.method.contains("against the baseline value"));
         let r = judge(&l, "s", &c, &Base::Missing("no baseline value".into()));
         assert_eq!(r.verdict, Verdict::Skipped);
-        assert_eq!(overall(&[r.clone()]), Overall::Inconclusive);
+        assert_eq!(overall(std::slice::from_ref(&r)), Overall::Inconclusive);
         let pass = judge(&l, "s", &c, &Base::Point(0.4));
         assert_eq!(overall(&[r, pass]), Overall::Pass);
     }
