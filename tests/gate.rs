@@ -471,6 +471,101 @@ async fn usage_errors_exit_2_naming_the_problem() {
     cand.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_targets_are_judged_per_scenario_with_correctness_checks() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("gate.yml");
+    std::fs::write(
+        &config,
+        "simulator:\n  ttft: 20ms\n  itl: 1ms\n  output_tokens: 4\n\
+         scenarios:\n  plain:\n    prompt: Say something.\n    max_tokens: 8\n\
+         \x20 strict:\n    prompt: Say zebra.\n    max_tokens: 8\n    checks:\n      must_contain: [\"zebra-zebra-zebra\"]\n\
+         targets:\n  - {name: cand, dialect: openai-chat, base_url: simulator, model: sim-llm, scenarios: [plain, strict]}\n\
+         \x20 - {name: prod, dialect: openai-chat, base_url: simulator, model: sim-llm}\n",
+    )
+    .expect("write config");
+    let f = gate_lib(
+        [
+            "gate",
+            "--config.file",
+            config.to_str().expect("utf-8"),
+            "--target",
+            "cand",
+            "--reference-target",
+            "prod",
+            "--probes",
+            "20",
+            "--concurrency",
+            "4",
+            "--max-check-failures",
+            "0",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+    )
+    .await;
+    let rows: Vec<(&str, &str, Verdict)> = f
+        .metrics
+        .iter()
+        .map(|r| (r.scenario.as_str(), r.metric.as_str(), r.verdict))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("plain", "check_failures", Verdict::Pass),
+            ("strict", "check_failures", Verdict::Fail)
+        ]
+    );
+    assert_eq!(f.metrics[1].candidate, Some(10.0));
+    assert_eq!(f.exit_code, 1);
+    // Scenarios in turn, the same one to both sides of a pair.
+    let cand: Vec<&str> = f
+        .samples
+        .candidate
+        .iter()
+        .map(|p| p.scenario.as_str())
+        .collect();
+    let refs: Vec<&str> = f
+        .samples
+        .reference
+        .iter()
+        .map(|p| p.scenario.as_str())
+        .collect();
+    assert_eq!(cand, refs);
+    assert_eq!(&cand[..4], ["plain", "strict", "plain", "strict"]);
+    assert_eq!(f.candidate.target, "cand");
+    assert!(f
+        .baseline
+        .as_ref()
+        .expect("baseline")
+        .source
+        .starts_with("prod "));
+    let table = gate::report::table(&f);
+    assert!(table.contains("strict/check_failures"), "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duration_bounds_the_run() {
+    let _serial = SERIAL.lock().await;
+    let (cand, reference) = (sim_ttft("40ms", 51).await, sim_ttft("40ms", 52).await);
+    let started = Instant::now();
+    let f = gate_lib(gate_argv(
+        &cand,
+        &["--reference-url", &v1(&reference), "--duration", "1500ms"],
+    ))
+    .await;
+    let took = started.elapsed();
+    // Probes of ~65 ms one after another: about 23 in 1.5 s, split evenly between the sides.
+    let (c, r) = (f.samples.candidate.len(), f.samples.reference.len());
+    assert!(c >= 3 && c.abs_diff(r) <= 1, "{c} vs {r}");
+    assert!(took.as_secs_f64() < 10.0, "{took:?}");
+    assert!(f.duration_seconds >= 1.5 && f.duration_seconds < 10.0);
+    cand.shutdown().await;
+    reference.shutdown().await;
+}
+
 #[test]
 fn junit_of_every_verdict_follows_the_schema() {
     let mut rows = Vec::new();
