@@ -373,6 +373,28 @@ mod tests {
     }
 
     #[test]
+    fn a_vllm_bench_file_maps_its_percentiles() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/loadtest/vllm/bench_serve-0.11.0.json"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let Baseline::Points { values, info } = parse("bench.json", &text).unwrap() else {
+            panic!("points expected");
+        };
+        // The file's `p95_ttft_ms` 417.63, `p99_itl_ms` 44.81, `p50_e2el_ms` 5288.5, 297 of
+        // 300 completed.
+        let close = |m: Metric, v: f64| (values[&m] - v).abs() < 1e-9;
+        assert!(close(Metric::TtftP95, 0.41763));
+        assert!(close(Metric::ItlP99, 0.04481));
+        assert!(close(Metric::E2eP50, 5.2885));
+        assert!(close(Metric::ErrorRatio, 0.01));
+        assert_eq!(values.get(&Metric::CostPerRequest), None);
+        assert_eq!(info.source, "bench.json (vllm)");
+        assert!(info.note.unwrap().contains("vLLM bench serve"));
+    }
+
+    #[test]
     fn gate_files_are_versioned_and_need_probes() {
         assert!(matches!(
             parse("g.json", r#"{"format":"inferprobe-gate/9"}"#),

@@ -542,6 +542,33 @@ mod tests {
     }
 
     #[test]
+    fn costs_per_request_and_per_thousand_successes() {
+        let mut v = spread(0.3, 4);
+        v[0].result = "http_5xx".into();
+        v[0].cost_usd = Some(0.0);
+        let refs: Vec<&ProbeSample> = v.iter().collect();
+        let refs2: Vec<&&ProbeSample> = refs.iter().collect();
+        // 0 + 3 × 0.001 over 4 probes; over 3 successes, per 1000.
+        let per = estimate(Metric::CostPerRequest, &refs2).unwrap();
+        assert!((per - 0.00075).abs() < 1e-12);
+        let per_k = estimate(Metric::CostPer1kSuccess, &refs2).unwrap();
+        assert!((per_k - 1.0).abs() < 1e-12);
+        // Dearer candidate: +50% per request is beyond a 10% limit.
+        let base = spread(0.3, 40);
+        let mut cand = spread(0.3, 40);
+        for p in &mut cand {
+            p.cost_usd = Some(0.0015);
+        }
+        let r = run("cost_per_request=10%", &cand, &base);
+        assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
+        assert!((r.change.unwrap() - 0.5).abs() < 1e-9);
+        assert_eq!(
+            run("cost_per_1k_success=10%", &base, &base).verdict,
+            Verdict::Pass
+        );
+    }
+
+    #[test]
     fn point_baselines_and_missing_values() {
         let cand = spread(0.36, 40);
         let c: Vec<&ProbeSample> = cand.iter().collect();
