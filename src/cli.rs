@@ -171,6 +171,18 @@ pub struct ProbeArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// List every event of the stream: its arrival offset, the gap since the previous one, its
+    /// kind and size (a terminal waterfall, or JSON lines with `--json`).
+    #[arg(long, conflicts_with = "journey")]
+    pub trace: bool,
+    /// Run this many probes in a row and summarize them (p50/p95/max of each milestone, results
+    /// by class).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000), conflicts_with = "journey")]
+    pub count: u32,
+    /// With `--count`: time from the start of one probe to the start of the next (default: the
+    /// next starts when the previous ends).
+    #[arg(long, value_parser = parse_duration, requires = "count")]
+    pub interval: Option<Duration>,
     /// Run this journey of the target (all its steps) instead of one scenario.
     #[arg(long, requires = "config_file", conflicts_with = "scenario")]
     pub journey: Option<String>,

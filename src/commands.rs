@@ -241,27 +241,99 @@ pub async fn probe(args: ProbeArgs) -> anyhow::Result<u8> {
         ),
     };
     let client = engine::client_for(&target.timeouts).context("building the HTTP client")?;
-    let mut outcome = engine::run_probe(&client, &target, &base_url, &scenario).await;
-    one_shot_self_hosted_cost(&target, &mut outcome);
-    if args.json {
-        redact::print(format_args!(
-            "{}\n",
-            serde_json::to_string_pretty(&outcome_json(&outcome, target.dialect))?
-        ));
-    } else {
-        redact::print(format_args!(
-            "{}",
-            outcome_table(&outcome, target.dialect, &base_url)
-        ));
+    let mut all_ok = true;
+    let mut outcomes = Vec::new();
+    let count = args.count.max(1);
+    let several = count > 1;
+    let mut next = tokio::time::Instant::now();
+    for n in 1..=count {
+        if n > 1 {
+            if let Some(every) = args.interval {
+                next += every;
+                tokio::time::sleep_until(next).await;
+            }
+        }
+        next = next.max(tokio::time::Instant::now());
+        let mut outcome = engine::run_probe(&client, &target, &base_url, &scenario).await;
+        one_shot_self_hosted_cost(&target, &mut outcome);
+        all_ok &= outcome.result.is_success();
+        print_probe(&args, &outcome, target.dialect, &base_url, n);
+        if several {
+            outcomes.push(outcome);
+        }
+    }
+    if several {
+        if args.json {
+            let summary = crate::probe::show::count_summary(&outcomes);
+            redact::print(format_args!("{}\n", serde_json::to_string(&summary)?));
+        } else {
+            redact::print(format_args!(
+                "\n{}",
+                crate::probe::show::count_table(&outcomes)
+            ));
+        }
     }
     if let Some(s) = sim {
         s.shutdown().await;
     }
-    Ok(if outcome.result.is_success() {
-        0
-    } else {
-        EXIT_FAILURE
-    })
+    Ok(if all_ok { 0 } else { EXIT_FAILURE })
+}
+
+/// Prints one probe of `probe`: the table or JSON object (one line per probe with `--count` or
+/// `--trace`), with its events before it under `--trace`, or one line per probe in a `--count`
+/// table.
+fn print_probe(args: &ProbeArgs, o: &Outcome, dialect: DialectKind, base_url: &str, n: u32) {
+    let lines = args.trace || args.count > 1;
+    if args.json {
+        if args.trace {
+            for e in crate::probe::show::event_lines(o) {
+                redact::print(format_args!("{e}\n"));
+            }
+        }
+        let mut v = outcome_json(o, dialect);
+        if lines {
+            if let Some(m) = v.as_object_mut() {
+                m.insert("type".into(), "probe".into());
+                m.insert("probe".into(), n.into());
+            }
+            redact::print(format_args!("{v}\n"));
+        } else {
+            redact::print(format_args!(
+                "{}\n",
+                serde_json::to_string_pretty(&v).unwrap_or_default()
+            ));
+        }
+        return;
+    }
+    if args.count > 1 && !args.trace {
+        if n == 1 {
+            redact::print(format_args!(
+                "{:>5}  {:<18} {:>11} {:>11} {:>11} {:>6}\n",
+                "#", "result", "TTFT", "ITL p50", "E2E", "out"
+            ));
+        }
+        let ms = |d: Option<Duration>| {
+            d.map(|d| format!("{:.1} ms", d.as_secs_f64() * 1e3))
+                .unwrap_or_else(|| "–".into())
+        };
+        redact::print(format_args!(
+            "{:>5}  {:<18} {:>11} {:>11} {:>11} {:>6}\n",
+            n,
+            o.result.as_str(),
+            ms(o.ttft),
+            ms(o.itl_summary().map(|s| s.p50)),
+            ms(o.e2e),
+            o.output_tokens
+        ));
+        return;
+    }
+    if n > 1 {
+        redact::print(format_args!("\n"));
+    }
+    redact::print(format_args!("{}", outcome_table(o, dialect, base_url)));
+    if args.trace {
+        redact::print(format_args!("\n{}", crate::probe::show::waterfall(o)));
+    }
 }
 
 /// A self-hosted target's cost for a one-shot probe: with no server or GPU samples, the whole

@@ -66,6 +66,14 @@ pub enum ProbeNowError {
         /// The name asked for.
         name: String,
     },
+    /// The target runs no journey of that name.
+    #[error("target {target:?} has no journey {name:?}")]
+    UnknownJourney {
+        /// The target.
+        target: String,
+        /// The name asked for.
+        name: String,
+    },
     /// The target was busy for longer than the wait allowed.
     #[error("target {0:?} is busy with another probe")]
     Busy(String),
@@ -73,6 +81,9 @@ pub enum ProbeNowError {
     /// wait allowed.
     #[error("all {0} probe slots (global.max_concurrent_probes) are busy")]
     NoPermit(usize),
+    /// The fresh registry of the answer could not be set up.
+    #[error("{0}")]
+    Metrics(String),
 }
 
 /// Everything running for one loaded config.
@@ -146,6 +157,42 @@ impl TargetRuntime {
             Job::Scenario(s) => Some(s),
             Job::Journey(_) => None,
         })
+    }
+
+    /// Admits an on-demand probe or journey: waits while a scheduled one of the target runs,
+    /// then for a global permit, both within the target's total timeout or half of `deadline`
+    /// if shorter (a probe started with a sliver of time left would only be cut off). Returns
+    /// the lock, the permit and what is left of `deadline`.
+    async fn admit_now(
+        &self,
+        permits: Arc<tokio::sync::Semaphore>,
+        slots: usize,
+        deadline: Option<Duration>,
+    ) -> Result<
+        (
+            tokio::sync::OwnedMutexGuard<()>,
+            tokio::sync::OwnedSemaphorePermit,
+            Option<Duration>,
+        ),
+        ProbeNowError,
+    > {
+        let total = self.target.timeouts.total;
+        let start = tokio::time::Instant::now();
+        let wait = deadline.map_or(total, |d| (d / 2).min(total));
+        let guard = self
+            .state
+            .lock_within(wait)
+            .await
+            .ok_or_else(|| ProbeNowError::Busy(self.target.name.clone()))?;
+        // On-demand probes share the schedule's concurrency permits.
+        let permit = tokio::time::timeout_at(start + wait, permits.acquire_owned())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or(ProbeNowError::NoPermit(slots))?;
+        let left =
+            deadline.map(|d| (start + d).saturating_duration_since(tokio::time::Instant::now()));
+        Ok((guard, permit, left))
     }
 
     /// Runs one journey (the caller holds the target lock).
@@ -613,6 +660,54 @@ impl Daemon {
         Ok(summary)
     }
 
+    /// Runs one journey now, outside the schedule, as [`Daemon::probe_now`] runs a probe: the
+    /// same lock, permit and deadline; the journey gets what is left of `deadline`.
+    pub async fn journey_now(
+        &self,
+        target: &str,
+        journey: &str,
+        deadline: Option<Duration>,
+    ) -> Result<JourneyOutcome, ProbeNowError> {
+        let (rt, permits, slots) = self.target_runtime(target).await?;
+        let journey = rt
+            .target
+            .journeys
+            .iter()
+            .find(|(j, _)| j.name == journey)
+            .map(|(j, _)| j.clone())
+            .ok_or_else(|| ProbeNowError::UnknownJourney {
+                target: target.to_string(),
+                name: journey.to_string(),
+            })?;
+        let (_guard, _permit, left) = rt.admit_now(permits, slots, deadline).await?;
+        let mut outcome =
+            journeys::run_journey_within(&rt.client, &rt.target, &rt.base_url, &journey, left)
+                .await;
+        rt.state.record(&journey_report(&outcome));
+        for s in &mut outcome.steps {
+            self.apply_self_hosted_cost(&rt.target, &mut s.outcome);
+        }
+        Ok(outcome)
+    }
+
+    /// A target's runtime with the global permits and their number.
+    async fn target_runtime(
+        &self,
+        target: &str,
+    ) -> Result<(Arc<TargetRuntime>, Arc<tokio::sync::Semaphore>, usize), ProbeNowError> {
+        let g = self.generation.lock().await;
+        match g.targets.get(target) {
+            Some(rt) => Ok((
+                rt.clone(),
+                g.schedule.permits(),
+                g.loaded.global.max_concurrent_probes.max(1),
+            )),
+            None => Err(ProbeNowError::UnknownTarget {
+                name: target.to_string(),
+            }),
+        }
+    }
+
     /// Runs one probe now, outside the schedule: waits while a scheduled probe of the target
     /// runs, then for one of the global probe permits, both within the target's total timeout
     /// or half of `deadline` if shorter; the probe itself gets what is left of `deadline`.
@@ -622,21 +717,7 @@ impl Daemon {
         scenario: Option<&str>,
         deadline: Option<Duration>,
     ) -> Result<Outcome, ProbeNowError> {
-        let (rt, permits, slots) = {
-            let g = self.generation.lock().await;
-            match g.targets.get(target) {
-                Some(rt) => (
-                    rt.clone(),
-                    g.schedule.permits(),
-                    g.loaded.global.max_concurrent_probes.max(1),
-                ),
-                None => {
-                    return Err(ProbeNowError::UnknownTarget {
-                        name: target.to_string(),
-                    })
-                }
-            }
-        };
+        let (rt, permits, slots) = self.target_runtime(target).await?;
         let scenario = match scenario {
             None => rt
                 .next_scenario()
@@ -652,24 +733,7 @@ impl Daemon {
                     })?
             }
         };
-        let total = rt.target.timeouts.total;
-        let start = tokio::time::Instant::now();
-        // With a deadline, waiting may use half of it: a probe started with a sliver of time
-        // left would only be cut off (and leave the upstream working for nobody).
-        let wait = deadline.map_or(total, |d| (d / 2).min(total));
-        let _guard = rt
-            .state
-            .lock_within(wait)
-            .await
-            .ok_or_else(|| ProbeNowError::Busy(target.to_string()))?;
-        // On-demand probes share the schedule's concurrency permits.
-        let _permit = tokio::time::timeout_at(start + wait, permits.acquire_owned())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .ok_or(ProbeNowError::NoPermit(slots))?;
-        let left =
-            deadline.map(|d| (start + d).saturating_duration_since(tokio::time::Instant::now()));
+        let (_guard, _permit, left) = rt.admit_now(permits, slots, deadline).await?;
         let mut outcome = rt.run_within(&scenario, left).await;
         // What the server said (tokens spent, a rate limit) counts for the schedule too.
         rt.state.record(&ProbeReport::of(&outcome));

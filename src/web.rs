@@ -12,6 +12,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
+use crate::metrics::journey::JourneyMetrics;
 use crate::metrics::{self, ProbeMetrics};
 use crate::redact::html_escape as esc;
 use crate::runtime::{Daemon, ProbeNowError};
@@ -110,9 +111,10 @@ fn probe_deadline(header: &str) -> Option<Duration> {
     )
 }
 
-/// `GET /probe?target=NAME[&scenario=S]`: runs one probe now and answers with its metrics from a
-/// fresh registry (blackbox_exporter style). The status code is 200 whether the probe succeeded
-/// or not: a failed probe is data (`inferprobe_probe_success 0`). The probe takes one of the
+/// `GET /probe?target=NAME[&scenario=S | &journey=J]`: runs one probe (or one journey) now and
+/// answers with its metrics from a fresh registry (blackbox_exporter style). The status code is
+/// 200 whether it succeeded or not: a failure is data (`inferprobe_probe_success 0`,
+/// `inferprobe_journey_success 0`). The probe takes one of the
 /// global probe permits (`global.max_concurrent_probes`) like a scheduled one; when none frees
 /// up in time the answer is 503. With `X-Prometheus-Scrape-Timeout-Seconds`, waiting and
 /// probing end half a second before Prometheus would give up.
@@ -139,39 +141,31 @@ async fn probe(
                 ),
             },
         };
-    let outcome = match d
-        .probe_now(target, q.get("scenario").map(String::as_str), deadline)
-        .await
-    {
-        Ok(o) => o,
-        Err(ProbeNowError::UnknownTarget { name }) => {
-            return text(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "unknown target {:?}\n",
-                    crate::probe::clip(&name, ECHO_CHARS)
-                ),
-            );
-        }
-        Err(ProbeNowError::UnknownScenario { target, name }) => {
-            return text(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "target {:?} has no scenario {:?}\n",
-                    crate::probe::clip(&target, ECHO_CHARS),
-                    crate::probe::clip(&name, ECHO_CHARS)
-                ),
-            );
-        }
-        Err(e @ (ProbeNowError::Busy(_) | ProbeNowError::NoPermit(_))) => {
-            return text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"))
+    let registry = prometheus::Registry::new();
+    let recorded = match q.get("journey") {
+        Some(journey) => d
+            .journey_now(target, journey, deadline)
+            .await
+            .and_then(|o| {
+                let m = JourneyMetrics::register(&registry)
+                    .map_err(|e| ProbeNowError::Metrics(e.to_string()))?;
+                m.observe(&o);
+                Ok(())
+            }),
+        None => {
+            let buckets = d.buckets().await;
+            d.probe_now(target, q.get("scenario").map(String::as_str), deadline)
+                .await
+                .and_then(|o| {
+                    let m = ProbeMetrics::register(&registry, &buckets)
+                        .map_err(|e| ProbeNowError::Metrics(e.to_string()))?;
+                    m.observe(&o);
+                    Ok(())
+                })
         }
     };
-    let registry = prometheus::Registry::new();
-    let buckets = d.buckets().await;
-    match ProbeMetrics::register(&registry, &buckets) {
-        Ok(m) => m.observe(&outcome),
-        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+    if let Err(e) = recorded {
+        return probe_error(e);
     }
     let body = metrics::encode(&registry);
     (
@@ -180,6 +174,38 @@ async fn probe(
         body,
     )
         .into_response()
+}
+
+/// The answer to a `/probe` that ran nothing: 400 for a name that does not exist (echoing at
+/// most [`ECHO_CHARS`] of it), 503 when the target or the permits stayed busy.
+fn probe_error(e: ProbeNowError) -> Response {
+    let clip = |s: &str| crate::probe::clip(s, ECHO_CHARS);
+    match e {
+        ProbeNowError::UnknownTarget { name } => text(
+            StatusCode::BAD_REQUEST,
+            format!("unknown target {:?}\n", clip(&name)),
+        ),
+        ProbeNowError::UnknownScenario { target, name } => text(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "target {:?} has no scenario {:?}\n",
+                clip(&target),
+                clip(&name)
+            ),
+        ),
+        ProbeNowError::UnknownJourney { target, name } => text(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "target {:?} has no journey {:?}\n",
+                clip(&target),
+                clip(&name)
+            ),
+        ),
+        e @ (ProbeNowError::Busy(_) | ProbeNowError::NoPermit(_)) => {
+            text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"))
+        }
+        e @ ProbeNowError::Metrics(_) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+    }
 }
 
 async fn status_page(State(d): State<Arc<Daemon>>) -> Html<String> {

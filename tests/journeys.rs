@@ -303,6 +303,26 @@ async fn the_daemon_records_journeys_steps_and_the_failing_step() {
         .unwrap_or(0.0)
             >= 1.0
     );
+    // On demand, blackbox style: one journey into a fresh registry.
+    let (status, body) = get(&format!("{base}/probe?target=ok&journey=two-turns")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        sample(
+            &body,
+            "inferprobe_journey_success",
+            &[("journey", "two-turns")]
+        ),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "inferprobe_journey_model_calls_total", &[]),
+        Some(2.0)
+    );
+    let (status, body) = get(&format!("{base}/probe?target=ok&journey=nope")).await;
+    assert_eq!(status, 400);
+    assert_eq!(body, "target \"ok\" has no journey \"nope\"\n");
+
     // The status page lists each journey with its latest result and failing step.
     let (_, page) = get(&format!("{base}/")).await;
     assert!(page.contains("<h2>Journeys</h2>"), "{page}");

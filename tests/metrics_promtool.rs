@@ -44,6 +44,7 @@ fn outcome(result: ProbeResult) -> Outcome {
         finish_reason: Some("length".to_string()),
         answer: "one two three four".to_string(),
         tool_calls: Vec::new(),
+        events: Vec::new(),
         rate_limit: RateLimitInfo {
             requests: Quota {
                 limit: Some(60),

@@ -1,6 +1,7 @@
 //! The shipped dashboards and rules against a real Prometheus scraping a real inferprobe.
 //!
-//! inferprobe runs in-process against its simulator (healthy, failing and rate-limited targets),
+//! inferprobe runs in-process against its simulator (healthy, failing and rate-limited targets,
+//! and two that run a two-step journey, one failing at its second step),
 //! scrapes the simulator's vLLM-style metrics and samples two fake GPUs (`tests/nvml/fake_nvml.c`).
 //! A `prometheus` server scrapes it every second with every `alerts/*.rules.yml` loaded. Then every
 //! query of every dashboard panel and variable must return data, every recording rule must
@@ -23,7 +24,9 @@ use inferprobe::commands;
 use serde::Deserialize;
 use serde_json::Value;
 
-/// Probes every second: two healthy targets, one answered with 5xx, one rate limited.
+/// Probes every second: two healthy targets, one answered with 5xx, one rate limited, and two
+/// that run a two-step journey (the dashboard's Journeys row and the journey rules), healthy or
+/// answered with 5xx at its second step.
 const CONFIG: &str = r#"
 global:
   schedule: {every: 1s, jitter: 0}
@@ -37,6 +40,15 @@ scenarios:
   short:
     prompt: "Count to eight."
     max_tokens: 16
+journeys:
+  two-turns:
+    steps:
+      - {name: ask, prompt: Say hello.}
+      - {name: follow-up, prompt: Say goodbye.}
+  fails-second:
+    steps:
+      - {name: ask, prompt: Say hello.}
+      - {name: follow-up, prompt: Say goodbye., headers: {x-sim-fault: http_5xx}}
 prices:
   sim-llm: {input_per_million: 1.0, output_per_million: 2.0}
 targets:
@@ -44,6 +56,8 @@ targets:
   - {name: messages, dialect: anthropic-messages, base_url: simulator, model: sim-llm}
   - {name: broken, dialect: openai-chat, base_url: simulator, model: sim-llm, headers: {x-sim-fault: http_5xx}}
   - {name: throttled, dialect: openai-chat, base_url: simulator, model: sim-llm, headers: {x-sim-fault: rate_limited}}
+  - {name: agent, dialect: openai-chat, base_url: simulator, model: sim-llm, journeys: [two-turns]}
+  - {name: stuck-agent, dialect: openai-chat, base_url: simulator, model: sim-llm, journeys: [fails-second]}
 servers:
   - {name: simulator, url: simulator, kind: vllm, interval: 1s, timeout: 900ms}
 "#;
@@ -529,6 +543,7 @@ async fn missing(
         ("InferprobeProbesFailing", "throttled"),
         ("InferprobeErrorRatioHigh", "broken"),
         ("InferprobeRateLimited", "throttled"),
+        ("InferprobeJourneyFailing", "stuck-agent"),
         // Not the burn-rate alerts: they need an hour of history before they may page.
     ] {
         if !alerts.get(alert).is_some_and(|t| t.contains(target)) {
@@ -599,7 +614,7 @@ async fn dashboards_and_rules_work_against_a_live_prometheus() {
     // The healthy targets raise none of the probe alerts.
     let alerts = active_alerts(&client, &prom.base).await;
     for (alert, targets) in &alerts {
-        for healthy in ["chat", "messages"] {
+        for healthy in ["chat", "messages", "agent"] {
             assert!(
                 !targets.contains(healthy),
                 "{alert} is active for {healthy}"
@@ -615,6 +630,32 @@ async fn dashboards_and_rules_work_against_a_live_prometheus() {
     )
     .await;
     assert!((0.05..=1.0).contains(&p95), "TTFT p95 {p95}");
+    let task = single(
+        &client,
+        &prom.base,
+        r#"journey:inferprobe_journey_duration_seconds:p95_rate30m{target="agent"}"#,
+    )
+    .await;
+    assert!((0.1..=2.0).contains(&task), "journey task time p95 {task}");
+    // The failing journey's alert names the step that fails, and only that one.
+    let failing = query(
+        &client,
+        &prom.base,
+        r#"ALERTS{alertname="InferprobeJourneyFailing"}"#,
+    )
+    .await
+    .expect("ALERTS");
+    let steps: BTreeSet<(String, String)> = failing
+        .iter()
+        .map(|r| {
+            let label = |k: &str| r["metric"][k].as_str().unwrap_or("").to_string();
+            (label("target"), label("step"))
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        BTreeSet::from([("stuck-agent".to_string(), "follow-up".to_string())])
+    );
     for (target, ratio) in [("chat", 0.0), ("broken", 1.0), ("throttled", 1.0)] {
         let expr = format!(
             r#"target:inferprobe_probes_failed_per_probes:ratio_rate5m{{target="{target}"}}"#

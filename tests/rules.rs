@@ -190,7 +190,7 @@ fn every_alert_has_severity_annotations_and_a_runbook_section() {
             "README.md has no heading `Runbook: {alert}` (anchor #{anchor})"
         );
     }
-    assert_eq!(names.len(), 21, "{names:?}");
+    assert_eq!(names.len(), 24, "{names:?}");
     // And no runbook section for an alert that does not exist.
     for a in anchors.iter().filter_map(|a| a.strip_prefix("runbook-")) {
         assert!(
@@ -283,7 +283,7 @@ fn recording_rules_follow_level_metric_operations() {
             }
             [level, metric, _ops] => {
                 assert!(
-                    ["target", "server"].contains(level),
+                    ["target", "server", "journey"].contains(level),
                     "{file}: {name}: unknown level"
                 );
                 assert!(metric.starts_with("inferprobe_"), "{file}: {name}");
@@ -988,4 +988,169 @@ fn thresholds_warn_stage_picks_the_safe_point_or_the_stage_before_the_knee() {
         "{knee}"
     );
     assert!(!knee.contains("source_stage: rate 4 req/s"), "{knee}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Journeys: the `inferprobe-journeys` rule group, the canary dashboard's Journeys row and the
+// README's journey families. Whether the families exist in the exporter is checked against a
+// live scrape by tests/prometheus_e2e.rs (every panel query and recording rule must return data).
+
+/// The raw `inferprobe_*` names an expression reads: recorded names (`level:metric:ops`) and
+/// constants (`inferprobe:...`) left out, histogram suffixes removed.
+fn families_read(expr: &str) -> BTreeSet<String> {
+    let name = regex::Regex::new(r"inferprobe_[a-z0-9_]+").unwrap();
+    name.find_iter(expr)
+        .filter(|m| !expr[..m.start()].ends_with(':') && !expr[m.end()..].starts_with(':'))
+        .map(|m| {
+            let n = m.as_str();
+            ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| n.strip_suffix(s))
+                .unwrap_or(n)
+                .to_string()
+        })
+        .collect()
+}
+
+/// The families the README's "Journey families" section documents.
+fn documented_journey_families() -> BTreeSet<String> {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let section: String = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("### Journey families"))
+        .skip(1)
+        .take_while(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        !section.is_empty(),
+        "README.md has no `### Journey families` section"
+    );
+    families_read(&section)
+}
+
+/// Every panel of the canary dashboard's "Journeys" row, whether the row is collapsed (its
+/// panels nested in it) or not (the panels after it, up to the next row).
+fn journey_panels() -> Vec<serde_json::Value> {
+    let path = root().join("dashboards/inferprobe-canary.json");
+    let text = std::fs::read_to_string(&path).expect("canary dashboard");
+    let d: serde_json::Value = serde_json::from_str(&text).expect("canary dashboard is JSON");
+    let top = d["panels"].as_array().expect("panels");
+    let row = top
+        .iter()
+        .position(|p| p["type"] == "row" && p["title"] == "Journeys")
+        .expect("the canary dashboard has a Journeys row");
+    let nested = top[row]["panels"].as_array().cloned().unwrap_or_default();
+    let following = top[row + 1..]
+        .iter()
+        .take_while(|p| p["type"] != "row")
+        .cloned();
+    nested.into_iter().chain(following).collect()
+}
+
+#[test]
+fn journey_rules_and_panels_read_only_documented_journey_families() {
+    let documented = documented_journey_families();
+    assert!(
+        documented.contains("inferprobe_journeys_total")
+            && documented.contains("inferprobe_journey_step_requests_total"),
+        "{documented:?}"
+    );
+    let mut used = BTreeSet::new();
+    let mut rules = 0;
+    for path in rule_files() {
+        let file: RuleFile = read(&path);
+        for rule in file
+            .groups
+            .into_iter()
+            .filter(|g| g.name == "inferprobe-journeys")
+            .flat_map(|g| g.rules)
+        {
+            rules += 1;
+            let families = families_read(&rule.expr);
+            let journey: Vec<_> = families
+                .iter()
+                .filter(|f| f.starts_with("inferprobe_journey"))
+                .collect();
+            assert!(
+                !journey.is_empty(),
+                "{:?} reads no journey family",
+                rule.alert.or(rule.record)
+            );
+            used.extend(families);
+        }
+    }
+    assert_eq!(rules, 6, "rules in the inferprobe-journeys group");
+    let panels = journey_panels();
+    assert!(panels.len() >= 8, "{} journey panels", panels.len());
+    for p in &panels {
+        for t in p["targets"].as_array().expect("targets") {
+            let expr = t["expr"].as_str().expect("expr");
+            let families = families_read(expr);
+            assert!(
+                families.iter().all(|f| f.starts_with("inferprobe_journey")),
+                "{}: {expr} reads a family outside the journey families",
+                p["title"]
+            );
+            used.extend(families);
+        }
+    }
+    // The journey rules also read inferprobe's own config timestamp (InferprobeJourneyAbsent).
+    let unknown: Vec<_> = used
+        .iter()
+        .filter(|f| f.starts_with("inferprobe_journey") && !documented.contains(*f))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "not in README's journey families: {unknown:?}"
+    );
+    assert!(used.contains("inferprobe_journey_duration_seconds"));
+    assert!(used.contains("inferprobe_journey_step_time_to_first_token_seconds"));
+}
+
+#[test]
+fn families_read_skips_recorded_names_and_histogram_suffixes() {
+    let f = families_read(
+        "journey:inferprobe_journey_duration_seconds:p95_rate30m > rate(inferprobe_journey_duration_seconds_count[5m]) * inferprobe:threshold_x and inferprobe_journeys_total",
+    );
+    assert_eq!(
+        f,
+        BTreeSet::from([
+            "inferprobe_journey_duration_seconds".to_string(),
+            "inferprobe_journeys_total".to_string()
+        ])
+    );
+}
+
+#[test]
+fn journey_task_time_buckets_make_a_doubling_cross_a_bound() {
+    // InferprobeJourneySlow needs the 30-minute p95 to pass a bucket bound its day-old p95 stayed
+    // under. That never hides a true regression larger than its ratio wherever neighbouring
+    // bounds are at most the ratio apart: true of the default task-time buckets (the request
+    // duration ones) from 0.25 s up, for the default ratio.
+    let thresholds =
+        std::fs::read_to_string(root().join("alerts/inferprobe-thresholds.rules.yml")).unwrap();
+    let ratio: f64 = thresholds
+        .split("- record: inferprobe:threshold_journey_duration_p95_increase_ratio\n")
+        .nth(1)
+        .and_then(|rest| rest.split("vector(").nth(1))
+        .and_then(|rest| rest.split(')').next())
+        .and_then(|v| v.parse().ok())
+        .expect("default journey duration ratio");
+    assert_eq!(ratio, 2.0);
+    use inferprobe::metrics::buckets::REQUEST_DURATION_SECONDS;
+    let mut lists = vec![REQUEST_DURATION_SECONDS];
+    lists.extend(inferprobe::metrics::default_buckets(
+        "journey_duration_seconds",
+    ));
+    for buckets in lists {
+        for w in buckets.windows(2).filter(|w| w[0] >= 0.25) {
+            assert!(
+                w[1] / w[0] <= ratio,
+                "bounds {} and {} are more than {ratio}x apart",
+                w[0],
+                w[1]
+            );
+        }
+    }
 }

@@ -128,6 +128,20 @@ pub async fn run_journey(
     base_url: &str,
     journey: &Journey,
 ) -> JourneyOutcome {
+    run_journey_within(client, target, base_url, journey, None).await
+}
+
+/// [`run_journey`] that ends by `limit` from now: think time is cut to what is left, and each
+/// step's total timeout too (a step started with nothing left ends `timeout_total`).
+pub async fn run_journey_within(
+    client: &ProbeClient,
+    target: &Target,
+    base_url: &str,
+    journey: &Journey,
+    limit: Option<Duration>,
+) -> JourneyOutcome {
+    let deadline = limit.map(|l| Instant::now() + l);
+    let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
     let started_at = SystemTime::now();
     let mut messages = Vec::new();
     if let Some(system) = &journey.system {
@@ -147,7 +161,8 @@ pub async fn run_journey(
         let mut think = Duration::ZERO;
         if i > 0 && !step.think_time.is_zero() {
             let t0 = Instant::now();
-            tokio::time::sleep(step.think_time).await;
+            let pause = left().map_or(step.think_time, |l| l.min(step.think_time));
+            tokio::time::sleep(pause).await;
             think = t0.elapsed();
             think_total += think;
         }
@@ -163,7 +178,15 @@ pub async fn run_journey(
             });
         }
         let scenario = step_scenario(journey, step, messages.clone());
-        let outcome = engine::run_probe(client, target, base_url, &scenario).await;
+        let outcome = match left().filter(|l| *l < target.timeouts.total) {
+            None => engine::run_probe(client, target, base_url, &scenario).await,
+            Some(l) => {
+                let mut t = target.clone();
+                // A zero total would be refused as a config; a millisecond ends it at once.
+                t.timeouts.total = l.max(Duration::from_millis(1));
+                engine::run_probe(client, &t, base_url, &scenario).await
+            }
+        };
         first_start.get_or_insert(outcome.started);
         let ok = outcome.result.is_success();
         if ok {

@@ -775,41 +775,12 @@ mod tests {
         Duration::from_millis(n)
     }
 
-    /// A completed, successful probe with every field set; timings are binary fractions so sums
-    /// print exactly.
+    /// A completed, successful probe with every field set (see
+    /// [`crate::probe::trace::tests_support::outcome`]).
     fn success(target: &str) -> Outcome {
         Outcome {
             target: target.to_string(),
-            model: "m".to_string(),
-            scenario: "s".to_string(),
-            result: ProbeResult::Success,
-            error: None,
-            started_at: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-            started: std::time::Instant::now(),
-            http_status: Some(200),
-            ttfb: Some(ms(125)),
-            time_to_first_event: Some(ms(250)),
-            ttft: Some(ms(500)),
-            time_to_first_answer_token: Some(ms(750)),
-            inter_token_latencies: vec![ms(250), ms(125), Duration::from_micros(62_500)],
-            tpot: Some(ms(125)),
-            e2e: Some(ms(1500)),
-            elapsed: ms(1500),
-            output_tokens_per_second: Some(2.5),
-            input_tokens: Some(12),
-            cached_input_tokens: Some(0),
-            reasoning_tokens: None,
-            output_tokens: 4,
-            token_source: TokenSource::Usage,
-            output_events: 4,
-            cost_usd: Some(0.25),
-            response_model: Some("m".to_string()),
-            finish_reason: Some("stop".to_string()),
-            answer: "a b c d".to_string(),
-            tool_calls: Vec::new(),
-            rate_limit: Default::default(),
-            connection: Default::default(),
-            server_timings: Vec::new(),
+            ..crate::probe::trace::tests_support::outcome()
         }
     }
 
@@ -839,6 +810,7 @@ mod tests {
             finish_reason: None,
             answer: String::new(),
             tool_calls: Vec::new(),
+            events: Vec::new(),
             connection: Default::default(),
             ..success(target)
         }

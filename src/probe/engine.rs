@@ -23,7 +23,8 @@ use crate::probe::framing::{self, FrameError, StampedEvent};
 use crate::probe::ratelimit::RateLimitInfo;
 use crate::probe::result::{ErrorCondition, ProbeResult, Transport};
 use crate::probe::trace::{
-    ConnectionInfo, ConnectionUse, Outcome, RetryReason, TokenSource, Trace, UsageTotals,
+    ConnectionInfo, ConnectionUse, EventKind, Outcome, RetryReason, TokenSource, Trace, TraceEvent,
+    UsageTotals, MAX_TRACE_EVENTS,
 };
 use crate::probe::{check, clip};
 
@@ -806,6 +807,12 @@ impl<'a> Run<'a> {
                 self.trace.failed_at = Some(ev.at);
                 return Err((ProbeResult::MalformedStream, e.to_string()));
             }
+            if self.trace.events.len() < MAX_TRACE_EVENTS {
+                let bytes = u32::try_from(ev.event.len() + ev.data.len()).unwrap_or(u32::MAX);
+                self.trace
+                    .events
+                    .push((ev.at, EventKind::of(&signals), bytes));
+            }
             // One output instant per event: an event carrying reasoning and answer text together
             // is one arrival, not a zero-length gap. It counts as an answer if any part is one.
             let mut event_output: Option<OutputKind> = None;
@@ -984,6 +991,15 @@ impl<'a> Run<'a> {
             response_model: self.response_model,
             finish_reason: self.finish_reason,
             answer: self.answer,
+            events: trace
+                .events
+                .iter()
+                .map(|(at, kind, bytes)| TraceEvent {
+                    offset: at.saturating_duration_since(trace.start),
+                    kind: *kind,
+                    bytes: *bytes,
+                })
+                .collect(),
             tool_calls: self.tool_calls,
             rate_limit: self.rate_limit,
             connection: self.connection,

@@ -7,6 +7,7 @@ pub mod engine;
 pub mod framing;
 pub mod ratelimit;
 pub mod result;
+pub mod show;
 pub mod trace;
 
 pub use result::ProbeResult;

@@ -23,6 +23,8 @@ pub struct Trace {
     pub first_event: Option<Instant>,
     /// Arrival of each output-bearing event, in order, with its kind.
     pub outputs: Vec<(Instant, OutputKind)>,
+    /// Every event of the stream (at most [`MAX_TRACE_EVENTS`]), for `probe --trace`.
+    pub events: Vec<(Instant, EventKind, u32)>,
     /// End of the stream (end marker or clean EOF after the last event).
     pub end: Option<Instant>,
     /// When the probe gave up or failed, if it did not reach `end`.
@@ -38,6 +40,7 @@ impl Trace {
             headers: None,
             first_event: None,
             outputs: Vec::new(),
+            events: Vec::new(),
             end: None,
             failed_at: None,
         }
@@ -114,6 +117,86 @@ impl Trace {
 
 /// Where the output-token count came from: the field the server reported it in, or the
 /// fallback of counting events. The label (`probe --json` `token_source`) names the field.
+/// Most events a trace keeps: a probe's answer is tens to hundreds of events; a stream of
+/// thousands is still measured, but only its first events are listed.
+pub const MAX_TRACE_EVENTS: usize = 4096;
+
+/// What one event of a stream carried, for `probe --trace`. An event carrying several things is
+/// listed under the first kind of this order that it carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// An in-stream error.
+    Error,
+    /// Answer text.
+    Answer,
+    /// Reasoning text.
+    Reasoning,
+    /// A tool call or its arguments.
+    ToolCall,
+    /// Token usage.
+    Usage,
+    /// The end marker (`[DONE]`, `message_stop`, ...).
+    End,
+    /// A finish reason without output.
+    Finish,
+    /// Anything else: a role-only delta, metadata, a ping.
+    Metadata,
+}
+
+impl EventKind {
+    /// The name `probe --trace` prints.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Error => "error",
+            EventKind::Answer => "answer",
+            EventKind::Reasoning => "reasoning",
+            EventKind::ToolCall => "tool_call",
+            EventKind::Usage => "usage",
+            EventKind::End => "end",
+            EventKind::Finish => "finish",
+            EventKind::Metadata => "metadata",
+        }
+    }
+
+    /// The kind of an event from the signals it produced.
+    pub fn of(signals: &[crate::probe::dialect::Signal]) -> EventKind {
+        use crate::probe::dialect::Signal;
+        let has = |f: &dyn Fn(&Signal) -> bool| signals.iter().any(f);
+        let output = |k: OutputKind| move |s: &Signal| matches!(s, Signal::Output { kind, .. } if *kind == k);
+        if has(&|s| matches!(s, Signal::Error { .. })) {
+            EventKind::Error
+        } else if has(&output(OutputKind::Answer)) {
+            EventKind::Answer
+        } else if has(&output(OutputKind::Reasoning)) {
+            EventKind::Reasoning
+        } else if has(&output(OutputKind::ToolCall))
+            || has(&|s| matches!(s, Signal::ToolCall { .. }))
+        {
+            EventKind::ToolCall
+        } else if has(&|s| matches!(s, Signal::Usage(_))) {
+            EventKind::Usage
+        } else if has(&|s| matches!(s, Signal::Done)) {
+            EventKind::End
+        } else if has(&|s| matches!(s, Signal::FinishReason(_))) {
+            EventKind::Finish
+        } else {
+            EventKind::Metadata
+        }
+    }
+}
+
+/// One event of a probe's stream: its arrival offset from `t_start`, its kind and its size
+/// (name plus payload bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceEvent {
+    /// Arrival, from `t_start`.
+    pub offset: Duration,
+    /// What it carried.
+    pub kind: EventKind,
+    /// Bytes of the event's name and payload.
+    pub bytes: u32,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TokenSource {
     /// OpenAI-style top-level `usage` (`completion_tokens`): OpenAI, vLLM, SGLang, TGI,
@@ -332,6 +415,8 @@ pub struct Outcome {
     pub finish_reason: Option<String>,
     /// The answer text (kept for checks and `probe` output; bounded by the response byte cap).
     pub answer: String,
+    /// Every event of the stream (at most [`MAX_TRACE_EVENTS`]), in order.
+    pub events: Vec<TraceEvent>,
     /// Tool calls the model made (arguments as streamed), for journeys and `expect_tool`.
     pub tool_calls: Vec<crate::probe::dialect::ToolCall>,
     /// Rate-limit headers of the response (retry-after, remaining quota), when any came.
@@ -408,6 +493,57 @@ impl Outcome {
     /// (an event carrying several is fine, so only "reported < events" counts).
     pub fn token_count_mismatch(&self) -> bool {
         self.token_source.is_reported() && self.output_tokens < self.output_events
+    }
+}
+
+/// Outcomes for unit tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+    use crate::probe::ProbeResult;
+    use std::time::UNIX_EPOCH;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// A completed, successful probe with every field set; timings are binary fractions so sums
+    /// print exactly.
+    pub fn outcome() -> Outcome {
+        Outcome {
+            target: "t".to_string(),
+            model: "m".to_string(),
+            scenario: "s".to_string(),
+            result: ProbeResult::Success,
+            error: None,
+            started_at: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            started: std::time::Instant::now(),
+            http_status: Some(200),
+            ttfb: Some(ms(125)),
+            time_to_first_event: Some(ms(250)),
+            ttft: Some(ms(500)),
+            time_to_first_answer_token: Some(ms(750)),
+            inter_token_latencies: vec![ms(250), ms(125), Duration::from_micros(62_500)],
+            tpot: Some(ms(125)),
+            e2e: Some(ms(1500)),
+            elapsed: ms(1500),
+            output_tokens_per_second: Some(2.5),
+            input_tokens: Some(12),
+            cached_input_tokens: Some(0),
+            reasoning_tokens: None,
+            output_tokens: 4,
+            token_source: TokenSource::Usage,
+            output_events: 4,
+            cost_usd: Some(0.25),
+            response_model: Some("m".to_string()),
+            finish_reason: Some("stop".to_string()),
+            answer: "a b c d".to_string(),
+            tool_calls: Vec::new(),
+            events: Vec::new(),
+            rate_limit: Default::default(),
+            connection: Default::default(),
+            server_timings: Vec::new(),
+        }
     }
 }
 
