@@ -467,6 +467,21 @@ async fn usage_errors_exit_2_naming_the_problem() {
         assert_eq!(code, 2, "{extra:?}\n{out}\n{err}");
         assert!(err.contains(needle), "{extra:?}: {err}");
     }
+    // A criteria file is read and checked like the flags.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let criteria = dir.path().join("gate.yml");
+    std::fs::write(
+        &criteria,
+        "max_regression:\n  ttft_p95: 15%\n  error_ratio: 0.5\n",
+    )
+    .expect("write");
+    let path = criteria.to_str().expect("utf-8");
+    let (code, _, err) = bin(gate_argv(&cand, &["--criteria", path, "--probes", "5"])).await;
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(&format!("--criteria {path}")) && err.contains("max_regression.error_ratio"),
+        "{err}"
+    );
     assert!(cand.ground_truth().is_empty(), "nothing was sent");
     cand.shutdown().await;
 }

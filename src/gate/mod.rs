@@ -166,7 +166,12 @@ pub async fn setup(args: &GateArgs) -> Result<Setup, GateError> {
         args.max_check_failures,
         args.max_cost_usd,
     )
-    .map_err(GateError::Usage)?;
+    .map_err(
+        |e| match (&args.criteria, e.starts_with("max_regression.")) {
+            (Some(p), true) => usage(format!("--criteria {}: {e}", p.display())),
+            _ => usage(e),
+        },
+    )?;
     if args.concurrency == 0 || args.concurrency > MAX_CONCURRENCY {
         return Err(usage(format!(
             "--concurrency must be from 1 to {MAX_CONCURRENCY}, got {}",
