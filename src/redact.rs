@@ -275,17 +275,31 @@ fn long_enough(s: &str) -> bool {
     s.chars().count() >= MIN_SECRET_LEN
 }
 
+/// A header whose value describes the request: a well-known descriptive header, or one of the
+/// simulator's `x-sim-*` controls (fault names and durations, which also appear in results and
+/// would otherwise be redacted there).
+fn is_descriptive_header(name: &str) -> bool {
+    DESCRIPTIVE_HEADERS
+        .iter()
+        .any(|d| d.eq_ignore_ascii_case(name))
+        || name
+            .get(..6)
+            .is_some_and(|p| p.eq_ignore_ascii_case("x-sim-"))
+}
+
 fn target_secrets(t: &crate::config::Target, out: &mut Vec<String>) {
     if let Some(k) = &t.api_key {
         out.push(k.expose().to_string());
     }
     // Header values are treated as credentials (the config's `Debug` hides them too): only the
     // header's author knows which ones are. Only well-known descriptive headers are exempt.
-    for (k, v) in &t.headers {
-        if !DESCRIPTIVE_HEADERS
-            .iter()
-            .any(|d| d.eq_ignore_ascii_case(k))
-        {
+    // Journey steps add headers of their own to their requests.
+    let step_headers = t
+        .journeys
+        .iter()
+        .flat_map(|(j, _)| j.steps.iter().flat_map(|s| s.headers.iter()));
+    for (k, v) in t.headers.iter().chain(step_headers) {
+        if !is_descriptive_header(k) {
             header_value_secrets(v, out);
         }
     }
@@ -674,7 +688,7 @@ mod tests {
     #[test]
     fn target_secrets_skip_descriptive_headers() {
         let loaded = crate::config::load_str_with(
-            "targets:\n  - name: t\n    dialect: openai-chat\n    base_url: http://127.0.0.1:1/v1\n    model: m\n    api_key: sk-inline-0123456789\n    headers: {Accept: text/event-stream, X-Org: org-0123456789}\n    query: {api-version: 2024-10-21, key: qk-0123456789}\n",
+            "journeys:\n  j:\n    steps:\n      - {name: a, prompt: hi, headers: {X-Step-Token: st-0123456789, X-Sim-Fault: http_5xx}}\ntargets:\n  - name: t\n    dialect: openai-chat\n    base_url: http://127.0.0.1:1/v1\n    model: m\n    api_key: sk-inline-0123456789\n    headers: {Accept: text/event-stream, X-Org: org-0123456789}\n    query: {api-version: 2024-10-21, key: qk-0123456789}\n    scenarios: [default]\n    journeys: [j]\nscenarios:\n  default: {prompt: hi}\n",
             "t.yml",
             &crate::config::Environment {
                 base_dir: std::path::Path::new("."),
@@ -685,14 +699,16 @@ mod tests {
         .unwrap();
         let r = Redactor::from_config(&loaded);
         assert_eq!(
-            r.redact("sk-inline-0123456789 org-0123456789 qk-0123456789"),
-            "<redacted> <redacted> <redacted>"
+            r.redact("sk-inline-0123456789 org-0123456789 qk-0123456789 st-0123456789"),
+            "<redacted> <redacted> <redacted> <redacted>"
         );
+        // The simulator's controls name faults, which are also results.
+        assert_eq!(r.redact("result http_5xx"), "result http_5xx");
         assert_eq!(
             r.redact("text/event-stream 2024-10-21"),
             "text/event-stream 2024-10-21"
         );
-        assert_eq!(r.len(), 3);
+        assert_eq!(r.len(), 4);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The running daemon: one *generation* per loaded config (targets, their loops, their clients),
 //! replaced whole on reload; the metrics registry, status board and simulator outlive generations.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -312,6 +312,73 @@ pub fn simulator_base_url(root: &str, dialect: crate::probe::dialect::DialectKin
 pub struct StatusBoard {
     latest: Mutex<BTreeMap<(String, String), Outcome>>,
     journeys: Mutex<BTreeMap<(String, String), JourneyOutcome>>,
+    history: Mutex<History>,
+}
+
+/// The last probes of each (target, scenario), for the status page's sparklines and waterfalls.
+#[derive(Default)]
+struct History {
+    /// Probes kept per (target, scenario): `global.status_history`.
+    capacity: usize,
+    /// Sequence number of the next probe recorded (1 for the first).
+    next_seq: u64,
+    probes: BTreeMap<(String, String), VecDeque<ProbeRecord>>,
+}
+
+/// Most events kept per probe in the status page's history.
+const MAX_HISTORY_EVENTS: usize = 1024;
+
+/// What the status page keeps of one probe: its result, milestones and events (not its answer).
+#[derive(Clone, Debug)]
+pub struct ProbeRecord {
+    /// Unique within this process, increasing.
+    pub seq: u64,
+    /// Wall-clock start.
+    pub started_at: SystemTime,
+    /// How it ended.
+    pub result: crate::probe::ProbeResult,
+    /// Why it failed (redacted).
+    pub error: Option<String>,
+    /// Response headers.
+    pub ttfb: Option<Duration>,
+    /// First event.
+    pub ttfe: Option<Duration>,
+    /// First output.
+    pub ttft: Option<Duration>,
+    /// First answer text.
+    pub ttfat: Option<Duration>,
+    /// End of a completed stream.
+    pub e2e: Option<Duration>,
+    /// Until the end or the failure.
+    pub elapsed: Duration,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// Gaps between output events.
+    pub gaps: usize,
+    /// Every event of the stream.
+    pub events: Vec<crate::probe::trace::TraceEvent>,
+}
+
+impl ProbeRecord {
+    fn of(o: &Outcome, seq: u64) -> ProbeRecord {
+        ProbeRecord {
+            seq,
+            started_at: o.started_at,
+            result: o.result,
+            error: o.error.clone(),
+            ttfb: o.ttfb,
+            ttfe: o.time_to_first_event,
+            ttft: o.ttft,
+            ttfat: o.time_to_first_answer_token,
+            e2e: o.e2e,
+            elapsed: o.elapsed,
+            output_tokens: o.output_tokens,
+            gaps: o.inter_token_latencies.len(),
+            // A waterfall of a thousand events is already unreadable; the bound keeps a history
+            // of a broken stream's probes small.
+            events: o.events.iter().take(MAX_HISTORY_EVENTS).copied().collect(),
+        }
+    }
 }
 
 impl StatusBoard {
@@ -333,11 +400,55 @@ impl StatusBoard {
         if let Ok(mut m) = self.latest.lock() {
             m.insert((o.target.clone(), o.scenario.clone()), o.clone());
         }
+        if let Ok(mut h) = self.history.lock() {
+            let cap = h.capacity;
+            if cap == 0 {
+                return;
+            }
+            h.next_seq += 1;
+            let seq = h.next_seq;
+            let q = h
+                .probes
+                .entry((o.target.clone(), o.scenario.clone()))
+                .or_default();
+            while q.len() >= cap {
+                q.pop_front();
+            }
+            q.push_back(ProbeRecord::of(o, seq));
+        }
+    }
+
+    /// Sets how many probes are kept per (target, scenario); longer histories are cut.
+    fn set_history(&self, capacity: usize) {
+        if let Ok(mut h) = self.history.lock() {
+            h.capacity = capacity;
+            for q in h.probes.values_mut() {
+                while q.len() > capacity {
+                    q.pop_front();
+                }
+            }
+        }
+    }
+
+    /// The last probes of a (target, scenario), oldest first.
+    pub fn history(&self, target: &str, scenario: &str) -> Vec<ProbeRecord> {
+        self.history
+            .lock()
+            .ok()
+            .and_then(|h| {
+                h.probes
+                    .get(&(target.to_string(), scenario.to_string()))
+                    .map(|q| q.iter().cloned().collect())
+            })
+            .unwrap_or_default()
     }
 
     fn retain_targets(&self, names: &HashSet<String>) {
         if let Ok(mut m) = self.latest.lock() {
             m.retain(|(t, _), _| names.contains(t));
+        }
+        if let Ok(mut h) = self.history.lock() {
+            h.probes.retain(|(t, _), _| names.contains(t));
         }
         if let Ok(mut m) = self.journeys.lock() {
             m.retain(|(t, _), _| names.contains(t));
@@ -444,6 +555,7 @@ impl Daemon {
             }),
             ready: AtomicBool::new(false),
         });
+        daemon.board.set_history(loaded.global.status_history);
         daemon.apply_gpus(&loaded.gpus);
         daemon.apply_servers(&loaded.servers);
         let generation = daemon.build_generation(loaded).await?;
@@ -636,6 +748,7 @@ impl Daemon {
         let summary = config::summary(&loaded);
         let gpus = loaded.gpus.clone();
         let servers = loaded.servers.clone();
+        self.board.set_history(loaded.global.status_history);
         let new_keys = series_keys(&loaded);
         let new_journeys = journey_keys(&loaded);
         let new_gen = self.build_generation(loaded).await?;
@@ -774,6 +887,11 @@ impl Daemon {
             }
         }
         rows
+    }
+
+    /// The last probes of a (target, scenario), oldest first, for the status page.
+    pub fn history(&self, target: &str, scenario: &str) -> Vec<ProbeRecord> {
+        self.board.history(target, scenario)
     }
 
     /// Configured journeys with their latest outcome, by target then journey.

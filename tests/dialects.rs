@@ -168,6 +168,11 @@ fn openai_tool_call_argument_deltas() {
         "openai_tool_call.txt",
         &[
             Signal::Model("gpt-4o-mini-2024-07-18".into()),
+            Signal::ToolCall {
+                id: Some("call_Q1w2E3r4".into()),
+                name: "get_weather".into(),
+                signature: None,
+            },
             t("{\""),
             t("location"),
             t("\":\""),
@@ -315,6 +320,11 @@ fn anthropic_tool_use() {
             Signal::Model("claude-haiku-4-5-20251001".into()),
             anthropic(Some(472), None, None),
             answer("Let me check."),
+            Signal::ToolCall {
+                id: Some("toolu_01T1x1fJ34qAmk2tNTrN7Up6".into()),
+                name: "get_weather".into(),
+                signature: None,
+            },
             output(OutputKind::ToolCall, "{\"location\":"),
             output(OutputKind::ToolCall, " \"San Francisco, CA\"}"),
             Signal::FinishReason("tool_use".into()),

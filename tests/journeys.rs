@@ -540,3 +540,23 @@ targets:
     );
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_scoped_to_tool_results_fails_only_the_step_after_the_tool_call() {
+    engine::install_crypto_provider();
+    // Every request would fail, but only those answering a tool call may.
+    let yaml = tool_config().replace(
+        "  output_tokens: 12\n",
+        "  output_tokens: 12\n  faults: {http_5xx: 1.0}\n  fault_on: tool-result\n",
+    );
+    let loaded = common::load(&yaml);
+    let sim = inferprobe::sim::start(loaded.simulator.clone().expect("simulator"))
+        .await
+        .expect("simulator starts");
+    let o = run(&loaded, &sim.base_url(), "openai-chat", "weather").await;
+    assert_eq!(o.result.as_str(), "http_5xx", "{:?}", o.error);
+    assert_eq!(o.failed_step.as_deref(), Some("answer"));
+    assert_eq!(o.steps[0].outcome.result.as_str(), "success");
+    assert_eq!(o.steps[0].outcome.tool_calls[0].name, "get_weather");
+    sim.shutdown().await;
+}

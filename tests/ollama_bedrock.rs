@@ -102,6 +102,12 @@ fn ollama_fixtures_through_the_framer() {
     let s = decode_every_way(O, "thinking.ndjson").expect("thinking");
     assert_eq!(outputs(&s)[0].0, OutputKind::Reasoning);
     let s = decode_every_way(O, "tool_call.ndjson").expect("tool call");
+    let start = Signal::ToolCall {
+        id: Some("call_7kq2m1xz".into()),
+        name: "get_weather".into(),
+        signature: None,
+    };
+    assert_eq!(s.iter().filter(|x| **x == start).count(), 1, "{s:?}");
     assert_eq!(
         outputs(&s),
         [(
@@ -134,6 +140,12 @@ fn bedrock_fixtures_through_the_framer() {
     }));
     assert_eq!(s.last(), Some(&Signal::Done));
     let s = decode_every_way(B, "tool_use.events").expect("tool use");
+    let start = Signal::ToolCall {
+        id: Some("tooluse_Zq81kPwd3xYt".into()),
+        name: "get_weather".into(),
+        signature: None,
+    };
+    assert_eq!(s.iter().position(|x| *x == start), Some(0), "{s:?}");
     assert_eq!(
         outputs(&s).into_iter().map(|o| o.1).collect::<String>(),
         r#"{"city": "Porto"}"#

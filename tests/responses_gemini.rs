@@ -155,6 +155,11 @@ fn responses_function_call_arguments() {
         "function_call.txt",
         &[
             Signal::Model("gpt-probe-2026-01-15".into()),
+            Signal::ToolCall {
+                id: Some("call_Qz1".into()),
+                name: "get_time".into(),
+                signature: None,
+            },
             t("{\""),
             t("tz\":\""),
             t("UTC\"}"),
@@ -282,6 +287,11 @@ fn gemini_function_call() {
         "function_call.txt",
         &[
             Signal::Model("gemini-probe-flash-001".into()),
+            Signal::ToolCall {
+                id: None,
+                name: "get_time".into(),
+                signature: None,
+            },
             out(OutputKind::ToolCall, r#"{"tz":"UTC"}"#),
             usage(TokenSource::UsageMetadata, Some(40), Some(6), None, None),
             Signal::FinishReason("STOP".into()),

@@ -235,6 +235,16 @@ fn check_global(g: &GlobalConfig, path: &YamlPath, diag: &mut Diag<'_>) {
             ),
         );
     }
+    if g.status_history > super::types::MAX_STATUS_HISTORY {
+        diag.error(
+            &path.key("status_history"),
+            format!(
+                "must be at most {} (got {})",
+                super::types::MAX_STATUS_HISTORY,
+                g.status_history
+            ),
+        );
+    }
     check_schedule(&g.schedule, &path.key("schedule"), diag);
     check_timeouts(&g.timeouts, &path.key("timeouts"), diag);
     let t = g.timeouts.resolve(&Timeouts::default());

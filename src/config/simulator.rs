@@ -22,6 +22,31 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::config::types::humantime_serde_compat;
 
+/// Which requests a fault may hit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultOn {
+    /// Every request.
+    #[default]
+    Any,
+    /// Requests that offer tools.
+    Tools,
+    /// Requests whose last turn is a tool result.
+    ToolResult,
+}
+
+impl FaultOn {
+    /// Parses a config, flag or header value.
+    pub fn parse(s: &str) -> Option<FaultOn> {
+        match s {
+            "any" => Some(FaultOn::Any),
+            "tools" => Some(FaultOn::Tools),
+            "tool-result" => Some(FaultOn::ToolResult),
+            _ => None,
+        }
+    }
+}
+
 /// The simulated endpoint's behaviour.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -59,6 +84,11 @@ pub struct SimulatorConfig {
     /// Fault probabilities, each drawn per request.
     #[serde(default)]
     pub faults: FaultsConfig,
+    /// Which requests the faults may hit: `any` (default), `tools` (requests that offer tools)
+    /// or `tool-result` (requests whose last turn is a tool result). A request's
+    /// `x-sim-fault-on` header replaces it.
+    #[serde(default)]
+    pub fault_on: FaultOn,
     /// How long a `timeout_idle` fault stalls the stream (in practice: until the client gives up).
     #[serde(default = "default_stall_duration", with = "duration_serde")]
     pub stall_duration: Duration,
@@ -87,6 +117,7 @@ impl Default for SimulatorConfig {
             slots: 0,
             batch_itl_factor: default_batch_itl_factor(),
             faults: FaultsConfig::default(),
+            fault_on: FaultOn::Any,
             stall_duration: default_stall_duration(),
             slow_headers_delay: default_slow_headers_delay(),
             api_key: None,

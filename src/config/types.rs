@@ -72,7 +72,19 @@ pub struct GlobalConfig {
     /// (`0s` = ignore Retry-After); skipped ticks count as `reason="retry_after"`.
     #[serde(default = "default_max_retry_after", with = "humantime_serde_compat")]
     pub max_retry_after: Duration,
+    /// Probes kept in memory per target and scenario for the status page (sparklines,
+    /// waterfalls); 0 keeps none.
+    #[serde(default = "default_status_history")]
+    pub status_history: usize,
 }
+
+/// Default for `global.status_history`.
+pub fn default_status_history() -> usize {
+    30
+}
+
+/// Upper bound of `global.status_history`.
+pub const MAX_STATUS_HISTORY: usize = 1000;
 
 impl Default for GlobalConfig {
     fn default() -> Self {
@@ -83,6 +95,7 @@ impl Default for GlobalConfig {
             max_response_bytes: default_max_response_bytes(),
             max_output_tokens_per_hour: 0,
             max_retry_after: default_max_retry_after(),
+            status_history: default_status_history(),
         }
     }
 }

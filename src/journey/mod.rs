@@ -23,6 +23,10 @@ use crate::probe::dialect::Message;
 use crate::probe::engine::{self, ProbeClient};
 use crate::probe::{Outcome, ProbeResult};
 
+/// Most bytes of a step's answer carried into the next request. An honest answer is bounded by
+/// `max_tokens`; a server streaming megabytes of text must not grow every later request.
+const MAX_CARRIED_ANSWER: usize = 256 * 1024;
+
 /// What a tool call the journey has no canned result for gets back.
 const NO_RESULT: &str = r#"{"error":"this tool is not available"}"#;
 
@@ -190,9 +194,17 @@ pub async fn run_journey_within(
         first_start.get_or_insert(outcome.started);
         let ok = outcome.result.is_success();
         if ok {
+            let mut content = outcome.answer.clone();
+            if content.len() > MAX_CARRIED_ANSWER {
+                let mut cut = MAX_CARRIED_ANSWER;
+                while !content.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                content.truncate(cut);
+            }
             messages.push(Message {
                 role: "assistant".to_string(),
-                content: outcome.answer.clone(),
+                content,
                 tool_calls: outcome.tool_calls.clone(),
                 ..Default::default()
             });

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::simulator::{CountDist, DurationDist, FaultKind, SimApiKey, SimulatorConfig};
+use crate::config::simulator::{
+    CountDist, DurationDist, FaultKind, FaultOn, SimApiKey, SimulatorConfig,
+};
 use crate::config::types::humantime_serde_compat;
 
 /// Listen address of `inferprobe sim` when neither a flag nor the file sets one.
@@ -42,6 +44,10 @@ pub struct SimArgs {
     /// Fault probability, repeatable: `--fault http_5xx=0.1`.
     #[arg(long = "fault", value_name = "KIND=P", value_parser = parse_fault)]
     pub faults: Vec<(FaultKind, f64)>,
+    /// Which requests the faults may hit: any, tools (requests that offer tools) or
+    /// tool-result (requests answering a tool call).
+    #[arg(long = "fault-on", value_name = "SCOPE", value_parser = parse_fault_on)]
+    pub fault_on: Option<FaultOn>,
     /// Served model name.
     #[arg(long, value_name = "NAME")]
     pub model: Option<String>,
@@ -62,7 +68,12 @@ pub struct SimArgs {
     pub slow_headers_delay: Option<Duration>,
 }
 
-/// Parses `KIND=PROBABILITY`.
+/// Parses `--fault-on`.
+pub fn parse_fault_on(s: &str) -> Result<FaultOn, String> {
+    FaultOn::parse(s).ok_or_else(|| format!("unknown scope {s:?}; one of any, tools, tool-result"))
+}
+
+/// Parses `KIND=PROBABILITY` (`--fault`).
 pub fn parse_fault(s: &str) -> Result<(FaultKind, f64), String> {
     let (kind, p) = s
         .split_once('=')
@@ -145,6 +156,9 @@ impl SimArgs {
         }
         for (kind, p) in self.faults {
             cfg.faults.set(kind, p);
+        }
+        if let Some(v) = self.fault_on {
+            cfg.fault_on = v;
         }
         if let Some(v) = self.model {
             cfg.model = v;

@@ -29,6 +29,7 @@ mod request;
 mod sample;
 mod server;
 mod stream;
+mod tools;
 mod wire;
 
 use std::net::SocketAddr;

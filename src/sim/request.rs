@@ -16,8 +16,25 @@ pub struct GenRequest {
     pub max_tokens: Option<u32>,
     /// OpenAI: `stream_options.include_usage`.
     pub include_usage: bool,
-    /// Characters of prompt text (messages, system prompt, or `prompt`).
+    /// Characters of prompt text: messages, system prompt or `prompt`, and the tool parts of
+    /// a conversation (offered tools, tool calls and tool results) as JSON text.
     pub prompt_chars: usize,
+    /// The first tool offered: its name and the JSON schema of its arguments.
+    pub tool: Option<(String, Value)>,
+    /// What the conversation's last turn is.
+    pub turn: Turn,
+}
+
+/// The last turn of a conversation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Turn {
+    /// A user message (or a completions prompt).
+    #[default]
+    User,
+    /// Results of tool calls: their text, joined by newlines when there are several.
+    ToolResult(String),
+    /// Anything else (an assistant turn, no message at all).
+    Other,
 }
 
 impl GenRequest {
@@ -152,12 +169,15 @@ pub fn parse(api: Api, body: &[u8]) -> Result<GenRequest, String> {
         }
     };
 
+    let prompt_chars = prompt_chars + tool_chars(api, obj);
     Ok(GenRequest {
         model,
         stream,
         max_tokens,
         include_usage,
         prompt_chars,
+        tool: first_tool(api, obj),
+        turn: last_turn(api, obj),
     })
 }
 
@@ -171,17 +191,231 @@ fn token_cap(obj: &serde_json::Map<String, Value>, field: &str) -> Result<Option
     }
 }
 
-/// Characters of a message content: a string, or an array of parts whose `text` counts.
+/// Characters of a message content: a string, or an array of parts where a part's `text`
+/// counts, and a part without text (a tool call or a tool result) counts as its JSON text.
 fn content_chars(content: Option<&Value>) -> Result<usize, String> {
     match content {
         None | Some(Value::Null) => Ok(0),
         Some(Value::String(s)) => Ok(s.chars().count()),
         Some(Value::Array(parts)) => Ok(parts
             .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .map(|t| t.chars().count())
+            .map(|p| match p.get("text").and_then(Value::as_str) {
+                Some(t) => t.chars().count(),
+                None => json_chars(p),
+            })
             .sum()),
         Some(_) => Err("must be a string or an array of content parts".to_string()),
+    }
+}
+
+/// Characters of a value written as JSON.
+fn json_chars(v: &Value) -> usize {
+    v.to_string().chars().count()
+}
+
+/// Characters of the tool parts that [`parse`]'s content count does not see: the offered tools,
+/// and tool calls and results held outside message contents (OpenAI and Ollama `tool_calls`,
+/// Responses `function_call` / `function_call_output` items).
+fn tool_chars(api: Api, obj: &serde_json::Map<String, Value>) -> usize {
+    let tools = obj
+        .get("tools")
+        .or_else(|| obj.get("toolConfig"))
+        .map_or(0, json_chars);
+    let history = match api {
+        Api::OpenaiChat | Api::Ollama => messages(obj, "messages")
+            .filter_map(|m| m.get("tool_calls"))
+            .map(json_chars)
+            .sum(),
+        Api::OpenaiResponses => messages(obj, "input")
+            .filter(|it| it.get("content").is_none())
+            .map(json_chars)
+            .sum(),
+        _ => 0,
+    };
+    tools + history
+}
+
+fn messages<'a>(
+    obj: &'a serde_json::Map<String, Value>,
+    key: &str,
+) -> impl Iterator<Item = &'a Value> {
+    items(obj.get(key))
+}
+
+/// The elements of an array (none when it is not one).
+fn items(v: Option<&Value>) -> impl Iterator<Item = &Value> {
+    v.and_then(Value::as_array).into_iter().flatten()
+}
+
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    let mut cur = v;
+    for k in path {
+        cur = cur.get(k)?;
+    }
+    cur.as_str()
+}
+
+/// The first function tool the request offers, in each API's shape.
+fn first_tool(api: Api, obj: &serde_json::Map<String, Value>) -> Option<(String, Value)> {
+    let mut tools = messages(obj, "tools");
+    let found = match api {
+        Api::OpenaiCompletions => None,
+        Api::OpenaiChat | Api::Ollama => tools
+            .filter_map(|t| t.get("function"))
+            .find_map(|f| Some((str_at(f, &["name"])?, f.get("parameters")))),
+        Api::AnthropicMessages => {
+            tools.find_map(|t| Some((str_at(t, &["name"])?, t.get("input_schema"))))
+        }
+        Api::OpenaiResponses => tools
+            .filter(|t| str_at(t, &["type"]) == Some("function"))
+            .find_map(|t| Some((str_at(t, &["name"])?, t.get("parameters")))),
+        // The API reads protobuf JSON, where a field may also be spelt as in the proto
+        // (google-genai sends `parameters_json_schema`).
+        Api::Gemini => tools
+            .filter_map(|t| {
+                t.get("functionDeclarations")
+                    .or_else(|| t.get("function_declarations"))
+                    .and_then(Value::as_array)
+            })
+            .flatten()
+            .find_map(|d| {
+                let schema = [
+                    "parameters",
+                    "parametersJsonSchema",
+                    "parameters_json_schema",
+                ]
+                .into_iter()
+                .find_map(|k| d.get(k));
+                Some((str_at(d, &["name"])?, schema))
+            }),
+        Api::BedrockConverse => obj
+            .get("toolConfig")
+            .and_then(|c| c.get("tools"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.get("toolSpec"))
+            .find_map(|s| {
+                let schema = s.get("inputSchema").and_then(|i| i.get("json"));
+                Some((str_at(s, &["name"])?, schema))
+            }),
+    };
+    found.map(|(name, schema)| {
+        let schema = schema
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({"type": "object"}));
+        (name.to_string(), schema)
+    })
+}
+
+/// A tool result's content as text: a string as is, text blocks joined, anything else as JSON.
+fn result_text(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(blocks)) => blocks
+            .iter()
+            .map(
+                |b| match (b.get("text").and_then(Value::as_str), b.get("json")) {
+                    (Some(t), _) => t.to_string(),
+                    (None, Some(j)) => j.to_string(),
+                    (None, None) => b.to_string(),
+                },
+            )
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Joins the results found, or says the turn is `fallback` when there are none.
+fn results_or(results: Vec<String>, fallback: Turn) -> Turn {
+    if results.is_empty() {
+        fallback
+    } else {
+        Turn::ToolResult(results.join("\n"))
+    }
+}
+
+/// What the conversation's last turn is, in each API's shape.
+fn last_turn(api: Api, obj: &serde_json::Map<String, Value>) -> Turn {
+    let role = |m: &Value| str_at(m, &["role"]).unwrap_or_default().to_string();
+    match api {
+        Api::OpenaiCompletions => Turn::User,
+        Api::OpenaiChat | Api::Ollama => {
+            let all: Vec<&Value> = messages(obj, "messages").collect();
+            let results: Vec<String> = all
+                .iter()
+                .rev()
+                .take_while(|m| role(m) == "tool")
+                .map(|m| result_text(m.get("content")))
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            let fallback = match all.last().map(|m| role(m)) {
+                Some(r) if r == "user" => Turn::User,
+                _ => Turn::Other,
+            };
+            results_or(results, fallback)
+        }
+        Api::AnthropicMessages | Api::BedrockConverse => {
+            let Some(last) = messages(obj, "messages").last() else {
+                return Turn::Other;
+            };
+            if role(last) != "user" {
+                return Turn::Other;
+            }
+            let results = items(last.get("content"))
+                .filter_map(|b| {
+                    if str_at(b, &["type"]) == Some("tool_result") {
+                        Some(result_text(b.get("content")))
+                    } else {
+                        b.get("toolResult").map(|r| result_text(r.get("content")))
+                    }
+                })
+                .collect();
+            results_or(results, Turn::User)
+        }
+        Api::OpenaiResponses => match obj.get("input") {
+            Some(Value::String(_)) => Turn::User,
+            Some(Value::Array(items)) => {
+                let results: Vec<String> = items
+                    .iter()
+                    .rev()
+                    .take_while(|it| str_at(it, &["type"]) == Some("function_call_output"))
+                    .map(|it| result_text(it.get("output")))
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                let fallback = match items.last().map(&role) {
+                    Some(r) if r == "user" => Turn::User,
+                    _ => Turn::Other,
+                };
+                results_or(results, fallback)
+            }
+            _ => Turn::Other,
+        },
+        Api::Gemini => {
+            let Some(last) = messages(obj, "contents").last() else {
+                return Turn::Other;
+            };
+            if role(last) != "user" && last.get("role").is_some() {
+                return Turn::Other;
+            }
+            let results = items(last.get("parts"))
+                .filter_map(|p| p.get("functionResponse"))
+                .map(|r| match r.get("response") {
+                    // A wrapped non-object result: its value.
+                    Some(Value::Object(o)) if o.len() == 1 && o.contains_key("result") => {
+                        result_text(o.get("result"))
+                    }
+                    other => result_text(other),
+                })
+                .collect();
+            results_or(results, Turn::User)
+        }
     }
 }
 
@@ -208,6 +442,8 @@ mod tests {
                 max_tokens: Some(20),
                 include_usage: true,
                 prompt_chars: 9,
+                tool: None,
+                turn: Turn::User,
             }
         );
         assert_eq!(r.prompt_tokens(), 3);
@@ -333,5 +569,146 @@ mod tests {
         );
         assert_eq!(e(Api::OpenaiChat, b"[]"), "the body must be a JSON object");
         assert!(e(Api::OpenaiChat, b"{").starts_with("invalid JSON body"));
+    }
+
+    #[test]
+    fn tools_and_last_turns_in_each_shape() {
+        let tool = |api, body: &str| parse(api, body.as_bytes()).unwrap().tool;
+        let schema = serde_json::json!({"type": "object"});
+        let want = Some(("f".to_string(), schema.clone()));
+        assert_eq!(
+            tool(
+                Api::OpenaiChat,
+                r#"{"messages":[],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}]}"#
+            ),
+            want
+        );
+        assert_eq!(
+            tool(
+                Api::AnthropicMessages,
+                r#"{"max_tokens":1,"messages":[],"tools":[{"name":"f","input_schema":{"type":"object"}}]}"#
+            ),
+            want
+        );
+        assert_eq!(
+            tool(
+                Api::OpenaiResponses,
+                r#"{"input":"x","tools":[{"type":"web_search"},{"type":"function","name":"f","parameters":{"type":"object"}}]}"#
+            ),
+            want
+        );
+        assert_eq!(
+            tool(
+                Api::Gemini,
+                r#"{"contents":[],"tools":[{"functionDeclarations":[{"name":"f"}]}]}"#
+            ),
+            want,
+            "a declaration without parameters takes any object"
+        );
+        assert_eq!(
+            tool(
+                Api::Gemini,
+                r#"{"contents":[],"tools":[{"function_declarations":[{"name":"f","parameters_json_schema":{"type":"object"}}]}]}"#
+            ),
+            want,
+            "protobuf field names"
+        );
+        assert_eq!(
+            tool(
+                Api::BedrockConverse,
+                r#"{"messages":[],"toolConfig":{"tools":[{"toolSpec":{"name":"f","inputSchema":{"json":{"type":"object"}}}}]}}"#
+            ),
+            want
+        );
+        assert_eq!(
+            tool(
+                Api::OpenaiCompletions,
+                r#"{"prompt":"x","tools":[{"type":"function","function":{"name":"f"}}]}"#
+            ),
+            None
+        );
+
+        let turn = |api, body: &str| parse(api, body.as_bytes()).unwrap().turn;
+        let result = |s: &str| Turn::ToolResult(s.to_string());
+        assert_eq!(
+            turn(
+                Api::OpenaiChat,
+                r#"{"messages":[{"role":"user","content":"q"},{"role":"assistant","content":null,"tool_calls":[]},{"role":"tool","content":"a"},{"role":"tool","content":"b"}]}"#
+            ),
+            result("a\nb")
+        );
+        assert_eq!(
+            turn(
+                Api::Ollama,
+                r#"{"messages":[{"role":"assistant","content":"x"}]}"#
+            ),
+            Turn::Other
+        );
+        assert_eq!(
+            turn(
+                Api::AnthropicMessages,
+                r#"{"max_tokens":1,"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"text","text":"17 C"}]},{"type":"text","text":"and?"}]}]}"#
+            ),
+            result("17 C")
+        );
+        assert_eq!(
+            turn(
+                Api::OpenaiResponses,
+                r#"{"input":[{"role":"user","content":"q"},{"type":"function_call","call_id":"c","name":"f","arguments":"{}"},{"type":"function_call_output","call_id":"c","output":"done"}]}"#
+            ),
+            result("done")
+        );
+        assert_eq!(
+            turn(
+                Api::Gemini,
+                r#"{"contents":[{"role":"user","parts":[{"functionResponse":{"name":"f","response":{"result":"12:00"}}},{"functionResponse":{"name":"g","response":{"t":1}}}]}]}"#
+            ),
+            result("12:00\n{\"t\":1}")
+        );
+        assert_eq!(
+            turn(
+                Api::BedrockConverse,
+                r#"{"messages":[{"role":"user","content":[{"toolResult":{"toolUseId":"t","content":[{"json":{"a":1}}]}}]}]}"#
+            ),
+            result("{\"a\":1}")
+        );
+        assert_eq!(
+            turn(
+                Api::BedrockConverse,
+                r#"{"messages":[{"role":"user","content":[{"text":"hi"}]}]}"#
+            ),
+            Turn::User
+        );
+    }
+
+    #[test]
+    fn prompt_counts_tools_calls_and_results() {
+        let chars = |body: &str| {
+            parse(Api::OpenaiChat, body.as_bytes())
+                .unwrap()
+                .prompt_chars
+        };
+        let q = r#"{"role":"user","content":"abcd"}"#;
+        let plain = chars(&format!(r#"{{"messages":[{q}]}}"#));
+        let tools = r#""tools":[{"type":"function","function":{"name":"f"}}]"#;
+        let offered = chars(&format!(r#"{{"messages":[{q}],{tools}}}"#));
+        let call = r#"{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]}"#;
+        let result = r#"{"role":"tool","tool_call_id":"c","content":"sunny"}"#;
+        let answered = chars(&format!(r#"{{"messages":[{q},{call},{result}],{tools}}}"#));
+        assert_eq!(plain, 4);
+        assert!(
+            offered > plain && answered > offered + 5,
+            "{plain} {offered} {answered}"
+        );
+        // Content blocks without text (Anthropic tool_use) count as their JSON.
+        let r = parse(
+            Api::AnthropicMessages,
+            br#"{"max_tokens":1,"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"f","input":{}}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r.prompt_chars,
+            r#"{"id":"t","input":{},"name":"f","type":"tool_use"}"#.len()
+        );
     }
 }

@@ -77,6 +77,7 @@ pub fn draw_fault(cfg: &SimulatorConfig, rng: &mut impl Rng) -> Option<FaultKind
 /// APIs without a reasoning field.
 /// `forced_fault`, when set, replaces the drawn fault (`Some(None)` forces "no fault"); the draw
 /// still happens so the random sequence does not depend on it.
+#[cfg(test)]
 pub fn draw_plan(
     cfg: &SimulatorConfig,
     cap: Option<u32>,
@@ -84,10 +85,46 @@ pub fn draw_plan(
     forced_fault: Option<Option<FaultKind>>,
     rng: &mut impl Rng,
 ) -> Plan {
+    draw_shaped_plan(
+        cfg,
+        cap,
+        reasoning_allowed,
+        forced_fault,
+        Length::Drawn,
+        rng,
+    )
+}
+
+/// How many answer tokens a plan wants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Length {
+    /// As drawn from `output_tokens`.
+    Drawn,
+    /// Exactly this many (a tool call's argument pieces).
+    Exactly(u32),
+    /// At least this many (an answer that starts with a tool's result).
+    AtLeast(u32),
+}
+
+/// [`draw_plan`] with the answer length shaped; `output_tokens` is drawn in every case, so the
+/// random sequence does not depend on the shape.
+pub fn draw_shaped_plan(
+    cfg: &SimulatorConfig,
+    cap: Option<u32>,
+    reasoning_allowed: bool,
+    forced_fault: Option<Option<FaultKind>>,
+    length: Length,
+    rng: &mut impl Rng,
+) -> Plan {
     let drawn = draw_fault(cfg, rng);
     let fault = forced_fault.unwrap_or(drawn);
     let ttft = draw(&cfg.ttft, rng);
-    let wanted_answer = draw(&cfg.output_tokens, rng);
+    let drawn_answer = draw(&cfg.output_tokens, rng);
+    let wanted_answer = match length {
+        Length::Drawn => drawn_answer,
+        Length::Exactly(n) => n,
+        Length::AtLeast(n) => drawn_answer.max(n),
+    };
     let wanted_reasoning = if reasoning_allowed {
         cfg.reasoning_tokens
     } else {

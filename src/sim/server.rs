@@ -21,7 +21,7 @@ use super::record::{lock, Records, RequestRecord, SharedRecord};
 use super::stream::{self, Job};
 use super::wire::{self, ErrorKind};
 use super::{control, request, sample, Api, SimError};
-use crate::config::simulator::{FaultKind, SimulatorConfig};
+use crate::config::simulator::{FaultKind, FaultOn, SimulatorConfig};
 
 /// Largest request body accepted (long-context prompts included).
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -151,6 +151,8 @@ pub fn router(state: SimState) -> Router {
         .route("/v1/responses", post(responses))
         // `{model}:{method}` is one path segment (the router has no suffix parameters).
         .route("/v1beta/models/{target}", post(gemini))
+        // The stable version, which current google-genai SDKs call by default.
+        .route("/v1/models/{target}", post(gemini))
         .route("/api/chat", post(ollama_chat))
         .route("/model/{model_id}/converse-stream", post(converse_stream))
         .route("/v1/models", get(models))
@@ -373,10 +375,13 @@ fn reply_error(
 
 /// Per-request overrides for tests and fire drills, so one simulator can serve targets that each
 /// want a different behaviour: `x-sim-fault: KIND|none` forces (or suppresses) a fault,
-/// `x-sim-ttft: DURATION` and `x-sim-itl: DURATION` replace the drawn timings.
+/// `x-sim-fault-on: tools|tool-result|any` limits faults (forced or drawn) to requests that
+/// offer tools or answer a tool call, `x-sim-ttft: DURATION` and `x-sim-itl: DURATION` replace
+/// the drawn timings.
 #[derive(Default)]
 struct Overrides {
     fault: Option<Option<FaultKind>>,
+    fault_on: Option<FaultOn>,
     ttft: Option<std::time::Duration>,
     itl: Option<std::time::Duration>,
 }
@@ -410,8 +415,18 @@ impl Overrides {
                 )
             })?)),
         };
+        let fault_on = match get("x-sim-fault-on")? {
+            None => None,
+            Some(v) => Some(FaultOn::parse(&v).ok_or_else(|| {
+                format!(
+                    "header x-sim-fault-on: unknown scope {:?}; one of tools, tool-result, any",
+                    v.chars().take(40).collect::<String>()
+                )
+            })?),
+        };
         Ok(Overrides {
             fault,
+            fault_on,
             ttft: duration("x-sim-ttft")?,
             itl: duration("x-sim-itl")?,
         })
@@ -425,6 +440,48 @@ impl Overrides {
             plan.itls.iter_mut().for_each(|d| *d = itl);
         }
     }
+}
+
+/// Whether a fault scoped to `on` may hit `req`.
+fn fault_covers(on: FaultOn, req: &request::GenRequest) -> bool {
+    {
+        match on {
+            FaultOn::Any => true,
+            FaultOn::Tools => req.tool.is_some(),
+            FaultOn::ToolResult => matches!(req.turn, request::Turn::ToolResult(_)),
+        }
+    }
+}
+
+/// Most pieces a tool call's arguments stream in.
+const TOOL_PIECES: usize = 6;
+
+/// The tool call to make for `req`: a streamed request that offers tools and ends with a user
+/// turn calls the first tool offered, with arguments made up from its schema.
+fn planned_tool_call(api: Api, req: &request::GenRequest, id: &str) -> Option<wire::SimToolCall> {
+    let (name, schema) = req.tool.as_ref()?;
+    if api == Api::OpenaiCompletions || !req.stream || req.turn != request::Turn::User {
+        return None;
+    }
+    let arguments = super::tools::example(schema).to_string();
+    // Gemini and Ollama send a call whole, in one event.
+    let pieces = match api {
+        Api::Gemini | Api::Ollama => vec![arguments.clone()],
+        _ => super::tools::pieces(&arguments, TOOL_PIECES),
+    };
+    let prefix = match api {
+        Api::AnthropicMessages => "toolu_",
+        Api::BedrockConverse => "tooluse_",
+        _ => "call_",
+    };
+    let tail: String = id.chars().filter(char::is_ascii_alphanumeric).collect();
+    let tail = &tail[tail.len().saturating_sub(16)..];
+    Some(wire::SimToolCall {
+        id: format!("{prefix}{tail}"),
+        name: name.clone(),
+        arguments,
+        pieces,
+    })
 }
 
 /// What an API says in the path rather than the body (Gemini: the model and whether to stream).
@@ -490,13 +547,33 @@ async fn generate_with(
             )
         }
     };
+    let tool_call = planned_tool_call(api, &req, &id);
+    let answer_prefix = match &req.turn {
+        request::Turn::ToolResult(text) if api != Api::OpenaiCompletions => {
+            super::tools::result_tokens(text)
+        }
+        _ => Vec::new(),
+    };
+    let length = match (&tool_call, answer_prefix.len()) {
+        (Some(call), _) => sample::Length::Exactly(u32::try_from(call.pieces.len()).unwrap_or(1)),
+        (None, 0) => sample::Length::Drawn,
+        (None, n) => sample::Length::AtLeast(u32::try_from(n).unwrap_or(u32::MAX)),
+    };
+    // A fault scoped to other requests is suppressed (the draw still happens).
+    let scope = overrides.fault_on.unwrap_or(cfg.fault_on);
+    let forced = if fault_covers(scope, &req) {
+        overrides.fault
+    } else {
+        Some(None)
+    };
     let mut plan = {
         let mut rng = state.rng();
-        sample::draw_plan(
+        sample::draw_shaped_plan(
             &cfg,
             req.max_tokens,
             api != Api::OpenaiCompletions,
-            overrides.fault,
+            forced,
+            length,
             &mut *rng,
         )
     };
@@ -576,6 +653,8 @@ async fn generate_with(
         model,
         include_usage: req.include_usage,
         prompt_tokens,
+        tool_call,
+        answer_prefix,
     };
     let job = Job {
         state: state.clone(),

@@ -83,6 +83,37 @@ pub struct Ctx {
     pub include_usage: bool,
     /// Input tokens.
     pub prompt_tokens: u32,
+    /// The tool call the answer makes instead of text, if any.
+    pub tool_call: Option<SimToolCall>,
+    /// Answer tokens sent before the usual words (a tool result repeated).
+    pub answer_prefix: Vec<String>,
+}
+
+/// A tool call the simulator makes: its arguments stream as the answer's tokens, one piece
+/// each.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimToolCall {
+    /// The call's id.
+    pub id: String,
+    /// The tool's name.
+    pub name: String,
+    /// The whole arguments (JSON text).
+    pub arguments: String,
+    /// The arguments cut into the pieces streamed, one per token.
+    pub pieces: Vec<String>,
+}
+
+/// The opaque `thoughtSignature` the simulator puts on a Gemini function call.
+pub const SIM_SIGNATURE: &str = "c2ltdWxhdGVk";
+
+impl Ctx {
+    /// The text of answer token `i`: the prefix first, then the usual words.
+    pub fn answer_text(&self, i: u32) -> String {
+        match self.answer_prefix.get(i as usize) {
+            Some(t) => t.clone(),
+            None => answer_token(i),
+        }
+    }
 }
 
 /// `data: JSON` as one SSE event.
@@ -165,6 +196,8 @@ struct Emitter<'a> {
     thinking_open: bool,
     /// Index of the open text block, once opened.
     text_block: Option<u32>,
+    /// Index of the open tool_use block (Anthropic), once opened.
+    tool_block: Option<u32>,
     next_block: u32,
     responses: openai_responses::Wire,
     gemini: gemini::Wire,
@@ -179,6 +212,7 @@ impl<'a> Emitter<'a> {
             answer_sent: 0,
             thinking_open: false,
             text_block: None,
+            tool_block: None,
             next_block: 0,
             responses: openai_responses::Wire::default(),
             gemini: gemini::Wire::default(),
@@ -330,8 +364,16 @@ impl<'a> Emitter<'a> {
                 }
                 Api::Gemini => self.gemini.token(self.c, true, &text).1,
             }
+        } else if let Some(call) = &self.c.tool_call {
+            let i = self.answer_sent;
+            self.answer_sent += 1;
+            let piece = call.pieces.get(i as usize).cloned().unwrap_or_default();
+            let first = i == 0;
+            let (before, tok) = self.tool_token(call, first, &piece);
+            pre.extend(before);
+            tok
         } else {
-            let text = answer_token(self.answer_sent);
+            let text = self.c.answer_text(self.answer_sent);
             self.answer_sent += 1;
             match self.c.api {
                 Api::Ollama => dialects::ollama::token(&self.c.model, self.c.created, &text, false),
@@ -366,13 +408,72 @@ impl<'a> Emitter<'a> {
         (pre, tok)
     }
 
+    /// One piece of a tool call's arguments, and the events that open the call before the
+    /// first piece.
+    fn tool_token(&mut self, call: &SimToolCall, first: bool, piece: &str) -> (Vec<Bytes>, Bytes) {
+        let mut pre = Vec::new();
+        let tok = match self.c.api {
+            Api::OpenaiChat => {
+                if first {
+                    pre.push(data(&self.chat_chunk(
+                        json!({"tool_calls": [{"index": 0, "id": call.id, "type": "function",
+                                               "function": {"name": call.name, "arguments": ""}}]}),
+                        None,
+                    )));
+                }
+                data(&self.chat_chunk(
+                    json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}),
+                    None,
+                ))
+            }
+            Api::AnthropicMessages => {
+                if first {
+                    pre.extend(self.close_thinking());
+                    self.tool_block = Some(self.next_block);
+                    pre.extend(self.block_start(json!({"type": "tool_use", "id": call.id,
+                                                       "name": call.name, "input": {}})));
+                }
+                event(
+                    "content_block_delta",
+                    &json!({"type": "content_block_delta", "index": self.tool_block,
+                            "delta": {"type": "input_json_delta", "partial_json": piece}}),
+                )
+            }
+            Api::OpenaiResponses => {
+                let (p, tok) = self.responses.tool_token(self.c, call, first, piece);
+                pre.extend(p);
+                tok
+            }
+            Api::Gemini => self.gemini.tool_call(self.c, call),
+            Api::Ollama => dialects::ollama::tool_call(&self.c.model, self.c.created, call),
+            Api::BedrockConverse => {
+                let (before, tok) =
+                    dialects::bedrock_converse::tool_token(call, first, piece, self.reasoning_sent);
+                pre.extend(before);
+                tok
+            }
+            // The completions API has no tools; the server never plans a call for it.
+            Api::OpenaiCompletions => data(&self.completion_chunk(piece, None)),
+        };
+        (pre, tok)
+    }
+
+    /// Whether the answer was a tool call (at least one piece sent).
+    fn called(&self) -> bool {
+        self.c.tool_call.is_some() && self.answer_sent > 0
+    }
+
     /// Every event after the last token, as one chunk.
     fn close(&mut self, finish: FinishReason) -> Bytes {
         let length = finish == FinishReason::Length;
         let mut out: Vec<Bytes> = Vec::new();
         match self.c.api {
             Api::OpenaiChat | Api::OpenaiCompletions => {
-                let reason = if length { "length" } else { "stop" };
+                let reason = match (length, self.called()) {
+                    (true, _) => "length",
+                    (false, true) => "tool_calls",
+                    (false, false) => "stop",
+                };
                 let last = if self.c.api == Api::OpenaiChat {
                     self.chat_chunk(json!({}), Some(reason))
                 } else {
@@ -394,12 +495,22 @@ impl<'a> Emitter<'a> {
                 out.push(Bytes::from_static(DONE.as_bytes()));
             }
             Api::AnthropicMessages => {
-                out.extend(self.open_text());
+                let index = match self.tool_block {
+                    Some(i) => i,
+                    None => {
+                        out.extend(self.open_text());
+                        self.text_block.unwrap_or(0)
+                    }
+                };
                 out.push(event(
                     "content_block_stop",
-                    &json!({"type": "content_block_stop", "index": self.text_block}),
+                    &json!({"type": "content_block_stop", "index": index}),
                 ));
-                let reason = if length { "max_tokens" } else { "end_turn" };
+                let reason = match (length, self.called()) {
+                    (true, _) => "max_tokens",
+                    (false, true) => "tool_use",
+                    (false, false) => "end_turn",
+                };
                 out.push(event(
                     "message_delta",
                     &json!({"type": "message_delta",
@@ -408,7 +519,7 @@ impl<'a> Emitter<'a> {
                 ));
                 out.push(event("message_stop", &json!({"type": "message_stop"})));
             }
-            Api::OpenaiResponses => out.push(self.responses.close(self.c, length)),
+            Api::OpenaiResponses => out.push(self.responses.close(self.c, length, self.called())),
             Api::Gemini => out.push(self.gemini.close(self.c, length)),
             Api::Ollama => out.push(dialects::ollama::close(
                 &self.c.model,
@@ -422,6 +533,7 @@ impl<'a> Emitter<'a> {
                 finish,
                 self.reasoning_sent,
                 self.answer_sent,
+                self.called(),
                 self.c.prompt_tokens,
                 &self.planned,
             )),
@@ -530,7 +642,7 @@ pub fn whole(c: &Ctx, p: &Plan) -> Whole {
         return Whole::Json(body, FinishReason::Abort);
     }
     let reasoning: String = (0..p.reasoning).map(reasoning_token).collect();
-    let answer: String = (0..p.answer).map(answer_token).collect();
+    let answer: String = (0..p.answer).map(|i| c.answer_text(i)).collect();
     let finish = if p.truncated {
         FinishReason::Length
     } else {
@@ -633,6 +745,8 @@ mod tests {
             model: "m".to_string(),
             include_usage,
             prompt_tokens: 5,
+            tool_call: None,
+            answer_prefix: Vec::new(),
         }
     }
 
@@ -828,5 +942,97 @@ mod tests {
         assert_eq!(answer_token(10), " one");
         assert_eq!(answer_token(12), " three");
         assert_eq!(reasoning_token(5), " beta");
+    }
+
+    fn tool_ctx(api: Api) -> Ctx {
+        let mut c = ctx(api, false);
+        c.tool_call = Some(SimToolCall {
+            id: "call_9".to_string(),
+            name: "f".to_string(),
+            arguments: r#"{"a":1}"#.to_string(),
+            pieces: vec![r#"{"a""#.to_string(), ":1}".to_string()],
+        });
+        c
+    }
+
+    #[test]
+    fn openai_chat_tool_call_stream() {
+        let steps = script(&tool_ctx(Api::OpenaiChat), &plan(0, 2, None));
+        let tail = r#""created":1700000000,"id":"id-1","model":"m","object":"chat.completion.chunk","system_fingerprint":null"#;
+        let chunk = |delta: &str, finish: &str| {
+            format!(
+                "data: {{\"choices\":[{{\"delta\":{delta},\"finish_reason\":{finish},\"index\":0,\"logprobs\":null}}],{tail}}}\n\n"
+            )
+        };
+        let expected = [
+            chunk(r#"{"content":"","role":"assistant"}"#, "null"),
+            chunk(
+                r#"{"tool_calls":[{"function":{"arguments":"","name":"f"},"id":"call_9","index":0,"type":"function"}]}"#,
+                "null",
+            ),
+            format!(
+                "|{}",
+                chunk(r#"{"tool_calls":[{"function":{"arguments":"{\"a\""},"index":0}]}"#, "null")
+            ),
+            format!(
+                "|{}",
+                chunk(r#"{"tool_calls":[{"function":{"arguments":":1}"},"index":0}]}"#, "null")
+            ),
+            chunk("{}", r#""tool_calls""#),
+            "data: [DONE]\n\n<end stop>\n".to_string(),
+        ]
+        .concat();
+        assert_eq!(render(&steps), expected);
+    }
+
+    #[test]
+    fn anthropic_tool_use_stream() {
+        let steps = script(&tool_ctx(Api::AnthropicMessages), &plan(1, 2, None));
+        let text = render(&steps);
+        let names: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.trim_start_matches('|').strip_prefix("event: "))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "message_start",
+                "content_block_start",
+                "ping",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        assert!(text.contains(
+            r#"{"content_block":{"id":"call_9","input":{},"name":"f","type":"tool_use"},"index":1,"type":"content_block_start"}"#
+        ));
+        assert!(
+            text.contains(r#""delta":{"partial_json":":1}","type":"input_json_delta"},"index":1"#)
+        );
+        assert!(text.contains(r#""stop_reason":"tool_use""#));
+    }
+
+    #[test]
+    fn an_empty_response_makes_no_call_and_answers_start_with_the_prefix() {
+        let steps = script(
+            &tool_ctx(Api::OpenaiChat),
+            &plan(0, 0, Some(FaultKind::EmptyResponse)),
+        );
+        let text = render(&steps);
+        assert!(!text.contains("tool_calls"), "{text}");
+        assert!(text.contains(r#""finish_reason":"stop""#));
+        let mut c = ctx(Api::OpenaiChat, false);
+        c.answer_prefix = vec!["17".to_string(), " C".to_string()];
+        let Whole::Json(v, _) = whole(&c, &plan(0, 4, None)) else {
+            panic!("expected JSON");
+        };
+        assert_eq!(v["choices"][0]["message"]["content"], "17 C three four");
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Events are dispatched on the JSON `type` field (the `event:` line, which normally matches, is
 //! used only when `type` is missing). Unknown types are ignored, so new event kinds do not break
-//! probes.
+//! probes. A `content_block_start` of a `tool_use` block starts a tool call
+//! ([`Signal::ToolCall`] with its `id` and `name`); its `input_json_delta`s are the arguments.
 //!
 //! Token usage is normalized to the OpenAI meaning, so cost and token counters need one rule:
 //! `input_tokens` is the whole prompt, i.e. Anthropic's `input_tokens` (the uncached part) plus
@@ -17,7 +18,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::common::{Text, content_withheld, merge_extra, truncate};
+use super::common::{arguments_object, content_withheld, declared_tools, merge_extra, truncate, Text};
 use super::{
     token_count, AuthStyle, DecodeError, Dialect, Framing, ErrorCondition, OutputKind, ProbeRequest, Signal, FramedEvent,
     StreamDecoder, TokenSource, UsageReport,
@@ -49,21 +50,70 @@ pub static DIALECT: Dialect = Dialect {
 /// Builds the streaming request body.
 ///
 /// `system` messages become the top-level `system` string (joined by blank lines when there are
-/// several); every other message is sent in order with its role unchanged.
+/// several); every other message is sent in order with its role unchanged. An assistant turn
+/// with tool calls has a content array: its text (if any), then one `tool_use` block per call
+/// (`input` the parsed arguments). Tool results become `tool_result` blocks of one user
+/// message (consecutive results share it, and a user text right after them joins it as a text
+/// block, since the API wants roles to alternate). `tools` (`{name, description,
+/// input_schema}`) are sent when offered, or declared from the history when it holds tool use
+/// (the API rejects tool blocks without tool definitions).
 pub fn build_body(req: &ProbeRequest<'_>) -> Value {
     let mut system = String::new();
-    let mut messages = Vec::with_capacity(req.messages.len());
+    let mut messages: Vec<Value> = Vec::with_capacity(req.messages.len());
+    // Whether the last message pushed is a user message of content blocks (tool results).
+    let mut open_results = false;
     for m in req.messages {
-        if m.role == "system" {
-            if !system.is_empty() {
-                system.push_str("\n\n");
+        match m.role.as_str() {
+            "system" => {
+                if !system.is_empty() {
+                    system.push_str("\n\n");
+                }
+                system.push_str(&m.content);
             }
-            system.push_str(&m.content);
-        } else {
-            let mut o = Map::with_capacity(2);
-            o.insert("role".into(), Value::from(m.role.as_str()));
-            o.insert("content".into(), Value::from(m.content.as_str()));
-            messages.push(Value::Object(o));
+            "tool" => {
+                let mut block = Map::with_capacity(3);
+                block.insert("type".into(), Value::from("tool_result"));
+                block.insert(
+                    "tool_use_id".into(),
+                    Value::from(m.tool_call_id.as_deref().unwrap_or_default()),
+                );
+                block.insert("content".into(), Value::from(m.content.as_str()));
+                push_block(&mut messages, &mut open_results, Value::Object(block));
+            }
+            "user" if open_results => {
+                let mut block = Map::with_capacity(2);
+                block.insert("type".into(), Value::from("text"));
+                block.insert("text".into(), Value::from(m.content.as_str()));
+                push_block(&mut messages, &mut open_results, Value::Object(block));
+                open_results = false;
+            }
+            role => {
+                open_results = false;
+                let content = if m.tool_calls.is_empty() {
+                    Value::from(m.content.as_str())
+                } else {
+                    let mut blocks = Vec::with_capacity(m.tool_calls.len() + 1);
+                    if !m.content.is_empty() {
+                        let mut b = Map::with_capacity(2);
+                        b.insert("type".into(), Value::from("text"));
+                        b.insert("text".into(), Value::from(m.content.as_str()));
+                        blocks.push(Value::Object(b));
+                    }
+                    for c in &m.tool_calls {
+                        let mut b = Map::with_capacity(4);
+                        b.insert("type".into(), Value::from("tool_use"));
+                        b.insert("id".into(), Value::from(c.id.as_str()));
+                        b.insert("name".into(), Value::from(c.name.as_str()));
+                        b.insert("input".into(), arguments_object(&c.arguments));
+                        blocks.push(Value::Object(b));
+                    }
+                    Value::Array(blocks)
+                };
+                let mut o = Map::with_capacity(2);
+                o.insert("role".into(), Value::from(role));
+                o.insert("content".into(), content);
+                messages.push(Value::Object(o));
+            }
         }
     }
     let mut body = Map::new();
@@ -78,8 +128,40 @@ pub fn build_body(req: &ProbeRequest<'_>) -> Value {
     if !req.stop.is_empty() {
         body.insert("stop_sequences".into(), Value::from(req.stop.to_vec()));
     }
+    let tools = declared_tools(req);
+    if !tools.is_empty() {
+        let tools: Vec<Value> = tools
+            .into_iter()
+            .map(|t| {
+                let mut o = Map::with_capacity(3);
+                o.insert("name".into(), Value::from(t.name));
+                if !t.description.is_empty() {
+                    o.insert("description".into(), Value::from(t.description));
+                }
+                o.insert("input_schema".into(), t.parameters);
+                Value::Object(o)
+            })
+            .collect();
+        body.insert("tools".into(), Value::Array(tools));
+    }
     merge_extra(&mut body, req.extra_body);
     Value::Object(body)
+}
+
+/// Appends a content block to the open user message of tool results, or opens one.
+fn push_block(messages: &mut Vec<Value>, open: &mut bool, block: Value) {
+    if *open {
+        if let Some(Value::Array(blocks)) = messages.last_mut().and_then(|m| m.get_mut("content"))
+        {
+            blocks.push(block);
+            return;
+        }
+    }
+    let mut o = Map::with_capacity(2);
+    o.insert("role".into(), Value::from("user"));
+    o.insert("content".into(), Value::Array(vec![block]));
+    messages.push(Value::Object(o));
+    *open = true;
 }
 
 /// Per-probe decoding state.
@@ -98,6 +180,8 @@ struct Event<'a> {
     message: Option<MessageStart<'a>>,
     #[serde(borrow)]
     delta: Option<Delta<'a>>,
+    #[serde(borrow)]
+    content_block: Option<Block<'a>>,
     usage: Option<Value>,
     #[serde(borrow)]
     error: Option<ErrorBody<'a>>,
@@ -123,6 +207,17 @@ struct Delta<'a> {
     partial_json: Option<Text<'a>>,
     #[serde(borrow)]
     stop_reason: Option<Text<'a>>,
+}
+
+/// The block a `content_block_start` opens.
+#[derive(Deserialize)]
+struct Block<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Text<'a>>,
+    #[serde(borrow)]
+    id: Option<Text<'a>>,
+    #[serde(borrow)]
+    name: Option<Text<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -265,8 +360,19 @@ impl StreamDecoder for Decoder {
                 };
                 out.push(error_signal(kind, message));
             }
-            // ping, content_block_start (a tool_use start has no arguments yet),
-            // content_block_stop and unknown types.
+            "content_block_start" => {
+                // A tool_use block names the call; its arguments follow as input_json_delta.
+                if let Some(b) = ev.content_block.filter(|b| {
+                    b.kind.as_ref().is_some_and(|k| k.0 == "tool_use")
+                }) {
+                    out.push(Signal::ToolCall {
+                        id: b.id.map(|i| i.0.into_owned()).filter(|i| !i.is_empty()),
+                        name: b.name.map(|n| n.0.into_owned()).unwrap_or_default(),
+                        signature: None,
+                    });
+                }
+            }
+            // ping, content_block_stop and unknown types.
             _ => {}
         }
         Ok(())

@@ -7,7 +7,8 @@
 //! payload. Payloads may carry extra fields (Bedrock pads them with `p`); unknown fields and
 //! unknown event types are ignored.
 //! - `messageStart` (`role`) and `contentBlockStop` carry nothing to report; a
-//!   `contentBlockStart` opens a tool-use block whose arguments come in later deltas.
+//!   `contentBlockStart` with `start.toolUse` starts a tool call ([`Signal::ToolCall`] with its
+//!   `toolUseId` and `name`) whose arguments come in later deltas.
 //! - `contentBlockDelta.delta`: `text` is answer text, `reasoningContent.text` reasoning text
 //!   (its `signature` and `redactedContent` carry no tokens), `toolUse.input` a piece of the
 //!   tool call's JSON arguments.
@@ -30,7 +31,10 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::common::{MAX_ERROR_MESSAGE, Text, content_withheld, merge_extra, truncate};
+use super::common::{
+    arguments_object, content_withheld, declared_tools, merge_extra, obj1, truncate, Text,
+    MAX_ERROR_MESSAGE,
+};
 use super::{
     token_count, AuthStyle, DecodeError, Dialect, ErrorCondition, FramedEvent, Framing, OutputKind,
     ProbeRequest, Signal, StreamDecoder, TokenSource, UsageReport,
@@ -79,7 +83,11 @@ pub fn path(model: &str) -> String {
 
 /// Builds the request body: `messages` with text content blocks, `system` blocks from the
 /// `system` messages, and `inferenceConfig` with `maxTokens`, `temperature` and
-/// `stopSequences`. The model is in the path, not the body.
+/// `stopSequences`. The model is in the path, not the body. An assistant turn's tool calls are
+/// `toolUse` blocks (`toolUseId`, `name`, `input` object); tool results are `toolResult` blocks
+/// (`toolUseId`, `content: [{text}]`) of one user message. `toolConfig.tools`
+/// (`[{toolSpec: {name, description, inputSchema: {json}}}]`) is sent when tools are offered,
+/// or declared from the history when it holds tool use (Bedrock requires it then).
 ///
 /// `extra_body` is merged at the top level (e.g. `additionalModelRequestFields`,
 /// `performanceConfig`), except that an `inferenceConfig` object is merged into ours field by
@@ -91,15 +99,59 @@ pub fn build_body(req: &ProbeRequest<'_>) -> Value {
         Value::Object(b)
     };
     let mut system = Vec::new();
-    let mut messages = Vec::with_capacity(req.messages.len());
+    let mut messages: Vec<Value> = Vec::with_capacity(req.messages.len());
+    // Whether the last message pushed is a user message of tool results.
+    let mut open_results = false;
     for m in req.messages {
-        if m.role == "system" {
-            system.push(block(&m.content));
-        } else {
-            let mut o = Map::with_capacity(2);
-            o.insert("role".into(), Value::from(m.role.as_str()));
-            o.insert("content".into(), Value::Array(vec![block(&m.content)]));
-            messages.push(Value::Object(o));
+        match m.role.as_str() {
+            "system" => system.push(block(&m.content)),
+            "tool" => {
+                let mut r = Map::with_capacity(2);
+                r.insert(
+                    "toolUseId".into(),
+                    Value::from(m.tool_call_id.as_deref().unwrap_or_default()),
+                );
+                r.insert("content".into(), Value::Array(vec![block(&m.content)]));
+                let b = obj1("toolResult", Value::Object(r));
+                match messages.last_mut().and_then(|l| l.get_mut("content")) {
+                    Some(Value::Array(blocks)) if open_results => blocks.push(b),
+                    _ => {
+                        let mut o = Map::with_capacity(2);
+                        o.insert("role".into(), Value::from("user"));
+                        o.insert("content".into(), Value::Array(vec![b]));
+                        messages.push(Value::Object(o));
+                        open_results = true;
+                    }
+                }
+            }
+            role => {
+                let mut content = Vec::with_capacity(m.tool_calls.len() + 1);
+                // Bedrock rejects blank text blocks: a turn of only tool calls has none.
+                if !m.content.is_empty() || m.tool_calls.is_empty() {
+                    content.push(block(&m.content));
+                }
+                for c in &m.tool_calls {
+                    let mut u = Map::with_capacity(3);
+                    u.insert("toolUseId".into(), Value::from(c.id.as_str()));
+                    u.insert("name".into(), Value::from(c.name.as_str()));
+                    u.insert("input".into(), arguments_object(&c.arguments));
+                    content.push(obj1("toolUse", Value::Object(u)));
+                }
+                match messages.last_mut().and_then(|l| l.get_mut("content")) {
+                    // A user text right after tool results joins their message (roles
+                    // alternate).
+                    Some(Value::Array(blocks)) if open_results && role == "user" => {
+                        blocks.extend(content)
+                    }
+                    _ => {
+                        let mut o = Map::with_capacity(2);
+                        o.insert("role".into(), Value::from(role));
+                        o.insert("content".into(), Value::Array(content));
+                        messages.push(Value::Object(o));
+                    }
+                }
+                open_results = false;
+            }
         }
     }
     let mut config = Map::new();
@@ -126,6 +178,22 @@ pub fn build_body(req: &ProbeRequest<'_>) -> Value {
     if !config.is_empty() {
         body.insert("inferenceConfig".into(), Value::Object(config));
     }
+    let tools = declared_tools(req);
+    if !tools.is_empty() {
+        let tools: Vec<Value> = tools
+            .into_iter()
+            .map(|t| {
+                let mut spec = Map::with_capacity(3);
+                spec.insert("name".into(), Value::from(t.name));
+                if !t.description.is_empty() {
+                    spec.insert("description".into(), Value::from(t.description));
+                }
+                spec.insert("inputSchema".into(), obj1("json", t.parameters));
+                obj1("toolSpec", Value::Object(spec))
+            })
+            .collect();
+        body.insert("toolConfig".into(), obj1("tools", Value::Array(tools)));
+    }
     merge_extra(&mut body, &extra);
     Value::Object(body)
 }
@@ -144,6 +212,7 @@ struct Event<'a> {
     stop_reason: Option<Text<'a>>,
     usage: Option<Value>,
     metrics: Option<Value>,
+    start: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -253,6 +322,7 @@ impl StreamDecoder for Decoder {
                 stop_reason: None,
                 usage: None,
                 metrics: None,
+                start: None,
             }
         } else {
             serde_json::from_str(data).map_err(|e| DecodeError {
@@ -266,6 +336,22 @@ impl StreamDecoder for Decoder {
                     output(out, OutputKind::Reasoning, d.reasoning.and_then(|r| r.text));
                     output(out, OutputKind::Answer, d.text);
                     output(out, OutputKind::ToolCall, d.tool_use.and_then(|t| t.input));
+                }
+            }
+            "contentBlockStart" => {
+                // A toolUse start names the call; its input follows in deltas.
+                if let Some(t) = ev.start.as_ref().and_then(|s| s.get("toolUse")) {
+                    let text = |k: &str| {
+                        t.get(k)
+                            .and_then(Value::as_str)
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_string)
+                    };
+                    out.push(Signal::ToolCall {
+                        id: text("toolUseId"),
+                        name: text("name").unwrap_or_default(),
+                        signature: None,
+                    });
                 }
             }
             "messageStop" => {
@@ -290,7 +376,7 @@ impl StreamDecoder for Decoder {
                     reason: "event without an :event-type".into(),
                 })
             }
-            // messageStart, contentBlockStart, contentBlockStop and unknown types.
+            // messageStart, contentBlockStop and unknown types.
             _ => {}
         }
         Ok(())

@@ -20,18 +20,114 @@ pub fn merge_extra(body: &mut Map<String, Value>, extra: &Map<String, Value>) {
     }
 }
 
-/// The messages as `[{"role", "content"}]`, roles unchanged (OpenAI Chat, Ollama).
+/// The messages as `[{"role", "content"}]`, roles unchanged (OpenAI Chat, Ollama), with the
+/// OpenAI Chat tool fields: an assistant message's `tool_calls`
+/// (`[{id, type: "function", function: {name, arguments}}]`, arguments as a string; `content`
+/// `null` when the turn is only calls) and a tool message's `tool_call_id`.
 pub fn role_content_messages(messages: &[super::Message]) -> Value {
     messages
         .iter()
         .map(|m| {
-            let mut o = Map::with_capacity(2);
+            let mut o = Map::with_capacity(3);
             o.insert("role".into(), Value::from(m.role.as_str()));
-            o.insert("content".into(), Value::from(m.content.as_str()));
+            if m.tool_calls.is_empty() || !m.content.is_empty() {
+                o.insert("content".into(), Value::from(m.content.as_str()));
+            } else {
+                o.insert("content".into(), Value::Null);
+            }
+            if !m.tool_calls.is_empty() {
+                let calls: Vec<Value> = m
+                    .tool_calls
+                    .iter()
+                    .map(|c| {
+                        let mut f = Map::with_capacity(2);
+                        f.insert("name".into(), Value::from(c.name.as_str()));
+                        f.insert("arguments".into(), Value::from(c.arguments.as_str()));
+                        let mut call = Map::with_capacity(3);
+                        call.insert("id".into(), Value::from(c.id.as_str()));
+                        call.insert("type".into(), Value::from("function"));
+                        call.insert("function".into(), Value::Object(f));
+                        Value::Object(call)
+                    })
+                    .collect();
+                o.insert("tool_calls".into(), Value::Array(calls));
+            }
+            if m.role == "tool" {
+                if let Some(id) = &m.tool_call_id {
+                    o.insert("tool_call_id".into(), Value::from(id.as_str()));
+                }
+            }
             Value::Object(o)
         })
         .collect::<Vec<_>>()
         .into()
+}
+
+/// A tool call's arguments as a JSON object, for APIs that take them as an object (Anthropic
+/// `input`, Gemini `args`, Ollama `arguments`, Bedrock `input`): the streamed text parsed, or
+/// `{}` when it is empty, invalid or not an object (the model's text is then lost, but the
+/// request stays valid).
+pub fn arguments_object(arguments: &str) -> Value {
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => Value::Object(Map::new()),
+    }
+}
+
+/// OpenAI-style tool definitions (OpenAI Chat, Ollama):
+/// `[{"type": "function", "function": {name, description, parameters}}]`.
+pub fn function_tools(tools: &[super::ToolSpec]) -> Value {
+    tools
+        .iter()
+        .map(|t| {
+            let mut f = Map::with_capacity(3);
+            f.insert("name".into(), Value::from(t.name.as_str()));
+            if !t.description.is_empty() {
+                f.insert("description".into(), Value::from(t.description.as_str()));
+            }
+            f.insert("parameters".into(), t.parameters.clone());
+            let mut o = Map::with_capacity(2);
+            o.insert("type".into(), Value::from("function"));
+            o.insert("function".into(), Value::Object(f));
+            Value::Object(o)
+        })
+        .collect::<Vec<_>>()
+        .into()
+}
+
+/// The tools to declare for a request: the offered ones, or, when none are offered but the
+/// history holds tool calls (APIs that reject tool history without tool definitions:
+/// Anthropic, Bedrock), one permissive definition per tool name called, in order of first call.
+pub fn declared_tools(req: &super::ProbeRequest<'_>) -> Vec<super::ToolSpec> {
+    if !req.tools.is_empty() {
+        return req.tools.to_vec();
+    }
+    let mut out: Vec<super::ToolSpec> = Vec::new();
+    let names = req.messages.iter().flat_map(|m| {
+        m.tool_calls
+            .iter()
+            .map(|c| c.name.as_str())
+            .chain(m.tool_name.as_deref())
+    });
+    for name in names {
+        if !name.is_empty() && !out.iter().any(|t| t.name == name) {
+            let mut schema = Map::with_capacity(1);
+            schema.insert("type".into(), Value::from("object"));
+            out.push(super::ToolSpec {
+                name: name.to_string(),
+                description: String::new(),
+                parameters: Value::Object(schema),
+            });
+        }
+    }
+    out
+}
+
+/// A one-key JSON object.
+pub fn obj1(key: &str, value: Value) -> Value {
+    let mut o = Map::with_capacity(1);
+    o.insert(key.into(), value);
+    Value::Object(o)
 }
 
 /// A JSON string that borrows from the event when it has no escapes.

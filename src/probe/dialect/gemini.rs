@@ -2,7 +2,12 @@
 //!
 //! Request: the key goes in the `x-goog-api-key` header, never in the query string. `system`
 //! (and `developer`) messages become `systemInstruction`, `assistant` messages are sent with
-//! the role `model`, every other message with the role `user`, each as one text part.
+//! the role `model`, every other message with the role `user`, each as one text part. An
+//! assistant turn's tool calls are `functionCall` parts (`{name, args}`, with the call's
+//! `thoughtSignature` beside it on the part when the server gave one); tool results are
+//! `functionResponse` parts (`{name, response}`, the response an object: a non-object result
+//! is wrapped as `{"result": ...}`) of one `user` turn. Offered tools are sent as
+//! `tools: [{functionDeclarations: [{name, description, parameters}]}]`.
 //! `generationConfig` carries `maxOutputTokens`, `temperature` and `stopSequences`.
 //! `extra_body` is merged last; unlike the other dialects an object value is merged into the
 //! object already there, one level deep, so `generationConfig: {thinkingConfig: {...}}` adds
@@ -11,8 +16,9 @@
 //! Stream: one `data:` JSON chunk per event, no `[DONE]`. Per chunk:
 //! - `candidates[].content.parts[]`: `text` is answer text, or reasoning when the part has
 //!   `thought: true` (thought summaries, sent only when `thinkingConfig.includeThoughts` is
-//!   set); a `functionCall` part is tool-call output (its `args` as JSON text: the Gemini API
-//!   sends a call whole, not as argument deltas).
+//!   set); a `functionCall` part is a whole tool call: [`Signal::ToolCall`] (its `name`, its
+//!   `id` when the server gives one, and the part's `thoughtSignature`), then its `args` as
+//!   JSON text (the Gemini API sends a call whole, not as argument deltas).
 //! - `candidates[].finishReason` is reported as sent (`STOP`, `MAX_TOKENS`, ...); the stream is
 //!   complete when a finish reason is followed by a clean end of body. A reason in
 //!   [`WITHHELD`] (`SAFETY`, `RECITATION`, ...) or a `promptFeedback.blockReason` means the
@@ -30,7 +36,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::common::{content_withheld, stream_error};
+use super::common::{arguments_object, content_withheld, obj1, stream_error};
 use super::{
     path_segment, token_count, AuthStyle, DecodeError, Dialect, FramedEvent,
     Framing, OutputKind, ProbeRequest, Signal, StreamDecoder, TokenSource, UsageReport,
@@ -92,7 +98,7 @@ pub fn build_body(req: &ProbeRequest<'_>) -> Value {
     let mut system = String::new();
     let mut contents = Vec::with_capacity(req.messages.len());
     for m in req.messages {
-        let role = match m.role.as_str() {
+        let (role, parts) = match m.role.as_str() {
             "system" | "developer" => {
                 if !system.is_empty() {
                     system.push_str("\n\n");
@@ -100,12 +106,51 @@ pub fn build_body(req: &ProbeRequest<'_>) -> Value {
                 system.push_str(&m.content);
                 continue;
             }
-            "assistant" | "model" => "model",
-            _ => "user",
+            "assistant" | "model" => {
+                let mut parts = Vec::with_capacity(m.tool_calls.len() + 1);
+                if !m.content.is_empty() || m.tool_calls.is_empty() {
+                    parts.push(text_part(&m.content));
+                }
+                for c in &m.tool_calls {
+                    let mut call = Map::with_capacity(2);
+                    call.insert("name".into(), Value::from(c.name.as_str()));
+                    call.insert("args".into(), arguments_object(&c.arguments));
+                    let mut part = Map::with_capacity(2);
+                    part.insert("functionCall".into(), Value::Object(call));
+                    if let Some(sig) = &c.signature {
+                        part.insert("thoughtSignature".into(), Value::from(sig.as_str()));
+                    }
+                    parts.push(Value::Object(part));
+                }
+                ("model", parts)
+            }
+            "tool" => {
+                let mut resp = Map::with_capacity(2);
+                resp.insert(
+                    "name".into(),
+                    Value::from(m.tool_name.as_deref().unwrap_or_default()),
+                );
+                resp.insert("response".into(), response_object(&m.content));
+                let part = obj1("functionResponse", Value::Object(resp));
+                // Results of parallel calls go together in one user turn.
+                if let Some(last) = contents.last_mut().filter(|c: &&mut Value| {
+                    c.get("parts")
+                        .and_then(Value::as_array)
+                        .and_then(|p| p.last())
+                        .is_some_and(|p| p.get("functionResponse").is_some())
+                }) {
+                    if let Some(Value::Array(parts)) = last.get_mut("parts") {
+                        parts.push(part);
+                        continue;
+                    }
+                }
+                ("user", vec![part])
+            }
+            _ => ("user", vec![text_part(&m.content)]),
         };
         let mut o = Map::with_capacity(2);
         o.insert("role".into(), Value::from(role));
-        o.insert("parts".into(), Value::Array(vec![text_part(&m.content)]));
+        o.insert("parts".into(), Value::Array(parts));
         contents.push(Value::Object(o));
     }
     let mut config = Map::new();
@@ -122,8 +167,37 @@ pub fn build_body(req: &ProbeRequest<'_>) -> Value {
         body.insert("systemInstruction".into(), Value::Object(si));
     }
     body.insert("generationConfig".into(), Value::Object(config));
+    if !req.tools.is_empty() {
+        let decls: Vec<Value> = req
+            .tools
+            .iter()
+            .map(|t| {
+                let mut d = Map::with_capacity(3);
+                d.insert("name".into(), Value::from(t.name.as_str()));
+                if !t.description.is_empty() {
+                    d.insert("description".into(), Value::from(t.description.as_str()));
+                }
+                d.insert("parameters".into(), t.parameters.clone());
+                Value::Object(d)
+            })
+            .collect();
+        body.insert(
+            "tools".into(),
+            Value::Array(vec![obj1("functionDeclarations", Value::Array(decls))]),
+        );
+    }
     merge_one_level(&mut body, req.extra_body);
     Value::Object(body)
+}
+
+/// A tool result as a `functionResponse.response`, which must be an object: a JSON object
+/// result as is, anything else (text, a number, a list) as `{"result": ...}`.
+fn response_object(content: &str) -> Value {
+    match serde_json::from_str::<Value>(content) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(v) => obj1("result", v),
+        Err(_) => obj1("result", Value::from(content)),
+    }
 }
 
 /// Merges `extra` into `body`: `null` removes a field, an object merges into an object already
@@ -185,6 +259,7 @@ struct Part {
     text: Option<String>,
     thought: Option<bool>,
     function_call: Option<Value>,
+    thought_signature: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -232,7 +307,8 @@ impl StreamDecoder for Decoder {
             }
         }
 
-        let (mut reasoning, mut answer, mut tool_call) = (None, None, None);
+        let (mut reasoning, mut answer) = (None, None);
+        let mut tools = Vec::new();
         let mut finish = None;
         for c in chunk.candidates.into_iter().flatten() {
             for p in c.content.and_then(|c| c.parts).into_iter().flatten() {
@@ -244,11 +320,27 @@ impl StreamDecoder for Decoder {
                     }
                 }
                 if let Some(call) = p.function_call.filter(|f| !f.is_null()) {
+                    // A whole call: its start (Gemini gives no id unless asked; the signature
+                    // sits on the part), then its arguments.
+                    if let Some(name) = call.get("name").and_then(Value::as_str) {
+                        tools.push(Signal::ToolCall {
+                            id: call
+                                .get("id")
+                                .and_then(Value::as_str)
+                                .filter(|i| !i.is_empty())
+                                .map(str::to_string),
+                            name: name.to_string(),
+                            signature: p.thought_signature.clone().filter(|s| !s.is_empty()),
+                        });
+                    }
                     let args = match call.get("args").or_else(|| call.get("partialArgs")) {
                         Some(a) if !a.is_null() => a.to_string(),
                         _ => "{}".to_string(),
                     };
-                    append(&mut tool_call, &args);
+                    tools.push(Signal::Output {
+                        kind: OutputKind::ToolCall,
+                        text: args,
+                    });
                 }
             }
             if finish.is_none() {
@@ -258,13 +350,13 @@ impl StreamDecoder for Decoder {
         let outputs = [
             (OutputKind::Reasoning, reasoning),
             (OutputKind::Answer, answer),
-            (OutputKind::ToolCall, tool_call),
         ];
         for (kind, text) in outputs {
             if let Some(text) = text {
                 out.push(Signal::Output { kind, text });
             }
         }
+        out.extend(tools);
         if let Some(u) = &chunk.usage_metadata {
             usage(u, out)?;
         }
@@ -466,6 +558,11 @@ mod tests {
                 out(OutputKind::Answer, "Hello there"),
                 usage_report(Some(12), Some(30), None, Some(28)),
                 Signal::Model("gemini-x-002".into()),
+                Signal::ToolCall {
+                    id: None,
+                    name: "get_time".into(),
+                    signature: None,
+                },
                 out(OutputKind::ToolCall, r#"{"tz":"UTC"}"#),
                 usage_report(Some(15), Some(37), Some(4), Some(28)),
                 Signal::FinishReason("STOP".into()),

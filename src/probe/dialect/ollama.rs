@@ -5,8 +5,9 @@
 //! the server's `streamResponse` for errors:
 //! - `message.content` is answer text, `message.thinking` reasoning text (thinking models, with
 //!   `think` set through `extra_body`), `message.tool_calls` whole tool calls: Ollama parses a
-//!   call before sending it, so each call arrives complete in one line; its `function.arguments`
-//!   object is reported as one tool-call output (serialized JSON).
+//!   call before sending it, so each call arrives complete in one line: [`Signal::ToolCall`]
+//!   (`function.name`, and `id` where the server sends one), then its `function.arguments`
+//!   object as one tool-call output (serialized JSON).
 //! - `model` is reported once, from the first line that carries it.
 //! - The last line has `done: true`, with `done_reason` (`stop`, `length`, ...), the counts
 //!   `prompt_eval_count` (input) and `eval_count` (output, thinking included;
@@ -24,7 +25,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::common::{MAX_ERROR_MESSAGE, Text, merge_extra, role_content_messages, truncate};
+use super::common::{
+    arguments_object, function_tools, merge_extra, truncate, Text, MAX_ERROR_MESSAGE,
+};
 use super::{
     token_count, AuthStyle, DecodeError, Dialect, ErrorCondition, FramedEvent, Framing, OutputKind,
     ProbeRequest, Signal, StreamDecoder, TokenSource, UsageReport,
@@ -59,14 +62,14 @@ pub fn path(_model: &str) -> String {
     "/api/chat".to_string()
 }
 
-/// Builds the streaming request body: `model`, `messages` (roles unchanged, `system`
+/// Builds the streaming request body: `model`, `messages` (see [`messages`]; `system`
 /// included), `stream: true` and `options` with `num_predict`, `temperature` and `stop`.
 ///
 /// `extra_body` is merged at the top level (e.g. `think: true`, `keep_alive`), except that an
 /// `options` object is merged into ours field by field, so `extra_body: {options: {num_ctx:
 /// 8192}}` keeps the scenario's limit and temperature.
 pub fn build_body(req: &ProbeRequest<'_>) -> Value {
-    let messages = role_content_messages(req.messages);
+    let messages = messages(req.messages);
     let mut options = Map::new();
     options.insert("num_predict".into(), Value::from(req.max_tokens));
     options.insert("temperature".into(), Value::from(req.temperature));
@@ -84,11 +87,50 @@ pub fn build_body(req: &ProbeRequest<'_>) -> Value {
     body.insert("model".into(), Value::from(req.model));
     body.insert("messages".into(), messages);
     body.insert("stream".into(), Value::Bool(true));
+    if !req.tools.is_empty() {
+        body.insert("tools".into(), function_tools(req.tools));
+    }
     if !options.is_empty() {
         body.insert("options".into(), Value::Object(options));
     }
     merge_extra(&mut body, &extra);
     Value::Object(body)
+}
+
+/// The messages, roles unchanged: an assistant turn's calls as `tool_calls`
+/// (`[{function: {name, arguments}}]`, arguments as an object), a tool result as a `tool`
+/// message naming its tool in `tool_name` (Ollama matches results to calls by name).
+fn messages(messages: &[super::Message]) -> Value {
+    messages
+        .iter()
+        .map(|m| {
+            let mut o = Map::with_capacity(3);
+            o.insert("role".into(), Value::from(m.role.as_str()));
+            o.insert("content".into(), Value::from(m.content.as_str()));
+            if !m.tool_calls.is_empty() {
+                let calls: Vec<Value> = m
+                    .tool_calls
+                    .iter()
+                    .map(|c| {
+                        let mut f = Map::with_capacity(2);
+                        f.insert("name".into(), Value::from(c.name.as_str()));
+                        f.insert("arguments".into(), arguments_object(&c.arguments));
+                        let mut call = Map::with_capacity(1);
+                        call.insert("function".into(), Value::Object(f));
+                        Value::Object(call)
+                    })
+                    .collect();
+                o.insert("tool_calls".into(), Value::Array(calls));
+            }
+            if m.role == "tool" {
+                if let Some(name) = &m.tool_name {
+                    o.insert("tool_name".into(), Value::from(name.as_str()));
+                }
+            }
+            Value::Object(o)
+        })
+        .collect::<Vec<_>>()
+        .into()
 }
 
 /// Per-probe decoding state.
@@ -123,6 +165,8 @@ struct LineMessage<'a> {
 #[derive(Deserialize)]
 struct ToolCall<'a> {
     #[serde(borrow)]
+    id: Option<Text<'a>>,
+    #[serde(borrow)]
     function: Option<Function<'a>>,
 }
 
@@ -130,6 +174,8 @@ struct ToolCall<'a> {
 /// the line that carried it.
 #[derive(Deserialize)]
 struct Function<'a> {
+    #[serde(borrow)]
+    name: Option<Text<'a>>,
     #[serde(borrow)]
     arguments: Option<&'a RawValue>,
 }
@@ -194,9 +240,17 @@ impl StreamDecoder for Decoder {
             output(out, OutputKind::Reasoning, m.thinking);
             output(out, OutputKind::Answer, m.content);
             for call in m.tool_calls.unwrap_or_default() {
-                let args = call
-                    .function
-                    .and_then(|f| f.arguments)
+                let Some(f) = call.function else { continue };
+                // A whole call: its start, then its arguments.
+                if let Some(Text(name)) = f.name.filter(|n| !n.0.is_empty()) {
+                    out.push(Signal::ToolCall {
+                        id: call.id.map(|i| i.0.into_owned()).filter(|i| !i.is_empty()),
+                        name: name.into_owned(),
+                        signature: None,
+                    });
+                }
+                let args = f
+                    .arguments
                     .map(|a| a.get().trim())
                     .filter(|a| !a.is_empty() && *a != "null");
                 if let Some(args) = args {

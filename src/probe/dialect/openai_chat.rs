@@ -11,6 +11,9 @@
 //!   reasoning is `delta.reasoning_content`, or `delta.reasoning` when the former is absent (vLLM
 //!   renamed the field; servers sending both send the same text twice); tool-call text is
 //!   `delta.tool_calls[].function.arguments` (and the legacy `delta.function_call.arguments`).
+//! - A tool call starts ([`Signal::ToolCall`], before its arguments) at the first chunk of its
+//!   `index` that carries an `id` or `function.name`; a chunk repeating the same index and id
+//!   (some servers do) continues the call.
 //! - Errors: a top-level `error` (object or string), an object whose `object` is `"error"`,
 //!   Groq's `x_groq.error`, or any data under `event: error`. Other named events are ignored.
 //!   The error's `type`/`code` pick its [`ErrorCondition`] (rate limit, overload, other).
@@ -31,7 +34,10 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::common::{MAX_ERROR_MESSAGE, Text, content_withheld, merge_extra, role_content_messages, stream_error, truncate};
+use super::common::{
+    content_withheld, function_tools, merge_extra, role_content_messages, stream_error, truncate,
+    Text, MAX_ERROR_MESSAGE,
+};
 use super::{
     token_count, AuthStyle, DecodeError, Dialect, Framing, ErrorCondition, FramedEvent, OutputKind, ProbeRequest, Signal,
     StreamDecoder, TokenSource, UsageReport,
@@ -65,6 +71,9 @@ pub fn build_body(req: &ProbeRequest<'_>) -> Value {
     body.insert("model".into(), Value::from(req.model));
     body.insert("messages".into(), messages);
     insert_openai_common(&mut body, req);
+    if !req.tools.is_empty() {
+        body.insert("tools".into(), function_tools(req.tools));
+    }
     merge_extra(&mut body, req.extra_body);
     Value::Object(body)
 }
@@ -119,6 +128,9 @@ impl Mode {
 pub(super) struct State {
     /// The model last reported, to report it again only when it changes.
     model: Option<String>,
+    /// The tool call being streamed: its `index` and `id`, to tell a new call from more of
+    /// the same one (some servers repeat the id or name on every chunk).
+    tool: Option<(Option<u64>, Option<String>)>,
 }
 
 #[derive(Deserialize)]
@@ -172,12 +184,17 @@ struct Delta<'a> {
 
 #[derive(Deserialize)]
 struct ToolCall<'a> {
+    index: Option<u64>,
+    #[serde(borrow)]
+    id: Option<Text<'a>>,
     #[serde(borrow)]
     function: Option<Function<'a>>,
 }
 
 #[derive(Deserialize)]
 struct Function<'a> {
+    #[serde(borrow)]
+    name: Option<Text<'a>>,
     #[serde(borrow)]
     arguments: Option<Text<'a>>,
 }
@@ -189,12 +206,40 @@ struct XGroq {
     error: Option<Value>,
 }
 
-/// Output texts of one event, by kind.
+/// Output texts of one event, by kind; tool-call starts and arguments in stream order.
 #[derive(Default)]
 struct Outputs {
     reasoning: Option<String>,
     answer: Option<String>,
-    tool_call: Option<String>,
+    tools: Vec<Signal>,
+}
+
+impl Outputs {
+    fn tool_start(&mut self, id: Option<String>, name: String) {
+        self.tools.push(Signal::ToolCall {
+            id,
+            name,
+            signature: None,
+        });
+    }
+
+    fn tool_arguments(&mut self, text: Option<Text<'_>>) {
+        let Some(Text(text)) = text.filter(|t| !t.0.is_empty()) else {
+            return;
+        };
+        if let Some(Signal::Output {
+            kind: OutputKind::ToolCall,
+            text: prev,
+        }) = self.tools.last_mut()
+        {
+            prev.push_str(&text);
+        } else {
+            self.tools.push(Signal::Output {
+                kind: OutputKind::ToolCall,
+                text: text.into_owned(),
+            });
+        }
+    }
 }
 
 fn append(slot: &mut Option<String>, text: Option<Text<'_>>) {
@@ -213,13 +258,13 @@ impl Outputs {
         let kinds = [
             (OutputKind::Reasoning, self.reasoning),
             (OutputKind::Answer, self.answer),
-            (OutputKind::ToolCall, self.tool_call),
         ];
         for (kind, text) in kinds {
             if let Some(text) = text {
                 out.push(Signal::Output { kind, text });
             }
         }
+        out.extend(self.tools);
     }
 }
 
@@ -299,15 +344,30 @@ impl State {
                         append(&mut outputs.answer, d.content);
                         append(&mut outputs.answer, d.refusal);
                         for call in d.tool_calls.into_iter().flatten() {
-                            append(
-                                &mut outputs.tool_call,
-                                call.function.and_then(|f| f.arguments),
-                            );
+                            let (name, arguments) = match call.function {
+                                Some(f) => (f.name, f.arguments),
+                                None => (None, None),
+                            };
+                            let id = call.id.map(|t| t.0.into_owned()).filter(|i| !i.is_empty());
+                            let name = name.map(|t| t.0.into_owned()).filter(|n| !n.is_empty());
+                            if id.is_some() || name.is_some() {
+                                let same = self.tool.as_ref().is_some_and(|(index, cur)| {
+                                    *index == call.index && (id.is_none() || id == *cur)
+                                });
+                                if !same {
+                                    self.tool = Some((call.index, id.clone()));
+                                    outputs.tool_start(id, name.unwrap_or_default());
+                                }
+                            }
+                            outputs.tool_arguments(arguments);
                         }
-                        append(
-                            &mut outputs.tool_call,
-                            d.function_call.and_then(|f| f.arguments),
-                        );
+                        if let Some(f) = d.function_call {
+                            // The legacy single call: its name comes once, first.
+                            if let Some(Text(name)) = f.name.filter(|n| !n.0.is_empty()) {
+                                outputs.tool_start(None, name.into_owned());
+                            }
+                            outputs.tool_arguments(f.arguments);
+                        }
                     }
                 }
                 Mode::Completions => append(&mut outputs.answer, choice.text),
@@ -671,7 +731,11 @@ mod tests {
             one(
                 r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":""}}]}}]}"#
             ),
-            vec![]
+            vec![Signal::ToolCall {
+                id: Some("call_1".into()),
+                name: "f".into(),
+                signature: None
+            }]
         );
     }
 

@@ -1,7 +1,10 @@
 //! OpenAI Responses (`POST {base_url}/responses`), as spoken by OpenAI and vLLM.
 //!
 //! Request: `system` messages become `instructions` (joined by blank lines), every other message
-//! goes to `input` in order with its role; `max_output_tokens`, `temperature`, `stream: true` and
+//! goes to `input` in order with its role; an assistant turn's tool calls follow it as
+//! `function_call` items (`call_id`, `name`, `arguments` text) and a tool result is a
+//! `function_call_output` item (`call_id`, `output`); offered tools are
+//! `{type: "function", name, description, parameters, strict: false}`; `max_output_tokens`, `temperature`, `stream: true` and
 //! `store: false` (a probe's answer is not worth keeping server-side; vLLM ignores the field).
 //! The API has no stop sequences: a scenario's `stop` is not sent.
 //!
@@ -12,6 +15,8 @@
 //!   `response.reasoning_summary_text.delta` (OpenAI reasoning summaries) (reasoning),
 //!   `response.function_call_arguments.delta` and `response.custom_tool_call_input.delta`
 //!   (tool-call arguments);
+//! - `response.output_item.added` with a `function_call` (or `custom_tool_call`) item starts a
+//!   tool call ([`Signal::ToolCall`] with its `call_id` and `name`);
 //! - `response.created` / `response.in_progress` / `response.queued` report the model;
 //! - `response.completed` and `response.incomplete` end the stream. Their `response.usage`
 //!   (`input_tokens` with `input_tokens_details.cached_tokens`, `output_tokens` with
@@ -66,11 +71,30 @@ pub fn build_body(req: &ProbeRequest<'_>) -> Value {
                 instructions.push_str("\n\n");
             }
             instructions.push_str(&m.content);
-        } else {
-            let mut o = Map::with_capacity(2);
-            o.insert("role".into(), Value::from(m.role.as_str()));
-            o.insert("content".into(), Value::from(m.content.as_str()));
+        } else if m.role == "tool" {
+            let mut o = Map::with_capacity(3);
+            o.insert("type".into(), Value::from("function_call_output"));
+            o.insert(
+                "call_id".into(),
+                Value::from(m.tool_call_id.as_deref().unwrap_or_default()),
+            );
+            o.insert("output".into(), Value::from(m.content.as_str()));
             input.push(Value::Object(o));
+        } else {
+            if m.tool_calls.is_empty() || !m.content.is_empty() {
+                let mut o = Map::with_capacity(2);
+                o.insert("role".into(), Value::from(m.role.as_str()));
+                o.insert("content".into(), Value::from(m.content.as_str()));
+                input.push(Value::Object(o));
+            }
+            for c in &m.tool_calls {
+                let mut o = Map::with_capacity(4);
+                o.insert("type".into(), Value::from("function_call"));
+                o.insert("call_id".into(), Value::from(c.id.as_str()));
+                o.insert("name".into(), Value::from(c.name.as_str()));
+                o.insert("arguments".into(), Value::from(c.arguments.as_str()));
+                input.push(Value::Object(o));
+            }
         }
     }
     let mut body = Map::new();
@@ -83,6 +107,26 @@ pub fn build_body(req: &ProbeRequest<'_>) -> Value {
     body.insert("temperature".into(), Value::from(req.temperature));
     body.insert("stream".into(), Value::Bool(true));
     body.insert("store".into(), Value::Bool(false));
+    if !req.tools.is_empty() {
+        let tools: Vec<Value> = req
+            .tools
+            .iter()
+            .map(|t| {
+                let mut o = Map::with_capacity(5);
+                o.insert("type".into(), Value::from("function"));
+                o.insert("name".into(), Value::from(t.name.as_str()));
+                if !t.description.is_empty() {
+                    o.insert("description".into(), Value::from(t.description.as_str()));
+                }
+                o.insert("parameters".into(), t.parameters.clone());
+                // Strict mode (the API's default) rejects schemas that do not list every
+                // property as required and forbid others; a probe sends the schema it is given.
+                o.insert("strict".into(), Value::Bool(false));
+                Value::Object(o)
+            })
+            .collect();
+        body.insert("tools".into(), Value::Array(tools));
+    }
     merge_extra(&mut body, req.extra_body);
     Value::Object(body)
 }
@@ -106,6 +150,7 @@ struct Event<'a> {
     #[serde(borrow)]
     message: Option<Text<'a>>,
     error: Option<Value>,
+    item: Option<Value>,
 }
 
 impl StreamDecoder for Decoder {
@@ -207,7 +252,28 @@ impl StreamDecoder for Decoder {
                     ev.code.as_ref(),
                 ),
             }),
-            // Item and part lifecycle, `.done` events that repeat the text, annotations,
+            "response.output_item.added" => {
+                // A function call item names the call; its arguments follow as deltas.
+                if let Some(item) = ev.item.as_ref().filter(|i| {
+                    matches!(
+                        i.get("type").and_then(Value::as_str),
+                        Some("function_call" | "custom_tool_call")
+                    )
+                }) {
+                    let text = |k: &str| {
+                        item.get(k)
+                            .and_then(Value::as_str)
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_string)
+                    };
+                    out.push(Signal::ToolCall {
+                        id: text("call_id"),
+                        name: text("name").unwrap_or_default(),
+                        signature: None,
+                    });
+                }
+            }
+            // Other item and part lifecycle, `.done` events that repeat the text, annotations,
             // built-in tool progress and event types added later.
             _ => {}
         }

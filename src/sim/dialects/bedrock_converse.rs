@@ -2,7 +2,9 @@
 //! event-stream frames (`application/vnd.amazon.eventstream`) encoded with
 //! `aws-smithy-eventstream`, in the order Bedrock sends them: `messageStart`,
 //! `contentBlockDelta`s (reasoning in block 0 when there is any, then the answer),
-//! `contentBlockStop`s, `messageStop` and `metadata` with usage and `latencyMs`. HTTP errors are
+//! `contentBlockStop`s, `messageStop` and `metadata` with usage and `latencyMs`. A tool call is
+//! a `contentBlockStart` with `start.toolUse` (`toolUseId`, `name`), its input in
+//! `delta.toolUse.input` pieces, and `stopReason: tool_use`. HTTP errors are
 //! `{"message": ...}` bodies; errors inside the stream are exception frames.
 
 use bytes::{Bytes, BytesMut};
@@ -11,7 +13,7 @@ use serde_json::{json, Value};
 use aws_smithy_eventstream::frame::{write_message_to, DecodedFrame, MessageFrameDecoder};
 use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 
-use super::super::wire::{ErrorKind, FinishReason};
+use super::super::wire::{ErrorKind, FinishReason, SimToolCall};
 use super::Timing;
 
 /// The response content type of a stream.
@@ -112,6 +114,33 @@ pub fn token(
     (pre, tok)
 }
 
+/// One piece of a tool call's input, after the `contentBlockStart` naming the call for the
+/// first piece (and the reasoning block's end, if any).
+pub fn tool_token(
+    call: &SimToolCall,
+    first: bool,
+    piece: &str,
+    reasoning_sent: u32,
+) -> (Vec<Bytes>, Bytes) {
+    let index = answer_block(reasoning_sent);
+    let mut pre = Vec::new();
+    if first {
+        if reasoning_sent > 0 {
+            pre.extend(close_reasoning());
+        }
+        pre.push(event(
+            "contentBlockStart",
+            &json!({"contentBlockIndex": index,
+                    "start": {"toolUse": {"toolUseId": call.id, "name": call.name}}}),
+        ));
+    }
+    let tok = event(
+        "contentBlockDelta",
+        &json!({"contentBlockIndex": index, "delta": {"toolUse": {"input": piece}}}),
+    );
+    (pre, tok)
+}
+
 fn close_reasoning() -> Vec<Bytes> {
     vec![
         event(
@@ -129,6 +158,7 @@ pub fn close(
     finish: FinishReason,
     reasoning_sent: u32,
     answer_sent: u32,
+    called: bool,
     prompt_tokens: u32,
     planned: &Timing,
 ) -> Bytes {
@@ -142,10 +172,10 @@ pub fn close(
             &json!({"contentBlockIndex": answer_block(reasoning_sent)}),
         ));
     }
-    let reason = if finish == FinishReason::Length {
-        "max_tokens"
-    } else {
-        "end_turn"
+    let reason = match (finish == FinishReason::Length, called) {
+        (true, _) => "max_tokens",
+        (false, true) => "tool_use",
+        (false, false) => "end_turn",
     };
     out.push(event("messageStop", &json!({"stopReason": reason})));
     let output = reasoning_sent + answer_sent;
@@ -288,7 +318,7 @@ mod tests {
         assert_eq!(pre_names, ["contentBlockDelta", "contentBlockStop"]);
         assert_eq!(frames(&a)[0].1["contentBlockIndex"], 1);
         let planned = Timing::default();
-        let end = close(FinishReason::Length, 1, 1, 9, &planned);
+        let end = close(FinishReason::Length, 1, 1, false, 9, &planned);
         let names: Vec<String> = frames(&end).into_iter().map(|f| f.0).collect();
         assert_eq!(names, ["contentBlockStop", "messageStop", "metadata"]);
         let t = Timing {

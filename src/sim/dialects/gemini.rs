@@ -4,12 +4,14 @@
 //! `usageMetadata` (`candidatesTokenCount` answer tokens, `thoughtsTokenCount` reasoning
 //! tokens, both output), `modelVersion` and `responseId` on every chunk; the last chunk carries
 //! `finishReason` (`STOP`, or `MAX_TOKENS` when the token cap cut the answer). No `[DONE]`.
+//! A tool call is one chunk with a whole `functionCall` part (and a `thoughtSignature`), the
+//! finish reason `STOP` as the API gives for calls.
 //! Errors use the REST shape `{"error": {code, message, status}}`, in a body or as a chunk.
 
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use crate::sim::wire::{Ctx, ErrorKind};
+use crate::sim::wire::{Ctx, ErrorKind, SimToolCall, SIM_SIGNATURE};
 
 fn data(v: &Value) -> Bytes {
     Bytes::from(format!("data: {v}\n\n"))
@@ -62,6 +64,17 @@ impl Wire {
         };
         let u = usage(c, self.reasoning_tokens, self.answer_tokens);
         (Vec::new(), data(&chunk(c, json!([part]), None, u)))
+    }
+
+    /// A whole function call in one chunk (the Gemini API does not stream arguments), its
+    /// part carrying a `thoughtSignature` as thinking models' calls do.
+    pub fn tool_call(&mut self, c: &Ctx, call: &SimToolCall) -> Bytes {
+        self.answer_tokens += 1;
+        let args: Value = serde_json::from_str(&call.arguments).unwrap_or_else(|_| json!({}));
+        let part = json!({"functionCall": {"name": call.name, "args": args},
+                          "thoughtSignature": SIM_SIGNATURE});
+        let u = usage(c, self.reasoning_tokens, self.answer_tokens);
+        data(&chunk(c, json!([part]), None, u))
     }
 
     /// The last chunk: an empty text part with the finish reason and the final usage.
@@ -126,6 +139,8 @@ mod tests {
             model: "m".to_string(),
             include_usage: false,
             prompt_tokens: 5,
+            tool_call: None,
+            answer_prefix: Vec::new(),
         }
     }
 

@@ -92,6 +92,8 @@ mod tests {
             model: "m".to_string(),
             include_usage: false,
             prompt_tokens: 5,
+            tool_call: None,
+            answer_prefix: Vec::new(),
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::super::wire::{ErrorKind, FinishReason};
+use super::super::wire::{ErrorKind, FinishReason, SimToolCall};
 use super::Timing;
 
 /// The response content type of a stream.
@@ -41,6 +41,19 @@ pub fn token(model: &str, created: u64, text: &str, reasoning: bool) -> Bytes {
     };
     line(&json!({
         "model": model, "created_at": created_at(created), "message": message, "done": false,
+    }))
+}
+
+/// A whole tool call in one line, as Ollama sends a call once it has parsed it; the final line
+/// then says `done_reason: stop`, as Ollama does after a call.
+pub fn tool_call(model: &str, created: u64, call: &SimToolCall) -> Bytes {
+    let args: Value = serde_json::from_str(&call.arguments).unwrap_or_else(|_| json!({}));
+    line(&json!({
+        "model": model, "created_at": created_at(created),
+        "message": {"role": "assistant", "content": "",
+                    "tool_calls": [{"function": {"index": 0, "name": call.name,
+                                                 "arguments": args}}]},
+        "done": false,
     }))
 }
 

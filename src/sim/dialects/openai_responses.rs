@@ -3,14 +3,15 @@
 //! `reasoning` output item with `response.reasoning_text.delta` events (as vLLM streams it),
 //! the answer as a `message` item with `response.output_text.delta` events, and
 //! `response.completed` (or `response.incomplete` with `max_output_tokens` when the token cap
-//! cut the answer) carrying `usage`. An in-stream failure is `response.failed` with
+//! cut the answer) carrying `usage`. A tool call is a `function_call` item (`call_id`, `name`)
+//! whose arguments stream as `response.function_call_arguments.delta` events. An in-stream failure is `response.failed` with
 //! `response.error.code` `server_error`. No `[DONE]`. HTTP error bodies are OpenAI's, shared with
 //! the chat API in `super::super::wire`.
 
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use crate::sim::wire::Ctx;
+use crate::sim::wire::{Ctx, SimToolCall};
 
 /// `event: TYPE` + `data: JSON`, the type read from the object.
 fn event(v: &Value) -> Bytes {
@@ -33,6 +34,9 @@ pub struct Wire {
     answer_tokens: u32,
     /// Finished output items, for the final response object.
     output: Vec<Value>,
+    /// Output index of the open function call item and the arguments so far.
+    call_item: Option<u32>,
+    arguments: String,
 }
 
 fn reasoning_id(c: &Ctx) -> String {
@@ -70,6 +74,21 @@ fn reasoning_item(c: &Ctx, text: Option<&str>) -> Value {
         None => json!([]),
     };
     json!({"id": reasoning_id(c), "type": "reasoning", "summary": [], "content": content})
+}
+
+fn call_item_id(c: &Ctx) -> String {
+    format!("fc_{}", c.id.trim_start_matches("resp_"))
+}
+
+/// A `function_call` output item: in progress with no arguments yet, or completed.
+fn call_item(c: &Ctx, call: &SimToolCall, arguments: Option<&str>) -> Value {
+    let status = if arguments.is_some() {
+        "completed"
+    } else {
+        "in_progress"
+    };
+    json!({"id": call_item_id(c), "type": "function_call", "status": status,
+           "arguments": arguments.unwrap_or_default(), "call_id": call.id, "name": call.name})
 }
 
 fn message_item(c: &Ctx, text: Option<&str>) -> Value {
@@ -188,10 +207,56 @@ impl Wire {
         }
     }
 
-    /// Every event after the last token: the message item's `.done` events, then
-    /// `response.completed`, or `response.incomplete` when `length` (the token cap) ended it.
-    pub fn close(&mut self, c: &Ctx, length: bool) -> Bytes {
-        let mut out = self.open_message(c);
+    /// One piece of a function call's arguments: a `response.function_call_arguments.delta`,
+    /// after the `function_call` item is added for the first piece.
+    pub fn tool_token(
+        &mut self,
+        c: &Ctx,
+        call: &SimToolCall,
+        first: bool,
+        piece: &str,
+    ) -> (Vec<Bytes>, Bytes) {
+        let mut pre = Vec::new();
+        if first {
+            pre.extend(self.close_reasoning(c));
+            let index = self.next_item;
+            self.next_item += 1;
+            self.call_item = Some(index);
+            pre.push(self.ev(
+                json!({"type": "response.output_item.added", "output_index": index,
+                                    "item": call_item(c, call, None)}),
+            ));
+        }
+        self.answer_tokens += 1;
+        self.arguments.push_str(piece);
+        let index = self.call_item.unwrap_or(0);
+        let tok = self.ev(json!({"type": "response.function_call_arguments.delta",
+                                 "item_id": call_item_id(c), "output_index": index,
+                                 "delta": piece}));
+        (pre, tok)
+    }
+
+    /// Every event after the last token: the message item's (or function call item's)
+    /// `.done` events, then `response.completed`, or `response.incomplete` when `length` (the
+    /// token cap) ended it.
+    pub fn close(&mut self, c: &Ctx, length: bool, called: bool) -> Bytes {
+        let mut out = Vec::new();
+        if let (true, Some(call), Some(index)) = (called, &c.tool_call, self.call_item) {
+            let arguments = std::mem::take(&mut self.arguments);
+            out.push(
+                self.ev(json!({"type": "response.function_call_arguments.done",
+                                    "item_id": call_item_id(c), "output_index": index,
+                                    "arguments": arguments})),
+            );
+            let item = call_item(c, call, Some(&arguments));
+            out.push(self.ev(
+                json!({"type": "response.output_item.done", "output_index": index,
+                                    "item": item}),
+            ));
+            self.output.push(item);
+            return self.finish(c, length, out);
+        }
+        out.extend(self.open_message(c));
         let index = self.message_item.unwrap_or(0);
         let text = std::mem::take(&mut self.answer);
         let item = message_item(c, Some(&text));
@@ -210,6 +275,11 @@ impl Wire {
                                 "item": item}),
         ));
         self.output.push(item);
+        self.finish(c, length, out)
+    }
+
+    /// `response.completed` (or `response.incomplete`) after `out`.
+    fn finish(&mut self, c: &Ctx, length: bool, mut out: Vec<Bytes>) -> Bytes {
         let (ty, status) = if length {
             ("response.incomplete", "incomplete")
         } else {
@@ -260,6 +330,8 @@ mod tests {
             model: "m".to_string(),
             include_usage: false,
             prompt_tokens: 5,
+            tool_call: None,
+            answer_prefix: Vec::new(),
         }
     }
 
@@ -288,7 +360,7 @@ mod tests {
             all.extend(pre);
             all.push(tok);
         }
-        all.push(w.close(&c, false));
+        all.push(w.close(&c, false, false));
         let evs = events(&all);
         let types: Vec<&str> = evs.iter().filter_map(|e| e["type"].as_str()).collect();
         assert_eq!(
@@ -334,7 +406,7 @@ mod tests {
         let c = ctx();
         let mut w = Wire::default();
         let (_, _) = w.token(&c, false, " one");
-        let evs = events(&[w.close(&c, true)]);
+        let evs = events(&[w.close(&c, true, false)]);
         let last = evs.last().cloned().unwrap_or_default();
         assert_eq!(last["type"], "response.incomplete");
         assert_eq!(

@@ -2,25 +2,26 @@
 //! small status page at `/`.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
+mod status;
+
 use crate::metrics::journey::JourneyMetrics;
 use crate::metrics::{self, ProbeMetrics};
-use crate::redact::html_escape as esc;
 use crate::runtime::{Daemon, ProbeNowError};
 
 /// The router over a running daemon.
 pub fn app(daemon: Arc<Daemon>) -> Router {
     Router::new()
-        .route("/", get(status_page))
+        .route("/", get(status::status_page))
+        .route("/waterfall", get(status::waterfall_page).head(get_only))
         .route("/metrics", get(metrics_page))
         // GET only: axum would otherwise run the GET handler for HEAD, a real probe whose
         // answer nobody reads.
@@ -208,125 +209,6 @@ fn probe_error(e: ProbeNowError) -> Response {
     }
 }
 
-async fn status_page(State(d): State<Arc<Daemon>>) -> Html<String> {
-    let rows = d.status().await;
-    let mut h = String::with_capacity(4096);
-    h.push_str(concat!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>inferprobe</title>",
-        "<meta http-equiv=\"refresh\" content=\"10\">",
-        "<style>body{font-family:system-ui,sans-serif;margin:1.5em}table{border-collapse:collapse}",
-        "td,th{padding:.3em .7em;border-bottom:1px solid #ddd;text-align:left}td.n{text-align:right;",
-        "font-variant-numeric:tabular-nums}.ok{color:#1a7f37}.bad{color:#cf222e;font-weight:600}</style>",
-        "</head><body><h1>inferprobe</h1>"
-    ));
-    let _ = write!(
-        h,
-        "<p>version {} (revision {}) · <a href=\"/metrics\">metrics</a> · {} target/scenario pairs</p>",
-        esc(crate::VERSION),
-        esc(crate::REVISION),
-        rows.len()
-    );
-    h.push_str(concat!(
-        "<table><tr><th>target</th><th>dialect</th><th>model</th><th>scenario</th><th>schedule</th>",
-        "<th>result</th><th>TTFT</th><th>ITL p50</th><th>E2E</th><th>tokens in/out</th><th>cost</th>",
-        "<th>age</th><th>error</th></tr>"
-    ));
-    let now = SystemTime::now();
-    for r in &rows {
-        let _ = write!(
-            h,
-            "<tr><td title=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
-            esc(&r.base_url),
-            esc(&r.target),
-            esc(r.dialect),
-            esc(&r.model),
-            esc(&r.scenario),
-            esc(&r.schedule)
-        );
-        match &r.latest {
-            None => h.push_str(
-                "<td>pending</td><td></td><td></td><td></td><td></td><td></td><td></td><td></td>",
-            ),
-            Some(o) => {
-                let class = if o.result.is_success() { "ok" } else { "bad" };
-                let age = now.duration_since(o.started_at).unwrap_or_default();
-                let _ =
-                    write!(
-                    h,
-                    "<td class=\"{class}\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
-                     <td class=\"n\">{}</td><td class=\"n\">{}/{}</td><td class=\"n\">{}</td>\
-                     <td class=\"n\">{}s</td><td>{}</td>",
-                    o.result.as_str(),
-                    ms(o.ttft),
-                    ms(o.itl_summary().map(|s| s.p50)),
-                    ms(o.e2e),
-                    o.input_tokens.map(|n| n.to_string()).unwrap_or_else(|| "–".into()),
-                    o.output_tokens,
-                    o.cost_usd.map(|c| format!("${c:.6}")).unwrap_or_else(|| "–".into()),
-                    age.as_secs(),
-                    esc(o.error.as_deref().unwrap_or(""))
-                );
-            }
-        }
-        h.push_str("</tr>");
-    }
-    h.push_str("</table>");
-    journey_table(&mut h, &d.journey_status().await, now);
-    h.push_str("</body></html>\n");
-    Html(h)
-}
-
-/// The status page's journeys: the latest run of each, its failing step and totals.
-fn journey_table(h: &mut String, rows: &[crate::runtime::JourneyRow], now: SystemTime) {
-    if rows.is_empty() {
-        return;
-    }
-    h.push_str(concat!(
-        "<h2>Journeys</h2><table><tr><th>target</th><th>journey</th><th>steps</th>",
-        "<th>result</th><th>failed step</th><th>duration</th><th>model calls</th>",
-        "<th>tokens in/out</th><th>cost</th><th>age</th><th>error</th></tr>"
-    ));
-    for r in rows {
-        let _ = write!(
-            h,
-            "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td>",
-            esc(&r.target),
-            esc(&r.journey),
-            r.steps
-        );
-        match &r.latest {
-            None => h.push_str(
-                "<td>pending</td><td></td><td></td><td></td><td></td><td></td><td></td><td></td>",
-            ),
-            Some(o) => {
-                let class = if o.result.is_success() { "ok" } else { "bad" };
-                let age = now.duration_since(o.started_at).unwrap_or_default();
-                let _ = write!(
-                    h,
-                    "<td class=\"{class}\">{}</td><td>{}</td><td class=\"n\">{}</td>\
-                     <td class=\"n\">{}</td><td class=\"n\">{}/{}</td><td class=\"n\">{}</td>\
-                     <td class=\"n\">{}s</td><td>{}</td>",
-                    o.result.as_str(),
-                    esc(o.failed_step.as_deref().unwrap_or("")),
-                    ms(Some(o.duration)),
-                    o.model_calls(),
-                    o.input_tokens()
-                        .map(|n| n.to_string())
-                        .unwrap_or_else(|| "–".into()),
-                    o.output_tokens(),
-                    o.cost_usd()
-                        .map(|c| format!("${c:.6}"))
-                        .unwrap_or_else(|| "–".into()),
-                    age.as_secs(),
-                    esc(o.error.as_deref().unwrap_or(""))
-                );
-            }
-        }
-        h.push_str("</tr>");
-    }
-    h.push_str("</table>");
-}
-
 fn ms(d: Option<Duration>) -> String {
     d.map(|d| format!("{:.1} ms", d.as_secs_f64() * 1e3))
         .unwrap_or_else(|| "–".to_string())
@@ -339,7 +221,7 @@ mod tests {
     #[test]
     fn html_escaping() {
         assert_eq!(
-            esc("<a href=\"x\">&'"),
+            crate::redact::html_escape("<a href=\"x\">&'"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
         );
         assert_eq!(ms(Some(Duration::from_micros(12_345))), "12.3 ms");
