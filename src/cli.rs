@@ -53,6 +53,9 @@ pub enum Command {
     Thresholds(crate::thresholds::ThresholdsArgs),
     /// Ramp load up stage by stage to find where latency bends (generates real load).
     Calibrate(Box<crate::calibrate::CalibrateArgs>),
+    /// Release gate: probe a candidate, compare with a baseline; exit 0 pass, 1 regression,
+    /// 2 could not judge.
+    Gate(Box<crate::gate::GateArgs>),
 }
 
 /// `inferprobe run`.

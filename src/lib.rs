@@ -10,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod cost;
 pub mod fsutil;
+pub mod gate;
 pub mod journey;
 pub mod logging;
 pub mod metrics;

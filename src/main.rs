@@ -37,6 +37,7 @@ fn main() -> ExitCode {
             Command::Probe(args) => commands::probe(*args).await,
             Command::Sim(args) => inferprobe::sim::run_cli(*args).await.map(|()| 0),
             Command::Calibrate(args) => inferprobe::calibrate::run(*args).await,
+            Command::Gate(args) => inferprobe::gate::run_cli(*args).await,
             Command::CheckConfig(_) | Command::Thresholds(_) => Ok(0),
         }
     });

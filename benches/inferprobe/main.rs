@@ -2,12 +2,14 @@
 //!
 //! Sections (all by default): `accuracy` (TTFT and ITL error against the simulator's ground
 //! truth), `cpu` (engine CPU time per 1,000 streamed tokens), `sse` (SSE events framed and decoded
-//! per second on one core), `rss` (resident memory of an idle daemon with 1 and 100 targets).
+//! per second on one core), `rss` (resident memory of an idle daemon with 1 and 100 targets),
+//! `gate` (the release gate's verdicts on synthetic samples with a known change).
 //! Prints a Markdown report on stdout; progress goes to stderr. Loopback only, port 0, bounded
 //! in count and time (about two and a half minutes in all).
 
 mod accuracy;
 mod cpu;
+mod gate;
 mod procs;
 mod rss;
 mod sse_parse;
@@ -29,7 +31,7 @@ const SSE_PASSES: usize = 30;
 /// Timed passes per size of the SSE section's long-line rows.
 const LONG_LINE_PASSES: usize = 5;
 
-const SECTIONS: [&str; 4] = ["accuracy", "cpu", "sse", "rss"];
+const SECTIONS: [&str; 5] = ["accuracy", "cpu", "sse", "rss", "gate"];
 
 fn main() {
     // `cargo bench` passes `--bench`; other flags are libtest's and do not apply here.
@@ -259,6 +261,35 @@ fn run(sections: &[String]) -> anyhow::Result<()> {
                 after.saturating_sub(before) as f64 / 1024.0,
                 after.saturating_sub(before) as f64 / n as f64
             );
+        }
+    }
+
+    if has("gate") {
+        eprintln!("gate: {} trials per row...", gate::TRIALS);
+        println!(
+            "\n### Release gate verdicts on synthetic samples\n\n\
+             A 15% limit, A/B; log-normal TTFT (median 300 ms, σ of the log 0.25); {} trials per \
+             row. Share of runs per verdict.\n",
+            gate::TRIALS
+        );
+        for metric in ["ttft_p95", "ttft_p50"] {
+            let mut t = Table::new(&[
+                &format!("{metric}: probes per side"),
+                "true change",
+                "pass",
+                "not enough evidence",
+                "fail",
+            ]);
+            for r in gate::run(metric) {
+                t.row(vec![
+                    r.probes.to_string(),
+                    format!("{:+.0}%", r.change * 100.0),
+                    format!("{:.1}%", r.pass * 100.0),
+                    format!("{:.1}%", r.inconclusive * 100.0),
+                    format!("{:.1}%", r.fail * 100.0),
+                ]);
+            }
+            println!("{}", t.render());
         }
     }
 
