@@ -232,14 +232,7 @@ pub async fn probe(args: ProbeArgs) -> anyhow::Result<u8> {
             return Ok(EXIT_USAGE);
         }
     };
-    let base_url = match (&target.base_url, &sim) {
-        (BaseUrl::Url(u), _) => u.clone(),
-        (BaseUrl::Simulator, Some(s)) => runtime::simulator_base_url(&s.base_url(), target.dialect),
-        (BaseUrl::Simulator, None) => bail!(
-            "target {:?} needs the simulator, which did not start",
-            target.name
-        ),
-    };
+    let base_url = base_url_of(&target, sim.as_ref())?;
     let client = engine::client_for(&target.timeouts).context("building the HTTP client")?;
     let mut all_ok = true;
     let mut outcomes = Vec::new();
@@ -389,22 +382,8 @@ async fn probe_journey(args: &ProbeArgs, name: &str) -> anyhow::Result<u8> {
     };
     let mut t = (**target).clone();
     t.timeouts = override_timeouts(t.timeouts, args);
-    let sim = match (&t.base_url, &loaded.simulator) {
-        (BaseUrl::Simulator, Some(cfg)) => Some(
-            crate::sim::start(cfg.clone())
-                .await
-                .context("starting the simulator")?,
-        ),
-        _ => None,
-    };
-    let base_url = match (&t.base_url, &sim) {
-        (BaseUrl::Url(u), _) => u.clone(),
-        (BaseUrl::Simulator, Some(s)) => runtime::simulator_base_url(&s.base_url(), t.dialect),
-        (BaseUrl::Simulator, None) => bail!(
-            "target {:?} needs the simulator, which did not start",
-            t.name
-        ),
-    };
+    let sim = start_simulator_for(&t, &loaded).await?;
+    let base_url = base_url_of(&t, sim.as_ref())?;
     let client = engine::client_for(&t.timeouts).context("building the HTTP client")?;
     let mut outcome = crate::journey::run_journey(&client, &t, &base_url, &journey).await;
     for s in &mut outcome.steps {
@@ -435,6 +414,33 @@ async fn probe_journey(args: &ProbeArgs, name: &str) -> anyhow::Result<u8> {
 
 type ProbeSetup = (Target, Scenario, Option<crate::sim::SimHandle>);
 
+/// The config's simulator, started for a one-shot command when the target uses it.
+async fn start_simulator_for(
+    t: &Target,
+    loaded: &Loaded,
+) -> anyhow::Result<Option<crate::sim::SimHandle>> {
+    match (&t.base_url, &loaded.simulator) {
+        (BaseUrl::Simulator, Some(cfg)) => Ok(Some(
+            crate::sim::start(cfg.clone())
+                .await
+                .context("starting the simulator")?,
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// The target's base URL, the running simulator's for `base_url: simulator`.
+fn base_url_of(t: &Target, sim: Option<&crate::sim::SimHandle>) -> anyhow::Result<String> {
+    match (&t.base_url, sim) {
+        (BaseUrl::Url(u), _) => Ok(u.clone()),
+        (BaseUrl::Simulator, Some(s)) => Ok(runtime::simulator_base_url(&s.base_url(), t.dialect)),
+        (BaseUrl::Simulator, None) => bail!(
+            "target {:?} needs the simulator, which did not start",
+            t.name
+        ),
+    }
+}
+
 async fn probe_setup(args: &ProbeArgs) -> anyhow::Result<ProbeSetup> {
     if let Some(path) = &args.endpoint.config_file {
         let loaded = config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -445,17 +451,15 @@ async fn probe_setup(args: &ProbeArgs) -> anyhow::Result<ProbeSetup> {
             args.endpoint.scenario.as_deref(),
         )
         .map_err(anyhow::Error::msg)?;
-        let scenario = scenarios.first().context("target has no scenarios")?;
+        let scenario = scenarios.first().with_context(|| {
+            format!(
+                "target {:?} runs journeys only; run one with --journey NAME",
+                target.name
+            )
+        })?;
         let mut t = (**target).clone();
         t.timeouts = override_timeouts(t.timeouts, args);
-        let sim = match (&t.base_url, &loaded.simulator) {
-            (BaseUrl::Simulator, Some(cfg)) => Some(
-                crate::sim::start(cfg.clone())
-                    .await
-                    .context("starting the simulator")?,
-            ),
-            _ => None,
-        };
+        let sim = start_simulator_for(&t, &loaded).await?;
         return Ok((t, (**scenario).clone(), sim));
     }
     let (target, scenario) = adhoc_target(&AdHoc {

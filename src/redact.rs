@@ -411,6 +411,19 @@ fn json_escape(s: &str, slash: bool) -> String {
     o
 }
 
+/// A URL fit for printing: no user info, no query (either may carry a key).
+pub fn display_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.to_string().trim_end_matches('/').to_string()
+        }
+        Err(_) => "<invalid URL>".to_string(),
+    }
+}
+
 /// Escapes text for HTML (and SVG) element and attribute content. The one escaping of every
 /// page inferprobe serves or writes, so the redactor knows the escaped form of each secret.
 pub fn html_escape(s: &str) -> String {

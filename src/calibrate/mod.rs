@@ -21,6 +21,7 @@ pub mod ramp;
 pub mod report;
 pub mod stats;
 
+use crate::redact::display_url;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -341,19 +342,6 @@ impl Plan {
             humantime::format_duration(self.expected_duration())
         );
         s
-    }
-}
-
-/// A URL fit for printing: no user info, no query (either may carry a key).
-fn display_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut u) => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.set_query(None);
-            u.to_string().trim_end_matches('/').to_string()
-        }
-        Err(_) => "<invalid URL>".to_string(),
     }
 }
 

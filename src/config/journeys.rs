@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::load::{one_of, Diag, YamlPath};
-use super::resolve::{check_headers, check_label, compile_checks};
-use super::types::{JourneyConfig, ScenarioRef, ScenarioSelection, StepConfig, TargetConfig};
+use super::resolve::{check_headers, check_label, check_weight, compile_checks};
+use super::types::{JourneyConfig, StepConfig, TargetConfig};
 use super::{ExpectTool, Journey, Step};
 use crate::journey::schema;
 use crate::probe::dialect::ToolSpec;
@@ -377,17 +377,7 @@ pub(super) fn resolve_journey_refs(
                 }
             }
         }
-        if let ScenarioRef::Weighted { weight, .. } = r {
-            let wp = p.key("weight");
-            if *weight == 0 {
-                diag.error(&wp, "must be at least 1");
-            } else if t.scenario_selection != ScenarioSelection::Weighted && diag.is_set(&wp) {
-                diag.error(
-                    &wp,
-                    "has no effect unless the target sets `scenario_selection: weighted`",
-                );
-            }
-        }
+        check_weight(t, r, &p, diag);
     }
     out
 }

@@ -993,19 +993,24 @@ fn resolve_scenario_refs(
             Some(None) => {}
             Some(Some(s)) => out.push((s.clone(), r.weight())),
         }
-        if let ScenarioRef::Weighted { weight, .. } = r {
-            let wp = p.key("weight");
-            if *weight == 0 {
-                diag.error(&wp, "must be at least 1");
-            } else if t.scenario_selection != ScenarioSelection::Weighted && diag.is_set(&wp) {
-                diag.error(
-                    &wp,
-                    "has no effect unless the target sets `scenario_selection: weighted`",
-                );
-            }
-        }
+        check_weight(t, r, &p, diag);
     }
     out
+}
+
+/// A `{name, weight}` reference's weight: at least 1, and only with weighted selection.
+pub(super) fn check_weight(t: &TargetConfig, r: &ScenarioRef, p: &YamlPath, diag: &mut Diag<'_>) {
+    if let ScenarioRef::Weighted { weight, .. } = r {
+        let wp = p.key("weight");
+        if *weight == 0 {
+            diag.error(&wp, "must be at least 1");
+        } else if t.scenario_selection != ScenarioSelection::Weighted && diag.is_set(&wp) {
+            diag.error(
+                &wp,
+                "has no effect unless the target sets `scenario_selection: weighted`",
+            );
+        }
+    }
 }
 
 fn unknown_scenario(name: &str, defined: &BTreeMap<String, Option<Arc<Scenario>>>) -> String {

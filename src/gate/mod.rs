@@ -385,18 +385,7 @@ fn reference_from_url(candidate: &Target, url: &str, args: &GateArgs) -> Result<
     Ok(t)
 }
 
-/// A URL fit for printing: no user info, no query.
-pub fn display_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut u) => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.set_query(None);
-            u.to_string().trim_end_matches('/').to_string()
-        }
-        Err(_) => "<invalid URL>".to_string(),
-    }
-}
+pub use crate::redact::display_url;
 
 /// Probes and judges: the result file's contents.
 pub async fn gate(setup: &Setup, progress: Progress) -> Result<GateFile, GateError> {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::JourneyOutcome;
 use crate::probe::clip;
 use crate::probe::dialect::DialectKind;
+use crate::probe::show::ms;
 
 fn secs(d: Option<Duration>) -> serde_json::Value {
     d.map(|d| serde_json::json!(d.as_secs_f64()))
@@ -44,11 +45,6 @@ pub fn journey_json(o: &JourneyOutcome, dialect: DialectKind) -> serde_json::Val
         "cost_usd": o.cost_usd(),
         "steps": steps,
     })
-}
-
-fn ms(d: Option<Duration>) -> String {
-    d.map(|d| format!("{:.1} ms", d.as_secs_f64() * 1e3))
-        .unwrap_or_else(|| "–".to_string())
 }
 
 /// The `probe --journey` table.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::trace::{EventKind, ItlSummary};
+use super::trace::ItlSummary;
 use super::Outcome;
 
 /// Width of the waterfall's bar, in characters.
@@ -91,16 +91,7 @@ pub fn waterfall(o: &Outcome) -> String {
             bar(e.offset)
         );
     }
-    let outputs = o
-        .events
-        .iter()
-        .filter(|e| {
-            matches!(
-                e.kind,
-                EventKind::Answer | EventKind::Reasoning | EventKind::ToolCall
-            )
-        })
-        .count();
+    let outputs = o.events.iter().filter(|e| e.kind.is_output()).count();
     let _ = writeln!(
         s,
         "{} events, {outputs} with output, {} gaps between them; result {}",
@@ -109,6 +100,12 @@ pub fn waterfall(o: &Outcome) -> String {
         o.result.as_str()
     );
     s
+}
+
+/// A duration in milliseconds with one decimal (`12.3 ms`), `–` when absent.
+pub fn ms(d: Option<Duration>) -> String {
+    d.map(|d| format!("{:.1} ms", d.as_secs_f64() * 1e3))
+        .unwrap_or_else(|| "–".to_string())
 }
 
 /// Nearest-rank p50, p95 and max of a sample.
@@ -178,11 +175,7 @@ pub fn count_table(outcomes: &[Outcome]) -> String {
         "{:<28} {:>6} {:>11} {:>11} {:>11}",
         "milestone", "count", "p50", "p95", "max"
     );
-    let ms = |x: &serde_json::Value| {
-        x.as_f64()
-            .map(|f| format!("{:.1} ms", f * 1e3))
-            .unwrap_or_else(|| "–".into())
-    };
+    let ms = |x: &serde_json::Value| ms(x.as_f64().map(Duration::from_secs_f64));
     let names = MILESTONES
         .iter()
         .map(|(n, _)| *n)
@@ -205,7 +198,7 @@ pub fn count_table(outcomes: &[Outcome]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::trace::TraceEvent;
+    use crate::probe::trace::{EventKind, TraceEvent};
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)

@@ -158,6 +158,14 @@ impl EventKind {
         }
     }
 
+    /// Whether the event carried generated output (answer, reasoning or tool-call text).
+    pub fn is_output(self) -> bool {
+        matches!(
+            self,
+            EventKind::Answer | EventKind::Reasoning | EventKind::ToolCall
+        )
+    }
+
     /// The kind of an event from the signals it produced.
     pub fn of(signals: &[crate::probe::dialect::Signal]) -> EventKind {
         use crate::probe::dialect::Signal;

@@ -15,6 +15,7 @@ mod status;
 
 use crate::metrics::journey::JourneyMetrics;
 use crate::metrics::{self, ProbeMetrics};
+use crate::probe::show::ms;
 use crate::runtime::{Daemon, ProbeNowError};
 
 /// The router over a running daemon.
@@ -207,11 +208,6 @@ fn probe_error(e: ProbeNowError) -> Response {
         }
         e @ ProbeNowError::Metrics(_) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
     }
-}
-
-fn ms(d: Option<Duration>) -> String {
-    d.map(|d| format!("{:.1} ms", d.as_secs_f64() * 1e3))
-        .unwrap_or_else(|| "–".to_string())
 }
 
 #[cfg(test)]

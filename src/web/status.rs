@@ -14,7 +14,6 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 
 use super::{ms, text};
-use crate::probe::trace::EventKind;
 use crate::redact::html_escape as esc;
 use crate::runtime::{Daemon, JourneyRow, ProbeRecord};
 
@@ -360,12 +359,7 @@ fn waterfall_svg(h: &mut String, p: &ProbeRecord) {
     let outputs: Vec<Duration> = p
         .events
         .iter()
-        .filter(|e| {
-            matches!(
-                e.kind,
-                EventKind::Answer | EventKind::Reasoning | EventKind::ToolCall
-            )
-        })
+        .filter(|e| e.kind.is_output())
         .map(|e| e.offset)
         .collect();
     let end = p
