@@ -3,13 +3,15 @@
 //! Sections (all by default): `accuracy` (TTFT and ITL error against the simulator's ground
 //! truth), `cpu` (engine CPU time per 1,000 streamed tokens), `sse` (SSE events framed and decoded
 //! per second on one core), `rss` (resident memory of an idle daemon with 1 and 100 targets),
-//! `gate` (the release gate's verdicts on synthetic samples with a known change).
+//! `gate` (the release gate's verdicts on synthetic samples with a known change), `journey` (what
+//! a journey adds between its steps).
 //! Prints a Markdown report on stdout; progress goes to stderr. Loopback only, port 0, bounded
 //! in count and time (about two and a half minutes in all).
 
 mod accuracy;
 mod cpu;
 mod gate;
+mod journey;
 mod procs;
 mod rss;
 mod sse_parse;
@@ -26,12 +28,14 @@ use stats::{us, Table};
 const ACCURACY_PROBES: usize = 200;
 /// Probes per pacing of the CPU section.
 const CPU_PROBES: usize = 50;
+/// Journeys per dialect of the journey section.
+const JOURNEYS: usize = 100;
 /// Timed passes per row of the SSE section.
 const SSE_PASSES: usize = 30;
 /// Timed passes per size of the SSE section's long-line rows.
 const LONG_LINE_PASSES: usize = 5;
 
-const SECTIONS: [&str; 5] = ["accuracy", "cpu", "sse", "rss", "gate"];
+const SECTIONS: [&str; 6] = ["accuracy", "cpu", "sse", "rss", "gate", "journey"];
 
 fn main() {
     // `cargo bench` passes `--bench`; other flags are libtest's and do not apply here.
@@ -262,6 +266,47 @@ fn run(sections: &[String]) -> anyhow::Result<()> {
                 after.saturating_sub(before) as f64 / n as f64
             );
         }
+    }
+
+    if has("journey") {
+        eprintln!("journey: {JOURNEYS} journeys per dialect...");
+        let rows = rt.block_on(journey::run(JOURNEYS))?;
+        println!(
+            "\n### Journeys: time between steps that is neither E2E nor think time\n\n\
+             A {}-step journey (a tool call, the answer from its result, a follow-up) against the \
+             in-process simulator, {} ms think time before steps 2 and 3. Overhead = next step's \
+             `t_start` − previous step's end of stream − the think time slept; oversleep = think \
+             time slept − configured. µs.\n",
+            journey::STEPS,
+            journey::THINK.as_millis()
+        );
+        let mut t = Table::new(&[
+            "dialect",
+            "journeys",
+            "step boundaries",
+            "overhead p50",
+            "p99",
+            "max",
+            "oversleep p50",
+            "p99",
+            "max",
+        ]);
+        for r in &rows {
+            let [o50, o99, omax] = journey::Row::summary(&r.overhead);
+            let [s50, s99, smax] = journey::Row::summary(&r.oversleep);
+            t.row(vec![
+                r.dialect.to_string(),
+                r.journeys.to_string(),
+                r.overhead.len().to_string(),
+                o50,
+                o99,
+                omax,
+                s50,
+                s99,
+                smax,
+            ]);
+        }
+        println!("{}", t.render());
     }
 
     if has("gate") {
