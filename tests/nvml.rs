@@ -424,11 +424,11 @@ fn background_thread_samples_until_shut_down() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let t = scrape(&registry);
-        if value(&t, "inferprobe_nvml_up", &[]) == Some(1.0) {
-            assert_eq!(
-                value(&t, "inferprobe_gpu_memory_total_bytes", &GPU0),
-                Some(80.0 * GIB)
-            );
+        // A refresh can fail a reading and still be up (the error is counted, the series left
+        // out until the next refresh): wait for a refresh that read the memory.
+        let memory = value(&t, "inferprobe_gpu_memory_total_bytes", &GPU0);
+        if value(&t, "inferprobe_nvml_up", &[]) == Some(1.0) && memory.is_some() {
+            assert_eq!(memory, Some(80.0 * GIB));
             break;
         }
         assert!(Instant::now() < deadline, "no refresh within 20s:\n{t}");
