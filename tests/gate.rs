@@ -939,3 +939,86 @@ fn xmllint_validate(xml: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A tool journey as each probe: a candidate whose tool-result step fails on every run is failed
+/// on the error ratio; the same endpoint against itself passes, with task time (E2E) judged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journeys_are_gated_as_whole_tasks() {
+    let _serial = SERIAL.lock().await;
+    let yaml = r#"
+simulator: {ttft: 20ms, itl: 2ms, output_tokens: 6, seed: 9}
+journeys:
+  weather:
+    tools:
+      get_weather:
+        parameters: {type: object, properties: {city: {type: string}}, required: [city]}
+    steps:
+      - {name: ask, prompt: Weather?, expect_tool: get_weather, tool_result: {temp_c: 21}}
+      - {name: answer, checks: {must_contain: ["21"]}}
+prices:
+  sim-llm: {input_per_million: 1.0, output_per_million: 2.0}
+targets:
+  - {name: good, dialect: openai-chat, base_url: simulator, model: sim-llm, journeys: [weather]}
+  - {name: twin, dialect: anthropic-messages, base_url: simulator, model: sim-llm, journeys: [weather]}
+  - name: broken
+    dialect: openai-chat
+    base_url: simulator
+    model: sim-llm
+    journeys: [weather]
+    headers: {x-sim-fault: http_5xx, x-sim-fault-on: tool-result}
+"#;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("gate.yml");
+    std::fs::write(&path, yaml).expect("write");
+    let path = path.to_str().expect("utf-8").to_string();
+    let args = |target: &str, reference: &str, limits: &[&str]| {
+        let mut v: Vec<String> = [
+            "gate",
+            "--config.file",
+            &path,
+            "--target",
+            target,
+            "--journey",
+            "weather",
+            "--reference-target",
+            reference,
+            "--probes",
+            "24",
+            "--concurrency",
+            "2",
+            "--json",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for l in limits {
+            v.extend(["--max-regression".to_string(), l.to_string()]);
+        }
+        v
+    };
+    let (code, out, err) = bin(args("broken", "good", &["error_ratio=5%"])).await;
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let row = &v["metrics"][0];
+    assert_eq!(row["metric"], "error_ratio");
+    assert_eq!(row["scenario"], "weather", "rows are named by the journey");
+    assert_eq!(row["verdict"], "fail");
+    assert_eq!(row["candidate"], 1.0, "every run fails at its second step");
+
+    let (code, out, err) = bin(args(
+        "good",
+        "twin",
+        &["error_ratio=50%", "e2e_p95=200%", "cost_per_request=100%"],
+    ))
+    .await;
+    assert_ne!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let rows = v["metrics"].as_array().expect("rows");
+    let e2e = rows
+        .iter()
+        .find(|r| r["metric"] == "e2e_p95")
+        .expect("task time judged");
+    // Task time of two model calls: both TTFTs (20 ms) and the tokens.
+    assert!(e2e["candidate"].as_f64().expect("value") > 0.04, "{e2e}");
+    assert_eq!(e2e["n_candidate"], 24);
+}

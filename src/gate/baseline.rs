@@ -73,6 +73,29 @@ impl ProbeSample {
         }
     }
 
+    /// The sample of one journey run, judged as one probe: TTFT is the first step's, E2E the
+    /// journey's duration (successful runs only), ITL every step's gaps together, cost the sum
+    /// of the steps'; TPOT and output rate are left out (think time is not generation).
+    pub fn from_journey(o: &crate::journey::JourneyOutcome, cost_usd: Option<f64>) -> ProbeSample {
+        let first = o.steps.first().map(|s| &s.outcome);
+        ProbeSample {
+            scenario: o.journey.clone(),
+            result: o.result.as_str().to_string(),
+            ttft: first.and_then(|f| f.ttft).map(|d| d.as_secs_f64()),
+            tpot: None,
+            e2e: o.result.is_success().then(|| o.duration.as_secs_f64()),
+            output_rate: None,
+            cost_usd: cost_usd.or(o.cost_usd()),
+            itl: o
+                .steps
+                .iter()
+                .flat_map(|s| s.outcome.inter_token_latencies.iter())
+                .take(MAX_GAPS_PER_PROBE)
+                .map(|d| d.as_secs_f64())
+                .collect(),
+        }
+    }
+
     /// Whether the probe succeeded.
     pub fn is_success(&self) -> bool {
         self.result == "success"

@@ -49,6 +49,10 @@ pub struct GateArgs {
     /// Ad hoc: extra header `NAME: VALUE` (repeatable).
     #[arg(long = "header")]
     pub headers: Vec<String>,
+    /// Run this journey of the target as each probe (task time as E2E, the first step's TTFT,
+    /// every step's gaps as ITL, the whole task's cost and result).
+    #[arg(long, requires = "config_file", conflicts_with = "scenario")]
+    pub journey: Option<String>,
     /// A live reference probed interleaved with the candidate: its base URL, with the
     /// candidate's dialect, model, API key and headers (they are sent to it too).
     #[arg(long = "reference-url", conflicts_with_all = ["baseline", "reference_target"])]
@@ -202,10 +206,11 @@ pub async fn setup(args: &GateArgs) -> Result<Setup, GateError> {
         Some(p) => Some(baseline::read_file(p)?),
         None => None,
     };
-    let (mut candidate, mut reference, scenarios, sim_cfg) = match &args.endpoint.config_file {
-        Some(path) => from_config(args, path)?,
-        None => ad_hoc(args)?,
-    };
+    let (mut candidate, mut reference, scenarios, sim_cfg, journey) =
+        match &args.endpoint.config_file {
+            Some(path) => from_config(args, path)?,
+            None => ad_hoc(args)?,
+        };
     if args.input_price.is_some() || args.output_price.is_some() {
         let price = PriceConfig {
             input_per_million: args.input_price.unwrap_or(0.0),
@@ -269,6 +274,7 @@ pub async fn setup(args: &GateArgs) -> Result<Setup, GateError> {
             candidate: cand_side,
             reference: ref_side,
             scenarios,
+            journey,
             probes,
             duration: args.duration,
             concurrency: args.concurrency,
@@ -285,6 +291,7 @@ type Resolved = (
     Option<Target>,
     Vec<Scenario>,
     Option<config::simulator::SimulatorConfig>,
+    Option<std::sync::Arc<config::Journey>>,
 );
 
 fn from_config(args: &GateArgs, path: &Path) -> Result<Resolved, GateError> {
@@ -297,8 +304,37 @@ fn from_config(args: &GateArgs, path: &Path) -> Result<Resolved, GateError> {
     )
     .map_err(GateError::Usage)?;
     let scenarios: Vec<Scenario> = scenarios.iter().map(|s| (**s).clone()).collect();
-    if scenarios.is_empty() {
-        return Err(usage(format!("target {:?} has no scenarios", target.name)));
+    let journey = match &args.journey {
+        None => None,
+        Some(name) => Some(
+            target
+                .journeys
+                .iter()
+                .find(|(j, _)| &j.name == name)
+                .map(|(j, _)| j.clone())
+                .ok_or_else(|| {
+                    let names: Vec<&str> = target
+                        .journeys
+                        .iter()
+                        .map(|(j, _)| j.name.as_str())
+                        .collect();
+                    usage(format!(
+                        "--journey={name}: target {:?} runs no such journey; its journeys: {}",
+                        target.name,
+                        if names.is_empty() {
+                            "none".to_string()
+                        } else {
+                            names.join(", ")
+                        }
+                    ))
+                })?,
+        ),
+    };
+    if scenarios.is_empty() && journey.is_none() {
+        return Err(usage(format!(
+            "target {:?} has no scenarios; name one of its journeys with --journey",
+            target.name
+        )));
     }
     let candidate = (**target).clone();
     let reference = match (&args.reference_target, &args.reference_url) {
@@ -316,7 +352,13 @@ fn from_config(args: &GateArgs, path: &Path) -> Result<Resolved, GateError> {
         }
         r
     });
-    Ok((candidate, reference, scenarios, loaded.simulator.clone()))
+    Ok((
+        candidate,
+        reference,
+        scenarios,
+        loaded.simulator.clone(),
+        journey,
+    ))
 }
 
 fn adhoc_flags<'a>(
@@ -357,7 +399,7 @@ fn ad_hoc(args: &GateArgs) -> Result<Resolved, GateError> {
         }
         None => None,
     };
-    Ok((candidate, reference, vec![scenario], None))
+    Ok((candidate, reference, vec![scenario], None, None))
 }
 
 /// A config target's twin at another base URL (the candidate's dialect, key and headers).

@@ -27,8 +27,11 @@ pub struct Plan {
     pub candidate: Side,
     /// The live reference, probed interleaved with the candidate.
     pub reference: Option<Side>,
-    /// Scenarios sent in turn (the same one to both sides of a pair); never empty.
+    /// Scenarios sent in turn (the same one to both sides of a pair); never empty unless a
+    /// journey is run instead.
     pub scenarios: Vec<Scenario>,
+    /// A journey run as each probe instead of the scenarios.
+    pub journey: Option<std::sync::Arc<crate::config::Journey>>,
     /// Probes per side.
     pub probes: usize,
     /// No probe starts after this much time.
@@ -198,22 +201,43 @@ async fn worker(s: Arc<Shared>, client: ProbeClient, total: usize, sides: usize)
             (Some(r), true) => r,
             _ => &s.plan.candidate,
         };
-        let scenario = &s.plan.scenarios[pair % s.plan.scenarios.len()];
         let estimate = match reserve(&s) {
             Some(e) => e,
             None => return,
         };
-        let outcome = engine::run_probe(&client, &side.target, &side.base_url, scenario).await;
-        let cost = match &side.target.self_hosted {
-            // Probes alone on the endpoint: the whole GPU rate is charged (an upper bound).
-            Some(sh) => Some(crate::cost::self_hosted_request_cost(
-                crate::cost::self_hosted_hourly_usd(sh, None),
-                outcome.e2e.unwrap_or(outcome.elapsed),
-                None,
-            )),
-            None => outcome.cost_usd,
+        // Probes alone on the endpoint: a self-hosted target is charged the whole GPU rate (an
+        // upper bound).
+        let self_hosted = |o: &crate::probe::Outcome| {
+            side.target.self_hosted.as_ref().map(|sh| {
+                crate::cost::self_hosted_request_cost(
+                    crate::cost::self_hosted_hourly_usd(sh, None),
+                    o.e2e.unwrap_or(o.elapsed),
+                    None,
+                )
+            })
         };
-        let sample = ProbeSample::from_outcome(&outcome, cost);
+        let (cost, sample) = match &s.plan.journey {
+            Some(j) => {
+                let o = crate::journey::run_journey(&client, &side.target, &side.base_url, j).await;
+                let cost = match side.target.self_hosted {
+                    Some(_) => Some(
+                        o.steps
+                            .iter()
+                            .filter_map(|st| self_hosted(&st.outcome))
+                            .sum(),
+                    ),
+                    None => o.cost_usd(),
+                };
+                (cost, ProbeSample::from_journey(&o, cost))
+            }
+            None => {
+                let scenario = &s.plan.scenarios[pair % s.plan.scenarios.len()];
+                let outcome =
+                    engine::run_probe(&client, &side.target, &side.base_url, scenario).await;
+                let cost = self_hosted(&outcome).or(outcome.cost_usd);
+                (cost, ProbeSample::from_outcome(&outcome, cost))
+            }
+        };
         {
             let mut sp = lock(&s.spend);
             sp.reserved -= estimate;
