@@ -83,7 +83,7 @@ impl ProbeSample {
             result: o.result.as_str().to_string(),
             ttft: first.and_then(|f| f.ttft).map(|d| d.as_secs_f64()),
             tpot: None,
-            e2e: o.result.is_success().then(|| o.duration.as_secs_f64()),
+            e2e: o.result.is_success().then_some(o.duration.as_secs_f64()),
             output_rate: None,
             cost_usd: cost_usd.or(o.cost_usd()),
             itl: o
