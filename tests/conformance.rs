@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use inferprobe::config::{BaseUrl, Checks, Scenario, Target, Timeouts};
+use inferprobe::config::{BaseUrl, Checks, Scenario, Target};
 use inferprobe::probe::dialect::{AuthStyle, DialectKind};
 use inferprobe::probe::engine;
 use inferprobe::probe::trace::TokenSource;
@@ -13,32 +13,7 @@ use inferprobe::probe::{Outcome, ProbeResult};
 use inferprobe::runtime::simulator_base_url;
 
 fn target(dialect: DialectKind, base_url: String) -> Target {
-    let (mut t, _) = inferprobe::commands::adhoc_target(&inferprobe::commands::AdHoc {
-        url: Some(&base_url),
-        dialect: Some(dialect.as_str()),
-        model: Some("sim-llm"),
-        prompt: None,
-        max_tokens: 64,
-        api_key_env: None,
-        headers: &[],
-        no_usage: false,
-        timeouts: Timeouts {
-            connect: Duration::from_secs(2),
-            first_token: Duration::from_secs(5),
-            idle: Duration::from_secs(5),
-            total: Duration::from_secs(10),
-        },
-    })
-    .expect("a valid ad-hoc target");
-    t.name = format!("t-{}", dialect.as_str());
-    if dialect.default_auth() == AuthStyle::AwsSigv4 {
-        // A Bedrock API key (bearer): these tests must not depend on the machine's AWS
-        // credentials; signing has its own test.
-        t.api_key = Some(inferprobe::config::Secret::new(
-            "bedrock-api-key-conformance".to_string(),
-        ));
-    }
-    t.max_response_bytes = 1 << 20;
+    let mut t = common::sim_target(dialect, base_url);
     t.price = Some(inferprobe::config::PriceConfig {
         input_per_million: 1.0,
         output_per_million: 2.0,

@@ -409,35 +409,6 @@ else:
     print(json.dumps(events))
 "#;
 
-/// Runs the script above on `job`; `None` when botocore is not there.
-fn botocore(job: &serde_json::Value) -> Option<serde_json::Value> {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let probe = Command::new("python3")
-        .args(["-c", "import botocore"])
-        .stderr(Stdio::null())
-        .status();
-    if !probe.is_ok_and(|s| s.success()) {
-        eprintln!("SKIPPED: python3 with botocore is not available");
-        return None;
-    }
-    let mut child = Command::new("python3")
-        .args(["-c", BOTOCORE])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(job.to_string().as_bytes())
-        .expect("write job");
-    let out = child.wait_with_output().expect("python3 output");
-    assert!(out.status.success(), "botocore script failed");
-    Some(serde_json::from_slice(&out.stdout).expect("JSON from botocore"))
-}
-
 #[test]
 fn signatures_match_botocore() {
     use inferprobe::probe::aws::{sign, Credentials, SignInput};
@@ -471,7 +442,7 @@ fn signatures_match_botocore() {
             "key": "AKIDEXAMPLE", "secret": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
         })).collect::<Vec<_>>(),
     });
-    let Some(theirs) = botocore(&job) else {
+    let Some(theirs) = common::botocore(BOTOCORE, &job) else {
         return;
     };
     for (i, (url, region, token, body, time)) in cases.iter().enumerate() {
@@ -531,8 +502,10 @@ async fn botocore_parses_the_simulators_converse_stream() {
     }
     sim.shutdown().await;
     let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-    let Some(events) = botocore(&serde_json::json!({"kind": "parse", "hex": hex(&bodies[0])}))
-    else {
+    let Some(events) = common::botocore(
+        BOTOCORE,
+        &serde_json::json!({"kind": "parse", "hex": hex(&bodies[0])}),
+    ) else {
         return;
     };
     let names: Vec<String> = events
@@ -564,8 +537,10 @@ async fn botocore_parses_the_simulators_converse_stream() {
     assert_eq!(events[5]["contentBlockDelta"]["delta"]["text"], " one");
     assert_eq!(events[10]["metadata"]["usage"]["outputTokens"], 5);
     assert!(events[10]["metadata"]["metrics"]["latencyMs"].as_u64() >= Some(10));
-    let Some(events) = botocore(&serde_json::json!({"kind": "parse", "hex": hex(&bodies[1])}))
-    else {
+    let Some(events) = common::botocore(
+        BOTOCORE,
+        &serde_json::json!({"kind": "parse", "hex": hex(&bodies[1])}),
+    ) else {
         return;
     };
     assert_eq!(

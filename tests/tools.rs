@@ -7,9 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use inferprobe::config::{BaseUrl, ExpectTool, Scenario, Target, Timeouts};
+use inferprobe::config::{BaseUrl, ExpectTool, Scenario, Target};
 use inferprobe::probe::dialect::{
-    AuthStyle, DialectKind, Message, OutputKind, ProbeRequest, Signal, ToolCall, ToolSpec,
+    DialectKind, Message, OutputKind, ProbeRequest, Signal, ToolCall, ToolSpec,
 };
 use inferprobe::probe::engine;
 use inferprobe::probe::{Outcome, ProbeResult};
@@ -55,32 +55,6 @@ fn tool_result(call: &ToolCall, content: &str) -> Message {
         tool_name: Some(call.name.clone()),
         ..Message::default()
     }
-}
-
-fn target(dialect: DialectKind, base_url: String) -> Target {
-    let (mut t, _) = inferprobe::commands::adhoc_target(&inferprobe::commands::AdHoc {
-        url: Some(&base_url),
-        dialect: Some(dialect.as_str()),
-        model: Some("sim-llm"),
-        prompt: None,
-        max_tokens: 64,
-        api_key_env: None,
-        headers: &[],
-        no_usage: false,
-        timeouts: Timeouts {
-            connect: Duration::from_secs(2),
-            first_token: Duration::from_secs(5),
-            idle: Duration::from_secs(5),
-            total: Duration::from_secs(10),
-        },
-    })
-    .expect("a valid ad-hoc target");
-    t.name = format!("t-{}", dialect.as_str());
-    if dialect.default_auth() == AuthStyle::AwsSigv4 {
-        t.api_key = Some(inferprobe::config::Secret::new("bedrock-key".to_string()));
-    }
-    t.max_response_bytes = 1 << 20;
-    t
 }
 
 async fn probe(t: &Target, scenario: &Scenario) -> Outcome {
@@ -152,7 +126,7 @@ async fn every_tool_dialect_calls_the_tool_and_answers_its_result() {
             continue;
         };
         covered += 1;
-        let t = target(dialect, simulator_base_url(&sim.base_url(), dialect));
+        let t = common::sim_target(dialect, simulator_base_url(&sim.base_url(), dialect));
         let first = probe(&t, &asking()).await;
         assert_eq!(
             first.result,
@@ -215,7 +189,7 @@ async fn every_tool_dialect_calls_the_tool_and_answers_its_result() {
 async fn fault_on_scopes_a_fault_to_tool_requests() {
     let sim = common::sim("ttft: 20ms\nitl: 5ms\noutput_tokens: 8\n").await;
     for dialect in DialectKind::ALL.into_iter().filter(|d| d.supports_tools()) {
-        let mut t = target(dialect, simulator_base_url(&sim.base_url(), dialect));
+        let mut t = common::sim_target(dialect, simulator_base_url(&sim.base_url(), dialect));
         t.headers.insert("x-sim-fault".into(), "http_5xx".into());
         t.headers
             .insert("x-sim-fault-on".into(), "tool-result".into());
@@ -243,7 +217,7 @@ async fn fault_on_scopes_a_fault_to_tool_requests() {
     let sim =
         common::sim("ttft: 20ms\nitl: 5ms\noutput_tokens: 8\nfaults: {http_5xx: 1.0}\n").await;
     let dialect = DialectKind::BedrockConverse;
-    let mut t = target(dialect, simulator_base_url(&sim.base_url(), dialect));
+    let mut t = common::sim_target(dialect, simulator_base_url(&sim.base_url(), dialect));
     t.headers
         .insert("x-sim-fault-on".into(), "tool-result".into());
     let first = probe(&t, &asking()).await;
@@ -253,7 +227,7 @@ async fn fault_on_scopes_a_fault_to_tool_requests() {
 
     // An unknown scope is the simulator's 400, naming the header.
     let dialect = DialectKind::OpenaiChat;
-    let mut t = target(dialect, simulator_base_url(&sim.base_url(), dialect));
+    let mut t = common::sim_target(dialect, simulator_base_url(&sim.base_url(), dialect));
     t.headers
         .insert("x-sim-fault-on".into(), "sometimes".into());
     let o = probe(&t, &asking()).await;
@@ -266,7 +240,7 @@ async fn a_truncated_tool_call_is_not_a_valid_call() {
     // A token cap below the argument pieces cuts the call: the schema check fails.
     let sim = common::sim("ttft: 10ms\nitl: 2ms\noutput_tokens: 8\n").await;
     let dialect = DialectKind::AnthropicMessages;
-    let t = target(dialect, simulator_base_url(&sim.base_url(), dialect));
+    let t = common::sim_target(dialect, simulator_base_url(&sim.base_url(), dialect));
     let mut s = asking();
     s.max_tokens = 2;
     let o = probe(&t, &s).await;
@@ -612,34 +586,6 @@ events = list(EventStream(Raw(bytes.fromhex(job["hex"])), op.output_shape.member
 print(json.dumps({"errors": report.generate_report(), "events": events}))
 "#;
 
-fn botocore(job: &Value) -> Option<Value> {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let probe = Command::new("python3")
-        .args(["-c", "import botocore"])
-        .stderr(Stdio::null())
-        .status();
-    if !probe.is_ok_and(|s| s.success()) {
-        eprintln!("SKIPPED: python3 with botocore is not available");
-        return None;
-    }
-    let mut child = Command::new("python3")
-        .args(["-c", BOTOCORE])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(job.to_string().as_bytes())
-        .expect("write job");
-    let out = child.wait_with_output().expect("python3 output");
-    assert!(out.status.success(), "botocore script failed");
-    Some(serde_json::from_slice(&out.stdout).expect("JSON from botocore"))
-}
-
 #[tokio::test]
 async fn botocore_accepts_the_tool_body_and_parses_the_simulators_tool_use() {
     let body = body(DialectKind::BedrockConverse, &history(), &[weather()]);
@@ -656,7 +602,7 @@ async fn botocore_accepts_the_tool_body_and_parses_the_simulators_tool_use() {
     let stream = resp.bytes().await.expect("body");
     sim.shutdown().await;
     let hex: String = stream.iter().map(|x| format!("{x:02x}")).collect();
-    let Some(out) = botocore(&json!({"body": body, "hex": hex})) else {
+    let Some(out) = common::botocore(BOTOCORE, &json!({"body": body, "hex": hex})) else {
         return;
     };
     assert_eq!(out["errors"], "", "botocore rejects the request body");
@@ -908,7 +854,7 @@ async fn the_simulators_arguments_match_arbitrary_schemas() {
         let schema = random_object(&mut rng, 0);
         inferprobe::journey::schema::supported(&schema).expect("a schema of the subset");
         let dialect = dialects[i % dialects.len()];
-        let t = target(dialect, simulator_base_url(&sim.base_url(), dialect));
+        let t = common::sim_target(dialect, simulator_base_url(&sim.base_url(), dialect));
         let mut s = asking();
         s.max_tokens = 4096;
         s.tools[0].parameters = schema.clone();
@@ -967,7 +913,7 @@ fn ollama_tool_fixture_signals_the_call_then_its_arguments() {
 async fn tool_call_pieces_are_paced_and_recorded_like_tokens() {
     let sim = common::sim("ttft: 80ms\nitl: 20ms\noutput_tokens: 5\n").await;
     for dialect in [DialectKind::OpenaiChat, DialectKind::BedrockConverse] {
-        let t = target(dialect, simulator_base_url(&sim.base_url(), dialect));
+        let t = common::sim_target(dialect, simulator_base_url(&sim.base_url(), dialect));
         let o = probe(&t, &asking()).await;
         assert_eq!(o.result, ProbeResult::Success, "{dialect:?}: {:?}", o.error);
         let gt = sim.ground_truth();

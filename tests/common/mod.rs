@@ -282,3 +282,67 @@ pub fn heading_anchors(text: &str) -> std::collections::BTreeSet<String> {
     }
     out
 }
+
+/// An ad-hoc target of `dialect` at `base_url` (the simulator), built by the config's resolver as
+/// `probe --url` builds one: short timeouts, a 1 MiB response cap, and for Bedrock a bearer API
+/// key so tests never depend on the machine's AWS credentials (signing has its own tests).
+pub fn sim_target(
+    dialect: inferprobe::probe::dialect::DialectKind,
+    base_url: String,
+) -> inferprobe::config::Target {
+    let (mut t, _) = inferprobe::commands::adhoc_target(&inferprobe::commands::AdHoc {
+        url: Some(&base_url),
+        dialect: Some(dialect.as_str()),
+        model: Some("sim-llm"),
+        prompt: None,
+        max_tokens: 64,
+        api_key_env: None,
+        headers: &[],
+        no_usage: false,
+        timeouts: inferprobe::config::Timeouts {
+            connect: Duration::from_secs(2),
+            first_token: Duration::from_secs(5),
+            idle: Duration::from_secs(5),
+            total: Duration::from_secs(10),
+        },
+    })
+    .expect("a valid ad-hoc target");
+    t.name = format!("t-{}", dialect.as_str());
+    if dialect.default_auth() == inferprobe::probe::dialect::AuthStyle::AwsSigv4 {
+        t.api_key = Some(inferprobe::config::Secret::new(
+            "bedrock-api-key-for-tests".to_string(),
+        ));
+    }
+    t.max_response_bytes = 1 << 20;
+    t
+}
+
+/// Runs the Python `script` with `job` as JSON on its standard input and returns the JSON it
+/// prints; `None` (after a message) when python3 with botocore is not available.
+pub fn botocore(script: &str, job: &serde_json::Value) -> Option<serde_json::Value> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let probe = Command::new("python3")
+        .args(["-c", "import botocore"])
+        .stderr(Stdio::null())
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        eprintln!("SKIPPED: python3 with botocore is not available");
+        return None;
+    }
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(job.to_string().as_bytes())
+        .expect("write job");
+    let out = child.wait_with_output().expect("python3 output");
+    assert!(out.status.success(), "botocore script failed");
+    Some(serde_json::from_slice(&out.stdout).expect("JSON from botocore"))
+}
