@@ -215,14 +215,7 @@ impl TargetRuntime {
 
     /// Runs one probe with its total timeout cut to `limit` when that is shorter.
     async fn run_within(&self, scenario: &Scenario, limit: Option<Duration>) -> Outcome {
-        match limit.filter(|l| *l < self.target.timeouts.total) {
-            None => engine::run_probe(&self.client, &self.target, &self.base_url, scenario).await,
-            Some(l) => {
-                let mut t = (*self.target).clone();
-                t.timeouts.total = l;
-                engine::run_probe(&self.client, &t, &self.base_url, scenario).await
-            }
-        }
+        engine::run_probe_within(&self.client, &self.target, &self.base_url, scenario, limit).await
     }
 }
 

@@ -182,15 +182,7 @@ pub async fn run_journey_within(
             });
         }
         let scenario = step_scenario(journey, step, messages.clone());
-        let outcome = match left().filter(|l| *l < target.timeouts.total) {
-            None => engine::run_probe(client, target, base_url, &scenario).await,
-            Some(l) => {
-                let mut t = target.clone();
-                // A zero total would be refused as a config; a millisecond ends it at once.
-                t.timeouts.total = l.max(Duration::from_millis(1));
-                engine::run_probe(client, &t, base_url, &scenario).await
-            }
-        };
+        let outcome = engine::run_probe_within(client, target, base_url, &scenario, left()).await;
         first_start.get_or_insert(outcome.started);
         let ok = outcome.result.is_success();
         if ok {

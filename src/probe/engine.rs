@@ -299,6 +299,26 @@ pub async fn run_probe(
     }
 }
 
+/// [`run_probe`] with the target's total timeout cut to `limit` when that is shorter (an
+/// on-demand probe within a scrape deadline, a journey's later steps).
+pub async fn run_probe_within(
+    client: &ProbeClient,
+    target: &Target,
+    base_url: &str,
+    scenario: &Scenario,
+    limit: Option<Duration>,
+) -> Outcome {
+    match limit.filter(|l| *l < target.timeouts.total) {
+        None => run_probe(client, target, base_url, scenario).await,
+        Some(l) => {
+            let mut t = target.clone();
+            // A zero total would be refused as a config; a millisecond ends it at once.
+            t.timeouts.total = l.max(Duration::from_millis(1));
+            run_probe(client, &t, base_url, scenario).await
+        }
+    }
+}
+
 /// The request URL: base URL, the dialect's path for the model, then the dialect's query
 /// parameters and the target's, after any the base URL already carries.
 fn request_url(base_url: &str, target: &Target) -> Result<Url, String> {
