@@ -14,6 +14,7 @@ pub mod gate;
 pub mod journey;
 pub mod logging;
 pub mod metrics;
+pub mod otlp;
 pub mod probe;
 pub mod redact;
 pub mod runtime;

@@ -19,8 +19,10 @@ use crate::cost;
 use crate::journey::{self as journeys, JourneyOutcome};
 use crate::metrics::gpu::GpuMetrics;
 use crate::metrics::journey::JourneyMetrics;
+use crate::metrics::otlp::OtlpMetrics;
 use crate::metrics::server::ServerMetrics;
 use crate::metrics::{ProbeMetrics, SelfMetrics, SkipReason};
+use crate::otlp::{OtlpExporter, TargetAttrs};
 use crate::probe::engine;
 use crate::probe::Outcome;
 use crate::schedule::{Plan, ProbeReport, Prober, Scheduler, TargetState};
@@ -40,6 +42,9 @@ pub struct Daemon {
     sim: Option<SimHandle>,
     gpu_metrics: GpuMetrics,
     server_metrics: ServerMetrics,
+    otlp_metrics: OtlpMetrics,
+    /// The running OTLP exporter, when `otlp:` is configured.
+    otlp: std::sync::RwLock<Option<Arc<OtlpExporter>>>,
     /// The running GPU collector and the config it runs with.
     gpu: Mutex<Option<(GpusConfig, GpuCollectorHandle)>>,
     /// The inference-server scrapers and the configs they run with, by server name.
@@ -100,6 +105,8 @@ pub struct TargetRuntime {
     base_url: String,
     /// Probe lock, scenario turn, token budget and rate-limit hold.
     state: Arc<TargetState>,
+    /// The GenAI attributes of its OTLP measurements.
+    genai: TargetAttrs,
 }
 
 impl TargetRuntime {
@@ -124,11 +131,19 @@ impl TargetRuntime {
         };
         let base_url = resolve_base_url(&target, sim)?;
         let state = Arc::new(TargetState::new(Plan::for_target(&target, &loaded.global)));
+        let server_kind = target
+            .self_hosted
+            .as_ref()
+            .and_then(|sh| sh.server.as_deref())
+            .and_then(|name| loaded.servers.iter().find(|s| s.name == name))
+            .map(|s| s.kind);
+        let genai = TargetAttrs::of(&target, &base_url, server_kind);
         Ok(TargetRuntime {
             target,
             client,
             base_url,
             state,
+            genai,
         })
     }
 
@@ -239,7 +254,7 @@ impl Prober for ScheduledTarget {
                 let mut outcome = self.rt.run(&scenario).await;
                 self.daemon
                     .apply_self_hosted_cost(&self.rt.target, &mut outcome);
-                self.daemon.record(&outcome);
+                self.daemon.record(&outcome, &self.rt.genai);
                 ProbeReport::of(&outcome)
             }
             Job::Journey(journey) => {
@@ -257,14 +272,22 @@ impl Prober for ScheduledTarget {
     fn skipped(&self, index: usize, reason: SkipReason) {
         let t = &self.rt.target;
         match self.rt.job_at(index) {
-            Job::Scenario(s) => self
-                .daemon
-                .probes
-                .skipped(&t.name, &t.model, &s.name, reason),
-            Job::Journey(j) => self
-                .daemon
-                .journeys
-                .skipped(&t.name, &t.model, &j.name, reason),
+            Job::Scenario(s) => {
+                self.daemon
+                    .probes
+                    .skipped(&t.name, &t.model, &s.name, reason);
+                if let Some(x) = self.daemon.otlp() {
+                    x.skipped(&t.name, &t.model, &s.name, false, reason);
+                }
+            }
+            Job::Journey(j) => {
+                self.daemon
+                    .journeys
+                    .skipped(&t.name, &t.model, &j.name, reason);
+                if let Some(x) = self.daemon.otlp() {
+                    x.skipped(&t.name, &t.model, &j.name, true, reason);
+                }
+            }
         }
     }
 }
@@ -508,6 +531,7 @@ impl Daemon {
         let gpu_metrics = GpuMetrics::register(&registry).context("registering GPU metrics")?;
         let server_metrics =
             ServerMetrics::register(&registry).context("registering server metrics")?;
+        let otlp_metrics = OtlpMetrics::register(&registry).context("registering OTLP metrics")?;
         let scrape_client = reqwest::Client::builder()
             .user_agent(concat!("inferprobe/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -536,6 +560,8 @@ impl Daemon {
             sim,
             gpu_metrics,
             server_metrics: server_metrics.clone(),
+            otlp_metrics,
+            otlp: std::sync::RwLock::new(None),
             gpu: Mutex::new(None),
             servers: Mutex::new((
                 server_collector::start(Vec::new(), server_metrics, scrape_client),
@@ -551,6 +577,7 @@ impl Daemon {
         daemon.board.set_history(loaded.global.status_history);
         daemon.apply_gpus(&loaded.gpus);
         daemon.apply_servers(&loaded.servers);
+        daemon.apply_otlp(loaded.otlp.as_ref(), &loaded.buckets);
         let generation = daemon.build_generation(loaded).await?;
         *daemon.generation.lock().await = generation;
         daemon.self_metrics.config_reloaded(true, SystemTime::now());
@@ -589,6 +616,46 @@ impl Daemon {
         }
         // Dropping a handle stops its thread without waiting for it.
         *slot = nvml::start(cfg, self.gpu_metrics.clone()).map(|h| (cfg.clone(), h));
+    }
+
+    /// The running OTLP exporter, if any.
+    fn otlp(&self) -> Option<Arc<OtlpExporter>> {
+        match self.otlp.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Starts, restarts or stops the OTLP exporter when its settings differ from the running
+    /// one's. A replaced exporter sends its last data and stops on a blocking thread, so a
+    /// receiver that hangs delays nothing here. An exporter that cannot be built is logged and
+    /// left off; probing goes on.
+    fn apply_otlp(&self, wanted: Option<&config::otlp::OtlpSettings>, buckets: &BTreeMap<String, Vec<f64>>) {
+        let running = self.otlp();
+        if running.as_ref().map(|x| x.settings()) == wanted {
+            return;
+        }
+        let next = wanted.and_then(|s| {
+            let sources = crate::otlp::Sources {
+                health: self.otlp_metrics.clone(),
+                gpu: self.gpu_metrics.clone(),
+                servers: self.server_metrics.clone(),
+            };
+            match OtlpExporter::start(s, sources, buckets) {
+                Ok(x) => Some(Arc::new(x)),
+                Err(e) => {
+                    error!(error = %e, "OTLP export is off.");
+                    None
+                }
+            }
+        });
+        let old = match self.otlp.write() {
+            Ok(mut g) => std::mem::replace(&mut *g, next),
+            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), next),
+        };
+        if let Some(old) = old {
+            tokio::task::spawn_blocking(move || old.shutdown());
+        }
     }
 
     /// Starts scraping new or changed servers and stops scraping removed ones (their series go).
@@ -741,12 +808,15 @@ impl Daemon {
         let summary = config::summary(&loaded);
         let gpus = loaded.gpus.clone();
         let servers = loaded.servers.clone();
+        let otlp = loaded.otlp.clone();
+        let otlp_buckets = loaded.buckets.clone();
         self.board.set_history(loaded.global.status_history);
         let new_keys = series_keys(&loaded);
         let new_journeys = journey_keys(&loaded);
         let new_gen = self.build_generation(loaded).await?;
         self.apply_gpus(&gpus);
         self.apply_servers(&servers);
+        self.apply_otlp(otlp.as_ref(), &otlp_buckets);
         let old = std::mem::replace(&mut *self.generation.lock().await, new_gen);
         let names: HashSet<String> = new_keys.iter().map(|(t, _, _)| t.clone()).collect();
         for (t, m, s) in series_keys(&old.loaded) {
@@ -926,7 +996,26 @@ impl Daemon {
             g.take();
         }
         self.apply_servers(&[]);
+        let exporter = match self.otlp.write() {
+            Ok(mut g) => g.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(x) = exporter {
+            // The last export carries the last probes; it is bounded by otlp.timeout.
+            let _ = tokio::task::spawn_blocking(move || x.shutdown()).await;
+        }
         self.ready.store(false, Ordering::SeqCst);
+    }
+
+    /// Exports to the OTLP receiver now (blocks up to `otlp.timeout`); false when no exporter
+    /// runs or the export failed.
+    pub async fn flush_otlp(&self) -> bool {
+        match self.otlp() {
+            Some(x) => tokio::task::spawn_blocking(move || x.flush())
+                .await
+                .unwrap_or(false),
+            None => false,
+        }
     }
 
     /// For a self-hosted target, replaces the token-price cost (there is none) with the share of
@@ -944,10 +1033,16 @@ impl Daemon {
         o.cost_usd = Some(cost::self_hosted_request_cost(rate, duration, running));
         self.probes
             .set_gpu_cost_rate(&target.name, &target.model, rate);
+        if let Some(x) = self.otlp() {
+            x.gpu_cost_rate(&target.name, &target.model, rate);
+        }
     }
 
     fn record_journey(&self, o: &JourneyOutcome) {
         self.journeys.observe(o);
+        if let Some(x) = self.otlp() {
+            x.observe_journey(o);
+        }
         self.board.record_journey(o);
         if o.result.is_success() {
             debug!(
@@ -969,8 +1064,12 @@ impl Daemon {
         }
     }
 
-    fn record(&self, o: &Outcome) {
+    /// Records a scheduled probe's outcome into `/metrics`, OTLP and the status page.
+    fn record(&self, o: &Outcome, genai: &TargetAttrs) {
         self.probes.observe(o);
+        if let Some(x) = self.otlp() {
+            x.observe(o, genai);
+        }
         self.board.record(o);
         if o.result.is_success() {
             debug!(
@@ -1044,6 +1143,7 @@ fn empty_loaded() -> Loaded {
         simulator: None,
         gpus: Default::default(),
         servers: Vec::new(),
+        otlp: None,
         warnings: Vec::new(),
     }
 }

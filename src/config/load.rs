@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_saphyr::{MessageFormatter, Spanned};
 
 use super::gpus::GpusConfig;
+use super::otlp::OtlpConfig;
 use super::servers::ServerConfig;
 use super::simulator::SimulatorConfig;
 use super::types::{GlobalConfig, JourneyConfig, PriceConfig, ScenarioConfig, TargetConfig};
@@ -655,6 +656,7 @@ pub(crate) struct Decoded {
     pub(crate) simulator: Option<Option<SimulatorConfig>>,
     pub(crate) gpus: Option<GpusConfig>,
     pub(crate) servers: Vec<Option<ServerConfig>>,
+    pub(crate) otlp: Option<Option<OtlpConfig>>,
 }
 
 /// The top-level keys, in the order the example file uses them.
@@ -668,6 +670,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "simulator",
     "gpus",
     "servers",
+    "otlp",
 ];
 
 fn decode_sections(root: &Node, diag: &mut Diag<'_>) -> Decoded {
@@ -730,6 +733,7 @@ fn decode_sections(root: &Node, diag: &mut Diag<'_>) -> Decoded {
             }
             "simulator" => out.simulator = Some(decode(node, &path, diag)),
             "gpus" => out.gpus = decode(node, &path, diag),
+            "otlp" => out.otlp = Some(decode(node, &path, diag)),
             "servers" => {
                 for (i, n) in seq_items(node, &path, diag).iter().enumerate() {
                     out.servers.push(decode(n, &path.index(i), diag));

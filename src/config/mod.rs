@@ -8,6 +8,7 @@
 pub mod gpus;
 mod journeys;
 mod load;
+pub mod otlp;
 mod resolve;
 pub mod servers;
 pub mod simulator;
@@ -105,6 +106,8 @@ pub struct Loaded {
     pub gpus: gpus::GpusConfig,
     /// Inference servers to scrape.
     pub servers: Vec<servers::ServerConfig>,
+    /// OTLP export, when the `otlp:` block is present.
+    pub otlp: Option<otlp::OtlpSettings>,
     /// Non-fatal remarks, logged at start and printed by `check-config`.
     pub warnings: Vec<ConfigWarning>,
 }

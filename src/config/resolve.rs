@@ -146,6 +146,10 @@ pub(crate) fn resolve(
     let simulator = d.simulator.flatten();
     let gpus = d.gpus.unwrap_or_default();
     validate_extensions(simulator.as_ref(), &gpus, &d.servers, diag);
+    let otlp = d
+        .otlp
+        .flatten()
+        .and_then(|o| super::otlp::resolve(&o, &root.key("otlp"), env, diag));
 
     if diag.error_count() > 0 {
         return None;
@@ -158,6 +162,7 @@ pub(crate) fn resolve(
         simulator,
         gpus,
         servers: d.servers.into_iter().flatten().collect(),
+        otlp,
         warnings: Vec::new(),
     })
 }
@@ -862,7 +867,7 @@ fn missing_secret(path: &YamlPath, message: String, env: &Environment<'_>, diag:
     }
 }
 
-fn resolve_secret(
+pub(crate) fn resolve_secret(
     r: &SecretRef,
     path: &YamlPath,
     env: &Environment<'_>,
@@ -930,6 +935,11 @@ fn resolve_secret(
     Some(Secret::new(value))
 }
 
+/// True for a header whose value is a credential (`authorization`, `x-api-key`, ...).
+pub(crate) fn is_credential_header(name: &str) -> bool {
+    CREDENTIAL_HEADERS.contains(&name.to_ascii_lowercase().as_str())
+}
+
 pub(super) fn check_headers(
     headers: &BTreeMap<String, String>,
     path: &YamlPath,
@@ -947,7 +957,7 @@ pub(super) fn check_headers(
                 "value contains characters that cannot be sent in an HTTP header",
             );
         }
-        if CREDENTIAL_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+        if is_credential_header(name) {
             diag.warn(
                 &p,
                 format!(

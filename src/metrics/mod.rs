@@ -8,6 +8,7 @@
 pub mod buckets;
 pub mod gpu;
 pub mod journey;
+pub mod otlp;
 pub mod server;
 
 use std::collections::BTreeMap;
@@ -759,7 +760,7 @@ where
     Ok(collector)
 }
 
-fn unix_seconds(t: SystemTime) -> f64 {
+pub(crate) fn unix_seconds(t: SystemTime) -> f64 {
     // A clock before 1970 is a broken clock; 0 is the conventional "unknown".
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())

@@ -290,6 +290,74 @@ impl ServerMetrics {
     }
 }
 
+/// One server's state as the last scrape left it, for exporters other than `/metrics`.
+#[derive(Clone, Debug)]
+pub struct ServerView {
+    /// The configured name (`server` label).
+    pub server: String,
+    /// The `kind` label.
+    pub kind: String,
+    /// Whether the last scrape succeeded.
+    pub up: bool,
+    /// Duration of the last scrape, once one ended.
+    pub scrape_duration_seconds: Option<f64>,
+    /// What the last successful scrape found (empty while down).
+    pub snapshot: ServerSnapshot,
+}
+
+/// Reads one scalar family's values (with the `model` label, when the server reports one) out of
+/// a server's view.
+pub type ScalarPick = fn(&ServerView) -> Vec<(Option<String>, f64)>;
+
+fn per_model(v: &ServerView, f: fn(&ModelSnapshot) -> Option<f64>) -> Vec<(Option<String>, f64)> {
+    v.snapshot
+        .models
+        .iter()
+        .filter_map(|m| f(m).map(|x| (m.model.clone(), x)))
+        .collect()
+}
+
+/// The scalar (non-histogram) families: name, help, whether a counter, and how to read them.
+/// The histograms re-export a server's own buckets and have no equivalent among the OpenTelemetry
+/// instruments, so only `/metrics` carries them.
+pub fn scalar_families() -> Vec<(&'static str, &'static str, bool, ScalarPick)> {
+    let picks: [(&'static str, ScalarPick); 8] = [
+        (UP, |v| vec![(None, if v.up { 1.0 } else { 0.0 })]),
+        (SCRAPE_DURATION, |v| {
+            v.scrape_duration_seconds.map(|d| (None, d)).into_iter().collect()
+        }),
+        (REQUESTS_RUNNING, |v| per_model(v, |m| m.requests_running)),
+        (REQUESTS_WAITING, |v| per_model(v, |m| m.requests_waiting)),
+        (KV_CACHE_USAGE, |v| per_model(v, |m| m.kv_cache_usage_ratio)),
+        (PROMPT_TOKENS, |v| per_model(v, |m| m.prompt_tokens_total)),
+        (GENERATION_TOKENS, |v| per_model(v, |m| m.generation_tokens_total)),
+        (PREEMPTIONS, |v| per_model(v, |m| m.preemptions_total)),
+    ];
+    picks
+        .into_iter()
+        .filter_map(|(name, pick)| {
+            let (_, help, t, _) = FAMILIES.iter().find(|f| f.0 == name)?;
+            Some((name, *help, *t == MetricType::COUNTER, pick))
+        })
+        .collect()
+}
+
+impl ServerMetrics {
+    /// Every server's state, sorted by name (a copy: the lock is not held by the caller).
+    pub fn views(&self) -> Vec<ServerView> {
+        self.read()
+            .iter()
+            .map(|(name, s)| ServerView {
+                server: name.clone(),
+                kind: s.kind.clone(),
+                up: s.up,
+                scrape_duration_seconds: s.scrape_duration_seconds,
+                snapshot: s.snapshot.clone(),
+            })
+            .collect()
+    }
+}
+
 impl Default for ServerMetrics {
     fn default() -> Self {
         ServerMetrics::new()
