@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use inferprobe::collect::nvml::{start, GpuCollector, RefreshOutcome};
 use inferprobe::config::gpus::{GpuEnabled, GpusConfig};
-use inferprobe::metrics::gpu::GpuMetrics;
+use inferprobe::metrics::gpu::{GpuFamily, GpuMetrics, GpuSnapshot};
 use prometheus::{Encoder, Registry, TextEncoder};
 
 const GIB: f64 = 1073741824.0;
@@ -62,12 +62,12 @@ fn config(library_path: &str, top_n: usize) -> GpusConfig {
     }
 }
 
-fn setup(library_path: &str, top_n: usize) -> (Registry, GpuCollector) {
+fn setup(library_path: &str, top_n: usize) -> (Registry, GpuMetrics, GpuCollector) {
     let registry = Registry::new();
     let metrics = GpuMetrics::register(&registry).expect("register GPU metrics");
-    let collector =
-        GpuCollector::new(&config(library_path, top_n), metrics).expect("collector is enabled");
-    (registry, collector)
+    let collector = GpuCollector::new(&config(library_path, top_n), metrics.clone())
+        .expect("collector is enabled");
+    (registry, metrics, collector)
 }
 
 fn scrape(registry: &Registry) -> String {
@@ -149,6 +149,29 @@ fn count(text: &str, name: &str) -> usize {
     samples(text).iter().filter(|(n, _, _)| n == name).count()
 }
 
+/// Checks that the scrape is exactly the snapshot: every point is a series with its value, and
+/// there is no other series.
+fn assert_scrape_is_snapshot(text: &str, snapshot: &GpuSnapshot) {
+    let mut points = 0;
+    for (family, ps) in &snapshot.families {
+        for p in ps {
+            let labels: Vec<(&str, &str)> = family
+                .label_names()
+                .iter()
+                .copied()
+                .zip(p.labels.iter().map(String::as_str))
+                .collect();
+            assert_eq!(
+                value(text, family.name(), &labels),
+                Some(p.value),
+                "{family:?} {labels:?}"
+            );
+            points += 1;
+        }
+    }
+    assert_eq!(samples(text).len(), points, "{text}");
+}
+
 const GPU0: [(&str, &str); 2] = [("gpu", "0"), ("uuid", "GPU-fake-0000")];
 const GPU1: [(&str, &str); 2] = [("gpu", "1"), ("uuid", "GPU-fake-0001")];
 
@@ -166,7 +189,7 @@ fn process(
 
 #[test]
 fn two_fake_gpus_export_exact_values() {
-    let (registry, mut collector) = setup(&fake_lib("exact"), 5);
+    let (registry, metrics, mut collector) = setup(&fake_lib("exact"), 5);
     assert_eq!(
         collector.refresh_once(),
         RefreshOutcome {
@@ -176,6 +199,11 @@ fn two_fake_gpus_export_exact_values() {
         }
     );
     let t = scrape(&registry);
+    let snapshot = metrics.snapshot();
+    assert_scrape_is_snapshot(&t, &snapshot);
+    assert_eq!(snapshot.points(GpuFamily::NvmlUp)[0].value, 1.0);
+    // The self-hosted cost reads GPU 0's power (GPU 1 does not report it) from the snapshot.
+    assert_eq!(metrics.mean_power_usage_watts(), Some(250.5));
 
     assert_eq!(value(&t, "inferprobe_nvml_up", &[]), Some(1.0));
     assert_eq!(
@@ -307,7 +335,7 @@ fn two_fake_gpus_export_exact_values() {
 
 #[test]
 fn process_top_n_one_keeps_only_the_biggest_process() {
-    let (registry, mut collector) = setup(&fake_lib("top1"), 1);
+    let (registry, _metrics, mut collector) = setup(&fake_lib("top1"), 1);
     collector.refresh_once();
     let t = scrape(&registry);
     let pm = "inferprobe_gpu_process_memory_used_bytes";
@@ -324,7 +352,7 @@ fn process_top_n_one_keeps_only_the_biggest_process() {
 
 #[test]
 fn process_top_n_zero_exports_no_process_series() {
-    let (registry, mut collector) = setup(&fake_lib("top0"), 0);
+    let (registry, _metrics, mut collector) = setup(&fake_lib("top0"), 0);
     assert!(collector.refresh_once().nvml_up);
     let t = scrape(&registry);
     assert_eq!(count(&t, "inferprobe_gpu_process_memory_used_bytes"), 0);
@@ -333,8 +361,9 @@ fn process_top_n_zero_exports_no_process_series() {
 
 #[test]
 fn next_refresh_drops_exited_processes_and_failed_readings() {
-    let (registry, mut collector) = setup(&fake_lib("step2"), 5);
+    let (registry, metrics, mut collector) = setup(&fake_lib("step2"), 5);
     collector.refresh_once();
+    let first = metrics.snapshot();
     let before = scrape(&registry);
     assert_eq!(
         value(&before, "inferprobe_gpu_temperature_celsius", &GPU1),
@@ -352,6 +381,14 @@ fn next_refresh_drops_exited_processes_and_failed_readings() {
         }
     );
     let t = scrape(&registry);
+    let second = metrics.snapshot();
+    assert_scrape_is_snapshot(&t, &second);
+    // The earlier snapshot a reader may still hold is untouched by the refresh.
+    assert_scrape_is_snapshot(&before, &first);
+    assert_eq!(
+        second.points(GpuFamily::Temperature).len(),
+        first.points(GpuFamily::Temperature).len() - 1
+    );
     let pm = "inferprobe_gpu_process_memory_used_bytes";
     assert_eq!(value(&t, pm, &process(&GPU0, "1002", "vllm")), None);
     assert_eq!(
@@ -383,7 +420,7 @@ fn missing_library_means_nvml_down_and_no_gpu_series() {
         let metrics = GpuMetrics::register(&registry).unwrap();
         let mut cfg = config(&missing.to_string_lossy(), 5);
         cfg.enabled = enabled;
-        let mut collector = GpuCollector::new(&cfg, metrics).expect("collector is enabled");
+        let mut collector = GpuCollector::new(&cfg, metrics.clone()).expect("collector is enabled");
         assert_eq!(
             collector.refresh_once(),
             RefreshOutcome {
@@ -402,6 +439,19 @@ fn missing_library_means_nvml_down_and_no_gpu_series() {
         );
         assert!(!t.contains("inferprobe_gpu_info"));
         assert!(!t.contains("uuid="));
+        // Only the collector's health is published, and the scrape renders exactly that.
+        let snapshot = metrics.snapshot();
+        let families: Vec<GpuFamily> = snapshot.families.keys().copied().collect();
+        assert_eq!(
+            families,
+            [
+                GpuFamily::NvmlUp,
+                GpuFamily::RefreshDuration,
+                GpuFamily::LastRefreshSuccess
+            ]
+        );
+        assert_scrape_is_snapshot(&t, &snapshot);
+        assert_eq!(metrics.mean_power_usage_watts(), None);
     }
 }
 
@@ -412,15 +462,17 @@ fn disabled_collector_is_not_started_and_exports_nothing() {
     let mut cfg = config(&fake_lib("disabled"), 5);
     cfg.enabled = GpuEnabled::Disabled;
     assert!(GpuCollector::new(&cfg, metrics.clone()).is_none());
-    assert!(start(&cfg, metrics).is_none());
+    assert!(start(&cfg, metrics.clone()).is_none());
     assert_eq!(scrape(&registry), "");
+    assert_eq!(*metrics.snapshot(), GpuSnapshot::default());
 }
 
 #[test]
 fn background_thread_samples_until_shut_down() {
     let registry = Registry::new();
     let metrics = GpuMetrics::register(&registry).unwrap();
-    let handle = start(&config(&fake_lib("thread"), 5), metrics).expect("collector started");
+    let handle =
+        start(&config(&fake_lib("thread"), 5), metrics.clone()).expect("collector started");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let t = scrape(&registry);
@@ -431,6 +483,12 @@ fn background_thread_samples_until_shut_down() {
             assert_eq!(memory, Some(80.0 * GIB));
             break;
         }
+        // Every scrape is one whole refresh: the health families come with the GPU ones.
+        assert_eq!(
+            value(&t, "inferprobe_nvml_up", &[]).is_some(),
+            value(&t, "inferprobe_gpu_collector_refresh_duration_seconds", &[]).is_some(),
+            "{t}"
+        );
         assert!(Instant::now() < deadline, "no refresh within 20s:\n{t}");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -439,7 +497,7 @@ fn background_thread_samples_until_shut_down() {
 
 #[test]
 fn promtool_accepts_the_fake_gpu_output() {
-    let (registry, mut collector) = setup(&fake_lib("promtool"), 5);
+    let (registry, _metrics, mut collector) = setup(&fake_lib("promtool"), 5);
     collector.refresh_once();
     let text = scrape(&registry);
     let child = Command::new("promtool")

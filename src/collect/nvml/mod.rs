@@ -1,7 +1,8 @@
 //! NVML GPU collector.
 //!
-//! A dedicated thread samples NVML every `gpus.interval` and writes into [`GpuMetrics`]; a scrape
-//! only reads the registry and never waits on NVML (whose calls block, sometimes for seconds on
+//! A dedicated thread samples NVML every `gpus.interval`, builds one complete [`GpuSnapshot`]
+//! per refresh and publishes it into [`GpuMetrics`] at once; a scrape (or the OTLP exporter) only
+//! renders the last snapshot and never waits on NVML (whose calls block, sometimes for seconds on
 //! an unhealthy GPU). A machine without NVML or without GPUs is not an error: the collector
 //! exports `inferprobe_nvml_up 0`, says so once in the log, tries to load NVML again every
 //! minute, and everything else keeps running.
@@ -19,7 +20,7 @@ use nvml_wrapper::Nvml;
 use tracing::{debug, error, info, warn};
 
 use crate::config::gpus::{GpuEnabled, GpusConfig};
-use crate::metrics::gpu::GpuMetrics;
+use crate::metrics::gpu::{GpuFamily, GpuMetrics, GpuSnapshot};
 
 /// How long after a failed NVML initialization the next attempt is made.
 const INIT_RETRY_EVERY: Duration = Duration::from_secs(60);
@@ -38,7 +39,7 @@ pub struct RefreshOutcome {
     pub errors: u32,
 }
 
-/// Samples every GPU into [`GpuMetrics`]. [`start`] runs one on its own thread; tests drive one
+/// Samples every GPU and publishes each refresh into [`GpuMetrics`]. [`start`] runs one on its own thread; tests drive one
 /// directly with [`GpuCollector::refresh_once`].
 pub struct GpuCollector {
     enabled: GpuEnabled,
@@ -66,7 +67,7 @@ impl GpuCollector {
             enabled: cfg.enabled,
             library_path: cfg.library_path.clone(),
             top_n: cfg.process_top_n,
-            recorder: record::Recorder::new(metrics.clone()),
+            recorder: record::Recorder::new(),
             metrics,
             nvml: None,
             driver_version: String::new(),
@@ -77,27 +78,27 @@ impl GpuCollector {
         })
     }
 
-    /// Samples every GPU once and updates the families, including the collector's own health.
-    /// Blocks for as long as NVML takes.
+    /// Samples every GPU once and publishes the complete picture, the collector's own health
+    /// included, as one snapshot. Blocks for as long as NVML takes.
     pub fn refresh_once(&mut self) -> RefreshOutcome {
         let started = Instant::now();
-        let outcome = self.refresh_inner();
-        let m = &self.metrics;
-        let none: [&str; 0] = [];
-        m.nvml_up
-            .with_label_values(&none)
-            .set(if outcome.nvml_up { 1.0 } else { 0.0 });
+        let mut snapshot = GpuSnapshot::default();
+        let outcome = self.refresh_inner(&mut snapshot);
+        let flag = |b: bool| if b { 1.0 } else { 0.0 };
+        snapshot.push(GpuFamily::NvmlUp, Vec::new(), flag(outcome.nvml_up));
         let success = outcome.nvml_up && outcome.errors == 0;
-        m.last_refresh_success
-            .with_label_values(&none)
-            .set(if success { 1.0 } else { 0.0 });
-        m.refresh_duration_seconds
-            .with_label_values(&none)
-            .set(started.elapsed().as_secs_f64());
+        snapshot.push(GpuFamily::LastRefreshSuccess, Vec::new(), flag(success));
+        snapshot.push(
+            GpuFamily::RefreshDuration,
+            Vec::new(),
+            started.elapsed().as_secs_f64(),
+        );
+        self.metrics.publish(snapshot);
         outcome
     }
 
-    fn refresh_inner(&mut self) -> RefreshOutcome {
+    /// Adds the per-GPU points of one refresh to `snapshot` (none when NVML is down).
+    fn refresh_inner(&mut self, snapshot: &mut GpuSnapshot) -> RefreshOutcome {
         let down = RefreshOutcome {
             nvml_up: false,
             gpus: 0,
@@ -105,7 +106,6 @@ impl GpuCollector {
         };
         self.ensure_nvml();
         let Some(nvml) = &self.nvml else {
-            self.recorder.clear();
             return down;
         };
         let count = match nvml.device_count() {
@@ -115,7 +115,6 @@ impl GpuCollector {
                 // handle that no longer answers.
                 warn!(error = %e, "NVML could not list GPUs; GPU series removed until it recovers.");
                 self.nvml = None;
-                self.recorder.clear();
                 return down;
             }
         };
@@ -133,7 +132,6 @@ impl GpuCollector {
                 self.no_gpus_logged = true;
                 info!("NVML is loaded but lists no GPU; inferprobe_nvml_up is 0.");
             }
-            self.recorder.clear();
             return down;
         }
         self.no_gpus_logged = false;
@@ -149,7 +147,9 @@ impl GpuCollector {
                 }
             }
         }
-        errors += self.recorder.record(&samples, &self.driver_version);
+        errors += self
+            .recorder
+            .record(&samples, &self.driver_version, snapshot);
         RefreshOutcome {
             nvml_up: true,
             gpus: samples.len() as u32,

@@ -1,53 +1,28 @@
-//! Writes [`DeviceSample`]s into the GPU families. No NVML here: this is tested on hand-built
-//! samples.
+//! Turns one refresh's [`DeviceSample`]s into the per-GPU points of a [`GpuSnapshot`]. No NVML
+//! here: this is tested on hand-built samples.
 //!
-//! Every refresh writes a full picture: a series not written by the latest refresh (a process
-//! that exited, a reading that started failing, a GPU that vanished) is removed, so a scrape
-//! never shows a stale value beside fresh ones.
+//! Every refresh builds a full picture from scratch, so a series the latest refresh did not write
+//! (a process that exited, a reading that started failing, a GPU that vanished) is simply absent
+//! from the published snapshot, and a scrape never shows a stale value beside fresh ones. What
+//! lives from one refresh to the next is only the bookkeeping of what was logged.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use nvml_wrapper::error::NvmlError;
 use tracing::{debug, info, warn};
 
 use crate::collect::nvml::sample::{DeviceSample, Reading};
-use crate::metrics::gpu::{GpuMetrics, CLOCK_EVENT_REASONS};
+use crate::metrics::gpu::{GpuFamily, GpuSnapshot, CLOCK_EVENT_REASONS};
 
 /// How often the same failing reading of the same GPU is logged again.
 const ERROR_LOG_EVERY: Duration = Duration::from_secs(600);
 
-/// The per-GPU families, so that series can be tracked and removed generically.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-enum Family {
-    Utilization,
-    MemoryUtilization,
-    MemoryUsed,
-    MemoryFree,
-    MemoryTotal,
-    Temperature,
-    PowerUsage,
-    PowerLimit,
-    Energy,
-    SmClock,
-    MemoryClock,
-    ClockEvent,
-    PcieRx,
-    PcieTx,
-    EccCorrected,
-    EccUncorrected,
-    FanSpeed,
-    ProcessMemory,
-    Info,
-}
-
 type LabelSet = Vec<String>;
 
-/// Records samples and remembers what it wrote and what it logged.
+/// Records samples into snapshots and remembers what it logged.
+#[derive(Default)]
 pub struct Recorder {
-    metrics: GpuMetrics,
-    /// Series written by the last refresh, per family.
-    live: BTreeMap<Family, BTreeSet<LabelSet>>,
     /// (gpu, reading) pairs already reported as unsupported.
     unsupported_logged: HashSet<(u32, &'static str)>,
     /// When each failing (gpu, reading) was last logged.
@@ -55,28 +30,31 @@ pub struct Recorder {
 }
 
 /// One refresh in progress.
-struct Pass {
-    written: BTreeMap<Family, BTreeSet<LabelSet>>,
+struct Pass<'a> {
+    snapshot: &'a mut GpuSnapshot,
     errors: u32,
     newly_unsupported: BTreeMap<u32, Vec<&'static str>>,
 }
 
 impl Recorder {
-    /// A recorder writing into `metrics`.
-    pub fn new(metrics: GpuMetrics) -> Recorder {
-        Recorder {
-            metrics,
-            live: BTreeMap::new(),
-            unsupported_logged: HashSet::new(),
-            error_logged_at: HashMap::new(),
-        }
+    /// A recorder that has logged nothing yet.
+    pub fn new() -> Recorder {
+        Recorder::default()
     }
 
-    /// Writes one refresh's samples, removes every series it did not write, and returns the
-    /// number of readings that failed (unsupported readings are not failures).
-    pub fn record(&mut self, samples: &[DeviceSample], driver_version: &str) -> u32 {
+    /// Adds one refresh's per-GPU points to `snapshot` and returns the number of readings that
+    /// failed (unsupported readings are not failures).
+    ///
+    /// Label sets are unique by construction (one GPU index per sample, fixed reasons, fan
+    /// indices, processes merged by pid), so every series appears once.
+    pub fn record(
+        &mut self,
+        samples: &[DeviceSample],
+        driver_version: &str,
+        snapshot: &mut GpuSnapshot,
+    ) -> u32 {
         let mut pass = Pass {
-            written: BTreeMap::new(),
+            snapshot,
             errors: 0,
             newly_unsupported: BTreeMap::new(),
         };
@@ -90,13 +68,7 @@ impl Recorder {
                 "GPU does not support these readings; their series are left out."
             );
         }
-        self.sweep(pass.written);
         pass.errors
-    }
-
-    /// Removes every per-GPU series (NVML went away).
-    pub fn clear(&mut self) {
-        self.sweep(BTreeMap::new());
     }
 
     /// Counts a failure that is not a reading of one GPU (e.g. a GPU handle that could not be
@@ -105,7 +77,7 @@ impl Recorder {
         self.log_error(gpu, "device", error);
     }
 
-    fn record_device(&mut self, pass: &mut Pass, s: &DeviceSample, driver_version: &str) {
+    fn record_device(&mut self, pass: &mut Pass<'_>, s: &DeviceSample, driver_version: &str) {
         let gpu = s.index.to_string();
         let base = || vec![gpu.clone(), s.uuid.clone()];
         let id = s.index;
@@ -114,9 +86,9 @@ impl Recorder {
             Some(n) => n.as_str(),
             None => "unknown",
         };
-        self.gauge(
+        point(
             pass,
-            Family::Info,
+            GpuFamily::Info,
             vec![
                 gpu.clone(),
                 s.uuid.clone(),
@@ -127,61 +99,63 @@ impl Recorder {
         );
 
         if let Some(&(g, m)) = self.check(pass, id, "utilization", &s.utilization) {
-            self.gauge(pass, Family::Utilization, base(), f64::from(g) / 100.0);
-            self.gauge(
+            point(pass, GpuFamily::Utilization, base(), f64::from(g) / 100.0);
+            point(
                 pass,
-                Family::MemoryUtilization,
+                GpuFamily::MemoryUtilization,
                 base(),
                 f64::from(m) / 100.0,
             );
         }
         if let Some(&(used, free, total)) = self.check(pass, id, "memory", &s.memory) {
-            self.gauge(pass, Family::MemoryUsed, base(), used as f64);
-            self.gauge(pass, Family::MemoryFree, base(), free as f64);
-            self.gauge(pass, Family::MemoryTotal, base(), total as f64);
+            point(pass, GpuFamily::MemoryUsed, base(), used as f64);
+            point(pass, GpuFamily::MemoryFree, base(), free as f64);
+            point(pass, GpuFamily::MemoryTotal, base(), total as f64);
         }
         if let Some(&t) = self.check(pass, id, "temperature", &s.temperature_c) {
-            self.gauge(pass, Family::Temperature, base(), f64::from(t));
+            point(pass, GpuFamily::Temperature, base(), f64::from(t));
         }
         if let Some(&mw) = self.check(pass, id, "power_usage", &s.power_usage_mw) {
-            self.gauge(pass, Family::PowerUsage, base(), f64::from(mw) / 1000.0);
+            point(pass, GpuFamily::PowerUsage, base(), f64::from(mw) / 1000.0);
         }
         if let Some(&mw) = self.check(pass, id, "power_limit", &s.power_limit_mw) {
-            self.gauge(pass, Family::PowerLimit, base(), f64::from(mw) / 1000.0);
+            point(pass, GpuFamily::PowerLimit, base(), f64::from(mw) / 1000.0);
         }
+        // The counters carry the device's own counts as read now. They restart when the driver
+        // is reloaded; the series then goes down, which Prometheus reads as a counter reset.
         if let Some(&mj) = self.check(pass, id, "energy", &s.energy_mj) {
-            self.energy(pass, base(), mj as f64 / 1000.0);
+            point(pass, GpuFamily::Energy, base(), mj as f64 / 1000.0);
         }
         if let Some(&mhz) = self.check(pass, id, "sm_clock", &s.sm_clock_mhz) {
-            self.gauge(pass, Family::SmClock, base(), f64::from(mhz) * 1e6);
+            point(pass, GpuFamily::SmClock, base(), f64::from(mhz) * 1e6);
         }
         if let Some(&mhz) = self.check(pass, id, "memory_clock", &s.memory_clock_mhz) {
-            self.gauge(pass, Family::MemoryClock, base(), f64::from(mhz) * 1e6);
+            point(pass, GpuFamily::MemoryClock, base(), f64::from(mhz) * 1e6);
         }
         if let Some(&bits) = self.check(pass, id, "clock_events", &s.clock_events) {
             for (reason, bit) in CLOCK_EVENT_REASONS {
                 let active = if bits & bit != 0 { 1.0 } else { 0.0 };
                 let labels = vec![gpu.clone(), s.uuid.clone(), reason.to_string()];
-                self.gauge(pass, Family::ClockEvent, labels, active);
+                point(pass, GpuFamily::ClockEvent, labels, active);
             }
         }
         if let Some(&kb) = self.check(pass, id, "pcie_rx", &s.pcie_rx_kb) {
-            self.gauge(pass, Family::PcieRx, base(), f64::from(kb) * 1024.0);
+            point(pass, GpuFamily::PcieRx, base(), f64::from(kb) * 1024.0);
         }
         if let Some(&kb) = self.check(pass, id, "pcie_tx", &s.pcie_tx_kb) {
-            self.gauge(pass, Family::PcieTx, base(), f64::from(kb) * 1024.0);
+            point(pass, GpuFamily::PcieTx, base(), f64::from(kb) * 1024.0);
         }
         if let Some(&n) = self.check(pass, id, "ecc_corrected", &s.ecc_corrected) {
-            self.ecc(pass, Family::EccCorrected, base(), n);
+            point(pass, GpuFamily::EccCorrected, base(), n as f64);
         }
         if let Some(&n) = self.check(pass, id, "ecc_uncorrected", &s.ecc_uncorrected) {
-            self.ecc(pass, Family::EccUncorrected, base(), n);
+            point(pass, GpuFamily::EccUncorrected, base(), n as f64);
         }
         if let Some(fans) = self.check(pass, id, "fans", &s.fans) {
             for (fan, speed) in fans {
                 if let Some(&pct) = self.check(pass, id, "fan_speed", speed) {
                     let labels = vec![gpu.clone(), s.uuid.clone(), fan.to_string()];
-                    self.gauge(pass, Family::FanSpeed, labels, f64::from(pct) / 100.0);
+                    point(pass, GpuFamily::FanSpeed, labels, f64::from(pct) / 100.0);
                 }
             }
         }
@@ -200,7 +174,12 @@ impl Recorder {
                         proc.pid.to_string(),
                         proc.name.clone(),
                     ];
-                    self.gauge(pass, Family::ProcessMemory, labels, proc.used_bytes as f64);
+                    point(
+                        pass,
+                        GpuFamily::ProcessMemory,
+                        labels,
+                        proc.used_bytes as f64,
+                    );
                 }
             }
         }
@@ -209,7 +188,7 @@ impl Recorder {
     /// The value of a reading, or `None` after noting why there is none.
     fn check<'a, T>(
         &mut self,
-        pass: &mut Pass,
+        pass: &mut Pass<'_>,
         gpu: u32,
         reading: &'static str,
         r: &'a Reading<T>,
@@ -246,102 +225,10 @@ impl Recorder {
             debug!(gpu, reading, error = %error, "NVML reading failed; its series is left out.");
         }
     }
+}
 
-    fn gauge(&self, pass: &mut Pass, family: Family, labels: LabelSet, value: f64) {
-        if let Some(vec) = self.gauge_vec(family) {
-            vec.with_label_values(&labels).set(value);
-        }
-        pass.written.entry(family).or_default().insert(labels);
-    }
-
-    /// Makes the energy counter equal the device's own counter. The device counter restarts at
-    /// driver load; the series then restarts too, which Prometheus reads as a counter reset.
-    fn energy(&self, pass: &mut Pass, labels: LabelSet, joules: f64) {
-        let vec = &self.metrics.energy_consumed_joules_total;
-        let current = vec.with_label_values(&labels).get();
-        if joules >= current {
-            vec.with_label_values(&labels).inc_by(joules - current);
-        } else {
-            let _ = vec.remove_label_values(&labels);
-            vec.with_label_values(&labels).inc_by(joules);
-        }
-        pass.written
-            .entry(Family::Energy)
-            .or_default()
-            .insert(labels);
-    }
-
-    /// Same as [`Self::energy`] for the ECC counts (volatile counters restart at driver load).
-    fn ecc(&self, pass: &mut Pass, family: Family, labels: LabelSet, count: u64) {
-        let vec = match family {
-            Family::EccCorrected => &self.metrics.ecc_errors_corrected_total,
-            _ => &self.metrics.ecc_errors_uncorrected_total,
-        };
-        let current = vec.with_label_values(&labels).get();
-        if count >= current {
-            vec.with_label_values(&labels).inc_by(count - current);
-        } else {
-            let _ = vec.remove_label_values(&labels);
-            vec.with_label_values(&labels).inc_by(count);
-        }
-        pass.written.entry(family).or_default().insert(labels);
-    }
-
-    fn gauge_vec(&self, family: Family) -> Option<&prometheus::GaugeVec> {
-        let m = &self.metrics;
-        Some(match family {
-            Family::Utilization => &m.utilization_ratio,
-            Family::MemoryUtilization => &m.memory_utilization_ratio,
-            Family::MemoryUsed => &m.memory_used_bytes,
-            Family::MemoryFree => &m.memory_free_bytes,
-            Family::MemoryTotal => &m.memory_total_bytes,
-            Family::Temperature => &m.temperature_celsius,
-            Family::PowerUsage => &m.power_usage_watts,
-            Family::PowerLimit => &m.power_limit_watts,
-            Family::SmClock => &m.sm_clock_hertz,
-            Family::MemoryClock => &m.memory_clock_hertz,
-            Family::ClockEvent => &m.clock_event_active,
-            Family::PcieRx => &m.pcie_rx_bytes_per_second,
-            Family::PcieTx => &m.pcie_tx_bytes_per_second,
-            Family::FanSpeed => &m.fan_speed_ratio,
-            Family::ProcessMemory => &m.process_memory_used_bytes,
-            Family::Info => &m.info,
-            Family::Energy | Family::EccCorrected | Family::EccUncorrected => return None,
-        })
-    }
-
-    fn remove(&self, family: Family, labels: &LabelSet) {
-        // Removing a series that is already gone is harmless, hence the ignored results.
-        let _ = match family {
-            Family::Energy => self
-                .metrics
-                .energy_consumed_joules_total
-                .remove_label_values(labels),
-            Family::EccCorrected => self
-                .metrics
-                .ecc_errors_corrected_total
-                .remove_label_values(labels),
-            Family::EccUncorrected => self
-                .metrics
-                .ecc_errors_uncorrected_total
-                .remove_label_values(labels),
-            other => match self.gauge_vec(other) {
-                Some(v) => v.remove_label_values(labels),
-                None => Ok(()),
-            },
-        };
-    }
-
-    fn sweep(&mut self, written: BTreeMap<Family, BTreeSet<LabelSet>>) {
-        let empty = BTreeSet::new();
-        for (family, old) in &self.live {
-            let now = written.get(family).unwrap_or(&empty);
-            for labels in old.difference(now) {
-                self.remove(*family, labels);
-            }
-        }
-        self.live = written;
-    }
+fn point(pass: &mut Pass<'_>, family: GpuFamily, labels: LabelSet, value: f64) {
+    pass.snapshot.push(family, labels, value);
 }
 
 /// A reading this device or driver will never give: logged once, its series left out. A symbol
@@ -357,10 +244,6 @@ fn is_unsupported(e: &NvmlError) -> bool {
 mod tests {
     use super::*;
     use crate::collect::nvml::sample::{ProcessSample, ProcessesSample};
-    use crate::metrics::gpu::{
-        CLOCK_EVENT_LABELS, FAN_LABELS, GPU_LABELS, INFO_LABELS, PROCESS_LABELS,
-    };
-    use prometheus::Registry;
 
     fn sample(index: u32) -> DeviceSample {
         DeviceSample {
@@ -400,329 +283,177 @@ mod tests {
         }
     }
 
-    fn setup() -> (Registry, GpuMetrics, Recorder) {
-        let registry = Registry::new();
-        let metrics = GpuMetrics::register(&registry).unwrap();
-        let recorder = Recorder::new(metrics.clone());
-        (registry, metrics, recorder)
+    /// One refresh of `samples` into a fresh snapshot, and the error count.
+    fn record(r: &mut Recorder, samples: &[DeviceSample]) -> (GpuSnapshot, u32) {
+        let mut snapshot = GpuSnapshot::default();
+        let errors = r.record(samples, "1.0", &mut snapshot);
+        (snapshot, errors)
     }
 
-    /// The value of the series of `name` whose label values (in label-name order of the
-    /// family's definition) are `values`, without creating it.
-    fn g(registry: &Registry, name: &str, names: &[&str], values: &[&str]) -> Option<f64> {
-        let families = registry.gather();
-        let fam = families.iter().find(|f| f.name() == name)?;
-        let m = fam.get_metric().iter().find(|m| {
-            names.iter().zip(values).all(|(n, v)| {
-                m.get_label()
-                    .iter()
-                    .any(|l| l.name() == *n && l.value() == *v)
-            })
-        })?;
-        Some(match fam.get_field_type() {
-            prometheus::proto::MetricType::COUNTER => m.get_counter().get_value(),
-            _ => m.get_gauge().get_value(),
-        })
-    }
-
-    fn series_count(registry: &Registry, name: &str) -> usize {
-        registry
-            .gather()
+    /// The value of the point of `family` whose label values are `values`.
+    fn v(s: &GpuSnapshot, family: GpuFamily, values: &[&str]) -> Option<f64> {
+        let found: Vec<f64> = s
+            .points(family)
             .iter()
-            .find(|f| f.name() == name)
-            .map_or(0, |f| f.get_metric().len())
+            .filter(|p| p.labels == values)
+            .map(|p| p.value)
+            .collect();
+        assert!(found.len() <= 1, "{family:?}{values:?} appears twice");
+        found.first().copied()
+    }
+
+    fn n(s: &GpuSnapshot, family: GpuFamily) -> usize {
+        s.points(family).len()
     }
 
     #[test]
     fn converts_units() {
-        let (registry, m, mut r) = setup();
-        assert_eq!(r.record(&[sample(0)], "1.0"), 0);
+        let mut r = Recorder::new();
+        let (s, errors) = record(&mut r, &[sample(0)]);
+        assert_eq!(errors, 0);
         let l = ["0", "GPU-0"];
+        for (family, want) in [
+            (GpuFamily::Utilization, 0.5),
+            (GpuFamily::MemoryUtilization, 0.25),
+            (GpuFamily::MemoryUsed, 1024.0),
+            (GpuFamily::MemoryFree, 3072.0),
+            (GpuFamily::MemoryTotal, 4096.0),
+            (GpuFamily::Temperature, 70.0),
+            (GpuFamily::PowerUsage, 123.5),
+            (GpuFamily::PowerLimit, 300.0),
+            (GpuFamily::Energy, 2.5),
+            (GpuFamily::SmClock, 1.5e9),
+            (GpuFamily::MemoryClock, 5.001e9),
+            (GpuFamily::PcieRx, 3072.0),
+            (GpuFamily::PcieTx, 0.0),
+            (GpuFamily::EccCorrected, 4.0),
+            (GpuFamily::EccUncorrected, 1.0),
+        ] {
+            assert_eq!(v(&s, family, &l), Some(want), "{family:?}");
+            assert_eq!(n(&s, family), 1, "{family:?}");
+        }
+        let reason = |r: &str| v(&s, GpuFamily::ClockEvent, &["0", "GPU-0", r]);
+        assert_eq!(reason("gpu_idle"), Some(1.0));
+        assert_eq!(reason("display_clock_setting"), Some(1.0));
+        assert_eq!(reason("sw_power_cap"), Some(0.0));
+        assert_eq!(n(&s, GpuFamily::ClockEvent), 9);
+        assert_eq!(v(&s, GpuFamily::FanSpeed, &["0", "GPU-0", "0"]), Some(0.3));
+        assert_eq!(n(&s, GpuFamily::FanSpeed), 1);
         assert_eq!(
-            g(
-                &registry,
-                "inferprobe_gpu_utilization_ratio",
-                &GPU_LABELS,
-                &l
-            ),
-            Some(0.5)
-        );
-        assert_eq!(
-            g(
-                &registry,
-                "inferprobe_gpu_memory_utilization_ratio",
-                &GPU_LABELS,
-                &l
-            ),
-            Some(0.25)
-        );
-        assert_eq!(
-            g(
-                &registry,
-                "inferprobe_gpu_memory_used_bytes",
-                &GPU_LABELS,
-                &l
-            ),
-            Some(1024.0)
-        );
-        assert_eq!(
-            g(
-                &registry,
-                "inferprobe_gpu_memory_free_bytes",
-                &GPU_LABELS,
-                &l
-            ),
-            Some(3072.0)
-        );
-        assert_eq!(
-            g(
-                &registry,
-                "inferprobe_gpu_memory_total_bytes",
-                &GPU_LABELS,
-                &l
-            ),
-            Some(4096.0)
-        );
-        assert_eq!(
-            g(
-                &registry,
-                "inferprobe_gpu_temperature_celsius",
-                &GPU_LABELS,
-                &l
-            ),
-            Some(70.0)
-        );
-        assert_eq!(
-            g(
-                &registry,
-                "inferprobe_gpu_power_usage_watts",
-                &GPU_LABELS,
-                &l
-            ),
-            Some(123.5)
-        );
-        assert_eq!(
-            g(
-                &registry,
-                "inferprobe_gpu_power_limit_watts",
-                &GPU_LABELS,
-                &l
-            ),
-            Some(300.0)
-        );
-        assert_eq!(
-            m.energy_consumed_joules_total.with_label_values(&l).get(),
-            2.5
-        );
-        assert_eq!(
-            g(&registry, "inferprobe_gpu_sm_clock_hertz", &GPU_LABELS, &l),
-            Some(1.5e9)
-        );
-        assert_eq!(
-            g(
-                &registry,
-                "inferprobe_gpu_memory_clock_hertz",
-                &GPU_LABELS,
-                &l
-            ),
-            Some(5.001e9)
-        );
-        assert_eq!(
-            g(
-                &registry,
-                "inferprobe_gpu_clock_event_active",
-                &CLOCK_EVENT_LABELS,
-                &["0", "GPU-0", "gpu_idle"]
-            ),
-            Some(1.0)
-        );
-        assert_eq!(
-            g(
-                &registry,
-                "inferprobe_gpu_clock_event_active",
-                &CLOCK_EVENT_LABELS,
-                &["0", "GPU-0", "display_clock_setting"]
-            ),
-            Some(1.0)
-        );
-        assert_eq!(
-            g(
-                &registry,
-                "inferprobe_gpu_clock_event_active",
-                &CLOCK_EVENT_LABELS,
-                &["0", "GPU-0", "sw_power_cap"]
-            ),
-            Some(0.0)
-        );
-        assert_eq!(
-            series_count(&registry, "inferprobe_gpu_clock_event_active"),
-            9
-        );
-        assert_eq!(
-            g(
-                &registry,
-                "inferprobe_gpu_pcie_rx_bytes_per_second",
-                &GPU_LABELS,
-                &l
-            ),
-            Some(3072.0)
-        );
-        assert_eq!(
-            g(
-                &registry,
-                "inferprobe_gpu_pcie_tx_bytes_per_second",
-                &GPU_LABELS,
-                &l
-            ),
-            Some(0.0)
-        );
-        assert_eq!(m.ecc_errors_corrected_total.with_label_values(&l).get(), 4);
-        assert_eq!(
-            m.ecc_errors_uncorrected_total.with_label_values(&l).get(),
-            1
-        );
-        assert_eq!(
-            g(
-                &registry,
-                "inferprobe_gpu_fan_speed_ratio",
-                &FAN_LABELS,
-                &["0", "GPU-0", "0"]
-            ),
-            Some(0.3)
-        );
-        assert_eq!(series_count(&registry, "inferprobe_gpu_fan_speed_ratio"), 1);
-        assert_eq!(
-            g(
-                &registry,
-                "inferprobe_gpu_process_memory_used_bytes",
-                &PROCESS_LABELS,
-                &["0", "GPU-0", "7", "a"]
-            ),
+            v(&s, GpuFamily::ProcessMemory, &["0", "GPU-0", "7", "a"]),
             Some(900.0)
         );
         assert_eq!(
-            g(
-                &registry,
-                "inferprobe_gpu_info",
-                &INFO_LABELS,
-                &["0", "GPU-0", "Test GPU", "1.0"]
-            ),
+            v(&s, GpuFamily::ProcessMemory, &["0", "GPU-0", "8", "b"]),
+            Some(100.0)
+        );
+        assert_eq!(
+            v(&s, GpuFamily::Info, &["0", "GPU-0", "Test GPU", "1.0"]),
             Some(1.0)
         );
+        // The recorder writes per-GPU families only; the collector adds its health.
+        assert_eq!(n(&s, GpuFamily::NvmlUp), 0);
+        assert_eq!(s.families.len(), 19);
+        for (family, points) in &s.families {
+            for p in points {
+                assert_eq!(p.labels.len(), family.label_names().len(), "{family:?}");
+            }
+        }
     }
 
     #[test]
     fn unsupported_and_failed_readings_leave_no_series() {
-        let (registry, _m, mut r) = setup();
+        let mut r = Recorder::new();
         let mut s = sample(0);
         s.power_usage_mw = Err(NvmlError::NotSupported);
         s.temperature_c = Err(NvmlError::Unknown);
         s.energy_mj = Err(NvmlError::FailedToLoadSymbol("x".to_string()));
-        assert_eq!(r.record(&[s], "1.0"), 1);
+        s.name = Err(NvmlError::Unknown);
+        let (snap, errors) = record(&mut r, &[s]);
+        assert_eq!(errors, 2);
+        assert_eq!(n(&snap, GpuFamily::PowerUsage), 0);
+        assert_eq!(n(&snap, GpuFamily::Temperature), 0);
+        assert_eq!(n(&snap, GpuFamily::Energy), 0);
         assert_eq!(
-            series_count(&registry, "inferprobe_gpu_power_usage_watts"),
-            0
+            v(&snap, GpuFamily::Info, &["0", "GPU-0", "unknown", "1.0"]),
+            Some(1.0)
         );
         assert_eq!(
-            series_count(&registry, "inferprobe_gpu_temperature_celsius"),
-            0
-        );
-        assert_eq!(
-            series_count(&registry, "inferprobe_gpu_energy_consumed_joules_total"),
-            0
+            v(&snap, GpuFamily::PowerLimit, &["0", "GPU-0"]),
+            Some(300.0)
         );
         assert!(r.unsupported_logged.contains(&(0, "power_usage")));
         assert!(r.unsupported_logged.contains(&(0, "energy")));
         assert!(r.unsupported_logged.contains(&(0, "graphics_processes")));
         assert!(!r.unsupported_logged.contains(&(0, "temperature")));
+        assert!(r.error_logged_at.contains_key(&(0, "temperature")));
     }
 
     #[test]
-    fn stale_series_are_removed() {
-        let (registry, _m, mut r) = setup();
-        r.record(&[sample(0), sample(1)], "1.0");
-        assert_eq!(
-            series_count(&registry, "inferprobe_gpu_temperature_celsius"),
-            2
-        );
+    fn each_refresh_is_a_full_picture() {
+        let mut r = Recorder::new();
+        let (first, _) = record(&mut r, &[sample(0), sample(1)]);
+        assert_eq!(n(&first, GpuFamily::Temperature), 2);
 
         let mut s = sample(0);
         s.temperature_c = Err(NvmlError::Unknown);
         if let Some(p) = &mut s.processes {
             p.top.remove(0);
         }
-        r.record(&[s], "1.0");
+        let (snap, errors) = record(&mut r, &[s]);
+        assert_eq!(errors, 1);
+        assert_eq!(n(&snap, GpuFamily::Temperature), 0);
+        assert!(!snap.families.contains_key(&GpuFamily::Temperature));
+        assert_eq!(v(&snap, GpuFamily::Utilization, &["0", "GPU-0"]), Some(0.5));
+        assert_eq!(n(&snap, GpuFamily::Utilization), 1);
         assert_eq!(
-            series_count(&registry, "inferprobe_gpu_temperature_celsius"),
-            0
-        );
-        assert_eq!(
-            series_count(&registry, "inferprobe_gpu_utilization_ratio"),
-            1
-        );
-        assert_eq!(
-            g(
-                &registry,
-                "inferprobe_gpu_process_memory_used_bytes",
-                &PROCESS_LABELS,
-                &["0", "GPU-0", "7", "a"]
-            ),
+            v(&snap, GpuFamily::ProcessMemory, &["0", "GPU-0", "7", "a"]),
             None
         );
         assert_eq!(
-            g(
-                &registry,
-                "inferprobe_gpu_process_memory_used_bytes",
-                &PROCESS_LABELS,
-                &["0", "GPU-0", "8", "b"]
-            ),
+            v(&snap, GpuFamily::ProcessMemory, &["0", "GPU-0", "8", "b"]),
             Some(100.0)
         );
-        assert_eq!(series_count(&registry, "inferprobe_gpu_info"), 1);
+        assert_eq!(n(&snap, GpuFamily::Info), 1);
 
-        r.clear();
-        assert!(registry.gather().is_empty());
+        let (empty, errors) = record(&mut r, &[]);
+        assert_eq!(errors, 0);
+        assert!(empty.families.is_empty());
     }
 
     #[test]
-    fn counters_follow_the_device_and_restart_with_it() {
-        let (_registry, m, mut r) = setup();
+    fn counters_are_the_device_counters() {
+        let mut r = Recorder::new();
         let l = ["0", "GPU-0"];
-        r.record(&[sample(0)], "1.0");
+        record(&mut r, &[sample(0)]);
         let mut s = sample(0);
         s.energy_mj = Ok(10_250);
         s.ecc_corrected = Ok(9);
-        r.record(&[s], "1.0");
-        assert_eq!(
-            m.energy_consumed_joules_total.with_label_values(&l).get(),
-            10.25
-        );
-        assert_eq!(m.ecc_errors_corrected_total.with_label_values(&l).get(), 9);
+        let (snap, _) = record(&mut r, &[s]);
+        assert_eq!(v(&snap, GpuFamily::Energy, &l), Some(10.25));
+        assert_eq!(v(&snap, GpuFamily::EccCorrected, &l), Some(9.0));
 
-        // Driver reload: the device counters start again from a small value.
+        // Driver reload: the device counters start again from a small value, and so does the
+        // series (a counter reset to Prometheus).
         let mut s = sample(0);
         s.energy_mj = Ok(500);
         s.ecc_corrected = Ok(0);
-        r.record(&[s], "1.0");
-        assert_eq!(
-            m.energy_consumed_joules_total.with_label_values(&l).get(),
-            0.5
-        );
-        assert_eq!(m.ecc_errors_corrected_total.with_label_values(&l).get(), 0);
+        let (snap, _) = record(&mut r, &[s]);
+        assert_eq!(v(&snap, GpuFamily::Energy, &l), Some(0.5));
+        assert_eq!(v(&snap, GpuFamily::EccCorrected, &l), Some(0.0));
+        assert_eq!(v(&snap, GpuFamily::EccUncorrected, &l), Some(1.0));
     }
 
     #[test]
     fn no_process_series_when_both_lists_fail() {
-        let (registry, _m, mut r) = setup();
+        let mut r = Recorder::new();
         let mut s = sample(0);
         if let Some(p) = &mut s.processes {
             p.compute = Err(NvmlError::Unknown);
             p.graphics = Err(NvmlError::NotSupported);
         }
-        assert_eq!(r.record(&[s], "1.0"), 1);
-        assert_eq!(
-            series_count(&registry, "inferprobe_gpu_process_memory_used_bytes"),
-            0
-        );
+        let (snap, errors) = record(&mut r, &[s]);
+        assert_eq!(errors, 1);
+        assert_eq!(n(&snap, GpuFamily::ProcessMemory), 0);
     }
 }
