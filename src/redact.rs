@@ -146,6 +146,10 @@ impl Redactor {
         if let Some(k) = loaded.simulator.as_ref().and_then(|c| c.api_key.as_ref()) {
             s.push(k.expose().to_string());
         }
+        // Every OTLP header value is treated as a credential (a tenant ID is harmless redacted).
+        for (_, v) in loaded.otlp.iter().flat_map(|o| o.headers.iter()) {
+            header_value_secrets(v.expose(), &mut s);
+        }
         Redactor::new(s)
     }
 

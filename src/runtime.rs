@@ -630,7 +630,11 @@ impl Daemon {
     /// one's. A replaced exporter sends its last data and stops on a blocking thread, so a
     /// receiver that hangs delays nothing here. An exporter that cannot be built is logged and
     /// left off; probing goes on.
-    fn apply_otlp(&self, wanted: Option<&config::otlp::OtlpSettings>, buckets: &BTreeMap<String, Vec<f64>>) {
+    fn apply_otlp(
+        &self,
+        wanted: Option<&config::otlp::OtlpSettings>,
+        buckets: &BTreeMap<String, Vec<f64>>,
+    ) {
         let running = self.otlp();
         if running.as_ref().map(|x| x.settings()) == wanted {
             return;
@@ -992,18 +996,19 @@ impl Daemon {
             },
         );
         stop_generation(old).await;
-        if let Ok(mut g) = self.gpu.lock() {
-            g.take();
-        }
-        self.apply_servers(&[]);
         let exporter = match self.otlp.write() {
             Ok(mut g) => g.take(),
             Err(poisoned) => poisoned.into_inner().take(),
         };
         if let Some(x) = exporter {
-            // The last export carries the last probes; it is bounded by otlp.timeout.
+            // The last export carries the last probes and the collectors' last
+            // snapshots; it is bounded by otlp.timeout.
             let _ = tokio::task::spawn_blocking(move || x.shutdown()).await;
         }
+        if let Ok(mut g) = self.gpu.lock() {
+            g.take();
+        }
+        self.apply_servers(&[]);
         self.ready.store(false, Ordering::SeqCst);
     }
 

@@ -125,6 +125,7 @@ fn check_config_exit_codes() {
             ("GEMINI_API_KEY", "g"),
             ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
             ("AWS_SECRET_ACCESS_KEY", "s"),
+            ("OTLP_AUTHORIZATION", "Bearer t"),
         ],
     );
     assert_eq!(code, 0, "{out}{err}");

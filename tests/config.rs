@@ -115,6 +115,7 @@ fn load_example() -> Loaded {
         "GEMINI_API_KEY" => Some("gemini-example-key-0123".to_string()),
         "AWS_ACCESS_KEY_ID" => Some("AKIDEXAMPLE".to_string()),
         "AWS_SECRET_ACCESS_KEY" => Some("aws-example-secret-0123".to_string()),
+        "OTLP_AUTHORIZATION" => Some("Bearer otlp-example-token-0123".to_string()),
         _ => None,
     };
     config::load_str_with(
@@ -138,8 +139,24 @@ fn example_config_loads_and_resolves() {
     let loaded = load_example();
     assert_eq!(
         config::summary(&loaded),
-        "OK: 9 targets, 5 scenarios, 2 journeys, simulator on, 0 warnings"
+        "OK: 9 targets, 5 scenarios, 2 journeys, simulator on, 0 warnings, OTLP export to http://otel-collector:4318"
     );
+    let otlp = loaded.otlp.as_ref().expect("the otlp block");
+    assert_eq!(otlp.metrics_url, "http://otel-collector:4318/v1/metrics");
+    assert_eq!(otlp.interval, Duration::from_secs(15));
+    let headers: Vec<(&str, &str)> = otlp
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.expose()))
+        .collect();
+    assert_eq!(
+        headers,
+        [
+            ("authorization", "Bearer otlp-example-token-0123"),
+            ("x-scope-orgid", "team-llm")
+        ]
+    );
+    assert_eq!(otlp.resource["cloud.region"], "eu-west-1");
     let names: Vec<&str> = loaded.targets.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(
         names,

@@ -354,7 +354,7 @@ pub fn summary(loaded: &Loaded) -> String {
         .collect();
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
     format!(
-        "OK: {}, {}{}, simulator {}, {}",
+        "OK: {}, {}{}, simulator {}, {}{}",
         plural(loaded.targets.len(), "target"),
         plural(scenarios.len(), "scenario"),
         if journeys.is_empty() {
@@ -368,5 +368,9 @@ pub fn summary(loaded: &Loaded) -> String {
             "off"
         },
         plural(loaded.warnings.len(), "warning"),
+        match &loaded.otlp {
+            Some(o) => format!(", OTLP export to {}", o.endpoint),
+            None => String::new(),
+        },
     )
 }

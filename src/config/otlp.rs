@@ -336,7 +336,9 @@ pub(crate) fn resolve(
         );
     }
     if (ca_pem.is_some() || identity_pem.is_some())
-        && endpoint.as_deref().is_some_and(|e| e.starts_with("http://"))
+        && endpoint
+            .as_deref()
+            .is_some_and(|e| e.starts_with("http://"))
     {
         diag.error(
             &tls_path,

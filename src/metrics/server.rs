@@ -324,13 +324,18 @@ pub fn scalar_families() -> Vec<(&'static str, &'static str, bool, ScalarPick)> 
     let picks: [(&'static str, ScalarPick); 8] = [
         (UP, |v| vec![(None, if v.up { 1.0 } else { 0.0 })]),
         (SCRAPE_DURATION, |v| {
-            v.scrape_duration_seconds.map(|d| (None, d)).into_iter().collect()
+            v.scrape_duration_seconds
+                .map(|d| (None, d))
+                .into_iter()
+                .collect()
         }),
         (REQUESTS_RUNNING, |v| per_model(v, |m| m.requests_running)),
         (REQUESTS_WAITING, |v| per_model(v, |m| m.requests_waiting)),
         (KV_CACHE_USAGE, |v| per_model(v, |m| m.kv_cache_usage_ratio)),
         (PROMPT_TOKENS, |v| per_model(v, |m| m.prompt_tokens_total)),
-        (GENERATION_TOKENS, |v| per_model(v, |m| m.generation_tokens_total)),
+        (GENERATION_TOKENS, |v| {
+            per_model(v, |m| m.generation_tokens_total)
+        }),
         (PREEMPTIONS, |v| per_model(v, |m| m.preemptions_total)),
     ];
     picks

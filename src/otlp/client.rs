@@ -154,10 +154,7 @@ impl HttpClient for ReqwestOnRuntime {
 async fn send(
     client: &reqwest::Client,
     request: http::Request<Bytes>,
-) -> (
-    ExportResult,
-    Result<http::Response<Bytes>, HttpError>,
-) {
+) -> (ExportResult, Result<http::Response<Bytes>, HttpError>) {
     let request = match reqwest::Request::try_from(request) {
         Ok(r) => r,
         Err(_) => return (ExportResult::Error, Err("invalid export request".into())),

@@ -657,3 +657,145 @@ pub(super) fn observe_collectors(m: &Meter, gpu: &GpuMetrics, servers: &ServerMe
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Prometheus' OTLP name translation (default `UnderscoreEscapingWithSuffixes`), as the
+    /// `prometheus/otlptranslator` module v1.0.0 does it for the units used here: dots become
+    /// underscores; the unit's word is appended unless the name already ends with it (`s` →
+    /// `seconds`, `By` → `bytes`, ..., `X/Y` → `X_per_Y`, anything in braces → nothing); `1` on a
+    /// gauge gives `ratio`; a monotonic sum gets `_total`.
+    fn prometheus_name(name: &str, unit: &str, monotonic: bool, gauge: bool) -> String {
+        fn word(u: &str) -> &str {
+            match u {
+                "s" => "seconds",
+                "By" => "bytes",
+                "Cel" => "celsius",
+                "W" => "watts",
+                "J" => "joules",
+                "Hz" => "hertz",
+                _ if u.starts_with('{') => "",
+                other => other,
+            }
+        }
+        fn per(u: &str) -> &str {
+            match u {
+                "s" => "second",
+                "h" => "hour",
+                other => other,
+            }
+        }
+        let mut out = name.replace('.', "_");
+        let (main, per_unit) = match unit.split_once('/') {
+            Some((m, p)) => (word(m), Some(per(p))),
+            None if unit == "1" && gauge => ("ratio", None),
+            None if unit == "1" => ("", None),
+            None => (word(unit), None),
+        };
+        if !main.is_empty() && !out.ends_with(&format!("_{main}")) {
+            out.push('_');
+            out.push_str(main);
+        }
+        if let Some(p) = per_unit {
+            let suffix = format!("per_{p}");
+            if !out.ends_with(&suffix) {
+                out.push('_');
+                out.push_str(&suffix);
+            }
+        }
+        if monotonic {
+            out.push_str("_total");
+        }
+        out
+    }
+
+    #[test]
+    fn prometheus_translation_gives_back_the_scrape_names() {
+        // Every family the OTLP side exports under inferprobe's names.
+        let mut names: Vec<(String, bool, bool)> = [
+            "inferprobe_time_to_first_byte_seconds",
+            "inferprobe_time_to_first_event_seconds",
+            "inferprobe_time_to_first_answer_token_seconds",
+            "inferprobe_time_per_output_token_seconds",
+            "inferprobe_output_tokens_per_second",
+            "inferprobe_request_cost_usd",
+            "inferprobe_server_reported_duration_seconds",
+            "inferprobe_journey_duration_seconds",
+            "inferprobe_journey_step_time_to_first_token_seconds",
+            "inferprobe_journey_step_inter_token_latency_seconds",
+            "inferprobe_journey_step_request_duration_seconds",
+        ]
+        .iter()
+        .map(|n| (n.to_string(), false, false))
+        .collect();
+        for n in [
+            "inferprobe_probes_total",
+            "inferprobe_tokens_total",
+            "inferprobe_cost_usd_total",
+            "inferprobe_probes_skipped_total",
+            "inferprobe_token_count_mismatch_total",
+            "inferprobe_probe_retries_total",
+            "inferprobe_probe_connections_total",
+            "inferprobe_journeys_total",
+            "inferprobe_journey_model_calls_total",
+            "inferprobe_journey_tokens_total",
+            "inferprobe_journey_cost_usd_total",
+            "inferprobe_journeys_skipped_total",
+            "inferprobe_journey_step_requests_total",
+            "inferprobe_journey_step_tokens_total",
+        ] {
+            names.push((n.to_string(), true, false));
+        }
+        for n in [
+            "inferprobe_probe_success",
+            "inferprobe_last_probe_timestamp_seconds",
+            "inferprobe_gpu_cost_usd_per_hour",
+            "inferprobe_ratelimit_remaining",
+            "inferprobe_ratelimit_limit",
+            "inferprobe_journey_success",
+        ] {
+            names.push((n.to_string(), false, true));
+        }
+        for f in GpuFamily::ALL {
+            names.push((f.name().to_string(), f.is_counter(), !f.is_counter()));
+        }
+        for (n, _, counter, _) in crate::metrics::server::scalar_families() {
+            names.push((n.to_string(), counter, !counter));
+        }
+        for (prom, monotonic, gauge) in names {
+            let (otel, unit) = otel_name(&prom);
+            assert_eq!(
+                prometheus_name(&otel, unit, monotonic, gauge),
+                prom,
+                "{otel} ({unit:?}) does not translate back"
+            );
+            assert!(otel.len() <= 255 && otel.starts_with("inferprobe_"));
+        }
+    }
+
+    #[test]
+    fn units_come_from_the_suffix() {
+        assert_eq!(
+            otel_name("inferprobe_time_to_first_byte_seconds"),
+            ("inferprobe_time_to_first_byte".to_string(), "s")
+        );
+        assert_eq!(
+            otel_name("inferprobe_gpu_pcie_rx_bytes_per_second"),
+            ("inferprobe_gpu_pcie_rx".to_string(), "By/s")
+        );
+        assert_eq!(
+            otel_name("inferprobe_cost_usd_total"),
+            ("inferprobe_cost_usd".to_string(), "{USD}")
+        );
+        assert_eq!(
+            otel_name("inferprobe_server_kv_cache_usage_ratio"),
+            ("inferprobe_server_kv_cache_usage".to_string(), "1")
+        );
+        assert_eq!(
+            otel_name("inferprobe_probes_total"),
+            ("inferprobe_probes".to_string(), "")
+        );
+    }
+}

@@ -23,7 +23,6 @@ mod families;
 pub mod semconv;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry::metrics::MeterProvider as _;
@@ -111,6 +110,7 @@ impl OtlpExporter {
         let exporter = opentelemetry_otlp::MetricExporter::builder()
             .with_http()
             .with_http_client(http)
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
             .with_endpoint(settings.metrics_url.clone())
             .with_timeout(settings.timeout)
             .with_headers(headers)

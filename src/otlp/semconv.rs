@@ -27,8 +27,8 @@ pub const DURATION_BUCKETS: [f64; 14] = [
 
 /// Bucket advice of the GenAI token histograms.
 pub const TOKEN_BUCKETS: [f64; 14] = [
-    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0,
-    4194304.0, 16777216.0, 67108864.0,
+    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+    16777216.0, 67108864.0,
 ];
 
 /// The GenAI metric names of one convention version.
@@ -239,18 +239,26 @@ mod tests {
             p(DialectKind::OpenaiChat, "myres.openai.azure.com", None),
             "azure.ai.openai"
         );
+        assert_eq!(p(DialectKind::OpenaiChat, "API.GROQ.COM", None), "groq");
         assert_eq!(
-            p(DialectKind::OpenaiChat, "API.GROQ.COM", None),
-            "groq"
+            p(DialectKind::AnthropicMessages, "127.0.0.1", None),
+            "anthropic"
         );
-        assert_eq!(p(DialectKind::AnthropicMessages, "127.0.0.1", None), "anthropic");
         assert_eq!(
-            p(DialectKind::Gemini, "us-central1-aiplatform.googleapis.com", None),
+            p(
+                DialectKind::Gemini,
+                "us-central1-aiplatform.googleapis.com",
+                None
+            ),
             "gcp.vertex_ai"
         );
         assert_eq!(p(DialectKind::Gemini, "127.0.0.1", None), "gcp.gemini");
         assert_eq!(
-            p(DialectKind::BedrockConverse, "bedrock-runtime.eu-west-1.amazonaws.com", None),
+            p(
+                DialectKind::BedrockConverse,
+                "bedrock-runtime.eu-west-1.amazonaws.com",
+                None
+            ),
             "aws.bedrock"
         );
         assert_eq!(p(DialectKind::Ollama, "127.0.0.1", None), "ollama");
