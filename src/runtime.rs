@@ -618,6 +618,12 @@ impl Daemon {
         *slot = nvml::start(cfg, self.gpu_metrics.clone()).map(|h| (cfg.clone(), h));
     }
 
+    /// The OTLP endpoint and how its exports have gone, when OTLP export is on.
+    pub fn otlp_status(&self) -> Option<(String, crate::otlp::ExportStatus)> {
+        self.otlp()
+            .map(|x| (x.settings().endpoint.clone(), x.status()))
+    }
+
     /// The running OTLP exporter, if any.
     fn otlp(&self) -> Option<Arc<OtlpExporter>> {
         match self.otlp.read() {

@@ -581,6 +581,14 @@ async fn failures_are_retried_counted_and_lose_nothing_and_redirects_are_not_fol
     let (_, m) = get(&format!("{base}/metrics")).await;
     assert!(sample(&m, "inferprobe_otlp_export_retries_total", &[]).unwrap() >= 1.0);
     assert!(rx.requests.lock().unwrap().is_empty());
+    // The status page says where the export goes and that it fails.
+    let (_, page) = get(&format!("{base}/")).await;
+    assert!(
+        page.contains(&format!("OTLP export to {endpoint}")),
+        "{page}"
+    );
+    assert!(page.contains("last export failed (http_5xx)"), "{page}");
+    assert!(page.contains("last success never"), "{page}");
 
     // A redirect is not followed: the other receiver never sees the request or its headers.
     let (elsewhere, other) = receiver().await;
@@ -597,6 +605,12 @@ async fn failures_are_retried_counted_and_lose_nothing_and_redirects_are_not_fol
     *rx.location.lock().unwrap() = None;
     rx.status.store(0, Ordering::SeqCst);
     probes_done(&base, 3.0).await;
+    eventually(Duration::from_secs(20), "a successful export", || async {
+        (exports(&base, "success").await >= 1.0).then_some(())
+    })
+    .await;
+    let (_, page) = get(&format!("{base}/")).await;
+    assert!(page.contains("last export ok"), "{page}");
     running.daemon.shutdown().await;
     let (_, m) = get(&format!("{base}/metrics")).await;
     let req = last(&rx);

@@ -4,7 +4,8 @@
 //! truth), `cpu` (engine CPU time per 1,000 streamed tokens), `sse` (SSE events framed and decoded
 //! per second on one core), `rss` (resident memory of an idle daemon with 1 and 100 targets),
 //! `gate` (the release gate's verdicts on synthetic samples with a known change), `journey` (what
-//! a journey adds between its steps).
+//! a journey adds between its steps), `otlp` (recording a probe into the OpenTelemetry
+//! instruments, and one export's size and time).
 //! Prints a Markdown report on stdout; progress goes to stderr. Loopback only, port 0, bounded
 //! in count and time (about two and a half minutes in all).
 
@@ -12,6 +13,7 @@ mod accuracy;
 mod cpu;
 mod gate;
 mod journey;
+mod otlp;
 mod procs;
 mod rss;
 mod sse_parse;
@@ -35,7 +37,7 @@ const SSE_PASSES: usize = 30;
 /// Timed passes per size of the SSE section's long-line rows.
 const LONG_LINE_PASSES: usize = 5;
 
-const SECTIONS: [&str; 6] = ["accuracy", "cpu", "sse", "rss", "gate", "journey"];
+const SECTIONS: [&str; 7] = ["accuracy", "cpu", "sse", "rss", "gate", "journey", "otlp"];
 
 fn main() {
     // `cargo bench` passes `--bench`; other flags are libtest's and do not apply here.
@@ -304,6 +306,42 @@ fn run(sections: &[String]) -> anyhow::Result<()> {
                 s50,
                 s99,
                 smax,
+            ]);
+        }
+        println!("{}", t.render());
+    }
+
+    if has("otlp") {
+        eprintln!("otlp: recording and exporting...");
+        let (records, exports) = rt.block_on(otlp::run())?;
+        println!(
+            "\n### 9. OTLP export: recording and exporting\n\n\
+             Outcomes of real openai-chat probes against the in-process simulator ({} output \
+             tokens, so {} gaps each), recorded {} times per pass; median of 5 passes.\n",
+            otlp::TOKENS,
+            otlp::TOKENS - 1,
+            otlp::RECORDS
+        );
+        let mut t = Table::new(&["recorded into", "µs per probe outcome"]);
+        for r in &records {
+            t.row(vec![
+                r.sink.to_string(),
+                format!("{:.1}", r.per_outcome.as_secs_f64() * 1e6),
+            ]);
+        }
+        println!("{}", t.render());
+        println!(
+            "One export (a flush) to a loopback OTLP/HTTP receiver, after every target recorded 20 \
+             probes (one scenario each; GenAI and inferprobe families; no GPU or server series); \
+             median of 5 exports.\n"
+        );
+        let mut t = Table::new(&["targets", "histograms", "request KiB", "export ms"]);
+        for r in &exports {
+            t.row(vec![
+                r.targets.to_string(),
+                r.histograms.to_string(),
+                format!("{:.1}", r.bytes as f64 / 1024.0),
+                format!("{:.2}", r.wall.as_secs_f64() * 1e3),
             ]);
         }
         println!("{}", t.render());

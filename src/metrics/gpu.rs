@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use prometheus::core::{Collector, Desc};
-use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
+use prometheus::proto::{self, MetricFamily, MetricType};
 use prometheus::Registry;
 
 /// Labels of every per-GPU family.
@@ -367,48 +367,26 @@ impl Collector for GpuMetrics {
 /// One series, its label pairs sorted by name (as the `prometheus` crate's own vectors write
 /// them).
 fn metric(family: GpuFamily, names: &[&str], point: &GpuPoint) -> proto::Metric {
-    let mut pairs: Vec<(&str, &str)> = names
+    let pairs = names
         .iter()
         .copied()
         .zip(point.labels.iter().map(String::as_str))
         .collect();
-    pairs.sort_by(|a, b| a.0.cmp(b.0));
-    let labels = pairs
-        .into_iter()
-        .map(|(k, v)| {
-            let mut lp = LabelPair::default();
-            lp.set_name(k.to_string());
-            lp.set_value(v.to_string());
-            lp
-        })
-        .collect();
-    let mut m = proto::Metric::default();
-    m.set_label(labels);
-    if family.is_counter() {
-        let mut c = proto::Counter::default();
-        c.set_value(point.value);
-        m.set_counter(c);
-    } else {
-        let mut g = proto::Gauge::default();
-        g.set_value(point.value);
-        m.set_gauge(g);
-    }
-    m
+    super::scalar_metric(
+        super::sorted_labels(pairs),
+        point.value,
+        family.is_counter(),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use prometheus::{Encoder, TextEncoder};
     use std::collections::HashSet;
     use std::sync::atomic::{AtomicBool, Ordering};
 
     fn encode(registry: &Registry) -> String {
-        let mut buf = Vec::new();
-        TextEncoder::new()
-            .encode(&registry.gather(), &mut buf)
-            .expect("encodes");
-        String::from_utf8(buf).expect("utf-8")
+        crate::metrics::encode(registry)
     }
 
     fn labels(values: &[&str]) -> Vec<String> {

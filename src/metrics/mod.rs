@@ -715,6 +715,41 @@ impl WebConfigMetrics {
     }
 }
 
+/// Label pairs sorted by name, as the `prometheus` crate's own vectors write them (for the
+/// families built from snapshots at scrape time).
+pub(crate) fn sorted_labels(mut pairs: Vec<(&str, &str)>) -> Vec<prometheus::proto::LabelPair> {
+    pairs.sort_by(|a, b| a.0.cmp(b.0));
+    pairs
+        .into_iter()
+        .map(|(k, v)| {
+            let mut lp = prometheus::proto::LabelPair::default();
+            lp.set_name(k.to_string());
+            lp.set_value(v.to_string());
+            lp
+        })
+        .collect()
+}
+
+/// One gauge or counter series with these labels.
+pub(crate) fn scalar_metric(
+    labels: Vec<prometheus::proto::LabelPair>,
+    value: f64,
+    counter: bool,
+) -> prometheus::proto::Metric {
+    let mut m = prometheus::proto::Metric::default();
+    m.set_label(labels);
+    if counter {
+        let mut c = prometheus::proto::Counter::default();
+        c.set_value(value);
+        m.set_counter(c);
+    } else {
+        let mut g = prometheus::proto::Gauge::default();
+        g.set_value(value);
+        m.set_gauge(g);
+    }
+    m
+}
+
 /// Encodes every family of `registry` in the Prometheus text format (0.0.4).
 ///
 /// A family the encoder rejects is skipped with a warning rather than failing the whole scrape.

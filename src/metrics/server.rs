@@ -445,34 +445,15 @@ fn labels(base: &[(&str, &str); 2], model: Option<&str>) -> Vec<LabelPair> {
     if let Some(model) = model {
         pairs.push(("model", model));
     }
-    pairs.sort_by(|a, b| a.0.cmp(b.0));
-    pairs
-        .into_iter()
-        .map(|(k, v)| {
-            let mut lp = LabelPair::default();
-            lp.set_name(k.to_string());
-            lp.set_value(v.to_string());
-            lp
-        })
-        .collect()
+    super::sorted_labels(pairs)
 }
 
 fn gauge(base: &[(&str, &str); 2], model: Option<&str>, value: f64) -> proto::Metric {
-    let mut g = proto::Gauge::default();
-    g.set_value(value);
-    let mut m = proto::Metric::default();
-    m.set_label(labels(base, model));
-    m.set_gauge(g);
-    m
+    super::scalar_metric(labels(base, model), value, false)
 }
 
 fn counter(base: &[(&str, &str); 2], model: Option<&str>, value: f64) -> proto::Metric {
-    let mut c = proto::Counter::default();
-    c.set_value(value);
-    let mut m = proto::Metric::default();
-    m.set_label(labels(base, model));
-    m.set_counter(c);
-    m
+    super::scalar_metric(labels(base, model), value, true)
 }
 
 fn histogram(

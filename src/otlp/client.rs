@@ -30,6 +30,17 @@ struct LastAttempt {
     attempts: u32,
 }
 
+/// How the exports have gone so far, for the status page.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExportStatus {
+    /// How the last export ended, once one did.
+    pub last_result: Option<ExportResult>,
+    /// When the last export ended.
+    pub last_export: Option<SystemTime>,
+    /// When the last successful export ended.
+    pub last_success: Option<SystemTime>,
+}
+
 /// Shared between the HTTP client (one call per attempt) and the exporter wrapper (one call per
 /// export).
 #[derive(Debug)]
@@ -38,6 +49,7 @@ pub(crate) struct Accounting {
     endpoint: String,
     last: Mutex<LastAttempt>,
     log: Mutex<FailureLog>,
+    status: Mutex<ExportStatus>,
 }
 
 #[derive(Debug, Default)]
@@ -54,7 +66,16 @@ impl Accounting {
             endpoint,
             last: Mutex::new(LastAttempt::default()),
             log: Mutex::new(FailureLog::default()),
+            status: Mutex::new(ExportStatus::default()),
         })
+    }
+
+    /// How the exports have gone so far.
+    pub(crate) fn status(&self) -> ExportStatus {
+        match self.status.lock() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     fn attempt(&self, result: ExportResult) {
@@ -82,8 +103,16 @@ impl Accounting {
             (false, Some(ExportResult::Success)) => ExportResult::Error,
             (false, Some(r)) => r,
         };
+        let now = SystemTime::now();
         self.metrics
-            .export_done(result, attempts.saturating_sub(1), took, SystemTime::now());
+            .export_done(result, attempts.saturating_sub(1), took, now);
+        if let Ok(mut s) = self.status.lock() {
+            s.last_result = Some(result);
+            s.last_export = Some(now);
+            if result == ExportResult::Success {
+                s.last_success = Some(now);
+            }
+        }
         self.log(result);
     }
 

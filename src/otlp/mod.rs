@@ -42,6 +42,7 @@ use crate::metrics::server::ServerMetrics;
 use crate::metrics::SkipReason;
 use crate::probe::Outcome;
 
+pub use client::ExportStatus;
 pub use families::otel_name;
 pub use semconv::TargetAttrs;
 
@@ -75,6 +76,7 @@ pub struct Sources {
 /// A running OTLP exporter.
 pub struct OtlpExporter {
     provider: SdkMeterProvider,
+    accounting: std::sync::Arc<client::Accounting>,
     instruments: families::Instruments,
     settings: OtlpSettings,
 }
@@ -102,6 +104,7 @@ impl OtlpExporter {
             runtime: tokio::runtime::Handle::current(),
             accounting: accounting.clone(),
         };
+        let status = accounting.clone();
         let headers: HashMap<String, String> = settings
             .headers
             .iter()
@@ -145,9 +148,15 @@ impl OtlpExporter {
         );
         Ok(OtlpExporter {
             provider,
+            accounting: status,
             instruments,
             settings: settings.clone(),
         })
+    }
+
+    /// How the exports have gone so far.
+    pub fn status(&self) -> ExportStatus {
+        self.accounting.status()
     }
 
     /// The settings it runs with.

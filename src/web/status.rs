@@ -76,6 +76,9 @@ pub async fn status_page(State(d): State<Arc<Daemon>>) -> Html<String> {
         esc(crate::REVISION),
         rows.len()
     );
+    if let Some((endpoint, s)) = d.otlp_status() {
+        otlp_line(&mut h, &endpoint, &s, SystemTime::now());
+    }
     h.push_str(concat!(
         "<table id=\"probes\"><thead><tr><th>target</th><th>dialect</th><th>model</th>",
         "<th>scenario</th><th>schedule</th><th>result</th><th>TTFT</th><th>ITL p50</th>",
@@ -447,4 +450,32 @@ fn event_table(h: &mut String, p: &ProbeRecord) {
         prev = Some(e.offset);
     }
     h.push_str("</tbody></table>");
+}
+
+/// One line on the OTLP export: where to, how the last export ended, the last success.
+fn otlp_line(h: &mut String, endpoint: &str, s: &crate::otlp::ExportStatus, now: SystemTime) {
+    let ago = |t: Option<SystemTime>| match t {
+        Some(t) => format!(
+            "{}s ago",
+            now.duration_since(t).unwrap_or_default().as_secs()
+        ),
+        None => "never".to_string(),
+    };
+    let (class, last) = match s.last_result {
+        None => ("", "no export yet".to_string()),
+        Some(crate::metrics::otlp::ExportResult::Success) => {
+            ("ok", format!("last export ok {}", ago(s.last_export)))
+        }
+        Some(r) => (
+            "bad",
+            format!("last export failed ({}) {}", r.as_str(), ago(s.last_export)),
+        ),
+    };
+    let _ = write!(
+        h,
+        "<p id=\"otlp\">OTLP export to {}: <span class=\"{class}\">{}</span>; last success {}</p>",
+        esc(endpoint),
+        esc(&last),
+        esc(&ago(s.last_success))
+    );
 }
