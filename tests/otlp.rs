@@ -809,3 +809,146 @@ async fn reload_moves_and_stops_the_export() {
     assert_eq!(rx_b.hits.load(Ordering::SeqCst), b_final);
     running.stop().await;
 }
+
+/// A self-signed CA and a certificate it signed for `names`, PEM.
+fn ca_and_leaf(ca_name: &str, names: &[&str]) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, ca_name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_pem = params.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap()
+        .pem();
+    (ca_pem, leaf, key.serialize_pem())
+}
+
+/// The receiver behind TLS: its certificate is `cert`; with `client_ca`, a client certificate
+/// signed by it is required.
+async fn tls_receiver(cert: &str, key: &str, client_ca: Option<&str>) -> (String, Arc<Receiver>) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert.as_bytes())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let builder = rustls::ServerConfig::builder();
+    let config = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+                roots.add(c.unwrap()).unwrap();
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+                .build()
+                .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        }
+    }
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let state = Arc::new(Receiver::default());
+    let app = axum::Router::new()
+        .route("/v1/metrics", post(export))
+        .with_state(state.clone());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let acceptor = acceptor.clone();
+            let app = app.clone();
+            tokio::spawn(async move {
+                // A client that fails the handshake is simply dropped.
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+            });
+        }
+    });
+    (format!("https://{addr}"), state)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_private_ca_and_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = ca_and_leaf("otlp test server CA", &["127.0.0.1"]);
+    let (client_ca, client_cert, client_key) = ca_and_leaf("otlp test client CA", &["canary"]);
+    for (name, pem) in [
+        ("ca.pem", &ca),
+        ("client.pem", &client_cert),
+        ("client-key.pem", &client_key),
+    ] {
+        std::fs::write(dir.path().join(name), pem).unwrap();
+    }
+    let load = |endpoint: &str, tls: &str| {
+        let yaml = config(endpoint, &format!("  tls: {tls}"));
+        inferprobe::config::load_str_with(
+            &yaml,
+            "tls.yml",
+            &inferprobe::config::Environment {
+                base_dir: dir.path(),
+                var: &|_: &str| None,
+                secrets_required: true,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+
+    // A receiver signed by a private CA: trusted through ca_file, refused without it.
+    let (endpoint, rx) = tls_receiver(&cert, &key, None).await;
+    for (tls, trusted) in [("{ca_file: ca.pem}", true), ("{}", false)] {
+        let running = commands::start(load(&endpoint, tls), None, "127.0.0.1:0")
+            .await
+            .unwrap();
+        let base = format!("http://{}", running.addr);
+        let want = if trusted { "success" } else { "connect_error" };
+        eventually(Duration::from_secs(20), want, || async {
+            (exports(&base, want).await >= 1.0).then_some(())
+        })
+        .await;
+        if !trusted {
+            assert_eq!(exports(&base, "success").await, 0.0);
+        }
+        running.stop().await;
+    }
+    assert!(!rx.requests.lock().unwrap().is_empty());
+
+    // Mutual TLS: the client certificate gets the data in, its absence does not.
+    let (endpoint, rx) = tls_receiver(&cert, &key, Some(&client_ca)).await;
+    for (tls, admitted) in [
+        ("{ca_file: ca.pem}", false),
+        (
+            "{ca_file: ca.pem, cert_file: client.pem, key_file: client-key.pem}",
+            true,
+        ),
+    ] {
+        let running = commands::start(load(&endpoint, tls), None, "127.0.0.1:0")
+            .await
+            .unwrap();
+        let base = format!("http://{}", running.addr);
+        eventually(Duration::from_secs(20), "an export", || async {
+            let done = exports(&base, "success").await
+                + exports(&base, "connect_error").await
+                + exports(&base, "error").await;
+            (done >= 1.0).then_some(())
+        })
+        .await;
+        assert_eq!(exports(&base, "success").await >= 1.0, admitted, "{tls}");
+        running.stop().await;
+    }
+    assert!(!rx.requests.lock().unwrap().is_empty());
+}
