@@ -271,23 +271,19 @@ impl Prober for ScheduledTarget {
 
     fn skipped(&self, index: usize, reason: SkipReason) {
         let t = &self.rt.target;
-        match self.rt.job_at(index) {
-            Job::Scenario(s) => {
-                self.daemon
-                    .probes
-                    .skipped(&t.name, &t.model, &s.name, reason);
-                if let Some(x) = self.daemon.otlp() {
-                    x.skipped(&t.name, &t.model, &s.name, false, reason);
-                }
-            }
-            Job::Journey(j) => {
-                self.daemon
-                    .journeys
-                    .skipped(&t.name, &t.model, &j.name, reason);
-                if let Some(x) = self.daemon.otlp() {
-                    x.skipped(&t.name, &t.model, &j.name, true, reason);
-                }
-            }
+        let (name, journey) = match self.rt.job_at(index) {
+            Job::Scenario(s) => (s.name.clone(), false),
+            Job::Journey(j) => (j.name.clone(), true),
+        };
+        if journey {
+            self.daemon
+                .journeys
+                .skipped(&t.name, &t.model, &name, reason);
+        } else {
+            self.daemon.probes.skipped(&t.name, &t.model, &name, reason);
+        }
+        if let Some(x) = self.daemon.otlp() {
+            x.skipped(&t.name, &t.model, &name, journey, reason);
         }
     }
 }

@@ -90,8 +90,8 @@ impl std::fmt::Debug for OtlpExporter {
 }
 
 impl OtlpExporter {
-    /// Starts exporting every `settings.interval`. Must be called inside a Tokio runtime (the
-    /// export requests run on it). `buckets` are the configured bucket overrides of
+    /// Starts exporting every `settings.interval`. Called outside a Tokio runtime it fails (the
+    /// export requests run on the runtime it is called in). `buckets` are the configured bucket overrides of
     /// inferprobe's histograms, used for their explicit buckets.
     pub fn start(
         settings: &OtlpSettings,
@@ -101,7 +101,8 @@ impl OtlpExporter {
         let accounting = client::Accounting::new(sources.health.clone(), settings.endpoint.clone());
         let http = client::ReqwestOnRuntime {
             client: http_client(settings)?,
-            runtime: tokio::runtime::Handle::current(),
+            runtime: tokio::runtime::Handle::try_current()
+                .map_err(|_| OtlpError::Exporter("needs a running async runtime".into()))?,
             accounting: accounting.clone(),
         };
         let status = accounting.clone();
