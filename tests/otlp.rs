@@ -69,13 +69,19 @@ async fn export(
     )
 }
 
-/// Starts a receiver on loopback; returns its base URL (the exporter appends `/v1/metrics`).
-async fn receiver() -> (String, Arc<Receiver>) {
+/// A fresh receiver's state, its routes and a loopback listener for them.
+async fn receiver_parts() -> (Arc<Receiver>, axum::Router, tokio::net::TcpListener) {
     let state = Arc::new(Receiver::default());
     let app = axum::Router::new()
         .route("/v1/metrics", post(export))
         .with_state(state.clone());
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    (state, app, l)
+}
+
+/// Starts a receiver on loopback; returns its base URL (the exporter appends `/v1/metrics`).
+async fn receiver() -> (String, Arc<Receiver>) {
+    let (state, app, l) = receiver_parts().await;
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         let _ = axum::serve(l, app).await;
@@ -855,11 +861,7 @@ async fn tls_receiver(cert: &str, key: &str, client_ca: Option<&str>) -> (String
     .with_single_cert(certs, key)
     .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let state = Arc::new(Receiver::default());
-    let app = axum::Router::new()
-        .route("/v1/metrics", post(export))
-        .with_state(state.clone());
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (state, app, l) = receiver_parts().await;
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = l.accept().await {
