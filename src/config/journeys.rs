@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::load::{one_of, Diag, YamlPath};
-use super::resolve::{check_headers, check_label, check_weight, compile_checks};
+use super::resolve::{check_headers, check_label, compile_checks, resolve_refs};
 use super::types::{JourneyConfig, StepConfig, TargetConfig};
 use super::{ExpectTool, Journey, Step};
 use crate::journey::schema;
@@ -320,64 +320,46 @@ pub(super) fn resolve_journey_refs(
     journeys: &BTreeMap<String, Option<Arc<Journey>>>,
     diag: &mut Diag<'_>,
 ) -> Vec<(Arc<Journey>, u32)> {
-    let mut out = Vec::new();
-    let mut seen = HashSet::new();
-    for (i, r) in t.journeys.iter().enumerate() {
-        let p = path.index(i);
-        let name = r.name();
-        if !seen.insert(name) {
-            diag.error(&p, format!("journey {name:?} is listed twice"));
-            continue;
-        }
-        match journeys.get(name) {
-            None if journeys.is_empty() => diag.error(
-                &p,
-                format!("unknown journey {name:?}; the file defines no journeys"),
-            ),
-            None => {
-                let names: Vec<&str> = journeys.keys().map(String::as_str).collect();
+    resolve_refs(
+        t,
+        &t.journeys,
+        "journey",
+        journeys,
+        path,
+        diag,
+        |j, p, diag| {
+            let name = &j.name;
+            if j.uses_tools() && !t.dialect.supports_tools() {
+                let with: Vec<&str> = crate::probe::dialect::DialectKind::ALL
+                    .iter()
+                    .filter(|d| d.supports_tools())
+                    .map(|d| d.as_str())
+                    .collect();
                 diag.error(
-                    &p,
+                    p,
                     format!(
-                        "unknown journey {name:?}, expected one of {}",
-                        one_of(&names)
+                        "journey {name:?} offers tools, but the {} API has no tool calls \
+                     (dialects with tools: {})",
+                        t.dialect.as_str(),
+                        with.join(", ")
                     ),
                 );
+                false
+            } else if !t.dialect.spec().reports_model
+                && j.steps.iter().any(|s| s.checks.expect_model.is_some())
+            {
+                diag.error(
+                    p,
+                    format!(
+                        "journey {name:?} checks expect_model, but {} responses never name \
+                     their model",
+                        t.dialect.as_str()
+                    ),
+                );
+                false
+            } else {
+                true
             }
-            Some(None) => {}
-            Some(Some(j)) => {
-                if j.uses_tools() && !t.dialect.supports_tools() {
-                    let with: Vec<&str> = crate::probe::dialect::DialectKind::ALL
-                        .iter()
-                        .filter(|d| d.supports_tools())
-                        .map(|d| d.as_str())
-                        .collect();
-                    diag.error(
-                        &p,
-                        format!(
-                            "journey {name:?} offers tools, but the {} API has no tool calls \
-                             (dialects with tools: {})",
-                            t.dialect.as_str(),
-                            with.join(", ")
-                        ),
-                    );
-                } else if !t.dialect.spec().reports_model
-                    && j.steps.iter().any(|s| s.checks.expect_model.is_some())
-                {
-                    diag.error(
-                        &p,
-                        format!(
-                            "journey {name:?} checks expect_model, but {} responses never name \
-                             their model",
-                            t.dialect.as_str()
-                        ),
-                    );
-                } else {
-                    out.push((j.clone(), r.weight()));
-                }
-            }
-        }
-        check_weight(t, r, &p, diag);
-    }
-    out
+        },
+    )
 }

@@ -988,20 +988,61 @@ fn resolve_scenario_refs(
             .map(|s| (s.clone(), 1))
             .collect();
     }
+    resolve_refs(
+        t,
+        &t.scenarios,
+        "scenario",
+        ctx.scenarios,
+        path,
+        diag,
+        |_, _, _| true,
+    )
+}
+
+/// Resolves one of a target's lists of named references (`scenarios:`, `journeys:`) against
+/// the `kind`s the file defines: a name listed twice or not defined is an error at its index,
+/// and so is a weight that is 0 or has no effect. `accept` checks a defined one against the
+/// target (recording why it does not fit); a definition that failed its own checks is skipped,
+/// its error being recorded already.
+pub(super) fn resolve_refs<T>(
+    t: &TargetConfig,
+    refs: &[ScenarioRef],
+    kind: &str,
+    defined: &BTreeMap<String, Option<Arc<T>>>,
+    path: &YamlPath,
+    diag: &mut Diag<'_>,
+    mut accept: impl FnMut(&Arc<T>, &YamlPath, &mut Diag<'_>) -> bool,
+) -> Vec<(Arc<T>, u32)> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
-    for (i, r) in t.scenarios.iter().enumerate() {
+    for (i, r) in refs.iter().enumerate() {
         let p = path.index(i);
         let name = r.name();
         if !seen.insert(name) {
-            diag.error(&p, format!("scenario {name:?} is listed twice"));
+            diag.error(&p, format!("{kind} {name:?} is listed twice"));
             continue;
         }
-        match ctx.scenarios.get(name) {
-            None => diag.error(&p, unknown_scenario(name, ctx.scenarios)),
-            // It failed its own checks; that error is already recorded.
+        match defined.get(name) {
+            None if defined.is_empty() => diag.error(
+                &p,
+                format!("unknown {kind} {name:?}; the file defines no {kind}s"),
+            ),
+            None => {
+                let names: Vec<&str> = defined.keys().map(String::as_str).collect();
+                diag.error(
+                    &p,
+                    format!(
+                        "unknown {kind} {name:?}, expected one of {}",
+                        one_of(&names)
+                    ),
+                );
+            }
             Some(None) => {}
-            Some(Some(s)) => out.push((s.clone(), r.weight())),
+            Some(Some(x)) => {
+                if accept(x, &p, diag) {
+                    out.push((x.clone(), r.weight()));
+                }
+            }
         }
         check_weight(t, r, &p, diag);
     }
@@ -1009,7 +1050,7 @@ fn resolve_scenario_refs(
 }
 
 /// A `{name, weight}` reference's weight: at least 1, and only with weighted selection.
-pub(super) fn check_weight(t: &TargetConfig, r: &ScenarioRef, p: &YamlPath, diag: &mut Diag<'_>) {
+fn check_weight(t: &TargetConfig, r: &ScenarioRef, p: &YamlPath, diag: &mut Diag<'_>) {
     if let ScenarioRef::Weighted { weight, .. } = r {
         let wp = p.key("weight");
         if *weight == 0 {
@@ -1020,18 +1061,6 @@ pub(super) fn check_weight(t: &TargetConfig, r: &ScenarioRef, p: &YamlPath, diag
                 "has no effect unless the target sets `scenario_selection: weighted`",
             );
         }
-    }
-}
-
-fn unknown_scenario(name: &str, defined: &BTreeMap<String, Option<Arc<Scenario>>>) -> String {
-    if defined.is_empty() {
-        format!("unknown scenario {name:?}; the file defines no scenarios")
-    } else {
-        let names: Vec<&str> = defined.keys().map(String::as_str).collect();
-        format!(
-            "unknown scenario {name:?}, expected one of {}",
-            one_of(&names)
-        )
     }
 }
 
