@@ -241,7 +241,7 @@ async fn worker(s: Arc<Shared>, client: ProbeClient, total: usize, sides: usize)
         {
             let mut sp = lock(&s.spend);
             sp.reserved -= estimate;
-            if let Some(c) = cost.filter(|c| c.is_finite() && *c >= 0.0) {
+            if let Some(c) = cost.filter(|c| crate::probe::trace::is_countable_cost(*c)) {
                 sp.spent += c;
                 sp.most = sp.most.max(c);
             }

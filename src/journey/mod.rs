@@ -96,8 +96,7 @@ impl JourneyOutcome {
     pub fn cost_usd(&self) -> Option<f64> {
         self.steps
             .iter()
-            .filter_map(|s| s.outcome.cost_usd)
-            .filter(|c| c.is_finite() && *c >= 0.0)
+            .filter_map(|s| s.outcome.recordable_cost())
             .reduce(|a, b| a + b)
     }
 

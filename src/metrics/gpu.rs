@@ -15,7 +15,7 @@
 //! collector has published its first refresh, so nothing GPU-related is exported when it is
 //! disabled.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use prometheus::core::{Collector, Desc};
@@ -254,18 +254,7 @@ impl GpuMetrics {
     pub fn new() -> GpuMetrics {
         let descs = GpuFamily::ALL
             .iter()
-            .filter_map(|f| {
-                let labels = f.label_names().iter().map(|l| l.to_string()).collect();
-                // The names and help are constants checked by the tests; a failure here is a
-                // programming error and only drops the descriptor.
-                Desc::new(
-                    f.name().to_string(),
-                    f.help().to_string(),
-                    labels,
-                    HashMap::new(),
-                )
-                .ok()
-            })
+            .filter_map(|f| super::snapshot_desc(f.name(), f.help(), f.label_names()))
             .collect();
         GpuMetrics {
             inner: Arc::new(Inner {

@@ -480,11 +480,7 @@ impl ProbeMetrics {
                 itl.observe(gap.as_secs_f64());
             }
         }
-        // A rate is only meaningful for a completed stream; a NaN would poison the sum for good.
-        if let Some(rate) = outcome
-            .output_tokens_per_second
-            .filter(|r| r.is_finite() && outcome.e2e.is_some())
-        {
+        if let Some(rate) = outcome.recordable_output_rate() {
             self.rate.with_label_values(&l).observe(rate);
         }
         for (phase, secs) in &outcome.server_timings {
@@ -492,8 +488,7 @@ impl ProbeMetrics {
                 .with_label_values(&[l[0], l[1], l[2], phase])
                 .observe(*secs);
         }
-        // Counters only go up: a negative or NaN cost (bad price config) is dropped, not counted.
-        if let Some(cost) = outcome.cost_usd.filter(|c| c.is_finite() && *c >= 0.0) {
+        if let Some(cost) = outcome.recordable_cost() {
             self.cost.with_label_values(&l).observe(cost);
             self.cost_total.with_label_values(&l).inc_by(cost);
         }
@@ -713,6 +708,24 @@ impl WebConfigMetrics {
     pub fn reloaded(&self, success: bool) {
         self.reload_successful.set(i64::from(success));
     }
+}
+
+/// The descriptor of a family built from a snapshot at scrape time. The names and help are
+/// constants checked by the tests; a failure here is a programming error and only drops the
+/// descriptor.
+pub(crate) fn snapshot_desc(
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Option<prometheus::core::Desc> {
+    let labels = labels.iter().map(|l| l.to_string()).collect();
+    prometheus::core::Desc::new(
+        name.to_string(),
+        help.to_string(),
+        labels,
+        std::collections::HashMap::new(),
+    )
+    .ok()
 }
 
 /// Label pairs sorted by name, as the `prometheus` crate's own vectors write them (for the

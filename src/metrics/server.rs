@@ -11,7 +11,7 @@
 //! and builds the `MetricFamily` values when Prometheus scrapes inferprobe. A scrape of
 //! inferprobe therefore never waits on an inference server.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
@@ -178,13 +178,12 @@ impl ServerMetrics {
         let descs = FAMILIES
             .iter()
             .filter_map(|(name, help, _, per_model)| {
-                let mut labels = vec!["server".to_string(), "kind".to_string()];
-                if *per_model {
-                    labels.push("model".to_string());
-                }
-                // The names and help are constants checked by the tests; a failure here is a
-                // programming error and only drops the descriptor.
-                Desc::new(name.to_string(), help.to_string(), labels, HashMap::new()).ok()
+                let labels: &[&str] = if *per_model {
+                    &["server", "kind", "model"]
+                } else {
+                    &["server", "kind"]
+                };
+                super::snapshot_desc(name, help, labels)
             })
             .collect();
         ServerMetrics {

@@ -48,15 +48,17 @@ pub(crate) struct Accounting {
     metrics: OtlpMetrics,
     endpoint: String,
     last: Mutex<LastAttempt>,
-    log: Mutex<FailureLog>,
-    status: Mutex<ExportStatus>,
+    state: Mutex<State>,
 }
 
+/// How the exports have gone, and the rate limiting of their failure logs.
 #[derive(Debug, Default)]
-struct FailureLog {
+struct State {
+    status: ExportStatus,
+    /// When the current run of failures was last logged.
     last_logged: Option<Instant>,
+    /// Failures since then that were not logged.
     suppressed: u64,
-    failing: bool,
 }
 
 impl Accounting {
@@ -65,16 +67,15 @@ impl Accounting {
             metrics,
             endpoint,
             last: Mutex::new(LastAttempt::default()),
-            log: Mutex::new(FailureLog::default()),
-            status: Mutex::new(ExportStatus::default()),
+            state: Mutex::new(State::default()),
         })
     }
 
     /// How the exports have gone so far.
     pub(crate) fn status(&self) -> ExportStatus {
-        match self.status.lock() {
-            Ok(s) => s.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
+        match self.state.lock() {
+            Ok(s) => s.status.clone(),
+            Err(poisoned) => poisoned.into_inner().status.clone(),
         }
     }
 
@@ -106,37 +107,33 @@ impl Accounting {
         let now = SystemTime::now();
         self.metrics
             .export_done(result, attempts.saturating_sub(1), took, now);
-        if let Ok(mut s) = self.status.lock() {
-            s.last_result = Some(result);
-            s.last_export = Some(now);
-            if result == ExportResult::Success {
-                s.last_success = Some(now);
-            }
-        }
-        self.log(result);
-    }
-
-    fn log(&self, result: ExportResult) {
-        let Ok(mut log) = self.log.lock() else { return };
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        let was_failing = state
+            .status
+            .last_result
+            .is_some_and(|r| r != ExportResult::Success);
+        state.status.last_result = Some(result);
+        state.status.last_export = Some(now);
         if result == ExportResult::Success {
-            if log.failing {
+            state.status.last_success = Some(now);
+            if was_failing {
                 info!(endpoint = %self.endpoint, "OTLP export recovered.");
             }
-            *log = FailureLog::default();
-            return;
-        }
-        log.failing = true;
-        if log.last_logged.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+            state.last_logged = None;
+            state.suppressed = 0;
+        } else if state.last_logged.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
             warn!(
                 endpoint = %self.endpoint,
                 result = result.as_str(),
-                suppressed = log.suppressed,
+                suppressed = state.suppressed,
                 "OTLP export failed; probing and /metrics are not affected, the data is sent again with the next export."
             );
-            log.last_logged = Some(Instant::now());
-            log.suppressed = 0;
+            state.last_logged = Some(Instant::now());
+            state.suppressed = 0;
         } else {
-            log.suppressed += 1;
+            state.suppressed += 1;
         }
     }
 }

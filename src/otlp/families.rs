@@ -411,16 +411,13 @@ impl Instruments {
         seconds(&self.ttfe, o.time_to_first_event);
         seconds(&self.ttfat, o.time_to_first_answer_token);
         seconds(&self.tpot, o.tpot);
-        if let Some(rate) = o
-            .output_tokens_per_second
-            .filter(|r| r.is_finite() && o.e2e.is_some())
-        {
+        if let Some(rate) = o.recordable_output_rate() {
             self.rate.record(rate, &l);
         }
         for (phase, secs) in &o.server_timings {
             self.server_duration.record(*secs, &plus("phase", phase));
         }
-        if let Some(cost) = o.cost_usd.filter(|c| c.is_finite() && *c >= 0.0) {
+        if let Some(cost) = o.recordable_cost() {
             self.cost.record(cost, &l);
             self.cost_total.add(cost, &l);
         }

@@ -496,6 +496,19 @@ impl Outcome {
         ItlSummary::of(&self.inter_token_latencies)
     }
 
+    /// The output rate to record: only a completed stream's, and only a finite one (a NaN would
+    /// poison a histogram's sum for good).
+    pub fn recordable_output_rate(&self) -> Option<f64> {
+        self.output_tokens_per_second
+            .filter(|r| r.is_finite() && self.e2e.is_some())
+    }
+
+    /// The cost to record: counters only go up, so a negative or NaN cost (a bad price config)
+    /// is dropped, not counted.
+    pub fn recordable_cost(&self) -> Option<f64> {
+        self.cost_usd.filter(|c| is_countable_cost(*c))
+    }
+
     /// True when the server reported fewer output tokens than output-bearing events arrived: a
     /// tokenizer or usage bug on the server, since every such event carries at least one token
     /// (an event carrying several is fine, so only "reported < events" counts).
@@ -505,6 +518,11 @@ impl Outcome {
 }
 
 /// Outcomes for unit tests elsewhere in the crate.
+/// True for a cost that may be added to a counter: finite and not negative.
+pub fn is_countable_cost(c: f64) -> bool {
+    c.is_finite() && c >= 0.0
+}
+
 #[cfg(test)]
 pub(crate) mod tests_support {
     use super::*;

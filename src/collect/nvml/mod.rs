@@ -39,8 +39,8 @@ pub struct RefreshOutcome {
     pub errors: u32,
 }
 
-/// Samples every GPU and publishes each refresh into [`GpuMetrics`]. [`start`] runs one on its own thread; tests drive one
-/// directly with [`GpuCollector::refresh_once`].
+/// Samples every GPU and publishes each refresh into [`GpuMetrics`]. [`start`] runs one on its
+/// own thread; tests drive one directly with [`GpuCollector::refresh_once`].
 pub struct GpuCollector {
     enabled: GpuEnabled,
     library_path: Option<String>,
