@@ -954,3 +954,47 @@ async fn tls_private_ca_and_client_certificates() {
     }
     assert!(!rx.requests.lock().unwrap().is_empty());
 }
+
+/// A receiver that accepts the export and then answers with an endless body: the exporter reads
+/// at most 64 KiB of it, so each export still ends (as a success) instead of reading forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_answer_is_cut_short() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", l.local_addr().unwrap());
+    let written = Arc::new(AtomicUsize::new(0));
+    let w = written.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let w = w.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                // The request (headers and a small body) fits one read or two.
+                let _ = tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\n\
+                            transfer-encoding: chunked\r\n\r\n";
+                if s.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = format!("{:x}\r\n{}\r\n", 4096, "x".repeat(4096));
+                while s.write_all(chunk.as_bytes()).await.is_ok() {
+                    w.fetch_add(4096, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    let running = commands::start(common::load(&config(&endpoint, "")), None, "127.0.0.1:0")
+        .await
+        .unwrap();
+    let base = format!("http://{}", running.addr);
+    eventually(Duration::from_secs(20), "exports that end", || async {
+        (exports(&base, "success").await >= 2.0).then_some(())
+    })
+    .await;
+    probes_done(&base, 2.0).await;
+    running.stop().await;
+    // Each export stopped reading after 64 KiB; socket buffers let the server write more, but
+    // nowhere near what an unbounded read of a few seconds would take in.
+    let sent = written.load(Ordering::SeqCst);
+    assert!(sent < 64 * 1024 * 1024, "{sent} bytes were pushed");
+}
