@@ -397,11 +397,6 @@ impl Instruments {
             KeyValue::new("model", o.model.clone()),
             KeyValue::new("scenario", o.scenario.clone()),
         ];
-        let plus = |k: &'static str, v: &str| {
-            let mut v4 = l.to_vec();
-            v4.push(KeyValue::new(k, v.to_string()));
-            v4
-        };
         let seconds = |h: &Histogram<f64>, d: Option<std::time::Duration>| {
             if let Some(d) = d {
                 h.record(d.as_secs_f64(), &l);
@@ -415,26 +410,28 @@ impl Instruments {
             self.rate.record(rate, &l);
         }
         for (phase, secs) in &o.server_timings {
-            self.server_duration.record(*secs, &plus("phase", phase));
+            self.server_duration
+                .record(*secs, &with(&l, "phase", phase));
         }
         if let Some(cost) = o.recordable_cost() {
             self.cost.record(cost, &l);
             self.cost_total.add(cost, &l);
         }
-        self.probes.add(1, &plus("result", o.result.as_str()));
+        self.probes.add(1, &with(&l, "result", o.result.as_str()));
         if let Some(input) = o.input_tokens {
-            self.probe_tokens.add(input, &plus("direction", "input"));
+            self.probe_tokens
+                .add(input, &with(&l, "direction", "input"));
         }
         self.probe_tokens
-            .add(o.output_tokens, &plus("direction", "output"));
+            .add(o.output_tokens, &with(&l, "direction", "output"));
         if o.token_count_mismatch() {
             self.mismatch.add(1, &l);
         }
         if let Some(r) = o.connection.retried {
-            self.retries.add(1, &plus("reason", r.as_str()));
+            self.retries.add(1, &with(&l, "reason", r.as_str()));
         }
         if let Some(c) = o.connection.used {
-            self.connections.add(1, &plus("connection", c.as_str()));
+            self.connections.add(1, &with(&l, "connection", c.as_str()));
         }
         self.success.record(if ok { 1.0 } else { 0.0 }, &l);
         self.last_probe
